@@ -1,0 +1,318 @@
+"""AgentCom wire protocol: every message on the agents' socket, as pydantic models.
+
+Frames are JSON text objects with a string ``type``. Message names, field names and error replies follow the
+original AgentCom so its sidecars and tools keep working; unknown fields pass through (are ignored). Types are
+strict: a string where an integer is expected is an error, never coerced.
+
+Sidecar -> hub: ``SidecarMessage`` (decoded with :func:`decode_sidecar`).
+Hub -> sidecar: ``HubMessage`` (decoded with :func:`decode_hub`, used by sidecars and test clients).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+PROTOCOL_VERSION = 1
+MAX_FRAME_BYTES = 1024 * 1024
+"""Largest frame either side accepts; bigger frames close the socket with 1009."""
+
+
+class Message(BaseModel):
+    """Base of every frame: strict types, unknown fields ignored, immutable."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    protocol_version: int = PROTOCOL_VERSION
+
+
+AgentId = Annotated[str, Field(min_length=1, max_length=128)]
+TaskId = Annotated[str, Field(min_length=1, max_length=128)]
+ShortText = Annotated[str, Field(max_length=256)]
+ErrorText = Annotated[str, Field(max_length=2000)]
+Json = dict[str, Any]
+
+
+# --- sidecar -> hub ---------------------------------------------------------------------------------------------
+
+
+class Identify(Message):
+    type: Literal["identify"]
+    agent_id: AgentId
+    token: Annotated[str, Field(min_length=1, max_length=256)]
+    name: ShortText | None = None
+    status: ShortText | None = None
+    capabilities: list[Annotated[str, Field(max_length=128)]] = []
+    ollama_url: Annotated[str, Field(max_length=512)] | None = None
+    client_type: ShortText | None = None
+    sandbox_level: ShortText | None = None
+    models: list[Annotated[str, Field(max_length=256)]] = []
+    pm2_info: Json | None = None
+
+
+class Ping(Message):
+    type: Literal["ping"]
+
+
+class TaskAccepted(Message):
+    type: Literal["task_accepted"]
+    task_id: TaskId
+    generation: int | None = None
+
+
+class TaskProgress(Message):
+    type: Literal["task_progress"]
+    task_id: TaskId
+    generation: int | None = None
+    progress: int | None = None
+    execution_event: Json | None = None
+
+
+class TaskComplete(Message):
+    type: Literal["task_complete"]
+    task_id: TaskId
+    generation: int
+    result: Json = {}
+    tokens_used: int | None = None
+    verification_report: Json | None = None
+    verification_history: list[Json] | None = None
+
+
+class TaskFailed(Message):
+    type: Literal["task_failed"]
+    task_id: TaskId
+    generation: int
+    error: ErrorText | None = None
+    reason: ErrorText | None = None
+    result: Json | None = None
+
+
+class TaskRejected(Message):
+    type: Literal["task_rejected"]
+    task_id: TaskId
+    generation: int | None = None
+    reason: ErrorText | None = None
+
+
+class TaskRecovering(Message):
+    type: Literal["task_recovering"]
+    task_id: TaskId
+    generation: int | None = None
+
+
+class StateReport(Message):
+    type: Literal["state_report"]
+    task_id: TaskId
+    status: ShortText | None = None
+    generation: int | None = None
+    assigned_at: int | None = None
+
+
+class ResourceReport(Message):
+    type: Literal["resource_report"]
+    cpu_percent: float | int | None = None
+    ram_used_bytes: int | None = None
+    ram_total_bytes: int | None = None
+    vram_used_bytes: int | None = None
+    vram_total_bytes: int | None = None
+    timestamp: int | None = None
+
+
+class AgentRestarting(Message):
+    type: Literal["agent_restarting"]
+    reason: ErrorText | None = None
+
+
+SidecarMessage = Annotated[
+    Identify
+    | Ping
+    | TaskAccepted
+    | TaskProgress
+    | TaskComplete
+    | TaskFailed
+    | TaskRejected
+    | TaskRecovering
+    | StateReport
+    | ResourceReport
+    | AgentRestarting,
+    Field(discriminator="type"),
+]
+
+
+# --- hub -> sidecar ---------------------------------------------------------------------------------------------
+
+
+class Identified(Message):
+    type: Literal["identified"] = "identified"
+    agent_id: str
+
+
+class ErrorReply(Message):
+    type: Literal["error"] = "error"
+    error: str
+    message_type: str | None = None
+    errors: list[Json] | None = None
+    detail: str | None = None
+    task_id: str | None = None
+
+
+class Pong(Message):
+    type: Literal["pong"] = "pong"
+    timestamp: int
+
+
+class TaskAssign(Message):
+    type: Literal["task_assign"] = "task_assign"
+    task_id: str
+    description: str
+    generation: int
+    assigned_at: int
+    metadata: Json = {}
+    repo: str | None = None
+    branch: str | None = None
+    file_hints: list[Json] = []
+    success_criteria: list[str] = []
+    verification_steps: list[Json] = []
+    complexity: Json | None = None
+    routing_decision: Json | None = None
+    executor: str | None = None
+    skip_verification: bool = False
+    verification_timeout_ms: int | None = None
+    max_verification_retries: int = 0
+
+
+class TaskAck(Message):
+    type: Literal["task_ack"] = "task_ack"
+    task_id: str
+    status: Literal["accepted", "complete", "retried", "dead_letter", "rejected", "duplicate"]
+
+
+class TaskContinue(Message):
+    type: Literal["task_continue"] = "task_continue"
+    task_id: str
+    generation: int
+
+
+class TaskReassign(Message):
+    type: Literal["task_reassign"] = "task_reassign"
+    task_id: str
+
+
+class TaskCancelled(Message):
+    type: Literal["task_cancelled"] = "task_cancelled"
+    task_id: str
+    timestamp: int
+
+
+class StateReportAck(Message):
+    type: Literal["state_report_ack"] = "state_report_ack"
+    task_id: str
+    action: Literal["continue", "abort"]
+    generation: int | None = None
+
+
+class RestartSidecar(Message):
+    type: Literal["restart_sidecar"] = "restart_sidecar"
+    reason: str = "hub_commanded"
+
+
+HubMessage = Annotated[
+    Identified
+    | ErrorReply
+    | Pong
+    | TaskAssign
+    | TaskAck
+    | TaskContinue
+    | TaskReassign
+    | TaskCancelled
+    | StateReportAck
+    | RestartSidecar,
+    Field(discriminator="type"),
+]
+
+sidecar_adapter: TypeAdapter[SidecarMessage] = TypeAdapter(SidecarMessage)
+hub_adapter: TypeAdapter[HubMessage] = TypeAdapter(HubMessage)
+
+SIDECAR_TYPES: tuple[str, ...] = tuple(
+    m.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
+    for m in (
+        Identify, Ping, TaskAccepted, TaskProgress, TaskComplete, TaskFailed, TaskRejected, TaskRecovering,
+        StateReport, ResourceReport, AgentRestarting,
+    )
+)
+
+
+class FrameError(Exception):
+    """A frame that cannot be accepted; ``reply`` is the AgentCom ``error`` message to send back."""
+
+    def __init__(self, reply: ErrorReply) -> None:
+        super().__init__(reply.error)
+        self.reply = reply
+
+
+_ERROR_CODES = {
+    "missing": "required",
+    "string_too_long": "too_long",
+    "too_long": "too_long",
+    "string_too_short": "invalid_value",
+    "literal_error": "invalid_value",
+    "enum": "invalid_value",
+    "greater_than_equal": "invalid_value",
+    "less_than_equal": "invalid_value",
+}
+
+
+def field_errors(exc: ValidationError, skip_prefix: int = 0) -> list[Json]:
+    """Translate pydantic errors into AgentCom's per-field error list ``[{field, error, detail, value?}]``."""
+    out: list[Json] = []
+    for err in exc.errors(include_url=False):
+        loc = [str(p) for p in err["loc"][skip_prefix:]]
+        code = _ERROR_CODES.get(err["type"], "wrong_type" if err["type"].endswith("_type") else "invalid_value")
+        item: Json = {"field": ".".join(loc) or "(body)", "error": code, "detail": err["msg"]}
+        if code != "required" and isinstance(err.get("input"), str | int | float | bool):
+            item["value"] = err["input"]
+        out.append(item)
+    return out
+
+
+def decode_sidecar(text: str | bytes) -> SidecarMessage:
+    """Parse and validate one frame from a sidecar, raising :class:`FrameError` with the reply to send."""
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        raise FrameError(ErrorReply(error="invalid_json")) from None
+    if not isinstance(data, dict):
+        raise FrameError(ErrorReply(error="invalid_json", detail="a frame must be a JSON object"))
+    mtype = data.get("type")
+    if mtype is None:
+        raise FrameError(ErrorReply(error="validation_failed", errors=[{"field": "type", "error": "required"}]))
+    if not isinstance(mtype, str):
+        raise FrameError(
+            ErrorReply(error="validation_failed", errors=[{"field": "type", "error": "wrong_type", "value": mtype}])
+        )
+    if mtype not in SIDECAR_TYPES:
+        raise FrameError(
+            ErrorReply(
+                error="unknown_message_type",
+                message_type=mtype[:64],
+                errors=[{"field": "type", "error": "unknown_message_type", "known_types": list(SIDECAR_TYPES)}],
+            )
+        )
+    try:
+        return sidecar_adapter.validate_python(data)
+    except ValidationError as exc:
+        raise FrameError(
+            ErrorReply(error="validation_failed", message_type=mtype, errors=field_errors(exc, skip_prefix=1))
+        ) from None
+
+
+def decode_hub(text: str | bytes) -> HubMessage:
+    """Parse one frame from the hub (sidecar side). Raises ``ValueError`` on anything malformed."""
+    return hub_adapter.validate_json(text)
+
+
+def encode(message: Message) -> str:
+    """Serialise a message to its JSON text frame (``None`` fields left out)."""
+    return message.model_dump_json(exclude_none=True)
