@@ -1,0 +1,41 @@
+"""Health and agent endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from hub.http import ApiError
+
+router = APIRouter()
+
+
+@router.get("/health")
+async def health(request: Request) -> dict[str, Any]:
+    hub = request.app.state.hub
+    stats = hub.queue.stats()["by_status"]
+    return {
+        "status": "ok",
+        "service": "agent_com",
+        "agents_connected": len(hub.agents.connected),
+        "uptime_ms": hub.clock.now_ms() - hub.started_at,
+        "tasks": {"queued": stats["queued"], "in_flight": stats["assigned"] + stats["working"]},
+        "violations": hub.violations.stats(),
+    }
+
+
+@router.get("/api/agents")
+async def list_agents(request: Request) -> dict[str, Any]:
+    return {"agents": request.app.state.hub.agents.views()}
+
+
+@router.get("/api/agents/{agent_id}")
+async def get_agent(agent_id: str, request: Request) -> dict[str, Any]:
+    hub = request.app.state.hub
+    agent = hub.agents.get(agent_id)
+    if agent is not None:
+        return agent.view()
+    if agent_id in hub.agents.departed:
+        return hub.agents.departed[agent_id]
+    raise ApiError(404, "agent_not_found", agent_id=agent_id)

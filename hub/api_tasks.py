@@ -1,0 +1,203 @@
+"""Task endpoints, with AgentCom's paths and field names."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from hub import complexity
+from hub.auth import Principal, Role
+from hub.http import ApiError, any_role, parse_body, writer
+from hub.queue import TaskNotFound, UnknownDependencies
+from hub.tasks import Priority, Task, TaskStatus, TransitionError, new_task_id
+
+router = APIRouter()
+
+PriorityName = Literal["urgent", "high", "normal", "low"]
+MAX_STEPS_WITHOUT_WARNING = 10
+
+
+class FileHint(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    path: Annotated[str, Field(min_length=1, max_length=1024)]
+    reason: Annotated[str, Field(max_length=1000)] | None = None
+
+
+class VerificationStep(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    type: Literal["file_exists", "test_passes", "git_clean", "command_succeeds"]
+    target: Annotated[str, Field(min_length=1, max_length=2000)]
+    description: Annotated[str, Field(max_length=1000)] | None = None
+    timeout_s: Annotated[float, Field(gt=0, le=3600)] | None = None
+
+
+class TaskSubmit(BaseModel):
+    """Body of ``POST /api/tasks``; unknown fields are ignored and reported back as warnings."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    description: Annotated[str, Field(min_length=1, max_length=10_000)]
+    priority: PriorityName | Annotated[int, Field(ge=0, le=3)] = "normal"
+    needed_capabilities: list[Annotated[str, Field(min_length=1, max_length=128)]] = []
+    metadata: dict[str, Any] = {}
+    max_retries: Annotated[int, Field(ge=1, le=100)] = 3
+    depends_on: list[Annotated[str, Field(min_length=1, max_length=128)]] = []
+    assign_to: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    complexity_tier: Literal["trivial", "standard", "complex", "unknown"] | None = None
+    success_criteria: list[Annotated[str, Field(max_length=2000)]] = []
+    verification_steps: list[VerificationStep] = []
+    file_hints: list[FileHint] = []
+    repo: Annotated[str, Field(max_length=512)] | None = None
+    branch: Annotated[str, Field(max_length=256)] | None = None
+    goal_id: Annotated[str, Field(max_length=128)] | None = None
+    executor: Literal["shell", "ollama", "claude"] | None = None
+    skip_verification: bool = False
+    verification_timeout_ms: Annotated[int, Field(gt=0, le=3_600_000)] | None = None
+    max_verification_retries: Annotated[int, Field(ge=0, le=5)] = 0
+    complete_by: int | None = None
+
+    @field_validator("repo")
+    @classmethod
+    def _normalise_repo(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        v = v.strip().rstrip("/")
+        return v[:-4] if v.endswith(".git") else v
+
+    def to_task(self, submitted_by: str, now_ms: int) -> Task:
+        priority = self.priority if isinstance(self.priority, int) else Priority[self.priority.upper()].value
+        assign_to = self.assign_to or (self.metadata.get("assign_to") if isinstance(self.metadata.get("assign_to"),
+                                                                                    str) else None)
+        return Task(
+            id=new_task_id(), description=self.description, created_at=now_ms, updated_at=now_ms,
+            priority=priority, metadata=self.metadata, needed_capabilities=sorted(set(self.needed_capabilities)),
+            max_retries=self.max_retries, depends_on=list(dict.fromkeys(self.depends_on)), assign_to=assign_to,
+            complexity_tier=self.complexity_tier,
+            complexity=complexity.build(self.complexity_tier, self.description, len(self.file_hints),
+                                        len(self.verification_steps)),
+            success_criteria=self.success_criteria,
+            verification_steps=[s.model_dump(exclude_none=True) for s in self.verification_steps],
+            file_hints=[h.model_dump(exclude_none=True) for h in self.file_hints], repo=self.repo,
+            branch=self.branch, goal_id=self.goal_id, executor=self.executor,
+            skip_verification=self.skip_verification, verification_timeout_ms=self.verification_timeout_ms,
+            max_verification_retries=self.max_verification_retries, complete_by=self.complete_by,
+            submitted_by=submitted_by,
+        )
+
+
+def _hub(request: Request) -> Any:
+    return request.app.state.hub
+
+
+@router.post("/api/tasks", status_code=201)
+async def submit_task(request: Request, who: Principal = Depends(writer)) -> dict[str, Any]:
+    hub = _hub(request)
+    body = await parse_body(request, TaskSubmit)
+    task = body.to_task(who.agent_id, hub.clock.now_ms())
+    try:
+        await hub.queue.submit(task)
+    except UnknownDependencies as exc:
+        raise ApiError(422, "validation_failed", errors=[
+            {"field": "depends_on", "error": "unknown_task", "detail": str(exc), "value": exc.missing}
+        ]) from None
+    hub.fleet.scheduler.wake()
+    out: dict[str, Any] = {"task_id": task.id, "status": str(task.status), "priority": task.priority,
+                           "created_at": task.created_at}
+    warnings = [f"unknown field '{k}' ignored" for k in (body.model_extra or {})]
+    if len(body.verification_steps) > MAX_STEPS_WITHOUT_WARNING:
+        warnings.append(f"{len(body.verification_steps)} verification steps; more than 10 slows every attempt")
+    if task.status is TaskStatus.DEAD_LETTER:
+        warnings.append(task.last_error or "a dependency already failed")
+    if warnings:
+        out["warnings"] = warnings
+    return out
+
+
+def _priority_filter(value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    if value.isdigit() and 0 <= int(value) <= 3:
+        return int(value)
+    try:
+        return Priority[value.upper()].value
+    except KeyError:
+        raise ApiError(422, "validation_failed", errors=[
+            {"field": "priority", "error": "invalid_value", "value": value,
+             "detail": "one of urgent, high, normal, low (or 0-3)"}]) from None
+
+
+@router.get("/api/tasks")
+async def list_tasks(request: Request, status: str | None = None, priority: str | None = None,
+                     assigned_to: str | None = None, goal_id: str | None = None, limit: int = 1000,
+                     _: Principal = Depends(any_role)) -> dict[str, Any]:
+    if status is not None and status not in TaskStatus.__members__.values():
+        raise ApiError(422, "validation_failed", errors=[
+            {"field": "status", "error": "invalid_value", "value": status,
+             "detail": "one of " + ", ".join(TaskStatus)}])
+    tasks = _hub(request).queue.list(status or None, _priority_filter(priority), assigned_to, goal_id,
+                                     max(1, min(limit, 10_000)))
+    return {"tasks": [t.public() for t in tasks], "count": len(tasks)}
+
+
+@router.get("/api/tasks/dead-letter")
+async def dead_letter(request: Request, _: Principal = Depends(any_role)) -> dict[str, Any]:
+    tasks = _hub(request).queue.list(str(TaskStatus.DEAD_LETTER))
+    return {"tasks": [t.public() for t in tasks], "count": len(tasks)}
+
+
+@router.get("/api/tasks/stats")
+async def task_stats(request: Request, _: Principal = Depends(any_role)) -> dict[str, Any]:
+    return _hub(request).queue.stats()
+
+
+def _task(request: Request, task_id: str) -> Task:
+    try:
+        return _hub(request).queue.get(task_id)
+    except TaskNotFound:
+        raise ApiError(404, "task_not_found", task_id=task_id) from None
+
+
+@router.get("/api/tasks/{task_id}")
+async def get_task(task_id: str, request: Request, _: Principal = Depends(any_role)) -> dict[str, Any]:
+    return _task(request, task_id).public()
+
+
+@router.get("/api/tasks/{task_id}/trajectory")
+async def get_trajectory(task_id: str, request: Request, after_seq: int = 0, limit: int = 1000,
+                         _: Principal = Depends(any_role)) -> dict[str, Any]:
+    _task(request, task_id)
+    events = await _hub(request).trajectory.read(task_id, after_seq, max(1, min(limit, 10_000)))
+    return {"task_id": task_id, "events": events, "count": len(events)}
+
+
+def _may_steer(who: Principal, task: Task) -> None:
+    if who.role is not Role.ADMIN and task.submitted_by != who.agent_id:
+        raise ApiError(403, "forbidden", detail="only an admin or the task's submitter may do this")
+
+
+@router.post("/api/tasks/{task_id}/cancel")
+async def cancel_task(task_id: str, request: Request, who: Principal = Depends(writer)) -> dict[str, Any]:
+    hub = _hub(request)
+    task = _task(request, task_id)
+    _may_steer(who, task)
+    try:
+        previous, agent_id = await hub.queue.cancel(task_id, by=who.agent_id)
+    except TransitionError as exc:
+        raise ApiError(409, exc.code, detail=str(exc), task_id=task_id) from None
+    if agent_id is not None:
+        await hub.fleet.cancel_on_agent(agent_id, task_id)
+    return {"status": "cancelled", "task_id": task_id, "previous_status": str(previous)}
+
+
+@router.post("/api/tasks/{task_id}/retry")
+async def retry_task(task_id: str, request: Request, who: Principal = Depends(writer)) -> dict[str, Any]:
+    hub = _hub(request)
+    _may_steer(who, _task(request, task_id))
+    try:
+        await hub.queue.retry(task_id, by=who.agent_id)
+    except TransitionError as exc:
+        raise ApiError(409, exc.code, detail=str(exc), task_id=task_id) from None
+    hub.fleet.scheduler.wake()
+    return {"status": "requeued", "task_id": task_id}

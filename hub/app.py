@@ -1,0 +1,125 @@
+"""The hub process: its parts, the FastAPI app and the lifespan that owns every background loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, WebSocket
+
+from hub import api_admin, api_agents, api_tasks, dashboard_socket
+from hub.agent_socket import Connection, serve_agent_socket
+from hub.agents import AgentRegistry
+from hub.auth import Auth, load_admin_token
+from hub.clock import Clock, SystemClock
+from hub.events import EventBus
+from hub.fleet import Fleet
+from hub.http import install_error_handlers
+from hub.queue import TaskQueue
+from hub.settings import HubSettings
+from hub.store import Store
+from hub.sweeps import run_sweeps
+from hub.trajectory import Trajectory
+from hub.violations import ViolationTracker
+
+logger = logging.getLogger(__name__)
+
+
+class Hub:
+    """Holds the hub's parts; built by :meth:`open`, torn down by :meth:`close`."""
+
+    store: Store
+    auth: Auth
+    queue: TaskQueue
+    trajectory: Trajectory
+    fleet: Fleet
+
+    def __init__(self, settings: HubSettings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.bus = EventBus()
+        self.agents = AgentRegistry(self.clock)
+        self.violations = ViolationTracker(self.clock, settings.violation_limit, settings.violation_window_s,
+                                           settings.violation_cooldowns_s)
+        self.sockets: set[Connection] = set()
+        self.started_at = self.clock.now_ms()
+        self.failed: str | None = None
+        self.on_fatal: Callable[[], None] = lambda: None
+        self.n_http_rejections = 0
+        self.admin_token = ""
+
+    def __repr__(self) -> str:
+        return f"<Hub agents={len(self.agents.connected)} {self.queue!r} {self.store!r}>"
+
+    async def open(self) -> None:
+        data_dir = self.settings.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        configured = self.settings.admin_token.get_secret_value() if self.settings.admin_token else None
+        self.admin_token = load_admin_token(data_dir, configured)
+        self.store = await Store.open(data_dir / "agentcom.db", self.settings.sqlite_synchronous)
+        self.auth = Auth(self.store, self.clock, self.admin_token)
+        await self.auth.load()
+        self.queue = TaskQueue(self.store, self.bus, self.clock, self.settings.max_history)
+        await self.queue.load()
+        self.trajectory = Trajectory(self.store, self.bus, self.clock)
+        self.fleet = Fleet(self.queue, self.agents, self.bus, self.clock)
+        self.started_at = self.clock.now_ms()
+
+    def background(self) -> dict[str, Callable[[], Coroutine[Any, Any, None]]]:
+        """Every long-lived loop of the hub, by name."""
+        return {
+            "scheduler": self.fleet.scheduler.run,
+            "sweeps": lambda: run_sweeps(self),
+            "dashboard": lambda: dashboard_socket.run_fanout(self),
+        }
+
+    async def supervised(self, name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run a loop; if it crashes, log loudly and stop the hub (pm2 restarts it) instead of limping on."""
+        try:
+            await loop()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.critical("background loop %r crashed; stopping the hub", name, exc_info=True)
+            self.failed = name
+            self.on_fatal()
+            raise
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    hub: Hub = app.state.hub
+    await hub.open()
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(hub.supervised("store-writer", hub.store.run_writer))
+        loops = [tg.create_task(hub.supervised(n, fn)) for n, fn in hub.background().items()]
+        hub.fleet.scheduler.wake()
+        try:
+            yield
+        finally:
+            for task in loops:
+                task.cancel()
+            for conn in list(hub.sockets):
+                await conn.close(1012, "hub shutting down")
+            await asyncio.gather(*loops, return_exceptions=True)
+            await hub.store.close()
+    logger.info("hub stopped")
+
+
+def create_app(settings: HubSettings, clock: Clock | None = None) -> FastAPI:
+    app = FastAPI(title="AgentCom hub", lifespan=lifespan, docs_url="/api/docs", redoc_url=None)
+    app.state.hub = Hub(settings, clock)
+    install_error_handlers(app)
+    app.include_router(api_agents.router)
+    app.include_router(api_tasks.router)
+    app.include_router(api_admin.router)
+    app.include_router(dashboard_socket.router)
+
+    @app.websocket("/ws")
+    async def agents_ws(ws: WebSocket) -> None:
+        await serve_agent_socket(ws, app.state.hub)
+
+    return app

@@ -1,0 +1,140 @@
+"""The fleet: connected agents, hand-out of tasks to them, and their release when an attempt ends.
+
+It joins the three owners (task queue, agent registry, scheduler) without writing around any of them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from hub.agents import Agent, AgentRegistry, AgentState, InvalidAgentTransition
+from hub.clock import Clock
+from hub.events import EventBus
+from hub.queue import TaskQueue
+from hub.routing import routing_decision
+from hub.scheduler import Candidate, Scheduler
+from hub.store import StoreError
+from hub.tasks import Task, TaskStatus
+from shared.protocol import Message, TaskAssign, TaskCancelled, encode
+
+logger = logging.getLogger(__name__)
+
+
+def assign_message(task: Task) -> TaskAssign:
+    return TaskAssign(
+        task_id=task.id, description=task.description, generation=task.generation,
+        assigned_at=task.assigned_at or 0, metadata=task.metadata, repo=task.repo, branch=task.branch,
+        file_hints=task.file_hints, success_criteria=task.success_criteria,
+        verification_steps=task.verification_steps, complexity=task.complexity,
+        routing_decision=task.routing_decision, executor=task.executor,
+        skip_verification=task.skip_verification, verification_timeout_ms=task.verification_timeout_ms,
+        max_verification_retries=task.max_verification_retries,
+    )
+
+
+class Fleet:
+    def __init__(self, queue: TaskQueue, agents: AgentRegistry, bus: EventBus, clock: Clock) -> None:
+        self.queue = queue
+        self.agents = agents
+        self._bus = bus
+        self._clock = clock
+        self.scheduler = Scheduler(queue.queued_in_order, self._idle, queue.deps_done, self.dispatch)
+        self.n_send_failures = 0
+
+    def _idle(self) -> list[Candidate]:
+        return [Candidate(a.agent_id, a.capabilities) for a in self.agents.idle()]
+
+    async def send(self, agent: Agent, message: Message) -> bool:
+        if agent.sender is None:
+            return False
+        try:
+            await agent.sender.send(encode(message))
+            return True
+        except Exception as exc:  # a dead socket; its own handler will notice and disconnect
+            self.n_send_failures += 1
+            logger.info("send to %s failed: %s", agent.agent_id, exc)
+            return False
+
+    def _publish_agent(self, event: str, agent: Agent, **extra: Any) -> None:
+        self._bus.publish({"kind": "agent_event", "event": event, "agent_id": agent.agent_id,
+                           "timestamp": self._clock.now_ms(), "agent": agent.view(), **extra})
+
+    async def connect(self, agent: Agent) -> Agent | None:
+        """Register a newly identified agent; returns a replaced older connection (the caller closes it).
+
+        If a task is still in flight for this agent (it reconnected, or the hub restarted), the agent waits in
+        ``assigned`` for its ``state_report``; one that never comes is reclaimed by the sweep.
+        """
+        old = self.agents.add(agent)
+        task = self.queue.assigned_to(agent.agent_id)
+        if task is not None:
+            await agent.fire("assign", self._clock.now_ms(), task.id)
+            agent.flags.add("awaiting_state_report")
+            agent.awaiting_report_since = self._clock.now_ms()
+        self._publish_agent("agent_joined", agent)
+        return old
+
+    async def disconnect(self, agent: Agent) -> None:
+        """The agent's socket is gone. Its task is not reclaimed at once: the sweep waits the reconnect grace."""
+        if await self.agents.remove(agent):
+            self._publish_agent("agent_left", agent)
+
+    async def dispatch(self, pairs: list[tuple[Task, str]]) -> None:
+        """Assign planned pairs durably, then push ``task_assign`` to each agent."""
+        now = self._clock.now_ms()
+        booked: list[tuple[Task, str]] = []
+        for task, agent_id in pairs:
+            agent = self.agents.get(agent_id)
+            if agent is None or agent.state != AgentState.IDLE:
+                continue
+            await agent.fire("assign", now, task.id)  # booked before any await: never two tasks to one agent
+            task.routing_decision = routing_decision(task, agent.models, now)
+            booked.append((task, agent_id))
+        try:
+            assigned = await self.queue.assign_many(booked)
+        except StoreError:
+            for _, agent_id in booked:
+                if (agent := self.agents.get(agent_id)) is not None:
+                    await self._release(agent, None)
+            raise
+        for task in assigned:
+            agent = self.agents.get(task.assigned_to or "")
+            if agent is not None:
+                await self.send(agent, assign_message(task))
+
+    async def _release(self, agent: Agent, task_id: str | None) -> None:
+        if task_id is not None and agent.current_task_id not in (None, task_id):
+            return
+        try:
+            if agent.state in (AgentState.ASSIGNED, AgentState.WORKING, AgentState.BLOCKED):
+                await agent.fire("release", self._clock.now_ms())
+        except InvalidAgentTransition as exc:
+            logger.warning("release ignored: %s", exc)
+        agent.flags.discard("awaiting_state_report")
+        agent.awaiting_report_since = None
+        self._publish_agent("status_changed", agent)
+        self.scheduler.wake()
+
+    async def attempt_ended(self, agent_id: str | None, task_id: str, ack: str) -> None:
+        """Free the agent after its attempt at ``task_id`` ended with ``ack`` (complete/retried/dead_letter)."""
+        agent = self.agents.get(agent_id) if agent_id else None
+        if agent is not None:
+            if ack == "complete":
+                agent.n_completed += 1
+            else:
+                agent.n_failed += 1
+            await self._release(agent, task_id)
+        self.scheduler.wake()
+
+    async def cancel_on_agent(self, agent_id: str | None, task_id: str) -> None:
+        """Tell the agent running ``task_id`` to stop, and free it."""
+        agent = self.agents.get(agent_id) if agent_id else None
+        if agent is not None:
+            await self.send(agent, TaskCancelled(task_id=task_id, timestamp=self._clock.now_ms()))
+            await self._release(agent, task_id)
+        self.scheduler.wake()
+
+    def in_flight_for(self, agent: Agent) -> Task | None:
+        task = self.queue.assigned_to(agent.agent_id)
+        return task if task is not None and task.status in (TaskStatus.ASSIGNED, TaskStatus.WORKING) else None

@@ -1,0 +1,110 @@
+"""HTTP plumbing shared by the routers: JSON errors in one shape, and token authentication with roles."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pydantic import BaseModel, ValidationError
+
+from hub.auth import Principal, Role
+from shared.protocol import field_errors
+
+M = TypeVar("M", bound=BaseModel)
+
+AUTH_HINT = "provide Authorization: Bearer <token>"
+
+
+class ApiError(Exception):
+    """An error answer: ``status`` code and a JSON body ``{"error": code, ...extra}``."""
+
+    def __init__(self, status: int, code: str, **extra: Any) -> None:
+        super().__init__(code)
+        self.status = status
+        self.code = code
+        self.extra = extra
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+        kind = err.get("type", "")
+        code = {"missing": "required", "string_too_long": "too_long", "literal_error": "invalid_value",
+                "extra_forbidden": "unknown_field"}.get(kind, "wrong_type" if kind.endswith("_type") else
+                                                          "invalid_value")
+        item: dict[str, Any] = {"field": ".".join(loc) or "(body)", "error": code, "detail": err.get("msg", "")}
+        value = err.get("input")
+        if code != "required" and isinstance(value, str | int | float | bool):
+            item["value"] = value if not isinstance(value, str) else value[:200]
+        out.append(item)
+    return out
+
+
+async def parse_body(request: Request, model: type[M]) -> M:
+    """Validate the JSON body against ``model`` whatever the Content-Type (curl -d sends form encoding)."""
+    raw = await request.body()
+    try:
+        data = json.loads(raw) if raw.strip() else None
+    except ValueError:
+        raise ApiError(400, "invalid_json", detail="the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(422, "validation_failed", errors=[
+            {"field": "(body)", "error": "wrong_type", "detail": "the body must be a JSON object"}])
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        request.app.state.hub.n_http_rejections += 1
+        raise ApiError(422, "validation_failed", errors=field_errors(exc)) from None
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"error": exc.code, **exc.extra}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            return JSONResponse({"error": "invalid_json", "detail": "the body is not valid JSON"}, status_code=400)
+        request.app.state.hub.n_http_rejections += 1
+        return JSONResponse({"error": "validation_failed", "errors": _validation_errors(exc)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse({"error": code, "detail": str(exc.detail)}, status_code=exc.status_code)
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return None
+
+
+def authenticate(request: Request, *roles: Role) -> Principal:
+    """The caller's principal; 401 without a valid token, 403 when its role is not among ``roles``."""
+    principal = request.app.state.hub.auth.verify(bearer_token(request))
+    if principal is None:
+        raise ApiError(401, "unauthorized", hint=AUTH_HINT)
+    if roles and principal.role not in roles:
+        raise ApiError(403, "forbidden", detail=f"needs role {' or '.join(roles)}, token has {principal.role}")
+    return principal
+
+
+def any_role(request: Request) -> Principal:
+    return authenticate(request)
+
+
+def writer(request: Request) -> Principal:
+    return authenticate(request, Role.ADMIN, Role.AGENT)
+
+
+def admin(request: Request) -> Principal:
+    return authenticate(request, Role.ADMIN)

@@ -1,0 +1,59 @@
+"""``agentcom hub``: run the hub until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from hub.server import HubServer
+from hub.settings import HubSettings
+
+logger = logging.getLogger("hub")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to bind (default 127.0.0.1; env AGENTCOM_HOST)")
+    parser.add_argument("--port", type=int, help="port to bind, 0 for any free one (default 4000)")
+    parser.add_argument("--data-dir", type=Path, help="directory for the database and admin token")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def settings_from(args: argparse.Namespace) -> HubSettings:
+    overrides = {k: v for k, v in {"host": args.host, "port": args.port, "data_dir": args.data_dir}.items()
+                 if v is not None}
+    return HubSettings(**overrides)
+
+
+async def serve(settings: HubSettings) -> int:
+    server = HubServer(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server._fatal)
+    url = await server.start()
+    (settings.data_dir / "hub.url").write_text(url + "\n")
+    token_note = "from AGENTCOM_ADMIN_TOKEN" if settings.admin_token else f"in {settings.data_dir / 'admin.token'}"
+    print(f"agentcom hub ready url={url}", flush=True)
+    print(f"  dashboard: {url}/dashboard   admin token: {token_note}", flush=True)
+    await server.wait()
+    return 1 if server.hub.failed else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = settings_from(args)
+    except Exception as exc:  # pydantic's ValidationError, shown plainly
+        print(f"agentcom hub: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(serve(settings))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="agentcom hub", description="Run the AgentCom hub.")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

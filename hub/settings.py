@@ -1,0 +1,50 @@
+"""Hub settings: one pydantic model, read once in ``main`` from flags and ``AGENTCOM_*`` variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class HubSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AGENTCOM_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    """Address the hub binds (HTTP, /ws and /ws/dashboard share it)."""
+    port: int = Field(4000, ge=0, le=65535)
+    """Port; 0 picks a free one (the bound URL is printed and written to DATA_DIR/hub.url)."""
+    data_dir: Path = Path.home() / ".agentcom" / "hub"
+    """Directory holding the SQLite database, the admin token and backups."""
+    admin_token: SecretStr | None = None
+    """Admin token; when unset one is generated on first start and written to DATA_DIR/admin.token (0600)."""
+    sqlite_synchronous: str = Field("FULL", pattern="^(FULL|NORMAL)$")
+    """SQLite durability: FULL survives power loss, NORMAL survives a process crash."""
+
+    acceptance_timeout_s: float = Field(60.0, gt=0)
+    """An assigned task not accepted within this time is reclaimed (the attempt counts)."""
+    reconnect_grace_s: float = Field(15.0, ge=0)
+    """A task whose agent disconnected is reclaimed if the agent has not come back within this time."""
+    presence_ttl_s: float = Field(60.0, gt=0)
+    """An agent socket silent (no frame, no ping) for this long is evicted."""
+    stuck_after_s: float = Field(600.0, gt=0)
+    """An assigned task with no update for this long is reclaimed."""
+    stuck_working_after_s: float = Field(1200.0, gt=0)
+    """Like ``stuck_after_s`` while the agent reports it is working."""
+    sweep_interval_s: float = Field(1.0, gt=0)
+    """How often the timeout sweeps look at assigned tasks."""
+    ws_ping_interval_s: float = Field(20.0, gt=0)
+    """Protocol-level WebSocket pings from the hub, to notice dead TCP connections."""
+
+    max_frame_bytes: int = Field(1024 * 1024, ge=1024)
+    """Largest WebSocket frame accepted; bigger ones close the socket with 1009."""
+    violation_limit: int = Field(10, ge=1)
+    """Invalid frames within ``violation_window_s`` before the socket is closed with 1008."""
+    violation_window_s: float = Field(60.0, gt=0)
+    violation_cooldowns_s: tuple[float, ...] = (30.0, 60.0, 300.0)
+    """Cooldown after the 1st, 2nd and later violation disconnects of one agent."""
+    max_history: int = Field(50, ge=5)
+    """History entries kept per task (oldest dropped)."""
+    dashboard_batch_ms: int = Field(100, ge=10)
+    """Dashboard events are batched and flushed this often."""

@@ -1,0 +1,167 @@
+"""Durable store: SQLite in WAL mode through aiosqlite, with one writer that group-commits.
+
+Callers hand writes to :meth:`Store.write` and are answered only once the transaction holding them has committed
+("write before you say"). The writer drains everything pending into one transaction, so under load many state
+changes share one fsync instead of paying one each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+logger = logging.getLogger(__name__)
+
+Write = tuple[str, Sequence[Any]]
+"""One statement and its parameters."""
+
+UPSERT_TASK = (
+    "INSERT INTO tasks (id, status, priority, created_at, updated_at, assigned_to, goal_id, body)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET status=excluded.status,"
+    " priority=excluded.priority, updated_at=excluded.updated_at, assigned_to=excluded.assigned_to,"
+    " goal_id=excluded.goal_id, body=excluded.body"
+)
+INSERT_TOKEN = "INSERT INTO tokens (token_hash, agent_id, role, prefix, created_at) VALUES (?, ?, ?, ?, ?)"
+DELETE_TOKENS = "DELETE FROM tokens WHERE agent_id = ?"
+UPSERT_AGENT = "INSERT INTO agents (id, body) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET body=excluded.body"
+INSERT_TRAJECTORY = "INSERT OR IGNORE INTO trajectory (task_id, seq, ts, kind, payload) VALUES (?, ?, ?, ?, ?)"
+
+
+class StoreError(Exception):
+    """The database refused a write or a read."""
+
+
+def _migrations() -> list[tuple[int, str]]:
+    files = sorted(
+        (p for p in resources.files("hub").joinpath("migrations").iterdir() if p.name.endswith(".sql")),
+        key=lambda p: p.name,
+    )
+    return [(int(p.name.split("_", 1)[0]), p.read_text()) for p in files]
+
+
+class Store:
+    """The hub's only database connection. Reads go straight through; writes go through the writer task."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+        self._pending: list[tuple[list[Write], asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._closed = False
+        self._writer_running = False
+        self._writer_stopped = asyncio.Event()
+        self.n_commits = 0
+        self.n_writes = 0
+
+    def __repr__(self) -> str:
+        return f"<Store {self.path.name} commits={self.n_commits} writes={self.n_writes} pending={len(self._pending)}>"
+
+    @classmethod
+    async def open(cls, path: Path, synchronous: str = "FULL") -> Store:
+        """Open (creating if needed) the database at ``path`` and apply pending migrations."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = await aiosqlite.connect(path, isolation_level=None)
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute(f"PRAGMA synchronous={synchronous}")
+            await db.execute("PRAGMA foreign_keys=ON")
+            store = cls(db, path)
+            await store._migrate()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open {path}: {exc}") from exc
+        return store
+
+    async def _migrate(self) -> None:
+        async with self._db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        version = row[0] if row else 0
+        for number, sql in _migrations():
+            if number <= version:
+                continue
+            await self._db.execute("BEGIN")
+            try:
+                for statement in filter(None, (s.strip() for s in sql.split(";"))):
+                    await self._db.execute(statement)
+                await self._db.execute(f"PRAGMA user_version={number}")
+                await self._db.execute("COMMIT")
+            except sqlite3.Error:
+                await self._db.execute("ROLLBACK")
+                raise
+            logger.info("store migrated to version %d", number)
+
+    async def close(self) -> None:
+        """Stop taking writes, let the writer commit what is pending, then close the connection."""
+        self._closed = True
+        self._wake.set()
+        if self._writer_running:
+            await self._writer_stopped.wait()
+        await self._db.close()
+
+    async def write(self, writes: Iterable[Write]) -> None:
+        """Queue ``writes`` for the next transaction and return once it has committed."""
+        batch = list(writes)
+        if not batch:
+            return
+        if self._closed:
+            raise StoreError("store is closed")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((batch, fut))
+        self._wake.set()
+        await fut
+
+    async def run_writer(self) -> None:
+        """Drain pending writes into transactions until the store closes (owned by the hub's TaskGroup)."""
+        self._writer_running = True
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._pending:
+                    group, self._pending = self._pending, []
+                    await self._commit(group)
+                if self._closed:
+                    return
+        finally:
+            self._writer_running = False
+            self._writer_stopped.set()
+
+    async def _commit(self, group: list[tuple[list[Write], asyncio.Future[None]]]) -> None:
+        by_sql: dict[str, list[Sequence[Any]]] = {}
+        for writes, _ in group:
+            for sql, params in writes:
+                by_sql.setdefault(sql, []).append(params)
+        try:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, rows in by_sql.items():
+                    await self._db.executemany(sql, rows)
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            logger.error("store commit failed: %s", exc)
+            error = StoreError(str(exc))
+            for _, fut in group:
+                if not fut.done():
+                    fut.set_exception(error)
+            return
+        self.n_commits += 1
+        self.n_writes += sum(len(rows) for rows in by_sql.values())
+        for _, fut in group:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            async with self._db.execute(sql, params) as cur:
+                return list(await cur.fetchall())
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from exc

@@ -1,0 +1,88 @@
+"""Timeout sweeps: acceptance timeout, lost agents, stuck tasks and silent sockets.
+
+:func:`due_reclaims` is the decision (pure, over tasks, agents and ``now``); :func:`run_sweeps` applies it on a
+steady cadence. Every reclaim ends an attempt, so it counts toward ``max_retries``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from hub.agents import Agent
+from hub.settings import HubSettings
+from hub.tasks import EndReason, Task, TaskStatus, TransitionError
+
+if TYPE_CHECKING:
+    from hub.app import Hub
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reclaim:
+    task_id: str
+    generation: int
+    reason: EndReason
+    error: str
+
+
+def due_reclaims(
+    in_flight: Iterable[Task], connected: dict[str, Agent], departed_at: dict[str, int], started_at: int,
+    now: int, settings: HubSettings,
+) -> list[Reclaim]:
+    """Which in-flight attempts have run out of time, and why."""
+    out: list[Reclaim] = []
+    ms = lambda s: int(s * 1000)  # noqa: E731
+    for task in in_flight:
+        agent = connected.get(task.assigned_to or "")
+        if agent is None:
+            gone_since = departed_at.get(task.assigned_to or "", started_at)
+            if now - gone_since >= ms(settings.reconnect_grace_s):
+                out.append(Reclaim(task.id, task.generation, EndReason.AGENT_LOST, "agent disconnected"))
+        elif agent.awaiting_report_since is not None and now - agent.awaiting_report_since >= ms(
+            settings.acceptance_timeout_s
+        ):
+            out.append(Reclaim(task.id, task.generation, EndReason.AGENT_LOST, "no state_report after reconnect"))
+        elif task.status is TaskStatus.ASSIGNED and now - (task.assigned_at or now) >= ms(settings.acceptance_timeout_s):
+            out.append(Reclaim(task.id, task.generation, EndReason.TIMEOUT, "not accepted in time"))
+        else:
+            limit = settings.stuck_working_after_s if task.status is TaskStatus.WORKING else settings.stuck_after_s
+            if now - task.updated_at >= ms(limit):
+                out.append(Reclaim(task.id, task.generation, EndReason.STUCK, f"no update for {limit:.0f}s"))
+    return out
+
+
+async def sweep_once(hub: Hub) -> int:
+    now = hub.clock.now_ms()
+    departed = {aid: int(v.get("disconnected_at", now)) for aid, v in hub.agents.departed.items()}
+    reclaims = due_reclaims(hub.queue.in_flight(), hub.agents.connected, departed, hub.started_at, now,
+                            hub.settings)
+    for r in reclaims:
+        task = hub.queue.tasks[r.task_id]
+        agent_id = task.assigned_to
+        try:
+            ack = await hub.queue.reclaim(r.task_id, r.reason, r.error, generation=r.generation)
+        except TransitionError:
+            continue  # it changed meanwhile (a report arrived): nothing to reclaim
+        logger.warning("reclaimed task_id=%s agent_id=%s reason=%s -> %s", r.task_id, agent_id, r.reason, ack)
+        agent = hub.agents.get(agent_id or "")
+        if agent is not None and r.reason is EndReason.TIMEOUT:
+            agent.flags.add("unresponsive")
+        await hub.fleet.cancel_on_agent(agent_id, r.task_id)
+    for agent in list(hub.agents.connected.values()):
+        if now - agent.last_seen >= int(hub.settings.presence_ttl_s * 1000) and agent.sender is not None:
+            logger.warning("evicting silent agent %s", agent.agent_id)
+            await agent.sender.close(1001, "stale connection")  # type: ignore[attr-defined]
+            await hub.fleet.disconnect(agent)
+    return len(reclaims)
+
+
+async def run_sweeps(hub: Hub) -> None:
+    """Sweep every ``sweep_interval_s`` forever (owned by the hub's TaskGroup)."""
+    while True:
+        await asyncio.sleep(hub.settings.sweep_interval_s)
+        await sweep_once(hub)

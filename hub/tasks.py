@@ -1,0 +1,265 @@
+"""The task record and its state machine, as pure functions over plain data.
+
+    queued --assign--> assigned --accept--> working --complete--> completed
+       ^                  |                    |
+       +---- end_attempt (failure, timeout, lost agent, rejection) while retries remain
+                          +--------------------+--> dead_letter when they do not
+    any live status --cancel--> cancelled;   dead_letter --retry--> queued
+
+Every function checks the current status (and the generation for agent reports), changes the task in place,
+appends a history entry and returns nothing; a refused transition raises :class:`TransitionError` whose ``code``
+is the reason sent back to the caller. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass, field, fields
+from enum import IntEnum, StrEnum
+from typing import Any
+
+
+class TaskStatus(StrEnum):
+    QUEUED = "queued"
+    ASSIGNED = "assigned"
+    WORKING = "working"
+    COMPLETED = "completed"
+    DEAD_LETTER = "dead_letter"
+    CANCELLED = "cancelled"
+
+
+LIVE = frozenset({TaskStatus.QUEUED, TaskStatus.ASSIGNED, TaskStatus.WORKING})
+IN_FLIGHT = frozenset({TaskStatus.ASSIGNED, TaskStatus.WORKING})
+FINAL = frozenset({TaskStatus.COMPLETED, TaskStatus.DEAD_LETTER, TaskStatus.CANCELLED})
+
+
+class Priority(IntEnum):
+    URGENT = 0
+    HIGH = 1
+    NORMAL = 2
+    LOW = 3
+
+
+class EndReason(StrEnum):
+    """Why an attempt ended without success; recorded as the dead-letter reason code."""
+
+    AGENT_ERROR = "agent_error"
+    VERIFICATION_FAILED = "verification_failed"
+    TIMEOUT = "timeout"
+    AGENT_LOST = "agent_lost"
+    REJECTED = "rejected"
+    STUCK = "stuck"
+    DEPENDENCY_FAILED = "dependency_failed"
+
+
+class TransitionError(Exception):
+    """A transition the task's current state does not allow; ``code`` is the machine-readable reason."""
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+
+
+def new_task_id() -> str:
+    return "task-" + secrets.token_hex(8)
+
+
+@dataclass(slots=True)
+class Task:
+    id: str
+    description: str
+    created_at: int
+    updated_at: int
+    status: TaskStatus = TaskStatus.QUEUED
+    priority: int = Priority.NORMAL
+    metadata: dict[str, Any] = field(default_factory=dict)
+    needed_capabilities: list[str] = field(default_factory=list)
+    max_retries: int = 3
+    retry_count: int = 0
+    generation: int = 0
+    depends_on: list[str] = field(default_factory=list)
+    assign_to: str | None = None
+    complexity_tier: str | None = None
+    complexity: dict[str, Any] | None = None
+    routing_decision: dict[str, Any] | None = None
+    success_criteria: list[str] = field(default_factory=list)
+    verification_steps: list[dict[str, Any]] = field(default_factory=list)
+    file_hints: list[dict[str, Any]] = field(default_factory=list)
+    repo: str | None = None
+    branch: str | None = None
+    goal_id: str | None = None
+    executor: str | None = None
+    skip_verification: bool = False
+    verification_timeout_ms: int | None = None
+    max_verification_retries: int = 0
+    complete_by: int | None = None
+    submitted_by: str | None = None
+    assigned_to: str | None = None
+    assigned_at: int | None = None
+    accepted_at: int | None = None
+    completed_at: int | None = None
+    result: dict[str, Any] | None = None
+    outcome: str | None = None
+    tokens_used: int | None = None
+    verification_report: dict[str, Any] | None = None
+    verification_history: list[dict[str, Any]] | None = None
+    last_error: str | None = None
+    dead_letter_reason: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Task:
+        data = json.loads(text)
+        data["status"] = TaskStatus(data["status"])
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def public(self) -> dict[str, Any]:
+        """The task as the HTTP API shows it."""
+        out = self.as_dict()
+        out["priority_name"] = Priority(self.priority).name.lower()
+        return out
+
+
+def record(task: Task, event: str, now_ms: int, max_history: int = 50, **details: Any) -> None:
+    task.updated_at = now_ms
+    task.history.append({"event": event, "timestamp": now_ms, "details": details})
+    if len(task.history) > max_history:
+        del task.history[: len(task.history) - max_history]
+
+
+def _expect(task: Task, allowed: frozenset[TaskStatus] | set[TaskStatus]) -> None:
+    if task.status not in allowed:
+        raise TransitionError("invalid_state", f"task is {task.status}")
+
+
+def _fence(task: Task, generation: int | None) -> None:
+    if generation is not None and generation != task.generation:
+        raise TransitionError("stale_generation", f"report for generation {generation}, task is at {task.generation}")
+
+
+def assign(task: Task, agent_id: str, now_ms: int) -> None:
+    _expect(task, {TaskStatus.QUEUED})
+    task.status = TaskStatus.ASSIGNED
+    task.generation += 1
+    task.assigned_to = agent_id
+    task.assigned_at = now_ms
+    task.accepted_at = None
+    record(task, "assigned", now_ms, agent_id=agent_id, generation=task.generation)
+
+
+def accept(task: Task, agent_id: str, generation: int | None, now_ms: int) -> None:
+    _expect(task, IN_FLIGHT)
+    _fence(task, generation)
+    if task.assigned_to != agent_id:
+        raise TransitionError("not_assigned_to_you", f"task is assigned to {task.assigned_to}")
+    if task.status is TaskStatus.WORKING:
+        return
+    task.status = TaskStatus.WORKING
+    task.accepted_at = now_ms
+    record(task, "accepted", now_ms, agent_id=agent_id)
+
+
+def outcome_of(result: dict[str, Any], verification_report: dict[str, Any] | None) -> str:
+    """Classify a reported result: ``verified``, ``partial_pass``, ``failed`` or ``unverified``.
+
+    The agent's own word never makes a success: an explicit failure status or a failed verification is a failure.
+    """
+    status = str(result.get("status", "success")).lower()
+    vstatus = str(result.get("verification_status") or (verification_report or {}).get("status") or "").lower()
+    if status in {"failed", "failure", "error", "timeout"} or vstatus in {"failed", "fail", "error", "execution_failed"}:
+        return "failed"
+    if vstatus == "partial_pass":
+        return "partial_pass"
+    if vstatus in {"verified", "pass", "passed"}:
+        return "verified"
+    return "unverified"
+
+
+def complete(
+    task: Task,
+    agent_id: str,
+    generation: int,
+    result: dict[str, Any],
+    outcome: str,
+    now_ms: int,
+    tokens_used: int | None = None,
+    verification_report: dict[str, Any] | None = None,
+    verification_history: list[dict[str, Any]] | None = None,
+) -> None:
+    _expect(task, IN_FLIGHT)
+    _fence(task, generation)
+    if task.assigned_to != agent_id:
+        raise TransitionError("not_assigned_to_you", f"task is assigned to {task.assigned_to}")
+    task.status = TaskStatus.COMPLETED
+    task.result = result
+    task.outcome = outcome
+    task.tokens_used = tokens_used
+    task.verification_report = verification_report
+    task.verification_history = verification_history
+    task.completed_at = now_ms
+    task.last_error = None
+    record(task, "completed", now_ms, agent_id=agent_id, outcome=outcome, generation=generation)
+
+
+def end_attempt(task: Task, reason: EndReason, error: str, now_ms: int, result: dict[str, Any] | None = None) -> str:
+    """End the current attempt without success; returns ``"retried"`` or ``"dead_letter"``.
+
+    Every ended attempt counts toward ``max_retries``, whatever ended it, so a poison task reaches dead-letter.
+    """
+    _expect(task, IN_FLIGHT)
+    agent_id = task.assigned_to
+    task.retry_count += 1
+    task.last_error = f"{reason}: {error}" if error else str(reason)
+    if result is not None:
+        task.result = result
+    task.assigned_to = None
+    task.accepted_at = None
+    if task.retry_count >= task.max_retries:
+        task.status = TaskStatus.DEAD_LETTER
+        task.dead_letter_reason = str(reason)
+        record(task, "dead_letter", now_ms, reason=str(reason), error=error, agent_id=agent_id)
+        return "dead_letter"
+    task.status = TaskStatus.QUEUED
+    task.generation += 1
+    record(task, "retried", now_ms, reason=str(reason), error=error, agent_id=agent_id, retry_count=task.retry_count)
+    return "retried"
+
+
+def fail_dependency(task: Task, dependency_id: str, now_ms: int) -> None:
+    """A dependency can never complete: the dependent fails visibly instead of waiting forever."""
+    _expect(task, LIVE)
+    task.status = TaskStatus.DEAD_LETTER
+    task.assigned_to = None
+    task.dead_letter_reason = str(EndReason.DEPENDENCY_FAILED)
+    task.last_error = f"dependency_failed: {dependency_id}"
+    record(task, "dead_letter", now_ms, reason="dependency_failed", dependency=dependency_id)
+
+
+def cancel(task: Task, now_ms: int, by: str | None = None) -> TaskStatus:
+    """Cancel a task that has not finished; returns the status it had."""
+    _expect(task, LIVE | {TaskStatus.DEAD_LETTER})
+    previous = task.status
+    task.status = TaskStatus.CANCELLED
+    task.generation += 1
+    record(task, "cancelled", now_ms, previous_status=str(previous), by=by, agent_id=task.assigned_to)
+    return previous
+
+
+def retry(task: Task, now_ms: int, by: str | None = None) -> None:
+    """Put a dead-lettered (or cancelled) task back in the queue with a fresh retry budget."""
+    _expect(task, {TaskStatus.DEAD_LETTER, TaskStatus.CANCELLED})
+    task.status = TaskStatus.QUEUED
+    task.retry_count = 0
+    task.generation += 1
+    task.assigned_to = None
+    task.last_error = None
+    task.dead_letter_reason = None
+    record(task, "requeued", now_ms, by=by)

@@ -1,0 +1,48 @@
+"""A task's trajectory: every execution event an agent streamed (tool calls, tokens, model turns), in order."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hub.clock import Clock
+from hub.events import EventBus
+from hub.store import INSERT_TRAJECTORY, Store
+
+MAX_PAYLOAD_BYTES = 64 * 1024
+
+
+class Trajectory:
+    """Appends events durably and publishes them at once to live subscribers (the dashboard)."""
+
+    def __init__(self, store: Store, bus: EventBus, clock: Clock) -> None:
+        self._store = store
+        self._bus = bus
+        self._clock = clock
+        self._next_seq: dict[str, int] = {}
+
+    async def _seq(self, task_id: str) -> int:
+        if task_id not in self._next_seq:
+            rows = await self._store.fetch_all("SELECT MAX(seq) FROM trajectory WHERE task_id = ?", (task_id,))
+            self._next_seq[task_id] = (rows[0][0] or 0) + 1 if rows and rows[0][0] is not None else 1
+        seq = self._next_seq[task_id]
+        self._next_seq[task_id] = seq + 1
+        return seq
+
+    async def append(self, task_id: str, agent_id: str, event: dict[str, Any]) -> None:
+        now = self._clock.now_ms()
+        kind = str(event.get("event_type", "event"))[:64]
+        payload = json.dumps(event, separators=(",", ":"), default=str)
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            payload = json.dumps({"event_type": kind, "truncated": True, "text": payload[:MAX_PAYLOAD_BYTES]})
+        seq = await self._seq(task_id)
+        self._bus.publish({"kind": "execution_event", "task_id": task_id, "agent_id": agent_id, "seq": seq,
+                           "timestamp": now, **{k: v for k, v in event.items() if k not in {"full", "messages"}}})
+        await self._store.write([(INSERT_TRAJECTORY, (task_id, seq, now, kind, payload))])
+
+    async def read(self, task_id: str, after_seq: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        rows = await self._store.fetch_all(
+            "SELECT seq, ts, kind, payload FROM trajectory WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (task_id, after_seq, limit),
+        )
+        return [{"seq": s, "timestamp": ts, "kind": k, "event": json.loads(p)} for s, ts, k, p in rows]

@@ -1,0 +1,33 @@
+"""The ``agentcom`` command: one entry point, a subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="agentcom", description="AgentCom: run a fleet of AI coding agents.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    from hub import main as hub_main
+
+    p = sub.add_parser("hub", help="run the hub (HTTP API, agent and dashboard sockets)")
+    hub_main.add_arguments(p)
+    p.set_defaults(run=hub_main.run)
+
+    try:
+        from sidecar import main as sidecar_main
+    except ImportError:
+        sidecar_main = None  # type: ignore[assignment]
+    if sidecar_main is not None and hasattr(sidecar_main, "add_arguments"):
+        p = sub.add_parser("sidecar", help="run a sidecar (one per agent host)")
+        sidecar_main.add_arguments(p)
+        p.set_defaults(run=sidecar_main.run)
+
+    args = parser.parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
