@@ -138,14 +138,9 @@ class Store:
             for sql, params in writes:
                 by_sql.setdefault(sql, []).append(params)
         try:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, rows in by_sql.items():
-                    await self._db.executemany(sql, rows)
-                await self._db.execute("COMMIT")
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
+            # One thread hop for the whole transaction (a hop per statement costs ~0.2 ms each); aiosqlite has no
+            # public call for running a function on its connection thread, so its documented-in-source one is used.
+            await self._db._execute(self._transaction, by_sql)
         except sqlite3.Error as exc:
             logger.error("store commit failed: %s", exc)
             error = StoreError(str(exc))
@@ -158,6 +153,18 @@ class Store:
         for _, fut in group:
             if not fut.done():
                 fut.set_result(None)
+
+    def _transaction(self, by_sql: dict[str, list[Sequence[Any]]]) -> None:
+        """Runs on aiosqlite's connection thread: all statements of one group in one transaction."""
+        conn = self._db._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, rows in by_sql.items():
+                conn.executemany(sql, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
