@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from hub.agents import Agent, AgentState, InvalidAgentTransition
 from hub.auth import Role
-from hub.queue import TaskNotFound
+from hub.queue import OnApplied, TaskNotFound
 from hub.tasks import EndReason, TaskStatus, TransitionError
 from shared import protocol as P
 
@@ -20,6 +21,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 _conn_ids = itertools.count(1)
+_previous_frame: ContextVar[asyncio.Future[None] | None] = ContextVar("_previous_frame", default=None)
+"""Set in each pipelined frame's task: the completion of the frame before it, which its replies must follow."""
+MAX_FRAMES_IN_FLIGHT = 64
 
 
 class Connection:
@@ -51,7 +55,26 @@ class AgentSession:
         self.agent: Agent | None = None
 
     async def reply(self, message: P.Message) -> None:
+        previous = _previous_frame.get()
+        if previous is not None:
+            await previous  # replies leave in the order the frames came in
         await self.conn.send(P.encode(message))
+
+    async def handle_in_order(self, text: str, previous: asyncio.Future[None] | None,
+                              done: asyncio.Future[None]) -> None:
+        """Handle one frame concurrently with its neighbours (their commits coalesce) but reply in order."""
+        _previous_frame.set(previous)
+        try:
+            if not await self.handle(text):
+                await self.conn.close(1008, "closing")
+        except (RuntimeError, OSError, WebSocketDisconnect) as exc:
+            logger.info("agent socket %s: reply failed: %r", self.conn.key, exc)
+        except Exception:
+            logger.exception("agent socket %s: handler failed", self.conn.key)
+        finally:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            done.set_result(None)
 
     async def violation(self, reply: P.ErrorReply) -> bool:
         """Answer an invalid frame; True when the socket was closed for too many of them."""
@@ -127,6 +150,9 @@ class AgentSession:
             return
         if agent.state == AgentState.ASSIGNED and agent.current_task_id == msg.task_id:
             await agent.fire("accept", self.hub.clock.now_ms(), msg.task_id)
+        if agent.current_task_id == msg.task_id:  # after a reconnect this says what it is doing, as a state_report
+            agent.flags.discard("awaiting_state_report")
+            agent.awaiting_report_since = None
         await self.reply(P.TaskAck(task_id=msg.task_id, status="accepted"))
 
     async def on_task_progress(self, agent: Agent, msg: P.TaskProgress) -> None:
@@ -144,22 +170,30 @@ class AgentSession:
             ack = await self.hub.queue.complete(
                 msg.task_id, agent.agent_id, msg.generation, msg.result, tokens_used=msg.tokens_used,
                 verification_report=msg.verification_report, verification_history=msg.verification_history,
+                on_applied=self._freer(agent, msg.task_id),
             )
         except (TransitionError, TaskNotFound) as exc:
             await self._refused("task_complete_failed", msg.task_id, exc)
             return
         await self.reply(P.TaskAck(task_id=msg.task_id, status=ack))  # type: ignore[arg-type]
-        await self.hub.fleet.attempt_ended(agent.agent_id, msg.task_id, ack)
+
+    def _freer(self, agent: Agent, task_id: str) -> OnApplied:
+        """Free the agent as soon as its attempt's end is applied, so its next task joins the same commit."""
+
+        async def free(ack: str) -> None:
+            await self.hub.fleet.attempt_ended(agent.agent_id, task_id, ack)
+
+        return free
 
     async def on_task_failed(self, agent: Agent, msg: P.TaskFailed) -> None:
         error = msg.error or msg.reason or "unspecified failure"
         try:
-            ack = await self.hub.queue.fail(msg.task_id, agent.agent_id, msg.generation, error, result=msg.result)
+            ack = await self.hub.queue.fail(msg.task_id, agent.agent_id, msg.generation, error, result=msg.result,
+                                            on_applied=self._freer(agent, msg.task_id))
         except (TransitionError, TaskNotFound) as exc:
             await self._refused("task_fail_failed", msg.task_id, exc)
             return
         await self.reply(P.TaskAck(task_id=msg.task_id, status=ack))  # type: ignore[arg-type]
-        await self.hub.fleet.attempt_ended(agent.agent_id, msg.task_id, ack)
 
     async def on_task_rejected(self, agent: Agent, msg: P.TaskRejected) -> None:
         task = self.hub.queue.tasks.get(msg.task_id)
@@ -168,13 +202,12 @@ class AgentSession:
             await self.reply(P.ErrorReply(error="task_reject_failed: not_assigned_to_you", task_id=msg.task_id))
             return
         try:
-            ack = await self.hub.queue.reclaim(msg.task_id, EndReason.REJECTED, msg.reason or "rejected",
-                                               generation=msg.generation)
+            await self.hub.queue.reclaim(msg.task_id, EndReason.REJECTED, msg.reason or "rejected",
+                                         generation=msg.generation, on_applied=self._freer(agent, msg.task_id))
         except TransitionError as exc:
             await self._refused("task_reject_failed", msg.task_id, exc)
             return
         await self.reply(P.TaskAck(task_id=msg.task_id, status="rejected"))
-        await self.hub.fleet.attempt_ended(agent.agent_id, msg.task_id, ack)
 
     async def on_task_recovering(self, agent: Agent, msg: P.TaskRecovering) -> None:
         task = self.hub.queue.tasks.get(msg.task_id)
@@ -227,16 +260,33 @@ async def serve_agent_socket(ws: WebSocket, hub: Hub) -> None:
     conn = Connection(ws)
     session = AgentSession(hub, conn)
     hub.sockets.add(conn)
+    loop = asyncio.get_running_loop()
+    in_flight = asyncio.Semaphore(MAX_FRAMES_IN_FLIGHT)
+    previous: asyncio.Future[None] | None = None
     try:
-        while True:
-            message = await ws.receive()
-            if message["type"] == "websocket.disconnect":
-                break
-            text = message.get("text")
-            if text is None:
-                text = (message.get("bytes") or b"").decode("utf-8", errors="replace")
-            if not await session.handle(text):
-                break
+        async with asyncio.TaskGroup() as frames:
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                text = message.get("text")
+                if text is None:  # a binary frame: the protocol is JSON in text frames only
+                    reply = P.ErrorReply(error="invalid_json", detail="binary frames are not accepted; send JSON text")
+                    if await session.violation(reply):
+                        break
+                    continue
+                if session.agent is None:  # until identified, frames are handled one at a time
+                    if previous is not None:
+                        await previous
+                    if not await session.handle(text):
+                        break
+                    continue
+                done = loop.create_future()
+                await in_flight.acquire()
+                frames.create_task(session.handle_in_order(text, previous, done)).add_done_callback(
+                    lambda _: in_flight.release()
+                )
+                previous = done
     except (RuntimeError, OSError, WebSocketDisconnect) as exc:
         logger.info("agent socket %s ended: %r", conn.key, exc)
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidatorFunctionWrapHandler, field_validator
 
 from hub import complexity
 from hub.auth import Principal, Role
@@ -57,6 +57,15 @@ class TaskSubmit(BaseModel):
     verification_timeout_ms: Annotated[int, Field(gt=0, le=3_600_000)] | None = None
     max_verification_retries: Annotated[int, Field(ge=0, le=5)] = 0
     complete_by: int | None = None
+
+    @field_validator("priority", mode="wrap")
+    @classmethod
+    def _one_priority_error(cls, v: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """One error naming ``priority`` instead of one per union member (``priority.literal[...]``...)."""
+        try:
+            return handler(v)
+        except ValidationError:
+            raise ValueError("one of urgent, high, normal, low (or 0-3)") from None
 
     @field_validator("repo")
     @classmethod
@@ -113,6 +122,29 @@ async def submit_task(request: Request, who: Principal = Depends(writer)) -> dic
     if warnings:
         out["warnings"] = warnings
     return out
+
+
+class TaskBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    tasks: Annotated[list[TaskSubmit], Field(min_length=1, max_length=1000)]
+
+
+@router.post("/api/tasks/batch", status_code=201)
+async def submit_batch(request: Request, who: Principal = Depends(writer)) -> dict[str, Any]:
+    """Submit up to 1,000 tasks in one durable transaction; all or none are queued."""
+    hub = _hub(request)
+    body = await parse_body(request, TaskBatch)
+    now = hub.clock.now_ms()
+    tasks = [item.to_task(who.agent_id, now) for item in body.tasks]
+    try:
+        await hub.queue.submit_many(tasks)
+    except UnknownDependencies as exc:
+        raise ApiError(422, "validation_failed", errors=[
+            {"field": "tasks.depends_on", "error": "unknown_task", "detail": str(exc), "value": exc.missing}
+        ]) from None
+    hub.fleet.scheduler.wake()
+    return {"tasks": [{"task_id": t.id, "status": str(t.status), "priority": t.priority, "created_at": t.created_at}
+                      for t in tasks], "count": len(tasks)}
 
 
 def _priority_filter(value: str | None) -> int | None:

@@ -65,6 +65,7 @@ class Hub:
         self.queue = TaskQueue(self.store, self.bus, self.clock, self.settings.max_history)
         await self.queue.load()
         self.trajectory = Trajectory(self.store, self.bus, self.clock)
+        await self.trajectory.load()
         self.fleet = Fleet(self.queue, self.agents, self.bus, self.clock)
         self.started_at = self.clock.now_ms()
 

@@ -60,7 +60,11 @@ async def parse_body(request: Request, model: type[M]) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         request.app.state.hub.n_http_rejections += 1
-        raise ApiError(422, "validation_failed", errors=field_errors(exc)) from None
+        errors = field_errors(exc)
+        for item, err in zip(errors, exc.errors(include_url=False), strict=True):
+            if err["type"] == "extra_forbidden":  # as for query parameters: name it, not "invalid_value"
+                item["error"] = "unknown_field"
+        raise ApiError(422, "validation_failed", errors=errors) from None
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -50,7 +50,11 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:  # pydantic's ValidationError, shown plainly
         print(f"agentcom hub: invalid settings: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(serve(settings))
+    try:
+        import uvloop  # faster event loop for the sockets (optional)
+    except ImportError:
+        return asyncio.run(serve(settings))
+    return uvloop.run(serve(settings))
 
 
 def main(argv: list[str] | None = None) -> int:

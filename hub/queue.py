@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from hub import tasks as T
@@ -19,6 +19,11 @@ from hub.store import UPSERT_TASK, Store, Write
 from hub.tasks import EndReason, Task, TaskStatus, TransitionError
 
 logger = logging.getLogger(__name__)
+
+
+OnApplied = Callable[[str], Awaitable[None]]
+"""Called with the ack status once an attempt's end is applied in memory and queued for commit, before the commit
+completes: freeing the agent there lets its next assignment share the same commit."""
 
 
 class UnknownDependencies(Exception):
@@ -98,16 +103,25 @@ class TaskQueue:
 
     # --- persistence ------------------------------------------------------------------------------------------
 
-    async def _commit(self, changed: list[Task], events: list[tuple[str, Task, dict[str, Any]]]) -> None:
+    def _persist(self, changed: list[Task], events: list[tuple[str, Task, dict[str, Any]]]) -> Awaitable[None]:
+        """Index ``changed`` and queue its rows for the next commit now; await the result to wait for it."""
         for task in changed:
             self._index(task)
-        await self._store.write(_row(t) for t in changed)
-        for event, task, extra in events:
-            self._bus.publish({
-                "kind": "task_event", "event": event, "task_id": task.id, "status": str(task.status),
-                "agent_id": task.assigned_to, "priority": task.priority, "goal_id": task.goal_id,
-                "timestamp": task.updated_at, **extra,
-            })
+        committed = self._store.enqueue(_row(t) for t in changed)
+
+        async def publish_after_commit() -> None:
+            await committed
+            for event, task, extra in events:
+                self._bus.publish({
+                    "kind": "task_event", "event": event, "task_id": task.id, "status": str(task.status),
+                    "agent_id": task.assigned_to, "priority": task.priority, "goal_id": task.goal_id,
+                    "timestamp": task.updated_at, **extra,
+                })
+
+        return publish_after_commit()
+
+    async def _commit(self, changed: list[Task], events: list[tuple[str, Task, dict[str, Any]]]) -> None:
+        await self._persist(changed, events)
 
     def _cascade(self, root: Task, now: int) -> list[Task]:
         """Dependents of a task that can no longer complete fail visibly (transitively)."""
@@ -125,21 +139,30 @@ class TaskQueue:
     # --- operations -------------------------------------------------------------------------------------------
 
     async def submit(self, task: Task) -> Task:
-        missing = [d for d in task.depends_on if d not in self.tasks]
-        if missing:
-            raise UnknownDependencies(missing)
-        T.record(task, "queued", task.created_at, self._max_history, note="submitted")
-        self.tasks[task.id] = task
-        for dep in task.depends_on:
-            self._dependents.setdefault(dep, set()).add(task.id)
-        changed = [task]
-        doomed = next((d for d in task.depends_on if self.tasks[d].status in {TaskStatus.DEAD_LETTER,
-                                                                                   TaskStatus.CANCELLED}), None)
-        if doomed is not None:
-            T.fail_dependency(task, doomed, task.created_at)
-        self.n_submitted += 1
-        await self._commit(changed, [("task_submitted", task, {})])
+        await self.submit_many([task])
         return task
+
+    async def submit_many(self, batch: list[Task]) -> list[Task]:
+        """Queue tasks in one transaction; dependencies may name earlier tasks of the same batch."""
+        known = set(self.tasks)
+        missing = []
+        for task in batch:
+            missing += [d for d in task.depends_on if d not in known]
+            known.add(task.id)
+        if missing:
+            raise UnknownDependencies(sorted(set(missing)))
+        for task in batch:
+            T.record(task, "queued", task.created_at, self._max_history, note="submitted")
+            self.tasks[task.id] = task
+            for dep in task.depends_on:
+                self._dependents.setdefault(dep, set()).add(task.id)
+            doomed = next((d for d in task.depends_on if self.tasks[d].status in {TaskStatus.DEAD_LETTER,
+                                                                                   TaskStatus.CANCELLED}), None)
+            if doomed is not None:
+                T.fail_dependency(task, doomed, task.created_at)
+        self.n_submitted += len(batch)
+        await self._commit(batch, [("task_submitted", t, {}) for t in batch])
+        return batch
 
     async def assign_many(self, pairs: list[tuple[Task, str]]) -> list[Task]:
         """Assign each queued task to its agent in one transaction; returns the tasks actually assigned."""
@@ -163,7 +186,7 @@ class TaskQueue:
     async def complete(
         self, task_id: str, agent_id: str, generation: int, result: dict[str, Any], *,
         tokens_used: int | None = None, verification_report: dict[str, Any] | None = None,
-        verification_history: list[dict[str, Any]] | None = None,
+        verification_history: list[dict[str, Any]] | None = None, on_applied: OnApplied | None = None,
     ) -> str:
         """Record a reported result; returns the ack status (``complete``, ``retried`` or ``dead_letter``).
 
@@ -174,6 +197,7 @@ class TaskQueue:
             return "complete"  # the same report again (after a reconnect): already recorded
         outcome = T.outcome_of(result, verification_report)
         if outcome == "failed":
+            T._expect(task, T.IN_FLIGHT)  # the same checks, in the same order, as a successful report
             T._fence(task, generation)
             if task.assigned_to != agent_id:
                 raise TransitionError("not_assigned_to_you")
@@ -182,28 +206,34 @@ class TaskQueue:
             task.verification_report = verification_report
             task.verification_history = verification_history
             error = str(result.get("error") or result.get("output") or "reported failure")[:500]
-            return await self._end(task, reason, error, result=result)
+            return await self._end(task, reason, error, result=result, on_applied=on_applied)
         now = self._clock.now_ms()
         T.complete(task, agent_id, generation, result, outcome, now, tokens_used=tokens_used,
                    verification_report=verification_report, verification_history=verification_history)
-        await self._commit([task], [("task_completed", task, {"outcome": outcome})])
+        committed = self._persist([task], [("task_completed", task, {"outcome": outcome})])
+        if on_applied is not None:
+            await on_applied("complete")
+        await committed
         return "complete"
 
     async def fail(self, task_id: str, agent_id: str, generation: int, error: str,
-                   result: dict[str, Any] | None = None) -> str:
+                   result: dict[str, Any] | None = None, on_applied: OnApplied | None = None) -> str:
         task = self.get(task_id)
+        T._expect(task, T.IN_FLIGHT)
         T._fence(task, generation)
-        if task.status in T.IN_FLIGHT and task.assigned_to != agent_id:
+        if task.assigned_to != agent_id:
             raise TransitionError("not_assigned_to_you")
-        return await self._end(task, EndReason.AGENT_ERROR, error, result=result)
+        return await self._end(task, EndReason.AGENT_ERROR, error, result=result, on_applied=on_applied)
 
-    async def reclaim(self, task_id: str, reason: EndReason, error: str, generation: int | None = None) -> str:
+    async def reclaim(self, task_id: str, reason: EndReason, error: str, generation: int | None = None,
+                      on_applied: OnApplied | None = None) -> str:
         """End an in-flight attempt for a reason the agent did not report (lost, timed out, stuck, rejected)."""
         task = self.get(task_id)
         T._fence(task, generation)
-        return await self._end(task, reason, error)
+        return await self._end(task, reason, error, on_applied=on_applied)
 
-    async def _end(self, task: Task, reason: EndReason, error: str, result: dict[str, Any] | None = None) -> str:
+    async def _end(self, task: Task, reason: EndReason, error: str, result: dict[str, Any] | None = None,
+                   on_applied: OnApplied | None = None) -> str:
         now = self._clock.now_ms()
         agent_id = task.assigned_to
         status = T.end_attempt(task, reason, error, now, result=result)
@@ -216,7 +246,10 @@ class TaskQueue:
             cascaded = self._cascade(task, now)
             changed += cascaded
             events += [("task_dead_letter", t, {"reason": "dependency_failed"}) for t in cascaded]
-        await self._commit(changed, events)
+        committed = self._persist(changed, events)
+        if on_applied is not None:
+            await on_applied(status)
+        await committed
         return status
 
     async def cancel(self, task_id: str, by: str | None = None) -> tuple[TaskStatus, str | None]:

@@ -104,17 +104,22 @@ class Store:
             await self._writer_stopped.wait()
         await self._db.close()
 
+    def enqueue(self, writes: Iterable[Write]) -> asyncio.Future[None]:
+        """Queue ``writes`` for the next transaction; the future resolves once it has committed."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        batch = list(writes)
+        if self._closed:
+            fut.set_exception(StoreError("store is closed"))
+        elif not batch:
+            fut.set_result(None)
+        else:
+            self._pending.append((batch, fut))
+            self._wake.set()
+        return fut
+
     async def write(self, writes: Iterable[Write]) -> None:
         """Queue ``writes`` for the next transaction and return once it has committed."""
-        batch = list(writes)
-        if not batch:
-            return
-        if self._closed:
-            raise StoreError("store is closed")
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((batch, fut))
-        self._wake.set()
-        await fut
+        await self.enqueue(writes)
 
     async def run_writer(self) -> None:
         """Drain pending writes into transactions until the store closes (owned by the hub's TaskGroup)."""
@@ -123,6 +128,9 @@ class Store:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
+                # Let every task already woken this turn (a scheduler round after a completion, the next frame of
+                # a socket) add its writes first, so they share this commit instead of waiting for the next one.
+                await asyncio.sleep(0)
                 while self._pending:
                     group, self._pending = self._pending, []
                     await self._commit(group)

@@ -21,11 +21,12 @@ class Trajectory:
         self._clock = clock
         self._next_seq: dict[str, int] = {}
 
-    async def _seq(self, task_id: str) -> int:
-        if task_id not in self._next_seq:
-            rows = await self._store.fetch_all("SELECT MAX(seq) FROM trajectory WHERE task_id = ?", (task_id,))
-            self._next_seq[task_id] = (rows[0][0] or 0) + 1 if rows and rows[0][0] is not None else 1
-        seq = self._next_seq[task_id]
+    async def load(self) -> None:
+        rows = await self._store.fetch_all("SELECT task_id, MAX(seq) FROM trajectory GROUP BY task_id")
+        self._next_seq = {task_id: seq + 1 for task_id, seq in rows}
+
+    def _seq(self, task_id: str) -> int:
+        seq = self._next_seq.get(task_id, 1)
         self._next_seq[task_id] = seq + 1
         return seq
 
@@ -35,7 +36,7 @@ class Trajectory:
         payload = json.dumps(event, separators=(",", ":"), default=str)
         if len(payload) > MAX_PAYLOAD_BYTES:
             payload = json.dumps({"event_type": kind, "truncated": True, "text": payload[:MAX_PAYLOAD_BYTES]})
-        seq = await self._seq(task_id)
+        seq = self._seq(task_id)
         self._bus.publish({"kind": "execution_event", "task_id": task_id, "agent_id": agent_id, "seq": seq,
                            "timestamp": now, **{k: v for k, v in event.items() if k not in {"full", "messages"}}})
         await self._store.write([(INSERT_TRAJECTORY, (task_id, seq, now, kind, payload))])

@@ -1,0 +1,250 @@
+"""Hub dispatch benchmark: simulated agents over real WebSockets against a real hub process.
+
+Measures, with every state change durable (WAL, synchronous=FULL):
+- end-to-end throughput: N no-op tasks, submit -> completed, at 1, 10 and 100 agents;
+- dispatch latency: submit -> ``task_assign`` received, p50/p95/p99, one task at a time;
+- hub RSS with 1,000 connected agents heartbeating.
+
+Run: ``python -m bench.bench_hub`` (``--help`` for options). Prints a table; ``--json FILE`` also saves it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import websockets
+
+ADMIN = "bench-admin-token"
+
+
+class HubProcess:
+    def __init__(self, data_dir: Path, synchronous: str = "FULL") -> None:
+        env = {**os.environ, "AGENTCOM_ADMIN_TOKEN": ADMIN, "AGENTCOM_SQLITE_SYNCHRONOUS": synchronous,
+               "AGENTCOM_PRESENCE_TTL_S": "600"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hub", "--port", "0", "--data-dir", str(data_dir), "--log-level", "WARNING"],
+            env=env, stdout=subprocess.PIPE, text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if "url=" not in line:
+            raise RuntimeError(f"hub did not start: {line!r}")
+        self.url = line.split("url=", 1)[1].strip()
+        self.ws_url = self.url.replace("http://", "ws://") + "/ws"
+
+    def rss_mb(self) -> float:
+        return psutil.Process(self.proc.pid).memory_info().rss / 2**20
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+class Agent:
+    """A lean simulated agent: accepts and completes every task at once; records assign arrival times."""
+
+    def __init__(self, ws_url: str, agent_id: str, token: str, bench: Bench) -> None:
+        self.ws_url, self.agent_id, self.token, self.bench = ws_url, agent_id, token, bench
+        self.ws: Any = None
+
+    async def connect(self) -> None:
+        self.ws = await websockets.connect(self.ws_url, compression=None, max_size=2**22)
+        await self.ws.send(json.dumps({"type": "identify", "agent_id": self.agent_id, "token": self.token,
+                                       "capabilities": []}))
+        reply = json.loads(await self.ws.recv())
+        assert reply["type"] == "identified", reply
+
+    async def run(self) -> None:
+        try:
+            async for frame in self.ws:
+                msg = json.loads(frame)
+                if msg["type"] != "task_assign":
+                    continue
+                self.bench.assigned_at[msg["task_id"]] = time.perf_counter()
+                gen = msg["generation"]
+                await self.ws.send(json.dumps({"type": "task_accepted", "task_id": msg["task_id"],
+                                               "generation": gen}))
+                await self.ws.send(json.dumps({"type": "task_complete", "task_id": msg["task_id"],
+                                               "generation": gen, "result": {"status": "success"}}))
+                self.bench.completed += 1
+                if self.bench.completed >= self.bench.target:
+                    self.bench.done.set()
+        except websockets.ConnectionClosed:
+            pass
+
+
+class Bench:
+    def __init__(self, hub: HubProcess) -> None:
+        self.hub = hub
+        self.http = httpx.AsyncClient(base_url=hub.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30,
+                                      limits=httpx.Limits(max_connections=16))
+        self.assigned_at: dict[str, float] = {}
+        self.completed = 0
+        self.target = 0
+        self.done = asyncio.Event()
+
+    async def agents(self, n: int, prefix: str) -> list[Agent]:
+        out = []
+        for i in range(n):
+            r = await self.http.post("/admin/tokens", json={"agent_id": f"{prefix}-{i}"})
+            out.append(Agent(self.hub.ws_url, f"{prefix}-{i}", r.json()["token"], self))
+        await asyncio.gather(*(a.connect() for a in out))
+        return out
+
+    async def submit_batch(self, descriptions: list[str]) -> None:
+        r = await self.http.post("/api/tasks/batch", json={"tasks": [{"description": d} for d in descriptions]})
+        r.raise_for_status()
+
+    async def submit(self, description: str) -> str:
+        r = await self.http.post("/api/tasks", json={"description": description})
+        r.raise_for_status()
+        return r.json()["task_id"]
+
+
+async def throughput(hub: HubProcess, n_agents: int, n_tasks: int, concurrency: int, batch: int) -> dict[str, Any]:
+    bench = Bench(hub)
+    agents = await bench.agents(n_agents, f"tp{n_agents}")
+    bench.target = n_tasks
+    async with asyncio.TaskGroup() as tg:
+        readers = [tg.create_task(a.run()) for a in agents]
+        start = time.perf_counter()
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(n_tasks):
+            queue.put_nowait(i)
+
+        async def submitter() -> None:
+            while not queue.empty():
+                if batch > 1:
+                    ids = [queue.get_nowait() for _ in range(min(batch, queue.qsize()))]
+                    await bench.submit_batch([f"noop {i}" for i in ids])
+                else:
+                    await bench.submit(f"noop {queue.get_nowait()}")
+
+        await asyncio.gather(*(submitter() for _ in range(concurrency)))
+        submitted = time.perf_counter()
+        await asyncio.wait_for(bench.done.wait(), 300)
+        elapsed = time.perf_counter() - start
+        for a in agents:
+            await a.ws.close()
+        for r in readers:
+            r.cancel()
+    await bench.http.aclose()
+    return {"agents": n_agents, "tasks": n_tasks, "batch": batch, "tasks_per_s": n_tasks / elapsed,
+            "submit_per_s": n_tasks / (submitted - start), "elapsed_s": elapsed}
+
+
+async def latency(hub: HubProcess, n_agents: int, n_samples: int) -> dict[str, Any]:
+    bench = Bench(hub)
+    agents = await bench.agents(n_agents, f"lat{n_agents}")
+    bench.target = 10**9
+    samples: list[float] = []
+    async with asyncio.TaskGroup() as tg:
+        readers = [tg.create_task(a.run()) for a in agents]
+        for i in range(n_samples + 10):
+            t0 = time.perf_counter()
+            task_id = await bench.submit(f"latency {i}")
+            while task_id not in bench.assigned_at:
+                await asyncio.sleep(0.0002)
+            if i >= 10:  # warm-up excluded
+                samples.append((bench.assigned_at[task_id] - t0) * 1000)
+            await asyncio.sleep(0.002)
+        for a in agents:
+            await a.ws.close()
+        for r in readers:
+            r.cancel()
+    await bench.http.aclose()
+    q = statistics.quantiles(samples, n=100)
+    return {"agents": n_agents, "p50_ms": statistics.median(samples), "p95_ms": q[94], "p99_ms": q[98]}
+
+
+async def heartbeat_rss(hub: HubProcess, n_agents: int, seconds: float) -> dict[str, Any]:
+    bench = Bench(hub)
+    before = hub.rss_mb()
+    agents = await bench.agents(n_agents, "rss")
+
+    async def beat(agent: Agent) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            await agent.ws.send('{"type":"ping"}')
+            await agent.ws.recv()
+            await asyncio.sleep(1.0)
+
+    await asyncio.gather(*(beat(a) for a in agents))
+    rss = hub.rss_mb()
+    for a in agents:
+        await a.ws.close()
+    await bench.http.aclose()
+    return {"agents": n_agents, "rss_before_mb": before, "rss_mb": rss}
+
+
+def table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, Any] = {"throughput": [], "throughput_batch": [], "latency": [], "rss": None}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in args.agents:
+            hub = HubProcess(Path(tmp) / f"tp{n}", args.synchronous)
+            try:
+                results["throughput"].append(await throughput(hub, n, args.tasks, args.concurrency, 1))
+                results["throughput_batch"].append(await throughput(hub, n, args.tasks, args.concurrency,
+                                                                    args.batch))
+                results["latency"].append(await latency(hub, n, args.samples))
+            finally:
+                hub.stop()
+        hub = HubProcess(Path(tmp) / "rss", args.synchronous)
+        try:
+            results["rss"] = await heartbeat_rss(hub, args.rss_agents, args.rss_seconds)
+        finally:
+            hub.stop()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=2000, help="no-op tasks per throughput run")
+    parser.add_argument("--agents", type=int, nargs="+", default=[1, 10, 100], help="agent counts")
+    parser.add_argument("--samples", type=int, default=200, help="latency samples per agent count")
+    parser.add_argument("--concurrency", type=int, default=8, help="concurrent HTTP submitters")
+    parser.add_argument("--batch", type=int, default=100, help="tasks per POST /api/tasks/batch")
+    parser.add_argument("--rss-agents", type=int, default=1000)
+    parser.add_argument("--rss-seconds", type=float, default=5.0)
+    parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    res = asyncio.run(main_async(args))
+    rows = [["agents", "tasks/s (1 POST/task)", f"tasks/s (batch {args.batch})", "dispatch p50 ms", "p95 ms",
+             "p99 ms"]]
+    for tp, tb, lat in zip(res["throughput"], res["throughput_batch"], res["latency"], strict=True):
+        rows.append([str(tp["agents"]), f"{tp['tasks_per_s']:.0f}", f"{tb['tasks_per_s']:.0f}",
+                     f"{lat['p50_ms']:.2f}", f"{lat['p95_ms']:.2f}", f"{lat['p99_ms']:.2f}"])
+    print(f"\nAgentCom hub, SQLite synchronous={args.synchronous}, {args.tasks} no-op tasks per run")
+    print(table(rows))
+    rss = res["rss"]
+    print(f"\nhub RSS with {rss['agents']} agents heartbeating: {rss['rss_mb']:.1f} MiB "
+          f"(idle hub {rss['rss_before_mb']:.1f} MiB)")
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
