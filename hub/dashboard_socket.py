@@ -1,18 +1,346 @@
-"""The dashboard's WebSocket (``/ws/dashboard``): a snapshot on connect, then batched events."""
+"""The dashboard: its page, its static files, its snapshot endpoint and its WebSocket (``/ws/dashboard``).
+
+A page authenticates with an admin or viewer token, as the first message ``{"type": "auth", "token": ...}`` (or
+``?token=`` for tools); a bad token closes the socket with 4401, an agent token with 4403. The hub then sends
+``{"type": "snapshot", "data": ...}`` and, from :func:`run_fanout` (the one loop reading the event bus),
+``{"type": "events", "data": [...]}`` batches every ``dashboard_batch_ms``; tool calls go out at once as
+``{"type": "execution_event", ...}``. The page may send ``request_snapshot`` and ``subscribe_task {task_id}``
+(answered with ``task_detail``: the task and its stored trajectory). The socket never changes hub state: actions
+go through the HTTP API with the same token.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+import json
+import logging
+import re
+import time
+import weakref
+from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter
+import jinja2
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, HTMLResponse, Response
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from dashboard import STATIC_DIR, TEMPLATE_DIR
+from hub import dashboard_state as DS
+from hub.agent_socket import Connection
+from hub.auth import Principal, Role
+from hub.events import Event
+from hub.http import ApiError, authenticate
 
 if TYPE_CHECKING:
     from hub.app import Hub
 
+logger = logging.getLogger(__name__)
 router = APIRouter()
+
+AUTH_TIMEOUT_S = 10.0
+METRICS_INTERVAL_S = 5.0
+MAX_BATCH = 2000
+"""A burst larger than this is flushed at once rather than held for the rest of the batch interval."""
+OUTBOX_SIZE = 500
+TRAJECTORY_LIMIT = 1000
+STATIC_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(js|css|svg)$")
+MEDIA_TYPES = {"js": "text/javascript", "css": "text/css", "svg": "image/svg+xml"}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                               "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store",
+}
+_SNAPSHOT = object()
+"""Outbox marker: build a fresh snapshot when this client's writer reaches it."""
+_templates = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), autoescape=True,
+                                undefined=jinja2.StrictUndefined)
+
+
+def _dumps(message: dict[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"), default=str)
+
+
+class Client:
+    """One dashboard page: a bounded outbox drained by its own writer, so a slow page never slows the hub."""
+
+    def __init__(self, conn: Connection, principal: Principal) -> None:
+        self.conn = conn
+        self.principal = principal
+        self.outbox: asyncio.Queue[object] = asyncio.Queue(OUTBOX_SIZE)
+        self.n_resyncs = 0
+
+    def push(self, item: object) -> None:
+        """Queue a message; on overflow drop everything queued and send a fresh snapshot instead."""
+        if self.outbox.full():
+            while not self.outbox.empty():
+                self.outbox.get_nowait()
+            self.n_resyncs += 1
+            item = _SNAPSHOT
+        self.outbox.put_nowait(item)
+
+
+class Dashboard:
+    """The hub's dashboard side: connected pages, chart series and live tool-call counters."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.clients: set[Client] = set()
+        self.series = DS.Series()
+        self.activity = DS.Activity()
+        self.n_batches = 0
+        self.n_events = 0
+
+    def __repr__(self) -> str:
+        return f"<Dashboard clients={len(self.clients)} batches={self.n_batches} events={self.n_events}>"
+
+    def snapshot(self) -> dict[str, Any]:
+        hub = self.hub
+        return DS.build_snapshot(
+            tasks=hub.queue.tasks, queued_in_order=hub.queue.queued_in_order(), agents=hub.agents.views(),
+            stats=hub.queue.stats(), series=self.series, activity=self.activity, now_ms=hub.clock.now_ms(),
+            started_at=hub.started_at,
+        )
+
+    def snapshot_message(self, client: Client) -> str:
+        return _dumps({"type": "snapshot", "data": self.snapshot(), "role": str(client.principal.role),
+                       "batch_ms": self.hub.settings.dashboard_batch_ms})
+
+    def metrics(self) -> dict[str, Any]:
+        hub = self.hub
+        now = hub.clock.now_ms()
+        stats = hub.queue.stats()
+        return {"timestamp": now, "queue": stats, "series": self.series.view(now),
+                "health": DS.health(hub.agents.views(), hub.queue.in_flight(), stats, self.series.totals(now), now)}
+
+    def broadcast(self, message: dict[str, Any]) -> None:
+        if not self.clients:
+            return
+        text = _dumps(message)
+        for client in list(self.clients):
+            client.push(text)
+
+    def agent_views(self, agent_ids: set[str]) -> list[dict[str, Any]]:
+        """Current views of these agents (connected or departed), with their last execution event."""
+        agents = self.hub.agents
+        views = [a.view() if (a := agents.get(aid)) is not None else agents.departed.get(aid) for aid in agent_ids]
+        return [DS.agent_view(v, self.activity) for v in views if v is not None]
+
+    def observe(self, event: Event) -> Event:
+        """Fold one bus event into the chart series; returns it for the next batch."""
+        name = event.get("event")
+        if event.get("kind") == "task_event":
+            now = self.hub.clock.now_ms()
+            task = self.hub.queue.tasks.get(str(event.get("task_id")))
+            if task is not None and name == "task_completed":
+                self.series.observe(now, True, (task.completed_at or now) - task.created_at)
+            elif name in ("task_retried", "task_dead_letter") and event.get("reason") != "dependency_failed":
+                self.series.observe(now, False)
+        return event
+
+    def batch_item(self, event: Event, agent_ids: set[str]) -> dict[str, Any]:
+        """What a page gets for one event, built at flush time so every task and agent in it is current."""
+        kind = event.get("kind")
+        for key in ("agent_id", "from_agent"):
+            if isinstance(event.get(key), str):
+                agent_ids.add(event[key])
+        if kind == "task_event":
+            task = self.hub.queue.tasks.get(str(event.get("task_id")))
+            out = {k: event.get(k) for k in ("kind", "event", "task_id", "timestamp", "reason", "outcome")}
+            out["task"] = DS.task_summary(task) if task is not None else None
+            return out
+        if kind == "agent_event":
+            return {k: event.get(k) for k in ("kind", "event", "agent_id", "timestamp")}
+        return DS.redact(event, 2000)  # kinds from later issues (hub FSM, goals, costs) pass through
+
+    def execution_event(self, event: Event) -> None:
+        progress = self.activity.observe(event)
+        self.broadcast({"type": "execution_event", "data": DS.timeline_entry(event), "progress": dict(progress)})
+
+    def flush(self, batch: list[Event]) -> None:
+        self.n_batches += 1
+        self.n_events += len(batch)
+        if not self.clients:
+            return
+        agent_ids: set[str] = set()
+        items = [self.batch_item(e, agent_ids) for e in batch]
+        self.broadcast({"type": "events", "data": items, "agents": self.agent_views(agent_ids), **self.metrics()})
+
+
+_dashboards: weakref.WeakKeyDictionary[Hub, Dashboard] = weakref.WeakKeyDictionary()
+
+
+def dashboard_for(hub: Hub) -> Dashboard:
+    if hub not in _dashboards:
+        _dashboards[hub] = Dashboard(hub)
+    return _dashboards[hub]
 
 
 async def run_fanout(hub: Hub) -> None:
-    """Placeholder until the dashboard lands: keeps no state."""
-    await asyncio.Event().wait()
+    """Read the event bus forever: tool calls go to the pages at once, everything else in timed batches."""
+    dash = dashboard_for(hub)
+    dash.series.seed(hub.queue.tasks.values(), hub.clock.now_ms())
+    loop = asyncio.get_running_loop()
+    batch_s = hub.settings.dashboard_batch_ms / 1000
+    batch: list[Event] = []
+    flush_at: float | None = None
+    next_metrics = loop.time() + METRICS_INTERVAL_S
+    with hub.bus.subscribe() as events:
+        while True:
+            deadline = min(next_metrics, flush_at if flush_at is not None else next_metrics)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    event = await events.get()
+            except TimeoutError:
+                event = None
+            if event is not None:
+                if event.get("kind") == "execution_event":
+                    dash.execution_event(event)
+                else:
+                    batch.append(dash.observe(event))
+                    if flush_at is None:
+                        flush_at = loop.time() + batch_s
+                    if len(batch) >= MAX_BATCH:
+                        flush_at = loop.time()
+            now = loop.time()
+            if flush_at is not None and now >= flush_at:
+                dash.flush(batch)
+                batch, flush_at = [], None
+            if now >= next_metrics:
+                dash.series.prune(hub.clock.now_ms())
+                dash.broadcast({"type": "metrics", **dash.metrics()})
+                next_metrics = now + METRICS_INTERVAL_S
+
+
+# --- HTTP ------------------------------------------------------------------------------------------------------
+
+
+def _static_version() -> str:
+    return str(max(int(p.stat().st_mtime) for p in STATIC_DIR.iterdir()))
+
+
+def _page(request: Request) -> HTMLResponse:
+    hub = request.app.state.hub
+    html = _templates.get_template("dashboard.html").render(
+        version=_static_version(), batch_ms=hub.settings.dashboard_batch_ms,
+    )
+    return HTMLResponse(html, headers=SECURITY_HEADERS)
+
+
+@router.get("/", include_in_schema=False)
+async def root_page(request: Request) -> HTMLResponse:
+    return _page(request)
+
+
+@router.get("/dashboard", include_in_schema=False)
+async def dashboard_page(request: Request) -> HTMLResponse:
+    return _page(request)
+
+
+@router.get("/dashboard/static/{name}", include_in_schema=False)
+async def static_file(name: str) -> FileResponse:
+    match = STATIC_NAME.match(name)
+    path = STATIC_DIR / name
+    if match is None or not path.is_file():
+        raise ApiError(404, "not_found", detail=f"no static file {name!r}")
+    return FileResponse(path, media_type=MEDIA_TYPES[match.group(1)], headers={"Cache-Control": "no-cache"})
+
+
+def dashboard_reader(request: Request) -> Principal:
+    return authenticate(request, Role.ADMIN, Role.VIEWER)
+
+
+@router.get("/api/dashboard/state")
+async def dashboard_state(request: Request, _: Principal = Depends(dashboard_reader)) -> Response:
+    """The snapshot the page gets on connect, as JSON (encoded directly: it is already plain data)."""
+    return Response(_dumps(dashboard_for(request.app.state.hub).snapshot()), media_type="application/json")
+
+
+# --- WebSocket -------------------------------------------------------------------------------------------------
+
+
+async def _authenticate(ws: WebSocket, hub: Hub) -> Principal | None:
+    """The page's principal from ``?token=`` or a first ``auth`` message; closes the socket and returns None if bad."""
+    token = ws.query_params.get("token")
+    if not token:
+        try:
+            async with asyncio.timeout(AUTH_TIMEOUT_S):
+                first = json.loads(await ws.receive_text())
+            token = first.get("token") if isinstance(first, dict) and first.get("type") == "auth" else None
+        except WebSocketDisconnect:
+            return None  # gone before saying who it is
+        except (TimeoutError, ValueError, KeyError):
+            token = None
+    principal = hub.auth.verify(token if isinstance(token, str) else None)
+    if principal is None:
+        await ws.close(4401, "unauthorized: an admin or viewer token is required")
+        return None
+    if principal.role not in (Role.ADMIN, Role.VIEWER):
+        await ws.close(4403, f"forbidden: the dashboard needs an admin or viewer token, not {principal.role}")
+        return None
+    return principal
+
+
+async def _write(dash: Dashboard, client: Client) -> None:
+    while True:
+        item = await client.outbox.get()
+        await client.conn.send(dash.snapshot_message(client) if item is _SNAPSHOT else str(item))
+
+
+async def _task_detail(dash: Dashboard, task_id: str) -> dict[str, Any]:
+    task = dash.hub.queue.tasks.get(task_id)
+    if task is None:
+        return {"type": "error", "error": "task_not_found", "task_id": task_id}
+    rows = await dash.hub.trajectory.read(task_id, 0, TRAJECTORY_LIMIT)
+    timeline = [DS.timeline_entry({**row["event"], "seq": row["seq"], "timestamp": row["timestamp"]})
+                for row in rows]
+    return {"type": "task_detail", "data": {"task": DS.task_detail(task), "timeline": timeline,
+                                            "progress": dash.activity.tasks.get(task_id),
+                                            "truncated": len(rows) >= TRAJECTORY_LIMIT}}
+
+
+async def _read(ws: WebSocket, dash: Dashboard, client: Client) -> None:
+    while True:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        try:
+            msg = json.loads(message.get("text") or message.get("bytes") or b"")
+        except ValueError:
+            msg = None
+        kind = msg.get("type") if isinstance(msg, dict) else None
+        if kind == "request_snapshot":
+            client.push(_SNAPSHOT)
+        elif kind == "subscribe_task" and isinstance(msg, dict) and isinstance(msg.get("task_id"), str):
+            client.push(_dumps(await _task_detail(dash, msg["task_id"][:128])))
+        elif kind == "ping":
+            client.push(_dumps({"type": "pong", "timestamp": dash.hub.clock.now_ms()}))
+        elif kind != "auth":
+            client.push(_dumps({"type": "error", "error": "unknown_message", "message_type": str(kind)[:64]}))
+
+
+@router.websocket("/ws/dashboard")
+async def dashboard_ws(ws: WebSocket) -> None:
+    hub: Hub = ws.app.state.hub
+    await ws.accept()
+    principal = await _authenticate(ws, hub)
+    if principal is None:
+        return
+    dash = dashboard_for(hub)
+    conn = Connection(ws)
+    client = Client(conn, principal)
+    client.push(_SNAPSHOT)
+    dash.clients.add(client)
+    hub.sockets.add(conn)  # closed with the hub's other sockets at shutdown
+    started = time.monotonic()
+    try:
+        async with asyncio.TaskGroup() as tg:
+            writer = tg.create_task(_write(dash, client))
+            await _read(ws, dash, client)
+            writer.cancel()
+    except* (WebSocketDisconnect, RuntimeError, OSError) as group:
+        logger.info("dashboard socket %s ended: %r", conn.key, group.exceptions[0])
+    finally:
+        dash.clients.discard(client)
+        hub.sockets.discard(conn)
+        await conn.close(1000, "bye")
+        logger.info("dashboard page %s (%s) left after %.0fs", conn.key, principal.role, time.monotonic() - started)

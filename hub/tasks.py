@@ -168,7 +168,7 @@ def accept(task: Task, agent_id: str, generation: int | None, now_ms: int) -> No
 
 
 def outcome_of(result: dict[str, Any], verification_report: dict[str, Any] | None) -> str:
-    """Classify a reported result: ``verified``, ``partial_pass``, ``failed`` or ``unverified``.
+    """Classify a reported result: ``verified``, ``partial_pass``, ``failed`` or ``unverified`` (no checks ran).
 
     The agent's own word never makes a success: an explicit failure status or a failed verification is a failure.
     """
@@ -178,6 +178,8 @@ def outcome_of(result: dict[str, Any], verification_report: dict[str, Any] | Non
         return "failed"
     if vstatus == "partial_pass":
         return "partial_pass"
+    if str((verification_report or {}).get("status", "")).lower() in {"auto_pass", "skip"}:
+        return "unverified"  # nothing was checked: say so rather than "verified"
     if vstatus in {"verified", "pass", "passed"}:
         return "verified"
     return "unverified"

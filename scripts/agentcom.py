@@ -25,6 +25,12 @@ def main(argv: list[str] | None = None) -> int:
         sidecar_main.add_arguments(p)
         p.set_defaults(run=sidecar_main.run)
 
+    from scripts import demo
+
+    p = sub.add_parser("demo", help="run the local demo: hub, two sidecars and a model carry work to completion")
+    demo.add_arguments(p)
+    p.set_defaults(run=demo.run_demo)
+
     args = parser.parse_args(argv)
     return int(args.run(args) or 0)
 

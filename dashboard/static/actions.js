@@ -1,0 +1,112 @@
+// Actions from the page go through the HTTP API with the page's token; every failure is shown to the user.
+
+import { esc } from "./util.js";
+
+let token = null;
+
+export function setToken(value) {
+  token = value;
+}
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    super(describe(status, body));
+    this.status = status;
+    this.body = body;
+  }
+}
+
+function describe(status, body) {
+  if (!body || typeof body !== "object") return `HTTP ${status}`;
+  let text = `${status} ${body.error || "error"}`;
+  if (body.detail) text += `: ${body.detail}`;
+  if (Array.isArray(body.errors)) {
+    text += ` (${body.errors.map((e) => `${e.field}: ${e.error}${e.detail ? ` - ${e.detail}` : ""}`).join("; ")})`;
+  }
+  if (body.hint) text += ` (${body.hint})`;
+  return text;
+}
+
+export async function api(method, path, body) {
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (err) {
+    throw new ApiError(0, { error: "network_error", detail: String(err.message || err) });
+  }
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (!response.ok) throw new ApiError(response.status, data);
+  return data;
+}
+
+export function toast(kind, text, { sticky = kind === "error" } = {}) {
+  const el = document.createElement("div");
+  el.className = "toast";
+  el.dataset.kind = kind;
+  el.setAttribute("role", kind === "error" ? "alert" : "status");
+  el.innerHTML = `<span>${esc(text)}</span><button type="button" class="btn ghost small" aria-label="Dismiss">✕</button>`;
+  el.querySelector("button").addEventListener("click", () => el.remove());
+  document.getElementById("toasts").append(el);
+  if (!sticky) setTimeout(() => el.remove(), 6000);
+  if (kind === "error") console.warn("dashboard:", text);
+  return el;
+}
+
+async function run(label, fn) {
+  try {
+    const result = await fn();
+    return result;
+  } catch (err) {
+    toast("error", `${label} failed: ${err.message}`);
+    return null;
+  }
+}
+
+export function cancelTask(taskId) {
+  return run(`Cancel ${taskId}`, async () => {
+    const r = await api("POST", `/api/tasks/${encodeURIComponent(taskId)}/cancel`);
+    toast("ok", `Cancelled ${taskId} (was ${r.previous_status})`);
+    return r;
+  });
+}
+
+export function retryTask(taskId) {
+  return run(`Retry ${taskId}`, async () => {
+    const r = await api("POST", `/api/tasks/${encodeURIComponent(taskId)}/retry`);
+    toast("ok", `Requeued ${taskId}`);
+    return r;
+  });
+}
+
+// The description may start with a priority prefix, as in the original dashboard: "urgent: fix the build".
+export function submitTask(form) {
+  const data = new FormData(form);
+  let description = String(data.get("description") || "").trim();
+  let priority = String(data.get("priority") || "normal");
+  const prefix = description.match(/^(urgent|high|normal|low):\s*/i);
+  if (prefix) {
+    priority = prefix[1].toLowerCase();
+    description = description.slice(prefix[0].length);
+  }
+  const body = { description, priority };
+  const assignTo = String(data.get("assign_to") || "");
+  if (assignTo) body.assign_to = assignTo;
+  const caps = String(data.get("capabilities") || "").split(",").map((c) => c.trim()).filter(Boolean);
+  if (caps.length) body.needed_capabilities = caps;
+  return run("Submit", async () => {
+    const r = await api("POST", "/api/tasks", body);
+    toast("ok", `Submitted ${r.task_id} (${r.status})`);
+    for (const warning of r.warnings || []) toast("warn", warning);
+    form.reset();
+    return r;
+  });
+}

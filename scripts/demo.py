@@ -1,0 +1,209 @@
+"""``agentcom demo``: a hub, two sidecars and a model carry a batch of work to verified completion, locally.
+
+Uses a real Ollama when ``OLLAMA_HOST`` answers, else the shipped fake Ollama replaying a scripted trajectory (and
+says so). Every process it starts is stopped on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+AGENTS = ("gcu-sleeper-service", "gcu-so-much-for-subtlety")
+SHELL_TASKS = [
+    ("Count the lines of /etc/os-release", "wc -l < /etc/os-release", "urgent"),
+    ("Write the first 20 primes to primes.txt",
+     "python3 -c \"print(*[n for n in range(2, 72) if all(n % d for d in range(2, n))], file=open('primes.txt','w'))\"",
+     "high"),
+    ("Make a tarball of a generated file", "seq 1 1000 > numbers.txt && tar czf numbers.tgz numbers.txt", "normal"),
+    ("Checksum a generated file", "seq 1 5000 | sha256sum", "normal"),
+    ("Show the sandbox identity", "id && echo HOME=$HOME && ls -la", "low"),
+    ("Try to reach the network (the sandbox has none)", "python3 -c \"import socket; socket.create_connection(('1.1.1.1', 53), 2)\" "
+     "&& echo online || echo 'no network, as expected'", "low"),
+]
+HELLO_TASK = "Create hello.py printing hello and a test for it (test_hello.py, runnable with python3)."
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+class Demo:
+    def __init__(self, root: Path, python: str) -> None:
+        self.root = root
+        self.python = python
+        self.procs: list[tuple[str, subprocess.Popen[str]]] = []
+        self.admin_token = os.urandom(16).hex()
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        logf = open(self.root / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=logf, text=True, env={**os.environ, **(env or {})},
+                                start_new_session=True)
+        self.procs.append((name, proc))
+        return proc
+
+    def wait_line(self, proc: subprocess.Popen[str], marker: str, timeout_s: float = 30) -> str:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if marker in line:
+                return line.strip()
+            if not line and proc.poll() is not None:
+                break
+        raise RuntimeError(f"process did not print {marker!r}; see the logs in {self.root}")
+
+    def stop_all(self) -> None:
+        for name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for name, proc in reversed(self.procs):
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def start_hub(self) -> str:
+        proc = self.spawn("hub", [self.python, "-m", "hub", "--port", "0", "--data-dir", str(self.root / "hub")],
+                          env={"AGENTCOM_ADMIN_TOKEN": self.admin_token})
+        return self.wait_line(proc, "agentcom hub ready").split("url=", 1)[1]
+
+    def start_model(self) -> tuple[str, str, bool]:
+        host = os.environ.get("OLLAMA_HOST")
+        if host:
+            url = host if host.startswith("http") else f"http://{host}"
+            try:
+                tags = httpx.get(f"{url}/api/tags", timeout=2).json()
+                models = [m["name"] for m in tags.get("models", [])]
+                if models:
+                    return url, os.environ.get("AGENTCOM_DEMO_MODEL", models[0]), True
+                log(f"  Ollama at {url} has no models; using the shipped fake instead")
+            except (httpx.HTTPError, ValueError):
+                log(f"  Ollama at {url} does not answer; using the shipped fake instead")
+        proc = self.spawn("fake-ollama", [self.python, "-m", "shared.fakes.ollama_server", "--port", "0",
+                                          "--script", "hello_world"])
+        line = self.wait_line(proc, "http://")
+        url = line[line.index("http://"):].split()[0]
+        return url, "fake-coder:latest", False
+
+    def start_sidecar(self, hub_url: str, agent_id: str, token: str, ollama_url: str, model: str, slot: int) -> None:
+        home = self.root / agent_id
+        home.mkdir(parents=True, exist_ok=True)
+        config = {
+            "agent_id": agent_id, "token": token, "hub_url": hub_url, "capabilities": ["shell", "code"],
+            "workspace_root": str(home / "workspaces"), "state_dir": str(home / "state"),
+            "ollama_url": ollama_url, "models": [model],
+        }
+        path = home / "sidecar.json"
+        path.write_text(json.dumps(config, indent=2))
+        path.chmod(0o600)
+        self.spawn(agent_id, [self.python, "-m", "sidecar", "--config", str(path)],
+                   env={"AGENTCOM_SIDECAR_SANDBOX__UID_BASE": str(200_000 + 1000 * slot)})
+
+
+def summarise(tasks: list[dict[str, Any]]) -> tuple[str, bool]:
+    rows = [("task", "agent", "status", "outcome", "tries", "secs")]
+    ok = True
+    for t in tasks:
+        secs = ((t.get("completed_at") or t["updated_at"]) - t["created_at"]) / 1000
+        rows.append((t["description"][:46], t.get("assigned_to") or "-", t["status"], t.get("outcome") or "-",
+                     str(t["retry_count"] + (t["status"] != "dead_letter")), f"{secs:.1f}"))
+        ok = ok and t["status"] == "completed" and t.get("outcome") != "failed"
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "  " + "  ".join("-" * w for w in widths))
+    return "\n".join(lines), ok
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    root = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="agentcom-demo-"))
+    root.mkdir(parents=True, exist_ok=True)
+    demo = Demo(root, sys.executable)
+    try:
+        log("== AgentCom demo")
+        hub_url = demo.start_hub()
+        log(f"  hub: {hub_url}")
+        http = httpx.Client(base_url=hub_url, headers={"Authorization": f"Bearer {demo.admin_token}"}, timeout=10)
+        viewer = http.post("/admin/tokens", json={"agent_id": "demo-viewer", "role": "viewer"}).json()["token"]
+        log(f"  dashboard: {hub_url}/dashboard#token={viewer}")
+        ollama_url, model, real = demo.start_model()
+        log(f"  model: {model} at {ollama_url}" + ("" if real else
+            "  (no Ollama reachable: the shipped fake Ollama replays a scripted trajectory)"))
+        for slot, agent_id in enumerate(AGENTS):
+            token = http.post("/admin/tokens", json={"agent_id": agent_id}).json()["token"]
+            demo.start_sidecar(hub_url, agent_id, token, ollama_url, model, slot)
+        deadline = time.monotonic() + 60
+        while len([a for a in http.get("/api/agents").json()["agents"] if a["status"] == "online"]) < len(AGENTS):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"sidecars did not connect; see the logs in {root}")
+            time.sleep(0.2)
+        agents = http.get("/api/agents").json()["agents"]
+        for a in agents:
+            log(f"  agent {a['agent_id']}: online, sandbox {a.get('sandbox_level')}")
+        body = [{"description": d, "priority": p, "executor": "shell", "metadata": {"shell_command": c}}
+                for d, c, p in SHELL_TASKS]
+        body.append({"description": HELLO_TASK, "priority": "high", "executor": "ollama",
+                     "complexity_tier": "standard", "max_verification_retries": 2,
+                     "metadata": {"model": model},
+                     "verification_steps": [{"type": "file_exists", "target": "hello.py"},
+                                            {"type": "test_passes", "target": "python3 test_hello.py"}]})
+        ids = [t["task_id"] for t in http.post("/api/tasks/batch", json={"tasks": body}).json()["tasks"]]
+        log(f"== submitted {len(ids)} tasks ({len(SHELL_TASKS)} shell, 1 for the model)")
+        deadline = time.monotonic() + args.timeout
+        last = ""
+        while True:
+            tasks = [http.get(f"/api/tasks/{i}").json() for i in ids]
+            counts: dict[str, int] = {}
+            for t in tasks:
+                counts[t["status"]] = counts.get(t["status"], 0) + 1
+            line = "  " + "  ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+            if line != last:
+                log(line)
+                last = line
+            if all(t["status"] in ("completed", "dead_letter", "cancelled") for t in tasks):
+                break
+            if time.monotonic() > deadline:
+                log(f"  timed out after {args.timeout:.0f}s")
+                break
+            time.sleep(0.3)
+        table, ok = summarise(tasks)
+        log("== summary")
+        log(table)
+        hello = next(t for t in tasks if t["description"] == HELLO_TASK)
+        steps = (hello.get("verification_report") or {}).get("checks", [])
+        log(f"  model task: {hello.get('outcome')}; checks: "
+            + (", ".join(f"{c['type']}={c['status']}" for c in steps) or "none ran"))
+        trajectory = http.get(f"/api/tasks/{hello['id']}/trajectory").json()["events"]
+        calls = [e["event"] for e in trajectory if e["kind"] == "tool_call"]
+        log(f"  model task tool calls: " + (", ".join(c.get("tool_name", "?") for c in calls) or "none"))
+        log(f"  logs and workspaces: {root}")
+        if args.keep_running:
+            log(f"== still running; open {hub_url}/dashboard#token={viewer} (Ctrl-C to stop)")
+            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        return 0 if ok else 1
+    except (RuntimeError, httpx.HTTPError) as exc:
+        log(f"demo failed: {exc}")
+        return 1
+    finally:
+        demo.stop_all()
+        if not args.data_dir and not args.keep_files:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", help="keep everything here (default: a temp dir removed at the end)")
+    parser.add_argument("--timeout", type=float, default=180, help="seconds to wait for the work (default 180)")
+    parser.add_argument("--keep-running", action="store_true", help="leave the fleet up for the dashboard")
+    parser.add_argument("--keep-files", action="store_true", help="do not delete the temp dir at the end")
