@@ -1,0 +1,182 @@
+"""A fake Ollama server speaking the real ``/api`` wire protocol, replaying scripted turns.
+
+Serves ``/api/tags``, ``/api/version``, ``/api/show``, ``/api/ps`` and ``/api/chat`` (NDJSON streaming, or one JSON
+object when ``"stream": false``; a missing ``stream`` streams, like the real server). Unknown models get 404.
+
+Run it for a demo: ``python -m shared.fakes.ollama_server --port 11434 --script hello_world`` (prints its URL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+from uuid import uuid4
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from shared.fakes.script import SCRIPTS, Script, ScriptedServer, Turn, serve_forever, split_text
+
+DIGEST = "sha256:" + "f" * 64
+DETAILS = {
+    "parent_model": "", "format": "gguf", "family": "fake", "families": ["fake"],
+    "parameter_size": "1B", "quantization_level": "Q4_0",
+}  # fmt: skip
+PARSE_ERROR = 'error parsing tool call: raw=\'{"name": "write_file", "arguments": {\', err=unexpected end of JSON input'
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _text(content: Any) -> str:
+    return content if isinstance(content, str) else ""
+
+
+class FakeOllamaServer(ScriptedServer):
+    """Fake Ollama: ``async with FakeOllamaServer() as server: ollama.AsyncClient(host=server.url)``."""
+
+    def __init__(
+        self, script: Script | str = "hello_world", *, model: str = "fake-coder:latest", version: str = "0.12.6"
+    ) -> None:
+        super().__init__(script)
+        self.model = model
+        self.version = version
+
+    def build_app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/", self.root, methods=["GET", "HEAD"]),
+                Route("/api/version", self.api_version, methods=["GET"]),
+                Route("/api/tags", self.tags, methods=["GET"]),
+                Route("/api/ps", self.ps, methods=["GET"]),
+                Route("/api/show", self.show, methods=["POST"]),
+                Route("/api/chat", self.chat, methods=["POST"]),
+            ]
+        )
+
+    def knows(self, name: Any) -> bool:
+        return isinstance(name, str) and self.model in (name, f"{name}:latest")
+
+    def _model_entry(self) -> dict[str, Any]:
+        return {"name": self.model, "model": self.model, "modified_at": "2026-01-01T00:00:00Z", "size": 1_000_000_000,
+                "digest": DIGEST, "details": DETAILS}  # fmt: skip
+
+    async def root(self, request: Request) -> Response:
+        await self.record(request)
+        return PlainTextResponse("Ollama is running")
+
+    async def api_version(self, request: Request) -> Response:
+        await self.record(request)
+        return JSONResponse({"version": self.version})
+
+    async def tags(self, request: Request) -> Response:
+        await self.record(request)
+        return JSONResponse({"models": [self._model_entry()]})
+
+    async def ps(self, request: Request) -> Response:
+        await self.record(request)
+        running = {**self._model_entry(), "expires_at": "2099-01-01T00:00:00Z", "size_vram": 1_000_000_000,
+                   "context_length": 32768}  # fmt: skip
+        return JSONResponse({"models": [running]})
+
+    async def show(self, request: Request) -> Response:
+        body = await self.record(request)
+        name = (body.get("model") or body.get("name")) if isinstance(body, dict) else None
+        if not self.knows(name):
+            return JSONResponse({"error": f"model '{name}' not found"}, status_code=404)
+        return JSONResponse({
+            "license": "", "modelfile": f"FROM {self.model}\n", "parameters": "temperature 0",
+            "template": "{{ .Prompt }}", "details": DETAILS, "modified_at": "2026-01-01T00:00:00Z",
+            "model_info": {"general.architecture": "fake", "fake.context_length": 32768},
+            "capabilities": ["completion", "tools", "thinking"],
+        })  # fmt: skip
+
+    async def chat(self, request: Request) -> Response:
+        body = await self.record(request)
+        if not isinstance(body, dict):
+            return JSONResponse({"error": "invalid request body"}, status_code=400)
+        if not self.knows(body.get("model")):
+            return JSONResponse({"error": f'model "{body.get("model")}" not found, try pulling it first'}, 404)
+        messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+        system = [_text(m.get("content")) for m in messages if m.get("role") == "system"]
+        first_user = next((_text(m.get("content")) for m in messages if m.get("role") == "user"), "")
+        try:
+            turn = self.pick_turn([*system, first_user], sum(m.get("role") == "assistant" for m in messages))
+        except KeyError as exc:
+            return JSONResponse({"error": str(exc.args[0])}, status_code=400)
+        if turn.delay_s:
+            await asyncio.sleep(turn.delay_s)
+        if turn.failure == "http_500":
+            return JSONResponse({"error": PARSE_ERROR}, status_code=500)
+        if body.get("stream", True):
+            return StreamingResponse(self._stream(turn), media_type="application/x-ndjson")
+        reply = {"model": self.model, "created_at": _now(), "message": self._message(turn), **self._metrics(turn)}
+        if turn.failure == "malformed_json":
+            return Response(json.dumps(reply)[:-25], media_type="application/json")
+        return JSONResponse(reply)
+
+    def _message(self, turn: Turn) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": ""}
+        if turn.failure == "empty":
+            return message
+        message["content"] = turn.content
+        if turn.thinking:
+            message["thinking"] = turn.thinking
+        if turn.tool_calls:
+            message["tool_calls"] = [
+                {"id": f"call_{uuid4().hex[:8]}", "function": {"index": i, "name": c.name, "arguments": c.arguments}}
+                for i, c in enumerate(turn.tool_calls)
+            ]
+        return message
+
+    def _metrics(self, turn: Turn) -> dict[str, Any]:
+        prompt_ns, eval_ns = turn.prompt_tokens * 1_000_000, turn.eval_tokens * 10_000_000
+        return {
+            "done": True, "done_reason": "stop", "total_duration": 5_000_000 + prompt_ns + eval_ns,
+            "load_duration": 5_000_000, "prompt_eval_count": turn.prompt_tokens, "prompt_eval_duration": prompt_ns,
+            "eval_count": turn.eval_tokens, "eval_duration": eval_ns,
+        }  # fmt: skip
+
+    async def _stream(self, turn: Turn) -> AsyncIterator[bytes]:
+        """Thinking and content as deltas, all tool calls in one chunk, then a ``done`` chunk with the metrics."""
+        message = self._message(turn)
+
+        def chunk(delta: dict[str, Any], done: bool = False) -> bytes:
+            part = {"model": self.model, "created_at": _now(), "message": {"role": "assistant", "content": "", **delta}}
+            return json.dumps({**part, **(self._metrics(turn) if done else {"done": False})}).encode() + b"\n"
+
+        for piece in split_text(message.get("thinking", "")):
+            yield chunk({"thinking": piece})
+        for piece in split_text(message["content"]):
+            yield chunk({"content": piece})
+        if turn.failure == "malformed_json":
+            yield b'{"model": "' + self.model.encode() + b'", "message": {"role": "assistant", "content": "tru\n'
+            return
+        if "tool_calls" in message:
+            yield chunk({"tool_calls": message["tool_calls"]})
+        yield chunk({}, done=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Fake Ollama server replaying a scripted conversation.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=11434)
+    parser.add_argument("--script", default="hello_world", choices=sorted(SCRIPTS))
+    parser.add_argument("--model", default="fake-coder:latest")
+    args = parser.parse_args(argv)
+    server = FakeOllamaServer(args.script, model=args.model)
+    try:
+        asyncio.run(serve_forever(server, args.host, args.port))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
