@@ -197,8 +197,8 @@ class TaskQueue:
             return "complete"  # the same report again (after a reconnect): already recorded
         outcome = T.outcome_of(result, verification_report)
         if outcome == "failed":
-            T._expect(task, T.IN_FLIGHT)  # the same checks, in the same order, as a successful report
-            T._fence(task, generation)
+            T.require_status(task, T.IN_FLIGHT)  # the same checks, in the same order, as a successful report
+            T.check_generation(task, generation)
             if task.assigned_to != agent_id:
                 raise TransitionError("not_assigned_to_you")
             reason = EndReason.VERIFICATION_FAILED if result.get("status", "success") == "success" else (
@@ -219,8 +219,8 @@ class TaskQueue:
     async def fail(self, task_id: str, agent_id: str, generation: int, error: str,
                    result: dict[str, Any] | None = None, on_applied: OnApplied | None = None) -> str:
         task = self.get(task_id)
-        T._expect(task, T.IN_FLIGHT)
-        T._fence(task, generation)
+        T.require_status(task, T.IN_FLIGHT)
+        T.check_generation(task, generation)
         if task.assigned_to != agent_id:
             raise TransitionError("not_assigned_to_you")
         return await self._end(task, EndReason.AGENT_ERROR, error, result=result, on_applied=on_applied)
@@ -229,7 +229,7 @@ class TaskQueue:
                       on_applied: OnApplied | None = None) -> str:
         """End an in-flight attempt for a reason the agent did not report (lost, timed out, stuck, rejected)."""
         task = self.get(task_id)
-        T._fence(task, generation)
+        T.check_generation(task, generation)
         return await self._end(task, reason, error, on_applied=on_applied)
 
     async def _end(self, task: Task, reason: EndReason, error: str, result: dict[str, Any] | None = None,

@@ -135,18 +135,18 @@ def record(task: Task, event: str, now_ms: int, max_history: int = 50, **details
         del task.history[: len(task.history) - max_history]
 
 
-def _expect(task: Task, allowed: frozenset[TaskStatus] | set[TaskStatus]) -> None:
+def require_status(task: Task, allowed: frozenset[TaskStatus] | set[TaskStatus]) -> None:
     if task.status not in allowed:
         raise TransitionError("invalid_state", f"task is {task.status}")
 
 
-def _fence(task: Task, generation: int | None) -> None:
+def check_generation(task: Task, generation: int | None) -> None:
     if generation is not None and generation != task.generation:
         raise TransitionError("stale_generation", f"report for generation {generation}, task is at {task.generation}")
 
 
 def assign(task: Task, agent_id: str, now_ms: int) -> None:
-    _expect(task, {TaskStatus.QUEUED})
+    require_status(task, {TaskStatus.QUEUED})
     task.status = TaskStatus.ASSIGNED
     task.generation += 1
     task.assigned_to = agent_id
@@ -156,8 +156,8 @@ def assign(task: Task, agent_id: str, now_ms: int) -> None:
 
 
 def accept(task: Task, agent_id: str, generation: int | None, now_ms: int) -> None:
-    _expect(task, IN_FLIGHT)
-    _fence(task, generation)
+    require_status(task, IN_FLIGHT)
+    check_generation(task, generation)
     if task.assigned_to != agent_id:
         raise TransitionError("not_assigned_to_you", f"task is assigned to {task.assigned_to}")
     if task.status is TaskStatus.WORKING:
@@ -196,8 +196,8 @@ def complete(
     verification_report: dict[str, Any] | None = None,
     verification_history: list[dict[str, Any]] | None = None,
 ) -> None:
-    _expect(task, IN_FLIGHT)
-    _fence(task, generation)
+    require_status(task, IN_FLIGHT)
+    check_generation(task, generation)
     if task.assigned_to != agent_id:
         raise TransitionError("not_assigned_to_you", f"task is assigned to {task.assigned_to}")
     task.status = TaskStatus.COMPLETED
@@ -216,7 +216,7 @@ def end_attempt(task: Task, reason: EndReason, error: str, now_ms: int, result: 
 
     Every ended attempt counts toward ``max_retries``, whatever ended it, so a poison task reaches dead-letter.
     """
-    _expect(task, IN_FLIGHT)
+    require_status(task, IN_FLIGHT)
     agent_id = task.assigned_to
     task.retry_count += 1
     task.last_error = f"{reason}: {error}" if error else str(reason)
@@ -237,7 +237,7 @@ def end_attempt(task: Task, reason: EndReason, error: str, now_ms: int, result: 
 
 def fail_dependency(task: Task, dependency_id: str, now_ms: int) -> None:
     """A dependency can never complete: the dependent fails visibly instead of waiting forever."""
-    _expect(task, LIVE)
+    require_status(task, LIVE)
     task.status = TaskStatus.DEAD_LETTER
     task.assigned_to = None
     task.dead_letter_reason = str(EndReason.DEPENDENCY_FAILED)
@@ -247,7 +247,7 @@ def fail_dependency(task: Task, dependency_id: str, now_ms: int) -> None:
 
 def cancel(task: Task, now_ms: int, by: str | None = None) -> TaskStatus:
     """Cancel a task that has not finished; returns the status it had."""
-    _expect(task, LIVE | {TaskStatus.DEAD_LETTER})
+    require_status(task, LIVE | {TaskStatus.DEAD_LETTER})
     previous = task.status
     task.status = TaskStatus.CANCELLED
     task.generation += 1
@@ -257,7 +257,7 @@ def cancel(task: Task, now_ms: int, by: str | None = None) -> TaskStatus:
 
 def retry(task: Task, now_ms: int, by: str | None = None) -> None:
     """Put a dead-lettered (or cancelled) task back in the queue with a fresh retry budget."""
-    _expect(task, {TaskStatus.DEAD_LETTER, TaskStatus.CANCELLED})
+    require_status(task, {TaskStatus.DEAD_LETTER, TaskStatus.CANCELLED})
     task.status = TaskStatus.QUEUED
     task.retry_count = 0
     task.generation += 1

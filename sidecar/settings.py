@@ -1,0 +1,249 @@
+"""Sidecar settings: one pydantic model, read once in ``main`` from a config file and ``AGENTCOM_SIDECAR_*`` variables.
+
+The config file is TOML (``.toml``) or JSON (``.json``)::
+
+    agent_id = "gcu-sleeper-service"
+    token = "..."                       # or AGENTCOM_SIDECAR_TOKEN
+    hub_url = "http://127.0.0.1:4000"   # http(s):// or ws(s)://; the socket is <hub_url>/ws
+    capabilities = ["shell"]
+
+    [limits]
+    task_timeout_s = 600
+
+    [workspace]
+    cleanup = "keep_last"
+    keep_last_n = 10
+
+Environment variables win over the file; nested fields use ``__``, e.g.
+``AGENTCOM_SIDECAR_LIMITS__HEARTBEAT_INTERVAL_S=5``. Relative paths are relative to the config file's directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+import zlib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from sidecar.sandbox import Limits, SandboxLevel
+
+ENV_PREFIX = "AGENTCOM_SIDECAR_"
+DEFAULT_UID_BASE = 100_000
+UID_RANGES = 64
+SECRET_FIELDS = frozenset({"token"})
+
+
+class SettingsError(Exception):
+    """The configuration is unusable; the message lists every bad field (never a secret's value)."""
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LimitSettings(_Group):
+    task_timeout_s: float = Field(default=600.0, gt=0)
+    """Wall-clock limit of one task's execution when the task does not set ``metadata.timeout_ms``."""
+    verification_timeout_s: float = Field(default=120.0, gt=0)
+    """Limit for the whole verification run when the task does not set ``verification_timeout_ms``."""
+    heartbeat_interval_s: float = Field(default=30.0, gt=0)
+    """A ``ping`` goes to the hub this often."""
+    pong_timeout_s: float = Field(default=10.0, gt=0)
+    """No ``pong`` within this time after a ping: the connection is dropped and re-opened."""
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    """Limit for opening the socket and for the ``identify`` → ``identified`` exchange."""
+    state_report_timeout_s: float = Field(default=10.0, gt=0)
+    """How long to wait for ``state_report_ack`` before leaving the decision to the next connection."""
+    backoff_initial_s: float = Field(default=1.0, gt=0)
+    """First reconnect delay; delays double up to ``backoff_max_s``."""
+    backoff_max_s: float = Field(default=60.0, gt=0)
+    """Cap of the reconnect delay."""
+    backoff_jitter: float = Field(default=0.3, ge=0, le=1)
+    """Each delay is shortened by up to this fraction, at random, so a fleet does not reconnect in step."""
+    resource_report_interval_s: float = Field(default=30.0, gt=0)
+    """A ``resource_report`` goes to the hub this often while connected."""
+    progress_batch_ms: int = Field(default=100, ge=1)
+    """Command output is gathered for this long before one ``task_progress`` event is sent."""
+
+    @model_validator(mode="after")
+    def _check_backoff(self) -> LimitSettings:
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError("backoff_max_s must be at least backoff_initial_s")
+        return self
+
+
+class SandboxSettings(_Group):
+    level: SandboxLevel | None = None
+    """Force one sandbox level (``bwrap``, ``landlock``, ``rlimits``); by default the strongest that works."""
+    uid_base: int | None = Field(default=None, ge=1000, le=2**31 - 2000)
+    """First of 1000 uids the sandbox runs commands as (when the sidecar is root). Sidecars on one host need
+    disjoint ranges; by default the range is derived from the agent id (see :meth:`SidecarSettings.uid_base`)."""
+    network: bool = False
+    """Whether shell commands may use the network."""
+    cpu_s: int = Field(default=Limits.cpu_s, gt=0)
+    memory_bytes: int = Field(default=Limits.memory_bytes, gt=0)
+    file_size_bytes: int = Field(default=Limits.file_size_bytes, gt=0)
+    nproc: int = Field(default=Limits.nproc, gt=0)
+    output_bytes: int = Field(default=Limits.output_bytes, gt=0)
+    """Per stream; the rest of a command's output is dropped."""
+
+    def to_limits(self) -> Limits:
+        """The sandbox's resource limits for one command."""
+        return Limits(
+            cpu_s=self.cpu_s,
+            memory_bytes=self.memory_bytes,
+            file_size_bytes=self.file_size_bytes,
+            nproc=self.nproc,
+            output_bytes=self.output_bytes,
+        )
+
+
+class WorkspaceSettings(_Group):
+    cleanup: Literal["keep_last", "on_success", "never"] = "keep_last"
+    """``keep_last``: keep the newest ``keep_last_n`` task directories; ``on_success``: delete a task's directory
+    as soon as it succeeded (failed ones are kept, at most ``keep_last_n``); ``never``: keep everything."""
+    keep_last_n: int = Field(default=10, ge=0)
+
+
+class SidecarSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid")
+
+    agent_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")
+    """This agent's id, as registered on the hub (``POST /admin/tokens``)."""
+    token: SecretStr = Field(min_length=1, max_length=256)
+    """The agent's token. Never logged, never put into a command's environment."""
+    hub_url: str
+    """The hub's address: ``http://host:port`` or ``ws://host:port[/ws]``."""
+    name: str | None = Field(default=None, max_length=256)
+    """Display name; defaults to the agent id."""
+    capabilities: list[str] = ["shell"]
+    """What this agent can do, matched against a task's ``needed_capabilities``."""
+    models: list[str] = []
+    """Model names this agent can serve (reported at identify)."""
+    ollama_url: str | None = None
+    """A local Ollama (``http://127.0.0.1:11434``): reported to the hub and read for VRAM use."""
+    state_dir: Path = Path("state")
+    """Durable local state: the active task and the outbox of unacknowledged results."""
+    workspace_root: Path = Path("workspaces")
+    """One directory per task attempt is made under this directory."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    workspace: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
+
+    @field_validator("hub_url")
+    @classmethod
+    def _check_hub_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
+            raise ValueError("must look like http://host:port or ws://host:port/ws")
+        return value.rstrip("/")
+
+    @property
+    def uid_base(self) -> int:
+        """The sandbox's uid range: ``sandbox.uid_base`` or, by default, one of 64 ranges from 100000 picked by
+        the agent id (so several sidecars on one host rarely share a range; set it explicitly to be sure)."""
+        if self.sandbox.uid_base is not None:
+            return self.sandbox.uid_base
+        return DEFAULT_UID_BASE + 1000 * (zlib.crc32(self.agent_id.encode()) % UID_RANGES)
+
+    @property
+    def ws_url(self) -> str:
+        """The agent socket's URL (``ws://host:port/ws``)."""
+        parts = urlsplit(self.hub_url)
+        scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+        path = parts.path if parts.path.endswith("/ws") else parts.path + "/ws"
+        return urlunsplit((scheme, parts.netloc, path, "", ""))
+
+    @property
+    def http_url(self) -> str:
+        """The hub's HTTP base URL (``http://host:port``)."""
+        parts = urlsplit(self.ws_url)
+        scheme = {"ws": "http", "wss": "https"}[parts.scheme]
+        return urlunsplit((scheme, parts.netloc, parts.path.removesuffix("/ws"), "", ""))
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the file's values, which arrive as init arguments.
+        return env_settings, init_settings
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML or JSON config file into a dict.
+
+    Raises:
+        SettingsError: the file is missing, unreadable or not a table/object.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        if path.suffix == ".json":
+            data = json.loads(raw)
+        elif path.suffix == ".toml":
+            data = tomllib.loads(raw.decode())
+        else:
+            raise SettingsError(f"config file {path}: use a .toml or .json file")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"config file {path} is not valid {path.suffix[1:].upper()}: {exc}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"config file {path}: the top level must be a table/object")
+    return data
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> SidecarSettings:
+    """Build the settings from ``path`` (optional), ``AGENTCOM_SIDECAR_*`` variables and ``overrides``.
+
+    Relative ``state_dir``/``workspace_root`` are resolved against the file's directory (else the cwd). The token
+    variable is then removed from this process's environment so no child process can inherit it.
+
+    Raises:
+        SettingsError: listing every invalid or missing field.
+    """
+    data = read_config_file(path) if path is not None else {}
+    data.update(overrides)
+    try:
+        settings = SidecarSettings(**data)
+    except ValidationError as exc:
+        raise SettingsError(describe_errors(exc, path)) from None
+    base = path.parent if path is not None else Path.cwd()
+    resolved = {
+        name: (base / value).resolve()
+        for name in ("state_dir", "workspace_root")
+        if not (value := getattr(settings, name)).is_absolute()
+    }
+    os.environ.pop(ENV_PREFIX + "TOKEN", None)
+    return settings.model_copy(update=resolved)
+
+
+def describe_errors(exc: ValidationError, path: Path | None = None) -> str:
+    """One line per bad field: ``limits.pong_timeout_s: Input should be greater than 0 (got -1)``."""
+    lines = [f"invalid sidecar settings{f' in {path}' if path else ''}:"]
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "(file)"
+        msg = "unknown field (check the spelling)" if err["type"] == "extra_forbidden" else err["msg"]
+        if err["type"] == "missing":
+            env = ENV_PREFIX + loc.upper().replace(".", "__")
+            msg = f"required: set it in the config file or in {env}"
+        shown = "" if err["type"] in ("missing", "extra_forbidden") or loc in SECRET_FIELDS else _shown(err["input"])
+        lines.append(f"  {loc}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return f" (got {text[:80]})"
