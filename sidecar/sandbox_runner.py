@@ -214,19 +214,27 @@ async def run_process(
     """Run ``wrapper`` to completion or timeout; never raises for the command's own failure."""
     started = time.monotonic()
     stdin_data = wrapper.stdin_data
+    spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
+        *wrapper.argv,
+        stdin=asyncio.subprocess.PIPE if stdin_data is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+        env=_WRAPPER_ENV,
+        cwd="/",
+        pass_fds=wrapper.pass_fds,
+    ))
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *wrapper.argv,
-            stdin=asyncio.subprocess.PIPE if stdin_data is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-            env=_WRAPPER_ENV,
-            cwd="/",
-            pass_fds=wrapper.pass_fds,
-        )
+        proc = await asyncio.shield(spawn)
     except OSError as exc:
         return Completed(127, "", f"sandbox: cannot start {wrapper.argv[0]}: {exc}\n", False, 0)
+    except asyncio.CancelledError:
+        # Cancelled while the process was being started: it may be running already, so stop it before giving up.
+        with contextlib.suppress(OSError, asyncio.CancelledError):
+            started_proc = await spawn
+            await _stop(started_proc, kill_grace_s)
+            await started_proc.communicate()
+        raise
     assert proc.stdout is not None and proc.stderr is not None
     out = _Capture("stdout", output_bytes, on_output)
     err = _Capture("stderr", output_bytes, on_output)
