@@ -271,6 +271,8 @@ async def serve_agent_socket(ws: WebSocket, hub: Hub) -> None:
                     break
                 text = message.get("text")
                 if text is None:  # a binary frame: the protocol is JSON in text frames only
+                    if previous is not None:
+                        await previous  # its error follows the replies to the frames before it
                     reply = P.ErrorReply(error="invalid_json", detail="binary frames are not accepted; send JSON text")
                     if await session.violation(reply):
                         break

@@ -1,0 +1,160 @@
+"""The durable store (hub/store.py): acknowledged writes survive SIGKILL, group commit, errors and reopening."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from hub.store import INSERT_TOKEN, UPSERT_TASK, Store, StoreError
+from shared.agent_sim import AgentSim
+from tests.conftest import SCALE, wait_tasks
+
+REPO = Path(__file__).resolve().parents[2]
+
+WRITER = """
+import asyncio, sys
+from pathlib import Path
+from hub.store import UPSERT_TASK, Store
+
+async def main() -> None:
+    store = await Store.open(Path(sys.argv[1]))
+    writer = asyncio.create_task(store.run_writer())
+
+    async def one(n: int) -> None:
+        await store.write([(UPSERT_TASK, (f"t{n}", "queued", 2, n, n, None, None, "{}"))])
+        print(n, flush=True)  # said only once committed
+
+    n = 0
+    while True:
+        await asyncio.gather(*(one(n + k) for k in range(8)))
+        n += 8
+
+asyncio.run(main())
+"""
+
+
+def row(n: int) -> tuple[str, tuple[object, ...]]:
+    return (UPSERT_TASK, (f"t{n}", "queued", 2, n, n, None, None, "{}"))
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """An open store with its writer running; closed after the test."""
+    s = await Store.open(tmp_path / "store.db")
+    writer = asyncio.create_task(s.run_writer())
+    yield s
+    if not writer.done():
+        await s.close()
+    await writer
+
+
+def task_ids(path: Path) -> set[str]:
+    with sqlite3.connect(path) as db:
+        return {r[0] for r in db.execute("SELECT id FROM tasks")}
+
+
+async def test_acknowledged_writes_survive_sigkill(tmp_path: Path) -> None:
+    """Every write Store.write acknowledged is in the database after its process is killed with SIGKILL."""
+    path = tmp_path / "killed.db"
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", WRITER, str(path), cwd=REPO,
+                                                stdout=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    acknowledged: set[str] = set()
+    async with asyncio.timeout(30 * SCALE):
+        while len(acknowledged) < 400:
+            line = await proc.stdout.readline()
+            assert line, "the writer died on its own"
+            acknowledged.add(f"t{int(line)}")
+    proc.send_signal(signal.SIGKILL)
+    rest = await proc.stdout.read()  # acknowledged before it died, still in the pipe
+    acknowledged |= {f"t{int(n)}" for n in rest.split()}
+    assert await proc.wait() == -signal.SIGKILL
+    stored = task_ids(path)
+    assert acknowledged <= stored, f"lost {len(acknowledged - stored)} acknowledged writes"
+
+
+async def test_concurrent_writes_share_commits(store: Store) -> None:
+    """Writes made at once are group-committed: fewer transactions than writes, and every write is stored."""
+    await asyncio.gather(*(store.write([row(n)]) for n in range(200)))
+    assert store.n_writes == 200
+    assert store.n_commits < 200
+    assert len(await store.fetch_all("SELECT id FROM tasks")) == 200
+
+
+async def test_write_returns_after_commit(store: Store, tmp_path: Path) -> None:
+    """Once write returns, another connection already sees the row."""
+    await store.write([row(1), row(2)])
+    assert task_ids(tmp_path / "store.db") == {"t1", "t2"}
+
+
+async def test_failed_write_raises_and_the_store_keeps_working(store: Store) -> None:
+    """A write the database refuses raises StoreError, commits none of its batch, and later writes still work."""
+    await store.write([(INSERT_TOKEN, ("h1", "a", "agent", "p", 1))])
+    with pytest.raises(StoreError):
+        await store.write([row(5), (INSERT_TOKEN, ("h1", "b", "agent", "p", 2))])
+    assert await store.fetch_all("SELECT id FROM tasks") == []
+    await store.write([row(6)])
+    assert await store.fetch_all("SELECT id FROM tasks") == [("t6",)]
+
+
+async def test_bad_read_raises_store_error(store: Store) -> None:
+    """A read the database refuses raises StoreError, not a sqlite3 error."""
+    with pytest.raises(StoreError):
+        await store.fetch_all("SELECT nope FROM nowhere")
+
+
+async def test_close_commits_what_is_pending_then_refuses(store: Store, tmp_path: Path) -> None:
+    """Closing lets the writer commit pending writes; a write after close raises StoreError."""
+    pending = asyncio.ensure_future(store.write([row(7)]))
+    await asyncio.sleep(0)  # queue the write before closing
+    await store.close()
+    await pending
+    assert task_ids(tmp_path / "store.db") == {"t7"}
+    with pytest.raises(StoreError):
+        await store.write([row(8)])
+
+
+async def test_empty_write_is_a_no_op(store: Store) -> None:
+    """Writing nothing returns at once without a transaction."""
+    await store.write([])
+    assert store.n_commits == 0
+
+
+async def test_reopen_keeps_data_and_migrates_once(tmp_path: Path) -> None:
+    """The database is WAL, versioned by user_version, and reopening keeps data without re-running migrations."""
+    path = tmp_path / "re.db"
+    for n in range(2):
+        s = await Store.open(path)
+        writer = asyncio.create_task(s.run_writer())
+        await s.write([row(n)])
+        assert await s.fetch_all("PRAGMA journal_mode") == [("wal",)]
+        assert await s.fetch_all("PRAGMA user_version") == [(1,)]
+        await s.close()
+        await writer
+    assert task_ids(path) == {"t0", "t1"}
+
+
+async def test_hub_restart_reloads_tasks_and_tokens(make_hub, tmp_path: Path) -> None:
+    """A hub restarted on the same data dir has every task (status and history) and every token back."""
+    data_dir = tmp_path / "same"
+    first = await make_hub(data_dir=data_dir)
+    token = await first.mint_token("keeper")
+    queued = await first.submit(description="waits", priority="high")
+    dep = await first.submit(description="depends", depends_on=[queued])
+    before = {t: await first.task(t) for t in (queued, dep)}
+    await first.server.stop()
+
+    second = await make_hub(data_dir=data_dir)
+    assert second.admin_token == first.admin_token, "the generated admin token is reused"
+    assert {t: await second.task(t) for t in (queued, dep)} == before
+    sim = AgentSim(second.ws_url, "keeper", token)
+    await sim.connect()
+    await wait_tasks(second, [queued, dep], {"completed"})
+    assert [r.task_id for r in sim.received] == [queued, dep]
+    await sim.close()
