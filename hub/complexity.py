@@ -31,9 +31,9 @@ def infer(description: str, n_files: int, n_steps: int) -> dict[str, Any]:
         "trivial" if n_steps == 0 else "standard" if n_steps <= 3 else "complex",
     ]
     best = max(("standard", "complex", "trivial"), key=votes.count)  # ties favour standard, then complex
-    confidence = votes.count(best) / 3
     if best == "trivial":
-        best = "standard"
+        best = "standard"  # trivial needs a trivial keyword; the confidence is then the share of standard votes
+    confidence = votes.count(best) / 3
     return {"tier": best, "confidence": round(confidence, 2), "signals": signals}
 
 

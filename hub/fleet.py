@@ -98,6 +98,10 @@ class Fleet:
                 if (agent := self.agents.get(agent_id)) is not None:
                     await self._release(agent, None)
             raise
+        skipped = {agent_id for task, agent_id in booked} - {t.assigned_to for t in assigned}
+        for agent_id in skipped:  # its task changed (cancelled) between plan and commit: free the agent again
+            if (agent := self.agents.get(agent_id)) is not None:
+                await self._release(agent, None)
         for task in assigned:
             agent = self.agents.get(task.assigned_to or "")
             if agent is not None:

@@ -264,13 +264,25 @@ _ERROR_CODES = {
 }
 
 
+def _is_type_tag(part: object) -> bool:
+    return isinstance(part, str) and (part in {"int", "float", "str", "bool", "dict", "list", "none"}
+                                      or "[" in part or part.startswith(("constrained-", "function-")))
+
+
 def field_errors(exc: ValidationError, skip_prefix: int = 0) -> list[Json]:
     """Translate pydantic errors into AgentCom's per-field error list ``[{field, error, detail, value?}]``."""
     out: list[Json] = []
+    seen: set[tuple[str, str]] = set()
     for err in exc.errors(include_url=False):
-        loc = [str(p) for p in err["loc"][skip_prefix:]]
+        # A field accepting several types reports once per member ("cpu_percent.float", "cpu_percent.int"):
+        # name the field, once.
+        loc = [str(p) for p in err["loc"][skip_prefix:] if not _is_type_tag(p)]
         code = _ERROR_CODES.get(err["type"], "wrong_type" if err["type"].endswith("_type") else "invalid_value")
-        item: Json = {"field": ".".join(loc) or "(body)", "error": code, "detail": err["msg"]}
+        field = ".".join(loc) or "(body)"
+        if (field, code) in seen:
+            continue
+        seen.add((field, code))
+        item: Json = {"field": field, "error": code, "detail": err["msg"]}
         if code != "required" and isinstance(err.get("input"), str | int | float | bool):
             item["value"] = err["input"]
         out.append(item)
