@@ -45,6 +45,7 @@ async def serve(settings: HubSettings) -> int:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every callback phase at INFO
     try:
         settings = settings_from(args)
     except Exception as exc:  # pydantic's ValidationError, shown plainly

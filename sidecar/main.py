@@ -15,7 +15,8 @@ from pathlib import Path
 
 from shared.protocol import AgentRestarting, HubMessage, Identify, RestartSidecar
 from sidecar.connection import HubLink, IdentifyRejected, serve_hub
-from sidecar.executor import ExecutorRegistry
+from sidecar.agentic import AgenticConfig, ClaudeExecutor, OllamaExecutor
+from sidecar.executor import Executor, ExecutorRegistry
 from sidecar.resources import report_resources
 from sidecar.runner import Runner
 from sidecar.sandbox import Sandbox, SandboxLevel, probe_sandbox
@@ -45,15 +46,17 @@ class Shutdown(Exception):
 class RedactSecret(logging.Filter):
     """Replaces a secret in every log record's text, whatever code logged it."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, *secrets: str) -> None:
         super().__init__()
-        self._secret = secret
+        self._secrets = [s for s in secrets if s]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Render the record's message with the secret replaced by ``***``."""
+        """Render the record's message with each secret replaced by ``***``."""
         message = record.getMessage()
-        if self._secret and self._secret in message:
-            record.msg, record.args = message.replace(self._secret, "***"), None
+        if any(secret in message for secret in self._secrets):
+            for secret in self._secrets:
+                message = message.replace(secret, "***")
+            record.msg, record.args = message, None
         return True
 
 
@@ -74,7 +77,7 @@ def build_identify(settings: SidecarSettings, sandbox_level: str) -> Identify:
 
 
 def build_registry(settings: SidecarSettings, sandbox: Sandbox) -> ExecutorRegistry:
-    """The executors this sidecar offers (model executors join here when they exist)."""
+    """The executors this sidecar offers: shell always, Ollama with an ``ollama_url``, Claude with an API key."""
     shell = ShellExecutor(
         sandbox,
         default_timeout_s=settings.limits.task_timeout_s,
@@ -82,7 +85,23 @@ def build_registry(settings: SidecarSettings, sandbox: Sandbox) -> ExecutorRegis
         network=settings.sandbox.network,
         batch_interval_s=settings.limits.progress_batch_ms / 1000,
     )
-    return ExecutorRegistry({"shell": shell})
+    executors: dict[str, Executor] = {"shell": shell}
+    config = AgenticConfig(
+        default_timeout_s=settings.limits.task_timeout_s,
+        verification_timeout_s=settings.limits.verification_timeout_s,
+        token_interval_s=settings.limits.progress_batch_ms / 1000,
+    )
+    if settings.ollama_url:
+        executors["ollama"] = OllamaExecutor(
+            sandbox, host=settings.ollama_url, default_model=settings.models[0] if settings.models else None,
+            config=config,
+        )
+    if settings.anthropic_api_key is not None:
+        executors["claude"] = ClaudeExecutor(
+            sandbox, api_key=settings.anthropic_api_key.get_secret_value(), base_url=settings.anthropic_base_url,
+            config=config,
+        )
+    return ExecutorRegistry(executors)
 
 
 async def run_sidecar(settings: SidecarSettings, sandbox: Sandbox | None = None) -> int:
@@ -181,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    redact = RedactSecret(settings.token.get_secret_value())
+    api_key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else ""
+    redact = RedactSecret(settings.token.get_secret_value(), api_key)
     for handler in logging.getLogger().handlers:
         handler.addFilter(redact)
     if args.doctor:

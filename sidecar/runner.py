@@ -38,14 +38,13 @@ from sidecar.executor import ExecutorRegistry, Outcome, now_ms, task_timeout_s
 from sidecar.sandbox import Sandbox
 from sidecar.settings import LimitSettings
 from sidecar.state import ActiveTask, LocalState, OutboxEntry, ResultMessage
-from sidecar.verification import run_verification
+from sidecar.verification import classify_report, run_verification
 from sidecar.workspace import Workspaces
 
 logger = logging.getLogger(__name__)
 
 EXECUTION_GRACE_S = 30.0
 """Beyond the task's own timeout, the runner cancels an executor that did not stop by itself."""
-PASSING_VERIFICATION = frozenset({"pass", "skip", "auto_pass"})
 FINAL_ACKS = frozenset({"complete", "retried", "dead_letter", "duplicate"})
 REFUSED_RESULTS = ("task_complete_failed", "task_fail_failed")
 
@@ -308,10 +307,20 @@ class Runner:
                 outcome = await executor.run(task, workspace, ProgressSink(self.link, task))
         except TimeoutError:
             outcome = Outcome.failed("timeout", f"execution did not end within {limit_s:g} s; it was stopped")
-        report = await self._verify(task, workspace) if outcome.status == "success" else None
-        verified = report is not None and report.get("status") in PASSING_VERIFICATION
+        details = dict(outcome.details)
+        if "verification_status" in details:  # a model executor verified (and fixed) its own work: keep its verdict
+            report = details.pop("verification_report", None)
+            history = details.pop("verification_history", None) or ([report] if report is not None else [])
+            status = details.pop("verification_status")
+            attempts = details.pop("verification_attempts", len(history))
+        else:
+            report = await self._verify(task, workspace) if outcome.status == "success" else None
+            history = [report] if report is not None else []
+            status = "execution_failed" if report is None else classify_report(report)
+            attempts = len(history)
+        verified = status == "verified"
         result = {
-            **outcome.details,
+            **details,
             "status": outcome.status,
             "output": outcome.output,
             "exit_code": outcome.exit_code,
@@ -319,8 +328,8 @@ class Runner:
             "error": outcome.error,
             "executor": executor.name,
             "execution_ms": int((time.monotonic() - started) * 1000),
-            "verification_status": "execution_failed" if report is None else "verified" if verified else "partial_pass",
-            "verification_attempts": 0 if report is None else 1,
+            "verification_status": status,
+            "verification_attempts": attempts,
         }
         other = self._current.task if self._current is not None and self._current.task is not task else None
         busy = frozenset({self.workspaces.path_for(other)}) if other is not None else frozenset()
@@ -338,7 +347,7 @@ class Runner:
             generation=task.generation,
             result={k: v for k, v in result.items() if v is not None},
             verification_report=report,
-            verification_history=[report] if report is not None else [],
+            verification_history=history,
         )
 
     async def _verify(self, task: TaskAssign, workspace: Path) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from sidecar.sandbox import Limits, SandboxLevel
 ENV_PREFIX = "AGENTCOM_SIDECAR_"
 DEFAULT_UID_BASE = 100_000
 UID_RANGES = 64
-SECRET_FIELDS = frozenset({"token"})
+SECRET_FIELDS = frozenset({"token", "anthropic_api_key"})
 
 
 class SettingsError(Exception):
@@ -127,7 +127,11 @@ class SidecarSettings(BaseSettings):
     models: list[str] = []
     """Model names this agent can serve (reported at identify)."""
     ollama_url: str | None = None
-    """A local Ollama (``http://127.0.0.1:11434``): reported to the hub and read for VRAM use."""
+    """A local Ollama (``http://127.0.0.1:11434``): enables the ``ollama`` executor; also read for VRAM use."""
+    anthropic_api_key: SecretStr | None = None
+    """Enables the ``claude`` executor (or ``AGENTCOM_SIDECAR_ANTHROPIC_API_KEY``). Never logged or passed on."""
+    anthropic_base_url: str | None = None
+    """Another Anthropic-compatible endpoint (tests and the demo point this at the shipped fake)."""
     state_dir: Path = Path("state")
     """Durable local state: the active task and the outbox of unacknowledged results."""
     workspace_root: Path = Path("workspaces")

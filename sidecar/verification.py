@@ -285,3 +285,11 @@ def corrective_prompt(
         original_description=original_description.strip() or "(no description)",
         previous_output=cap_text(previous_output.strip(), RETRY_PREVIOUS_OUTPUT_CHARS) or "(none)",
     )
+
+
+def classify_report(report: dict[str, Any]) -> str:
+    """``verified`` when every check passed (or none was asked for), ``partial_pass`` when some did, else ``failed``."""
+    if report.get("status") in ("pass", "skip", "auto_pass"):
+        return "verified"
+    passed = sum(check.get("status") == "pass" for check in report.get("checks", []))
+    return "partial_pass" if passed else "failed"
