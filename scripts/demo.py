@@ -21,16 +21,20 @@ from typing import Any
 import httpx
 
 AGENTS = ("gcu-sleeper-service", "gcu-so-much-for-subtlety")
-SHELL_TASKS = [
-    ("Count the lines of /etc/os-release", "wc -l < /etc/os-release", "urgent"),
+SHELL_TASKS = [  # (description, command, priority, checks run afterwards in the same sandbox)
+    ("Count the lines of /etc/os-release", "wc -l < /etc/os-release", "urgent", []),
     ("Write the first 20 primes to primes.txt",
      "python3 -c \"print(*[n for n in range(2, 72) if all(n % d for d in range(2, n))], file=open('primes.txt','w'))\"",
-     "high"),
-    ("Make a tarball of a generated file", "seq 1 1000 > numbers.txt && tar czf numbers.tgz numbers.txt", "normal"),
-    ("Checksum a generated file", "seq 1 5000 | sha256sum", "normal"),
-    ("Show the sandbox identity", "id && echo HOME=$HOME && ls -la", "low"),
-    ("Try to reach the network (the sandbox has none)", "python3 -c \"import socket; socket.create_connection(('1.1.1.1', 53), 2)\" "
-     "&& echo online || echo 'no network, as expected'", "low"),
+     "high", [{"type": "command_succeeds", "target": "test $(wc -w < primes.txt) -eq 20"}]),
+    ("Make a tarball of a generated file", "seq 1 1000 > numbers.txt && tar czf numbers.tgz numbers.txt", "normal",
+     [{"type": "file_exists", "target": "numbers.tgz"},
+      {"type": "command_succeeds", "target": "tar tzf numbers.tgz | grep -qx numbers.txt"}]),
+    ("Checksum a generated file", "seq 1 5000 | sha256sum > sum.txt", "normal",
+     [{"type": "command_succeeds", "target": "grep -Eq '^[0-9a-f]{64} ' sum.txt"}]),
+    ("Show the sandbox identity", "id && echo HOME=$HOME && ls -la", "low", []),
+    ("Try to reach the network (the sandbox has none)",
+     "python3 -c \"import socket; socket.create_connection(('1.1.1.1', 53), 2)\" && echo online || echo 'no network'",
+     "low", []),
 ]
 HELLO_TASK = "Create hello.py printing hello and a test for it (test_hello.py, runnable with python3)."
 
@@ -152,8 +156,8 @@ def run_demo(args: argparse.Namespace) -> int:
         agents = http.get("/api/agents").json()["agents"]
         for a in agents:
             log(f"  agent {a['agent_id']}: online, sandbox {a.get('sandbox_level')}")
-        body = [{"description": d, "priority": p, "executor": "shell", "metadata": {"shell_command": c}}
-                for d, c, p in SHELL_TASKS]
+        body = [{"description": d, "priority": p, "executor": "shell", "metadata": {"shell_command": c},
+                 "verification_steps": checks} for d, c, p, checks in SHELL_TASKS]
         body.append({"description": HELLO_TASK, "priority": "high", "executor": "ollama",
                      "complexity_tier": "standard", "max_verification_retries": 2,
                      "metadata": {"model": model},
