@@ -22,6 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import multiprocessing
+from multiprocessing.connection import Connection
+
 import httpx
 import psutil
 import websockets
@@ -88,40 +91,148 @@ class Agent:
             pass
 
 
+class RawHttp:
+    """A lean keep-alive HTTP/1.1 client for the submit path, so the numbers measure the hub and not the client
+    library (httpx adds about 1 ms per request here)."""
+
+    def __init__(self, url: str, size: int) -> None:
+        host, port = url.split("//", 1)[1].split(":")
+        self.host, self.port = host, int(port)
+        self._idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+        self._size = size
+        self._opened = 0
+
+    async def post(self, path: str, payload: Any) -> dict[str, Any]:
+        if self._idle.empty() and self._opened < self._size:
+            self._opened += 1
+            self._idle.put_nowait(await asyncio.open_connection(self.host, self.port))
+        reader, writer = await self._idle.get()
+        body = json.dumps(payload).encode()
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {ADMIN}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+        )
+        status = int((await reader.readline()).split()[1])
+        length = 0
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        data = json.loads(await reader.readexactly(length))
+        self._idle.put_nowait((reader, writer))
+        if status >= 300:
+            raise RuntimeError(f"POST {path}: {status} {data}")
+        return data  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        while not self._idle.empty():
+            _, writer = self._idle.get_nowait()
+            writer.close()
+
+
 class Bench:
     def __init__(self, hub: HubProcess) -> None:
         self.hub = hub
         self.http = httpx.AsyncClient(base_url=hub.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30,
                                       limits=httpx.Limits(max_connections=16))
+        self.raw = RawHttp(hub.url, size=16)
         self.assigned_at: dict[str, float] = {}
         self.completed = 0
         self.target = 0
         self.done = asyncio.Event()
 
-    async def agents(self, n: int, prefix: str) -> list[Agent]:
+    async def tokens(self, n: int, prefix: str) -> list[tuple[str, str]]:
         out = []
         for i in range(n):
             r = await self.http.post("/admin/tokens", json={"agent_id": f"{prefix}-{i}"})
-            out.append(Agent(self.hub.ws_url, f"{prefix}-{i}", r.json()["token"], self))
+            out.append((f"{prefix}-{i}", r.json()["token"]))
+        return out
+
+    async def agents(self, n: int, prefix: str) -> list[Agent]:
+        out = [Agent(self.hub.ws_url, a, t, self) for a, t in await self.tokens(n, prefix)]  # type: ignore[arg-type]
         await asyncio.gather(*(a.connect() for a in out))
         return out
 
     async def submit_batch(self, descriptions: list[str]) -> None:
-        r = await self.http.post("/api/tasks/batch", json={"tasks": [{"description": d} for d in descriptions]})
-        r.raise_for_status()
+        await self.raw.post("/api/tasks/batch", {"tasks": [{"description": d} for d in descriptions]})
 
     async def submit(self, description: str) -> str:
-        r = await self.http.post("/api/tasks", json={"description": description})
-        r.raise_for_status()
-        return r.json()["task_id"]
+        return str((await self.raw.post("/api/tasks", {"description": description}))["task_id"])
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+        await self.raw.aclose()
+
+
+class AgentCounters:
+    """What an agents process keeps: when each task's assignment arrived, how many tasks it completed."""
+
+    def __init__(self, target: int) -> None:
+        self.assigned_at: dict[str, float] = {}
+        self.completed = 0
+        self.target = target
+        self.done = asyncio.Event()
+
+
+def agents_process(ws_url: str, tokens: list[tuple[str, str]], target: int, pipe: Connection) -> None:
+    """Entry point of the agents' own process: connect, then work until ``target`` tasks are completed."""
+
+    async def main() -> None:
+        counters = AgentCounters(target)
+        agents = [Agent(ws_url, agent_id, token, counters) for agent_id, token in tokens]  # type: ignore[arg-type]
+        await asyncio.gather(*(a.connect() for a in agents))
+        pipe.send("ready")
+        async with asyncio.TaskGroup() as tg:
+            readers = [tg.create_task(a.run()) for a in agents]
+            stop = asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # "stop" from the parent
+            done = asyncio.ensure_future(counters.done.wait())
+            await asyncio.wait([stop, done], return_when=asyncio.FIRST_COMPLETED)
+            pipe.send(("finished", counters.completed, counters.assigned_at))
+            for a in agents:
+                await a.ws.close()
+            for r in readers:
+                r.cancel()
+            if not stop.done():
+                await stop
+
+    asyncio.run(main())
+
+
+class AgentsProcess:
+    """The simulated agents in a process of their own (as the peers run their workers), so the submitting
+    client, the hub and the agents each have a process, like Celery's client, broker and worker."""
+
+    def __init__(self, bench: Bench, tokens: list[tuple[str, str]], target: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.pipe, child = ctx.Pipe()
+        self.proc = ctx.Process(target=agents_process, args=(bench.hub.ws_url, tokens, target, child), daemon=True)
+        self.proc.start()
+        if self.pipe.recv() != "ready":
+            raise RuntimeError("agents did not start")
+
+    async def finished(self, timeout_s: float) -> tuple[int, dict[str, float]]:
+        loop = asyncio.get_running_loop()
+        ready = await loop.run_in_executor(None, self.pipe.poll, timeout_s)
+        if not ready:
+            self.pipe.send("stop")
+        _, completed, assigned_at = await loop.run_in_executor(None, self.pipe.recv)
+        return completed, assigned_at
+
+    def stop(self) -> None:
+        try:
+            self.pipe.send("stop")
+        except OSError:
+            pass
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.kill()
 
 
 async def throughput(hub: HubProcess, n_agents: int, n_tasks: int, concurrency: int, batch: int) -> dict[str, Any]:
     bench = Bench(hub)
-    agents = await bench.agents(n_agents, f"tp{n_agents}")
-    bench.target = n_tasks
-    async with asyncio.TaskGroup() as tg:
-        readers = [tg.create_task(a.run()) for a in agents]
+    tokens = await bench.tokens(n_agents, f"tp{n_agents}-{batch}")
+    agents = AgentsProcess(bench, tokens, n_tasks)
+    try:
         start = time.perf_counter()
         queue: asyncio.Queue[int] = asyncio.Queue()
         for i in range(n_tasks):
@@ -137,37 +248,35 @@ async def throughput(hub: HubProcess, n_agents: int, n_tasks: int, concurrency: 
 
         await asyncio.gather(*(submitter() for _ in range(concurrency)))
         submitted = time.perf_counter()
-        await asyncio.wait_for(bench.done.wait(), 300)
+        completed, _ = await agents.finished(300)
         elapsed = time.perf_counter() - start
-        for a in agents:
-            await a.ws.close()
-        for r in readers:
-            r.cancel()
-    await bench.http.aclose()
+    finally:
+        agents.stop()
+        await bench.aclose()
+    if completed < n_tasks:
+        raise RuntimeError(f"only {completed} of {n_tasks} tasks completed")
     return {"agents": n_agents, "tasks": n_tasks, "batch": batch, "tasks_per_s": n_tasks / elapsed,
             "submit_per_s": n_tasks / (submitted - start), "elapsed_s": elapsed}
 
 
 async def latency(hub: HubProcess, n_agents: int, n_samples: int) -> dict[str, Any]:
+    """Submit one task at a time; latency = POST sent -> task_assign received by an agent (another process;
+    perf_counter is the system-wide monotonic clock on Linux, so the two are comparable)."""
     bench = Bench(hub)
-    agents = await bench.agents(n_agents, f"lat{n_agents}")
-    bench.target = 10**9
-    samples: list[float] = []
-    async with asyncio.TaskGroup() as tg:
-        readers = [tg.create_task(a.run()) for a in agents]
+    tokens = await bench.tokens(n_agents, f"lat{n_agents}")
+    agents = AgentsProcess(bench, tokens, n_samples + 10)
+    sent: dict[str, float] = {}
+    try:
         for i in range(n_samples + 10):
             t0 = time.perf_counter()
-            task_id = await bench.submit(f"latency {i}")
-            while task_id not in bench.assigned_at:
-                await asyncio.sleep(0.0002)
-            if i >= 10:  # warm-up excluded
-                samples.append((bench.assigned_at[task_id] - t0) * 1000)
-            await asyncio.sleep(0.002)
-        for a in agents:
-            await a.ws.close()
-        for r in readers:
-            r.cancel()
-    await bench.http.aclose()
+            sent[await bench.submit(f"latency {i}")] = t0
+            await asyncio.sleep(0.004)  # one at a time: the previous task is long done
+        _, assigned_at = await agents.finished(60)
+    finally:
+        agents.stop()
+        await bench.aclose()
+    ordered = sorted(sent, key=sent.get)[10:]  # type: ignore[arg-type]  # warm-up excluded
+    samples = [(assigned_at[t] - sent[t]) * 1000 for t in ordered]
     q = statistics.quantiles(samples, n=100)
     return {"agents": n_agents, "p50_ms": statistics.median(samples), "p95_ms": q[94], "p99_ms": q[98]}
 
@@ -188,7 +297,7 @@ async def heartbeat_rss(hub: HubProcess, n_agents: int, seconds: float) -> dict[
     rss = hub.rss_mb()
     for a in agents:
         await a.ws.close()
-    await bench.http.aclose()
+    await bench.aclose()
     return {"agents": n_agents, "rss_before_mb": before, "rss_mb": rss}
 
 

@@ -22,6 +22,7 @@ async def health(request: Request) -> dict[str, Any]:
         "uptime_ms": hub.clock.now_ms() - hub.started_at,
         "tasks": {"queued": stats["queued"], "in_flight": stats["assigned"] + stats["working"]},
         "violations": hub.violations.stats(),
+        "store": hub.store.stats(),
     }
 
 

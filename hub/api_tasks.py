@@ -100,13 +100,22 @@ def _hub(request: Request) -> Any:
     return request.app.state.hub
 
 
+def _wake_scheduler(hub: Any) -> Any:
+    """Schedule as soon as the tasks are queued in memory, so their assignment shares the submit's commit."""
+
+    async def wake(_: str) -> None:
+        hub.fleet.scheduler.wake()
+
+    return wake
+
+
 @router.post("/api/tasks", status_code=201)
 async def submit_task(request: Request, who: Principal = Depends(writer)) -> dict[str, Any]:
     hub = _hub(request)
     body = await parse_body(request, TaskSubmit)
     task = body.to_task(who.agent_id, hub.clock.now_ms())
     try:
-        await hub.queue.submit(task)
+        await hub.queue.submit(task, on_applied=_wake_scheduler(hub))
     except UnknownDependencies as exc:
         raise ApiError(422, "validation_failed", errors=[
             {"field": "depends_on", "error": "unknown_task", "detail": str(exc), "value": exc.missing}
@@ -137,7 +146,7 @@ async def submit_batch(request: Request, who: Principal = Depends(writer)) -> di
     now = hub.clock.now_ms()
     tasks = [item.to_task(who.agent_id, now) for item in body.tasks]
     try:
-        await hub.queue.submit_many(tasks)
+        await hub.queue.submit_many(tasks, on_applied=_wake_scheduler(hub))
     except UnknownDependencies as exc:
         raise ApiError(422, "validation_failed", errors=[
             {"field": "tasks.depends_on", "error": "unknown_task", "detail": str(exc), "value": exc.missing}

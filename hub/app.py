@@ -73,6 +73,7 @@ class Hub:
         """Every long-lived loop of the hub, by name."""
         return {
             "scheduler": self.fleet.scheduler.run,
+            "checkpointer": self.store.run_checkpointer,
             "sweeps": lambda: run_sweeps(self),
             "dashboard": lambda: dashboard_socket.run_fanout(self),
         }

@@ -192,7 +192,7 @@ async def run_fanout(hub: Hub) -> None:
                     event = await events.get()
             except TimeoutError:
                 event = None
-            if event is not None:
+            while event is not None:  # take everything already waiting without arming a timeout per event
                 if event.get("kind") == "execution_event":
                     dash.execution_event(event)
                 else:
@@ -201,6 +201,7 @@ async def run_fanout(hub: Hub) -> None:
                         flush_at = loop.time() + batch_s
                     if len(batch) >= MAX_BATCH:
                         flush_at = loop.time()
+                event = events.get_nowait() if not events.empty() else None
             now = loop.time()
             if flush_at is not None and now >= flush_at:
                 dash.flush(batch)

@@ -81,27 +81,31 @@ class Fleet:
             self._publish_agent("agent_left", agent)
 
     async def dispatch(self, pairs: list[tuple[Task, str]]) -> None:
-        """Assign planned pairs durably, then push ``task_assign`` to each agent."""
+        """Assign planned pairs durably, then push ``task_assign`` to each agent.
+
+        The assignments are applied and queued for commit before any await (the FSM triggers yield to the loop),
+        so they join the commit of the submit or completion that made them possible.
+        """
         now = self._clock.now_ms()
         booked: list[tuple[Task, str]] = []
         for task, agent_id in pairs:
             agent = self.agents.get(agent_id)
             if agent is None or agent.state != AgentState.IDLE:
                 continue
-            await agent.fire("assign", now, task.id)  # booked before any await: never two tasks to one agent
             task.routing_decision = routing_decision(task, agent.models, now)
             booked.append((task, agent_id))
+        assigned, committed = self.queue.assign_many(booked)
+        for task in assigned:  # only this loop books agents, and it runs alone: none can be booked twice
+            agent = self.agents.get(task.assigned_to or "")
+            if agent is not None and agent.state == AgentState.IDLE:
+                await agent.fire("assign", now, task.id)
         try:
-            assigned = await self.queue.assign_many(booked)
+            await committed
         except StoreError:
-            for _, agent_id in booked:
-                if (agent := self.agents.get(agent_id)) is not None:
+            for task in assigned:
+                if (agent := self.agents.get(task.assigned_to or "")) is not None:
                     await self._release(agent, None)
             raise
-        skipped = {agent_id for task, agent_id in booked} - {t.assigned_to for t in assigned}
-        for agent_id in skipped:  # its task changed (cancelled) between plan and commit: free the agent again
-            if (agent := self.agents.get(agent_id)) is not None:
-                await self._release(agent, None)
         for task in assigned:
             agent = self.agents.get(task.assigned_to or "")
             if agent is not None:

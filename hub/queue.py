@@ -15,7 +15,7 @@ from typing import Any
 from hub import tasks as T
 from hub.clock import Clock
 from hub.events import EventBus
-from hub.store import UPSERT_TASK, Store, Write
+from hub.store import UPSERT_TASK, Deferred, Store, Write
 from hub.tasks import EndReason, Task, TaskStatus, TransitionError
 
 logger = logging.getLogger(__name__)
@@ -37,11 +37,11 @@ class TaskNotFound(Exception):
 
 
 def _row(task: Task) -> Write:
-    return (
-        UPSERT_TASK,
-        (task.id, str(task.status), task.priority, task.created_at, task.updated_at, task.assigned_to,
-         task.goal_id, task.to_json()),
-    )
+    def build() -> tuple[Any, ...]:
+        return (task.id, str(task.status), task.priority, task.created_at, task.updated_at, task.assigned_to,
+                task.goal_id, task.to_json())
+
+    return UPSERT_TASK, Deferred(task.id, build)
 
 
 class TaskQueue:
@@ -138,11 +138,11 @@ class TaskQueue:
 
     # --- operations -------------------------------------------------------------------------------------------
 
-    async def submit(self, task: Task) -> Task:
-        await self.submit_many([task])
+    async def submit(self, task: Task, on_applied: OnApplied | None = None) -> Task:
+        await self.submit_many([task], on_applied)
         return task
 
-    async def submit_many(self, batch: list[Task]) -> list[Task]:
+    async def submit_many(self, batch: list[Task], on_applied: OnApplied | None = None) -> list[Task]:
         """Queue tasks in one transaction; dependencies may name earlier tasks of the same batch."""
         known = set(self.tasks)
         missing = []
@@ -161,19 +161,22 @@ class TaskQueue:
             if doomed is not None:
                 T.fail_dependency(task, doomed, task.created_at)
         self.n_submitted += len(batch)
-        await self._commit(batch, [("task_submitted", t, {}) for t in batch])
+        committed = self._persist(batch, [("task_submitted", t, {}) for t in batch])
+        if on_applied is not None:
+            await on_applied("queued")
+        await committed
         return batch
 
-    async def assign_many(self, pairs: list[tuple[Task, str]]) -> list[Task]:
-        """Assign each queued task to its agent in one transaction; returns the tasks actually assigned."""
+    def assign_many(self, pairs: list[tuple[Task, str]]) -> tuple[list[Task], Awaitable[None]]:
+        """Assign each queued task to its agent, in memory at once; returns the tasks assigned and the awaitable
+        of their commit (queued now, so it can share the commit of whatever made them schedulable)."""
         now = self._clock.now_ms()
         done: list[Task] = []
         for task, agent_id in pairs:
             if task.status is TaskStatus.QUEUED:
                 T.assign(task, agent_id, now)
                 done.append(task)
-        await self._commit(done, [("task_assigned", t, {}) for t in done])
-        return done
+        return done, self._persist(done, [("task_assigned", t, {}) for t in done])
 
     async def accept(self, task_id: str, agent_id: str, generation: int | None) -> Task:
         task = self.get(task_id)
