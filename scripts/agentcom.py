@@ -31,6 +31,15 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_arguments(p)
     p.set_defaults(run=demo.run_demo)
 
+    from scripts import onboard
+
+    p = sub.add_parser("onboard", help="add this machine as an agent: check, register, configure, start, prove")
+    onboard.add_onboard_arguments(p)
+    p.set_defaults(run=onboard.run_onboard)
+    p = sub.add_parser("offboard", help="remove an agent: stop its pm2 process, revoke its token, delete its files")
+    onboard.add_offboard_arguments(p)
+    p.set_defaults(run=onboard.run_offboard)
+
     args = parser.parse_args(argv)
     return int(args.run(args) or 0)
 
