@@ -4,6 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from sidecar.doctor import run_doctor
+    from sidecar.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings(args.config) if args.config else None
+    except SettingsError as exc:
+        print(f"agentcom doctor: {exc}", file=sys.stderr)
+        return 2
+    return 0 if run_doctor(settings).ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,14 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     hub_main.add_arguments(p)
     p.set_defaults(run=hub_main.run)
 
-    try:
-        from sidecar import main as sidecar_main
-    except ImportError:
-        sidecar_main = None  # type: ignore[assignment]
-    if sidecar_main is not None and hasattr(sidecar_main, "add_arguments"):
-        p = sub.add_parser("sidecar", help="run a sidecar (one per agent host)")
-        sidecar_main.add_arguments(p)
-        p.set_defaults(run=sidecar_main.run)
+    from sidecar import main as sidecar_main
+
+    p = sub.add_parser("sidecar", help="run a sidecar (one per agent host)")
+    sidecar_main.add_arguments(p)
+    p.set_defaults(run=sidecar_main.run)
+
+    p = sub.add_parser("doctor", help="check this machine (sandbox level, bubblewrap, pm2) and, with --config, the hub")
+    p.add_argument("--config", type=Path, help="a sidecar config file: also check its hub and Ollama")
+    p.set_defaults(run=_doctor)
 
     from scripts import demo
 

@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import random
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from sidecar.sandbox import probe_sandbox
 from sidecar.verification import VerificationStep, corrective_prompt, run_verification
+from tests.sidecar.conftest import searchable
 
 PASSING_TEST = "import unittest\n\nclass T(unittest.TestCase):\n    def test_ok(self):\n        self.assertTrue(True)\n"
 FAILING_TEST = PASSING_TEST.replace("True)", "False, 'deliberately broken')")
 TAIL = "\n\nif __name__ == '__main__':\n    unittest.main()\n"
-
-
-@pytest.fixture(scope="module")
-def sandbox():
-    # A uid range of our own: a run's cleanup kills every process of its uid, so never share one with a sidecar.
-    return asyncio.run(probe_sandbox(uid_base=200_000 + 1000 * random.randrange(10_000), kill_grace_s=1.0))
-
-
-def searchable(tmp_path: Path) -> None:
-    # pytest makes its temp root 0700; without bwrap's mounts the sandbox uid walks the real path to the workspace.
-    for directory in [tmp_path, *tmp_path.parents]:
-        if directory == Path(tempfile.gettempdir()) or directory.stat().st_uid != os.geteuid():
-            break
-        directory.chmod(directory.stat().st_mode | 0o111)
 
 
 @pytest.fixture
