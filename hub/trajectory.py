@@ -37,9 +37,10 @@ class Trajectory:
         if len(payload) > MAX_PAYLOAD_BYTES:
             payload = json.dumps({"event_type": kind, "truncated": True, "text": payload[:MAX_PAYLOAD_BYTES]})
         seq = self._seq(task_id)
+        await self._store.write([(INSERT_TRAJECTORY, (task_id, seq, now, kind, payload))])
+        # Published once stored, so whoever is told of it can also read it back.
         self._bus.publish({"kind": "execution_event", "task_id": task_id, "agent_id": agent_id, "seq": seq,
                            "timestamp": now, **{k: v for k, v in event.items() if k not in {"full", "messages"}}})
-        await self._store.write([(INSERT_TRAJECTORY, (task_id, seq, now, kind, payload))])
 
     async def read(self, task_id: str, after_seq: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         rows = await self._store.fetch_all(
