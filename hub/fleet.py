@@ -15,7 +15,7 @@ from hub.queue import TaskQueue
 from hub.routing import routing_decision
 from hub.scheduler import Candidate, Scheduler
 from hub.store import StoreError
-from hub.tasks import Task, TaskStatus
+from hub.tasks import Task
 from shared.protocol import Message, TaskAssign, TaskCancelled, encode
 
 logger = logging.getLogger(__name__)
@@ -142,7 +142,3 @@ class Fleet:
             await self.send(agent, TaskCancelled(task_id=task_id, timestamp=self._clock.now_ms()))
             await self._release(agent, task_id)
         self.scheduler.wake()
-
-    def in_flight_for(self, agent: Agent) -> Task | None:
-        task = self.queue.assigned_to(agent.agent_id)
-        return task if task is not None and task.status in (TaskStatus.ASSIGNED, TaskStatus.WORKING) else None

@@ -36,6 +36,7 @@ SHELL_TASKS = [  # (description, command, priority, checks run afterwards in the
      "python3 -c \"import socket; socket.create_connection(('1.1.1.1', 53), 2)\" && echo online || echo 'no network'",
      "low", []),
 ]
+GOAL_ID = "goal-demo"
 HELLO_TASK = "Create hello.py printing hello and a test for it (test_hello.py, runnable with python3)."
 
 
@@ -163,8 +164,17 @@ def run_demo(args: argparse.Namespace) -> int:
                      "metadata": {"model": model},
                      "verification_steps": [{"type": "file_exists", "target": "hello.py"},
                                             {"type": "test_passes", "target": "python3 test_hello.py"}]})
+        for task in body:
+            task["goal_id"] = GOAL_ID
         ids = [t["task_id"] for t in http.post("/api/tasks/batch", json={"tasks": body}).json()["tasks"]]
-        log(f"== submitted {len(ids)} tasks ({len(SHELL_TASKS)} shell, 1 for the model)")
+        final = http.post("/api/tasks", json={
+            "description": "Sign off the batch once every other task is done", "goal_id": GOAL_ID,
+            "executor": "shell", "metadata": {"shell_command": "echo all done > signed-off.txt"},
+            "depends_on": ids, "verification_steps": [{"type": "file_exists", "target": "signed-off.txt"}],
+        }).json()
+        ids.append(final["task_id"])
+        log(f"== submitted {len(ids)} tasks for {GOAL_ID}: {len(SHELL_TASKS)} shell, 1 for the model, "
+            "1 that waits for all of them")
         deadline = time.monotonic() + args.timeout
         last = ""
         while True:
@@ -191,7 +201,7 @@ def run_demo(args: argparse.Namespace) -> int:
             + (", ".join(f"{c['type']}={c['status']}" for c in steps) or "none ran"))
         trajectory = http.get(f"/api/tasks/{hello['id']}/trajectory").json()["events"]
         calls = [e["event"] for e in trajectory if e["kind"] == "tool_call"]
-        log(f"  model task tool calls: " + (", ".join(c.get("tool_name", "?") for c in calls) or "none"))
+        log("  model task tool calls: " + (", ".join(c.get("tool_name", "?") for c in calls) or "none"))
         log(f"  logs and workspaces: {root}")
         if args.keep_running:
             log(f"== still running; open {hub_url}/dashboard#token={viewer} (Ctrl-C to stop)")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 
-import pytest
 
 from tests.conftest import wait_tasks
 
