@@ -58,7 +58,7 @@ function resources(r) {
 
 function capabilities(a) {
   const chips = (a.capabilities || []).map((c) => `<span class="chip">${esc(c)}</span>`);
-  if (a.sandbox_level) chips.push(`<span class="chip sandbox" title="sandbox level">⛨ ${esc(a.sandbox_level)}</span>`);
+  if (a.sandbox_level) chips.push(`<span class="chip sandbox" title="sandbox level">sandbox: ${esc(a.sandbox_level)}</span>`);
   return chips.join("") || '<span class="muted">—</span>';
 }
 
