@@ -40,15 +40,15 @@ class TaskSubmit(BaseModel):
 
     description: Annotated[str, Field(min_length=1, max_length=10_000)]
     priority: PriorityName | Annotated[int, Field(ge=0, le=3)] = "normal"
-    needed_capabilities: list[Annotated[str, Field(min_length=1, max_length=128)]] = []
-    metadata: dict[str, Any] = {}
+    needed_capabilities: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
     max_retries: Annotated[int, Field(ge=1, le=100)] = 3
-    depends_on: list[Annotated[str, Field(min_length=1, max_length=128)]] = []
+    depends_on: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(default_factory=list)
     assign_to: Annotated[str, Field(min_length=1, max_length=128)] | None = None
     complexity_tier: Literal["trivial", "standard", "complex", "unknown"] | None = None
-    success_criteria: list[Annotated[str, Field(max_length=2000)]] = []
-    verification_steps: list[VerificationStep] = []
-    file_hints: list[FileHint] = []
+    success_criteria: list[Annotated[str, Field(max_length=2000)]] = Field(default_factory=list)
+    verification_steps: list[VerificationStep] = Field(default_factory=list)
+    file_hints: list[FileHint] = Field(default_factory=list)
     repo: Annotated[str, Field(max_length=512)] | None = None
     branch: Annotated[str, Field(max_length=256)] | None = None
     goal_id: Annotated[str, Field(max_length=128)] | None = None

@@ -109,7 +109,7 @@ class Task:
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in _FIELD_NAMES}
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), separators=(",", ":"))
@@ -118,14 +118,16 @@ class Task:
     def from_json(cls, text: str) -> Task:
         data = json.loads(text)
         data["status"] = TaskStatus(data["status"])
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{k: v for k, v in data.items() if k in _FIELD_NAMES})
 
     def public(self) -> dict[str, Any]:
         """The task as the HTTP API shows it."""
         out = self.as_dict()
         out["priority_name"] = Priority(self.priority).name.lower()
         return out
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(Task))
 
 
 def record(task: Task, event: str, now_ms: int, max_history: int = 50, **details: Any) -> None:
