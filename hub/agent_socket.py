@@ -153,14 +153,15 @@ class AgentSession:
         if agent.current_task_id == msg.task_id:  # after a reconnect this says what it is doing, as a state_report
             agent.flags.discard("awaiting_state_report")
             agent.awaiting_report_since = None
+        agent.flags.discard("unresponsive")  # it answers again
         await self.reply(P.TaskAck(task_id=msg.task_id, status="accepted"))
 
     async def on_task_progress(self, agent: Agent, msg: P.TaskProgress) -> None:
         task = self.hub.queue.tasks.get(msg.task_id)
-        if task is None or task.assigned_to != agent.agent_id or (
+        if task is None or task.assigned_to != agent.agent_id or self.hub.agents.get(agent.agent_id) is not agent or (
             msg.generation is not None and msg.generation != task.generation
         ):
-            return  # progress for a task this agent no longer holds: dropped, nothing to answer
+            return  # progress for a task this connection no longer holds (or from a replaced socket): dropped
         self.hub.queue.touch(msg.task_id)
         if msg.execution_event is not None:
             await self.hub.trajectory.append(msg.task_id, agent.agent_id, msg.execution_event)

@@ -83,8 +83,8 @@ class Fleet:
     async def dispatch(self, pairs: list[tuple[Task, str]]) -> None:
         """Assign planned pairs durably, then push ``task_assign`` to each agent.
 
-        The assignments are applied and queued for commit before any await (the FSM triggers yield to the loop),
-        so they join the commit of the submit or completion that made them possible.
+        The assignments are applied and queued for commit before any await, so they join the commit of the submit
+        or completion that made them possible.
         """
         now = self._clock.now_ms()
         booked: list[tuple[Task, str]] = []

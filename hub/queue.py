@@ -265,9 +265,22 @@ class TaskQueue:
         return previous, agent_id
 
     async def retry(self, task_id: str, by: str | None = None) -> Task:
+        """Requeue a dead-lettered (or cancelled) task, and with it the dependents it took down with it."""
         task = self.get(task_id)
-        T.retry(task, self._clock.now_ms(), by)
-        await self._commit([task], [("task_requeued", task, {})])
+        now = self._clock.now_ms()
+        T.retry(task, now, by)
+        revived = [task]
+        stack = [task.id]
+        while stack:
+            for dep_id in sorted(self._dependents.get(stack.pop(), ())):
+                dep = self.tasks.get(dep_id)
+                if dep is not None and dep.status is TaskStatus.DEAD_LETTER and (
+                    dep.dead_letter_reason == EndReason.DEPENDENCY_FAILED
+                ):
+                    T.retry(dep, now, by)
+                    revived.append(dep)
+                    stack.append(dep.id)
+        await self._commit(revived, [("task_requeued", t, {}) for t in revived])
         return task
 
     def touch(self, task_id: str) -> None:

@@ -26,6 +26,10 @@ class HubSettings(BaseSettings):
     """An assigned task not accepted within this time is reclaimed (the attempt counts)."""
     reconnect_grace_s: float = Field(15.0, ge=0)
     """A task whose agent disconnected is reclaimed if the agent has not come back within this time."""
+    restart_grace_s: float = Field(90.0, ge=0)
+    """After a hub restart, a task's agent has this long to come back (longer than a sidecar's backoff cap)."""
+    stuck_after_timeout_grace_s: float = Field(120.0, ge=0)
+    """A task with ``metadata.timeout_ms`` is only stuck once that timeout plus this grace has passed quietly."""
     presence_ttl_s: float = Field(60.0, gt=0)
     """An agent socket silent (no frame, no ping) for this long is evicted."""
     stuck_after_s: float = Field(600.0, gt=0)

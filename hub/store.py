@@ -195,12 +195,14 @@ class Store:
             self.commit_s_total += took
             self.commit_s_max = max(self.commit_s_max, took)
         except sqlite3.Error as exc:
-            logger.error("store commit failed: %s", exc)
+            logger.critical("store commit failed: %s", exc)
             error = StoreError(str(exc))
             for _, fut in group:
                 if not fut.done():
                     fut.set_exception(error)
-            return
+            # The state in memory already moved past what is on disk and cannot be rolled back: carrying on would
+            # let later answers rest on writes that never happened. Stop; a restart reloads the committed state.
+            raise error from exc
         self.n_commits += 1
         self.n_writes += sum(len(rows) for rows in by_sql.values())
         for _, fut in group:

@@ -40,8 +40,12 @@ def due_reclaims(
     for task in in_flight:
         agent = connected.get(task.assigned_to or "")
         if agent is None:
-            gone_since = departed_at.get(task.assigned_to or "", started_at)
-            if now - gone_since >= ms(settings.reconnect_grace_s):
+            # An agent not seen since the hub started gets the longer restart grace: its sidecar may be backing
+            # off (up to a minute) and holds results in its outbox that must not be fenced out.
+            left_at = departed_at.get(task.assigned_to or "")
+            gone_since, grace_s = (left_at, settings.reconnect_grace_s) if left_at is not None else (
+                started_at, settings.restart_grace_s)
+            if now - gone_since >= ms(grace_s):
                 out.append(Reclaim(task.id, task.generation, EndReason.AGENT_LOST, "agent disconnected"))
         elif agent.awaiting_report_since is not None and now - agent.awaiting_report_since >= ms(
             settings.acceptance_timeout_s
@@ -51,6 +55,9 @@ def due_reclaims(
             out.append(Reclaim(task.id, task.generation, EndReason.TIMEOUT, "not accepted in time"))
         else:
             limit = settings.stuck_working_after_s if task.status is TaskStatus.WORKING else settings.stuck_after_s
+            timeout_ms = task.metadata.get("timeout_ms")
+            if isinstance(timeout_ms, int | float) and timeout_ms > 0:  # a task allowed to run quietly for longer
+                limit = max(limit, timeout_ms / 1000 + settings.stuck_after_timeout_grace_s)
             if now - task.updated_at >= ms(limit):
                 out.append(Reclaim(task.id, task.generation, EndReason.STUCK, f"no update for {limit:.0f}s"))
     return out
@@ -64,6 +71,12 @@ async def sweep_once(hub: Hub) -> int:
     for r in reclaims:
         task = hub.queue.tasks[r.task_id]
         agent_id = task.assigned_to
+        # Earlier reclaims awaited their commits: a report may have arrived since. Decide again on the state now.
+        departed = {aid: int(v.get("disconnected_at", now)) for aid, v in hub.agents.departed.items()}
+        still = due_reclaims([task] if task.status in (TaskStatus.ASSIGNED, TaskStatus.WORKING) else [],
+                             hub.agents.connected, departed, hub.started_at, hub.clock.now_ms(), hub.settings)
+        if not still or still[0].reason is not r.reason or task.generation != r.generation:
+            continue
         try:
             ack = await hub.queue.reclaim(r.task_id, r.reason, r.error, generation=r.generation)
         except TransitionError:

@@ -230,7 +230,8 @@ def load_settings(path: Path | None = None, **overrides: Any) -> SidecarSettings
         for name in ("state_dir", "workspace_root")
         if not (value := getattr(settings, name)).is_absolute()
     }
-    os.environ.pop(ENV_PREFIX + "TOKEN", None)
+    for field in SECRET_FIELDS:
+        os.environ.pop(ENV_PREFIX + field.upper(), None)
     return settings.model_copy(update=resolved)
 
 

@@ -198,6 +198,22 @@ async def test_unknown_dependency_in_a_batch_is_a_422_and_queues_nothing(hub):
     assert r.status_code == 201 and hub.hub.queue.tasks[first].status == "queued"
 
 
+async def test_retrying_a_dead_lettered_dependency_revives_its_dependents(hub, make_agent):
+    """Retrying the task that took its dependents down requeues them too, and the whole chain then completes."""
+    a = await hub.submit(description="fails once", max_retries=1)
+    b = await hub.submit(description="needs a", depends_on=[a])
+    c = await hub.submit(description="needs b", depends_on=[b])
+    failing = await make_agent(behaviour="fail")
+    await wait_tasks(hub, [a, b, c], {"dead_letter"})
+    await failing.close()
+    await make_agent()
+    r = await hub.http.post(f"/api/tasks/{a}/retry")
+    assert r.status_code == 200, r.text
+    await wait_tasks(hub, [a, b, c], {"completed"})
+    for tid in (b, c):
+        assert "requeued" in events_of(hub, tid)
+
+
 async def test_dead_lettered_dependency_fails_its_dependents(hub, make_agent):
     """When a dependency dead-letters, its dependents (transitively) dead-letter with dependency_failed at once."""
     a = await hub.submit(description="doomed", max_retries=1)

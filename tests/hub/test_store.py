@@ -93,14 +93,18 @@ async def test_write_returns_after_commit(store: Store, tmp_path: Path) -> None:
     assert task_ids(tmp_path / "store.db") == {"t1", "t2"}
 
 
-async def test_failed_write_raises_and_the_store_keeps_working(store: Store) -> None:
-    """A write the database refuses raises StoreError, commits none of its batch, and later writes still work."""
-    await store.write([(INSERT_TOKEN, ("h1", "a", "agent", "p", 1))])
+async def test_failed_write_raises_and_stops_the_writer(tmp_path: Path) -> None:
+    """A write the database refuses raises StoreError to its caller, commits none of its batch, and stops the
+    writer loudly: memory has moved past the disk, so the hub must restart rather than answer on a lost write."""
+    s = await Store.open(tmp_path / "refuse.db")
+    writer = asyncio.create_task(s.run_writer())
+    await s.write([(INSERT_TOKEN, ("h1", "a", "agent", "p", 1))])
     with pytest.raises(StoreError):
-        await store.write([row(5), (INSERT_TOKEN, ("h1", "b", "agent", "p", 2))])
-    assert await store.fetch_all("SELECT id FROM tasks") == []
-    await store.write([row(6)])
-    assert await store.fetch_all("SELECT id FROM tasks") == [("t6",)]
+        await s.write([row(5), (INSERT_TOKEN, ("h1", "b", "agent", "p", 2))])
+    with pytest.raises(StoreError):
+        await writer
+    assert await s.fetch_all("SELECT id FROM tasks") == []
+    await s.close()
 
 
 async def test_bad_read_raises_store_error(store: Store) -> None:

@@ -351,8 +351,25 @@ def test_due_reclaims(case: str, kwargs: dict[str, Any], reason: EndReason | Non
         assert [(r.task_id, r.generation, r.reason) for r in out] == [("task-0123456789abcdef", GEN, reason)]
 
 
-def test_hub_restart_counts_grace_from_start() -> None:
-    """An assignee that never reconnected after a restart is given the grace from the hub's start."""
+def test_hub_restart_counts_restart_grace_from_start() -> None:
+    """An assignee not seen since a restart gets the restart grace (longer than a sidecar's backoff cap) from the
+    hub's start, not the shorter reconnect grace."""
     task = task_in(S.WORKING)
-    assert due_reclaims([task], {}, {}, NOW - 14_000, NOW, SETTINGS) == []
-    assert len(due_reclaims([task], {}, {}, NOW - 15_000, NOW, SETTINGS)) == 1
+    assert SETTINGS.restart_grace_s > SETTINGS.reconnect_grace_s
+    grace_ms = int(SETTINGS.restart_grace_s * 1000)
+    assert due_reclaims([task], {}, {}, NOW - int(SETTINGS.reconnect_grace_s * 1000), NOW, SETTINGS) == []
+    assert due_reclaims([task], {}, {}, NOW - grace_ms + 1000, NOW, SETTINGS) == []
+    assert len(due_reclaims([task], {}, {}, NOW - grace_ms, NOW, SETTINGS)) == 1
+
+
+def test_long_task_timeout_extends_the_stuck_limit() -> None:
+    """A working task with a long ``metadata.timeout_ms`` is not stuck before that timeout plus the grace."""
+    task = task_in(S.WORKING)
+    task.metadata = {"timeout_ms": 3_000_000}
+    agent = Agent(AGENT, 0)
+    agent.state = "working"
+    quiet_for = lambda s: NOW - int(s * 1000)  # noqa: E731
+    task.updated_at = quiet_for(SETTINGS.stuck_working_after_s + 1)
+    assert due_reclaims([task], {AGENT: agent}, {}, 0, NOW, SETTINGS) == []
+    task.updated_at = quiet_for(3000 + SETTINGS.stuck_after_timeout_grace_s)
+    assert [r.reason for r in due_reclaims([task], {AGENT: agent}, {}, 0, NOW, SETTINGS)] == [EndReason.STUCK]
