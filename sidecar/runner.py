@@ -14,6 +14,7 @@ it. The same question is asked for a still-running task after every reconnect: t
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from dataclasses import dataclass
@@ -158,12 +159,17 @@ class Runner:
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._reports[active.task.task_id] = future
         try:
-            await conn.send(active.state_report())
-            async with asyncio.timeout(self.limits.state_report_timeout_s):
-                action = await future
-        except TimeoutError:
-            logger.warning("no state_report_ack for task %s; asking again on the next connection", active.task.task_id)
-            return
+            # Ask until the hub answers (or the connection drops, which ends this call): an unanswered report would
+            # leave the task neither running nor failed until the hub gives up on it.
+            for attempt in itertools.count(1):
+                await conn.send(active.state_report())
+                try:
+                    async with asyncio.timeout(self.limits.state_report_timeout_s):
+                        action = await asyncio.shield(future)
+                    break
+                except TimeoutError:
+                    logger.warning("no state_report_ack for task %s (attempt %d); asking again",
+                                   active.task.task_id, attempt)
         finally:
             self._reports.pop(active.task.task_id, None)
         await self._decide(active, action)
