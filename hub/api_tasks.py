@@ -193,6 +193,12 @@ async def task_stats(request: Request, _: Principal = Depends(any_role)) -> dict
     return _hub(request).queue.stats()
 
 
+@router.get("/api/tasks/parse-stats")
+async def parse_stats(request: Request, _: Principal = Depends(any_role)) -> dict[str, Any]:
+    """Which parser path read each model's tool calls (native, hermes, qwen_xml, bare_json), and format errors."""
+    return {"models": _hub(request).queue.parse_stats()}
+
+
 def _task(request: Request, task_id: str) -> Task:
     try:
         return _hub(request).queue.get(task_id)

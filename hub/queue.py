@@ -313,3 +313,16 @@ class TaskQueue:
             "dead_letter": by_status.get("dead_letter", 0),
             "total": len(self.tasks),
         }
+
+    def parse_stats(self) -> dict[str, dict[str, int]]:
+        """Tool-call parse paths per model, summed over every reported attempt (from ``result.parse_stats``)."""
+        total: dict[str, Counter[str]] = {}
+        for task in self.tasks.values():
+            per_model = (task.result or {}).get("parse_stats")
+            if not isinstance(per_model, dict):
+                continue
+            for model, counts in per_model.items():
+                if isinstance(counts, dict):
+                    total.setdefault(str(model), Counter()).update(
+                        {str(k): v for k, v in counts.items() if isinstance(v, int)})
+        return {model: dict(sorted(counts.items())) for model, counts in sorted(total.items())}

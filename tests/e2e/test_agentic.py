@@ -75,6 +75,8 @@ async def test_hello_task_is_built_verified_and_streamed(fleet: Fleet, tmp_path:
     live_calls = [e.get("tool_name") for e in seen if e.get("event_type") == "tool_call" and e.get("task_id") == task_id]
     assert live_calls == stored_calls
     assert all(e.get("iteration") for e in seen if e.get("event_type") == "tool_call")
+    parsed = (await fleet.http.get("/api/tasks/parse-stats")).json()["models"]["fake-coder:latest"]
+    assert parsed["native"] == 3 and parsed["final_answer"] == 1 and parsed["format_error"] == 0
 
 
 async def test_claude_executor_runs_the_same_task(fleet: Fleet) -> None:

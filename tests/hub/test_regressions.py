@@ -432,3 +432,15 @@ async def test_reports_for_a_finished_task_are_refused_alike(hub, make_agent):
         await sim.wait_for(lambda m, n=n: len(sim.errors) > n)
         assert sim.errors[n]["error"] == error
     assert hub.hub.queue.tasks[tid].as_dict() == before
+
+
+async def test_parse_stats_are_summed_per_model_across_tasks(hub, make_agent):
+    """Parse-path counts reported with results are exposed per model, summed over tasks, failures included."""
+    stats = {"coder:7b": {"replies": 4, "native": 2, "hermes": 1, "final_answer": 1, "format_error": 0}}
+    await make_agent(result={"status": "success", "parse_stats": stats})
+    ids = [await hub.submit(description=f"parse {n}") for n in range(3)]
+    await wait_tasks(hub, ids, {"completed"})
+    r = await hub.http.get("/api/tasks/parse-stats")
+    assert r.status_code == 200
+    assert r.json()["models"] == {"coder:7b": {"final_answer": 3, "format_error": 0, "hermes": 3, "native": 6,
+                                               "replies": 12}}
