@@ -7,10 +7,12 @@ killed and restarted mid-task: every task completes exactly once.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 
 import pytest
 
+from tests.conftest import SCALE
 from tests.e2e.conftest import Fleet, free_port
 
 pytestmark = pytest.mark.slow
@@ -116,13 +118,25 @@ async def test_hub_killed_mid_task_result_is_delivered_exactly_once(fleet: Fleet
     tid = await fleet.submit_shell("sleep 2; echo finished")
     await fleet.wait_status([tid], {"working"})
     hub.kill9()
-    await asyncio.sleep(3)  # the command finishes while the hub is down: its result waits in the outbox
+    state_file = fleet.home / "steady" / "state" / "state.json"
+
+    def outbox() -> list:
+        return json.loads(state_file.read_text()).get("outbox", []) if state_file.exists() else []
+
+    async with asyncio.timeout(30 * SCALE):  # the command finishes while the hub is down: its result waits
+        while not outbox():
+            await asyncio.sleep(0.05)
+    assert [e["task_id"] for e in outbox()] == [tid]
     await fleet.start_hub(port=port)
     [task] = await fleet.wait_status([tid], {"completed"}, timeout_s=60)
     assert completed_events(task) == 1
     assert task["retry_count"] == 0
     assert task["result"]["output"] == "finished\n"
     assert fleet.sidecars["steady"].alive
+    async with asyncio.timeout(10 * SCALE):  # the hub's ack empties the outbox
+        while outbox():
+            await asyncio.sleep(0.05)
+    assert "resending 1 unacknowledged result" in fleet.sidecars["steady"].text()
 
 
 async def test_hub_restarted_while_task_keeps_running(fleet: Fleet) -> None:
