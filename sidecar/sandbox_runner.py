@@ -238,27 +238,27 @@ async def run_process(
     assert proc.stdout is not None and proc.stderr is not None
     out = _Capture("stdout", output_bytes, on_output)
     err = _Capture("stderr", output_bytes, on_output)
-    pumps = [asyncio.create_task(out.pump(proc.stdout)), asyncio.create_task(err.pump(proc.stderr))]
     timed_out = False
     try:
-        if stdin_data is not None and proc.stdin is not None:
-            with contextlib.suppress(ConnectionError):
-                proc.stdin.write(stdin_data)
-                await proc.stdin.drain()
-            proc.stdin.close()
-        try:
-            await asyncio.wait_for(proc.wait(), timeout_s)
-        except TimeoutError:
-            timed_out = True
-            await _stop(proc, kill_grace_s)
-        # Every process that could hold the pipes is dead by now; the deadline is a guard, not the expected path.
-        await asyncio.wait(pumps, timeout=_DRAIN_TIMEOUT_S)
+        async with asyncio.TaskGroup() as readers:
+            pumps = [readers.create_task(out.pump(proc.stdout)), readers.create_task(err.pump(proc.stderr))]
+            if stdin_data is not None and proc.stdin is not None:
+                with contextlib.suppress(ConnectionError):
+                    proc.stdin.write(stdin_data)
+                    await proc.stdin.drain()
+                proc.stdin.close()
+            try:
+                await asyncio.wait_for(proc.wait(), timeout_s)
+            except TimeoutError:
+                timed_out = True
+                await _stop(proc, kill_grace_s)
+            # Every process that could hold the pipes is dead by now; the deadline is a guard, not the expected path.
+            await asyncio.wait(pumps, timeout=_DRAIN_TIMEOUT_S)
+            for pump in pumps:
+                pump.cancel()
     finally:
         if proc.returncode is None:
             await _stop(proc, kill_grace_s)
-        for pump in pumps:
-            pump.cancel()
-        await asyncio.gather(*pumps, return_exceptions=True)
     returncode = -signal.SIGKILL if timed_out else proc.returncode
     assert returncode is not None
     return Completed(
