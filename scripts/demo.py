@@ -202,7 +202,8 @@ def run_demo(args: argparse.Namespace) -> int:
         trajectory = http.get(f"/api/tasks/{hello['id']}/trajectory").json()["events"]
         calls = [e["event"] for e in trajectory if e["kind"] == "tool_call"]
         log("  model task tool calls: " + (", ".join(c.get("tool_name", "?") for c in calls) or "none"))
-        log(f"  logs and workspaces: {root}")
+        if args.data_dir or args.keep_files or args.keep_running:
+            log(f"  logs and workspaces: {root}")
         if args.keep_running:
             log(f"== still running; open {hub_url}/dashboard#token={viewer} (Ctrl-C to stop)")
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
