@@ -107,12 +107,21 @@ class Task:
     last_error: str | None = None
     dead_letter_reason: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    static_json: str | None = field(default=None, repr=False, compare=False)
+    """Cache of the serialised fields in STATIC_FIELDS (not part of the record)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _FIELD_NAMES}
 
     def to_json(self) -> str:
-        return json.dumps(self.as_dict(), separators=(",", ":"))
+        """The stored body. Fields fixed at submission are serialised once and the fragment reused, since a task
+        is rewritten at every state change (this is the hot path of the store)."""
+        static = self.static_json
+        if static is None:
+            static = self.static_json = json.dumps(
+                {name: getattr(self, name) for name in STATIC_FIELDS}, separators=(",", ":"))[1:-1]
+        dynamic = json.dumps({name: getattr(self, name) for name in _DYNAMIC_FIELDS}, separators=(",", ":"))
+        return "{" + static + "," + dynamic[1:]
 
     @classmethod
     def from_json(cls, text: str) -> Task:
@@ -127,7 +136,15 @@ class Task:
         return out
 
 
-_FIELD_NAMES = tuple(f.name for f in fields(Task))
+_FIELD_NAMES = tuple(f.name for f in fields(Task) if f.name != "static_json")
+STATIC_FIELDS = (
+    "id", "description", "created_at", "metadata", "needed_capabilities", "max_retries", "depends_on", "assign_to",
+    "complexity_tier", "complexity", "success_criteria", "verification_steps", "file_hints", "repo", "branch",
+    "goal_id", "executor", "skip_verification", "verification_timeout_ms", "max_verification_retries",
+    "complete_by", "submitted_by",
+)
+"""Set at submission and never changed afterwards (only the functions in this module change a task)."""
+_DYNAMIC_FIELDS = tuple(name for name in _FIELD_NAMES if name not in STATIC_FIELDS)
 
 
 def record(task: Task, event: str, now_ms: int, max_history: int = 50, **details: Any) -> None:
