@@ -332,7 +332,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=2000, help="no-op tasks per throughput run")
     parser.add_argument("--agents", type=int, nargs="+", default=[1, 10, 100], help="agent counts")
-    parser.add_argument("--samples", type=int, default=200, help="latency samples per agent count")
+    parser.add_argument("--samples", type=int, default=1000, help="latency samples per agent count (p99 needs many)")
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent HTTP submitters")
     parser.add_argument("--batch", type=int, default=100, help="tasks per POST /api/tasks/batch")
     parser.add_argument("--rss-agents", type=int, default=1000)
