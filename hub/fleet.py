@@ -57,8 +57,9 @@ class Fleet:
             return False
 
     def _publish_agent(self, event: str, agent: Agent, **extra: Any) -> None:
+        # Subscribers look the agent up when they need its details (the dashboard does, once per batch).
         self._bus.publish({"kind": "agent_event", "event": event, "agent_id": agent.agent_id,
-                           "timestamp": self._clock.now_ms(), "agent": agent.view(), **extra})
+                           "timestamp": self._clock.now_ms(), **extra})
 
     async def connect(self, agent: Agent) -> Agent | None:
         """Register a newly identified agent; returns a replaced older connection (the caller closes it).

@@ -77,9 +77,12 @@ class TaskQueue:
             self._lanes[task.priority][task.id] = task
 
     def queued_in_order(self) -> Iterable[Task]:
-        """Queued tasks, most urgent lane first, FIFO (by time of queueing) inside a lane."""
+        """Queued tasks, most urgent lane first, FIFO (by time of queueing) inside a lane.
+
+        A live view, not a copy (the queue can hold thousands): consume it before changing any task.
+        """
         for lane in self._lanes:
-            yield from list(lane.values())
+            yield from lane.values()
 
     def in_flight(self) -> list[Task]:
         return [t for t in self.tasks.values() if t.status in T.IN_FLIGHT]
