@@ -43,6 +43,24 @@ TRANSITIONS: list[dict[str, Any]] = [
 ]
 
 
+class AgentMachine(AsyncMachine):
+    """``AsyncMachine`` that skips the gathering of empty callback lists.
+
+    This machine has no callbacks, yet every trigger gathers a handful of empty lists (before, after, enter,
+    exit...), each a scheduled ``asyncio.gather``: most of a trigger's cost, two or three times per task.
+    """
+
+    async def callbacks(self, funcs: Any, event_data: Any) -> None:
+        if funcs:
+            await super().callbacks(funcs, event_data)
+
+    @staticmethod
+    async def await_all(callables: Any) -> list[Any]:
+        if not callables:
+            return []
+        return await AsyncMachine.await_all(callables)
+
+
 class InvalidAgentTransition(Exception):
     """A trigger the agent's current state does not allow."""
 
@@ -115,7 +133,7 @@ class AgentRegistry:
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._machine = AsyncMachine(
+        self._machine = AgentMachine(
             model=None, states=list(AgentState), transitions=TRANSITIONS, initial=AgentState.IDLE,
             auto_transitions=False, queued=False, model_attribute="state",
         )
