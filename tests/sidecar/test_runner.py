@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
-from shared.protocol import Identify, Message, TaskAssign, TaskComplete, TaskRejected
+from shared.protocol import Identify, Message, StateReport, TaskAssign, TaskComplete, TaskRejected
 from sidecar.connection import HubLink, serve_hub
 from sidecar.executor import ExecutorRegistry
 from sidecar.runner import Runner
@@ -102,8 +102,11 @@ class Sidecar:
         )
 
     @asynccontextmanager
-    async def running(self) -> AsyncIterator[Sidecar]:
-        """Run runner + connection; leaving the block stops them like a crash (state stays as it is)."""
+    async def running(self, wrap: Any = None) -> AsyncIterator[Sidecar]:
+        """Run runner + connection; leaving the block stops them like a crash (state stays as it is).
+
+        ``wrap`` may wrap each new hub connection before the runner sees it (to lose frames in flight).
+        """
         self.link = RecordingLink()
         self.runner = self._runner()
         hello = Identify(type="identify", agent_id=self.agent_id, token=self.token, client_type="sidecar")
@@ -111,7 +114,8 @@ class Sidecar:
             tasks = [
                 tg.create_task(self.runner.run()),
                 tg.create_task(
-                    serve_hub(self.hub.ws_url, hello, LIMITS, self.link, self.runner.handle, self.runner.on_connected)
+                    serve_hub(self.hub.ws_url, hello, LIMITS, self.link, self.runner.handle,
+                              (lambda conn: self.runner.on_connected(wrap(conn))) if wrap else self.runner.on_connected)
                 ),
             ]
             try:
@@ -232,6 +236,48 @@ async def test_idempotent_task_is_rerun_after_restart(hub, make_sidecar) -> None
     assert task["retry_count"] == 0 and completed_events(task) == 1
     assert (workspace / "started").read_text() == "x\nx\n", "re-ran once more in the same workspace"
     assert (workspace / "runs.txt").read_text() == "again\n"
+
+
+class LosingConnection:
+    """A hub connection that loses the first ``n`` state_reports in flight (sent, never delivered)."""
+
+    def __init__(self, conn: Any, n: int) -> None:
+        self._conn, self._n = conn, n
+        self.lost: list[Message] = []
+        self.delivered: list[Message] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    async def send(self, message: Message) -> None:
+        if isinstance(message, StateReport):
+            if self._n > 0:
+                self._n -= 1
+                self.lost.append(message)
+                return
+            self.delivered.append(message)
+        await self._conn.send(message)
+
+
+async def test_unanswered_state_report_is_asked_again_on_the_same_connection(hub, make_sidecar, sandbox) -> None:
+    """A state_report lost in flight is sent again after the report timeout, and the hub's answer is obeyed."""
+    sc = await make_sidecar()
+    stale = TaskAssign(
+        task_id="not-a-real-task", description="d", generation=3, assigned_at=1, metadata={"shell_command": "true"}
+    )
+    LocalState.load(sc.home / "state").record_active(stale, status="running")
+    wrapped: list[LosingConnection] = []
+
+    def lose_first(conn: Any) -> LosingConnection:
+        wrapped.append(LosingConnection(conn, n=1))
+        return wrapped[-1]
+
+    async with sc.running(wrap=lose_first):
+        await wait_until(lambda: sc.runner.state.active is None, timeout_s=LIMITS.state_report_timeout_s * 3)
+    assert len(wrapped) == 1, "answered on the same connection, no reconnect needed"
+    assert [m.type for m in wrapped[0].lost] == ["state_report"]
+    assert [m.type for m in wrapped[0].delivered] == ["state_report"]
+    assert sc.runner.aborted == 1
 
 
 async def test_task_the_hub_gave_away_is_aborted(hub, make_sidecar, sandbox) -> None:
