@@ -68,6 +68,8 @@ class InvalidAgentTransition(Exception):
 class Sender(Protocol):
     async def send(self, text: str) -> None: ...
 
+    async def close(self, code: int, reason: str) -> None: ...
+
 
 @dataclass(eq=False)
 class Agent:

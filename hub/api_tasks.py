@@ -101,13 +101,18 @@ def _hub(request: Request) -> Any:
     return request.app.state.hub
 
 
-def _wake_scheduler(hub: Any) -> Any:
-    """Schedule as soon as the tasks are queued in memory, so their assignment shares the submit's commit."""
+async def _queue(hub: Any, tasks: list[Task], deps_field: str) -> None:
+    """Queue ``tasks`` in one commit; unknown dependencies are a 422 naming them."""
 
-    async def wake(_: str) -> None:
+    async def wake(_: str) -> None:  # schedule as soon as they are queued in memory: the assignment shares the commit
         hub.fleet.scheduler.wake()
 
-    return wake
+    try:
+        await hub.queue.submit_many(tasks, on_applied=wake)
+    except UnknownDependencies as exc:
+        raise ApiError(422, "validation_failed", errors=[
+            {"field": deps_field, "error": "unknown_task", "detail": str(exc), "value": exc.missing}
+        ]) from None
 
 
 @router.post("/api/tasks", status_code=201)
@@ -115,13 +120,7 @@ async def submit_task(request: Request, who: Principal = Depends(writer)) -> JSO
     hub = _hub(request)
     body = await parse_body(request, TaskSubmit)
     task = body.to_task(who.agent_id, hub.clock.now_ms())
-    try:
-        await hub.queue.submit(task, on_applied=_wake_scheduler(hub))
-    except UnknownDependencies as exc:
-        raise ApiError(422, "validation_failed", errors=[
-            {"field": "depends_on", "error": "unknown_task", "detail": str(exc), "value": exc.missing}
-        ]) from None
-    hub.fleet.scheduler.wake()
+    await _queue(hub, [task], "depends_on")
     out: dict[str, Any] = {"task_id": task.id, "status": str(task.status), "priority": task.priority,
                            "created_at": task.created_at}
     warnings = [f"unknown field '{k}' ignored" for k in (body.model_extra or {})]
@@ -146,13 +145,7 @@ async def submit_batch(request: Request, who: Principal = Depends(writer)) -> JS
     body = await parse_body(request, TaskBatch)
     now = hub.clock.now_ms()
     tasks = [item.to_task(who.agent_id, now) for item in body.tasks]
-    try:
-        await hub.queue.submit_many(tasks, on_applied=_wake_scheduler(hub))
-    except UnknownDependencies as exc:
-        raise ApiError(422, "validation_failed", errors=[
-            {"field": "tasks.depends_on", "error": "unknown_task", "detail": str(exc), "value": exc.missing}
-        ]) from None
-    hub.fleet.scheduler.wake()
+    await _queue(hub, tasks, "tasks.depends_on")
     # Plain data: returned as a JSONResponse, skipping FastAPI's generic (and slow) jsonable_encoder.
     return JSONResponse({"tasks": [{"task_id": t.id, "status": str(t.status), "priority": t.priority,
                                     "created_at": t.created_at} for t in tasks], "count": len(tasks)}, status_code=201)

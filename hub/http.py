@@ -13,7 +13,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, ValidationError
 
 from hub.auth import Principal, Role
-from shared.protocol import field_errors
+from shared.protocol import errors_by_field, field_errors
+
+_REQUEST_PARTS = frozenset({"body", "query", "path"})
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -30,22 +32,6 @@ class ApiError(Exception):
         self.extra = extra
 
 
-def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
-    out = []
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
-        kind = err.get("type", "")
-        code = {"missing": "required", "string_too_long": "too_long", "literal_error": "invalid_value",
-                "extra_forbidden": "unknown_field"}.get(kind, "wrong_type" if kind.endswith("_type") else
-                                                          "invalid_value")
-        item: dict[str, Any] = {"field": ".".join(loc) or "(body)", "error": code, "detail": err.get("msg", "")}
-        value = err.get("input")
-        if code != "required" and isinstance(value, str | int | float | bool):
-            item["value"] = value if not isinstance(value, str) else value[:200]
-        out.append(item)
-    return out
-
-
 async def parse_body(request: Request, model: type[M]) -> M:
     """Validate the JSON body against ``model`` whatever the Content-Type (curl -d sends form encoding)."""
     raw = await request.body()
@@ -60,11 +46,7 @@ async def parse_body(request: Request, model: type[M]) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         request.app.state.hub.n_http_rejections += 1
-        errors = field_errors(exc)
-        for item, err in zip(errors, exc.errors(include_url=False), strict=True):
-            if err["type"] == "extra_forbidden":  # as for query parameters: name it, not "invalid_value"
-                item["error"] = "unknown_field"
-        raise ApiError(422, "validation_failed", errors=errors) from None
+        raise ApiError(422, "validation_failed", errors=field_errors(exc)) from None
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -77,7 +59,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if any(e.get("type") == "json_invalid" for e in exc.errors()):
             return JSONResponse({"error": "invalid_json", "detail": "the body is not valid JSON"}, status_code=400)
         request.app.state.hub.n_http_rejections += 1
-        return JSONResponse({"error": "validation_failed", "errors": _validation_errors(exc)}, status_code=422)
+        return JSONResponse({"error": "validation_failed", "errors": errors_by_field(exc.errors(), skip_parts=_REQUEST_PARTS, clip=200)}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -89,7 +89,7 @@ async def sweep_once(hub: Hub) -> int:
     for agent in list(hub.agents.connected.values()):
         if now - agent.last_seen >= int(hub.settings.presence_ttl_s * 1000) and agent.sender is not None:
             logger.warning("evicting silent agent %s", agent.agent_id)
-            await agent.sender.close(1001, "stale connection")  # type: ignore[attr-defined]
+            await agent.sender.close(1001, "stale connection")
             await hub.fleet.disconnect(agent)
     return len(reclaims)
 

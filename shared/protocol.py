@@ -11,6 +11,7 @@ Hub -> sidecar: ``HubMessage`` (decoded with :func:`decode_hub`, used by sidecar
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -258,6 +259,7 @@ _ERROR_CODES = {
     "too_long": "too_long",
     "string_too_short": "invalid_value",
     "literal_error": "invalid_value",
+    "extra_forbidden": "unknown_field",
     "enum": "invalid_value",
     "greater_than_equal": "invalid_value",
     "less_than_equal": "invalid_value",
@@ -271,20 +273,29 @@ def _is_type_tag(part: object) -> bool:
 
 def field_errors(exc: ValidationError, skip_prefix: int = 0) -> list[Json]:
     """Translate pydantic errors into AgentCom's per-field error list ``[{field, error, detail, value?}]``."""
+    return errors_by_field(exc.errors(include_url=False), skip_prefix)
+
+
+def errors_by_field(
+    errors: Sequence[Any], skip_prefix: int = 0, skip_parts: frozenset[str] = frozenset(), clip: int | None = None
+) -> list[Json]:
+    """The same for already-listed pydantic error dicts (FastAPI hands them over that way); location parts in
+    ``skip_parts`` (such as ``body``, ``query``) are left out of the field name, echoed strings cut at ``clip``."""
     out: list[Json] = []
     seen: set[tuple[str, str]] = set()
-    for err in exc.errors(include_url=False):
+    for err in errors:
         # A field accepting several types reports once per member ("cpu_percent.float", "cpu_percent.int"):
         # name the field, once.
-        loc = [str(p) for p in err["loc"][skip_prefix:] if not _is_type_tag(p)]
+        loc = [str(p) for p in err["loc"][skip_prefix:] if not _is_type_tag(p) and p not in skip_parts]
         code = _ERROR_CODES.get(err["type"], "wrong_type" if err["type"].endswith("_type") else "invalid_value")
         field = ".".join(loc) or "(body)"
         if (field, code) in seen:
             continue
         seen.add((field, code))
         item: Json = {"field": field, "error": code, "detail": err["msg"]}
-        if code != "required" and isinstance(err.get("input"), str | int | float | bool):
-            item["value"] = err["input"]
+        value = err.get("input")
+        if code != "required" and isinstance(value, str | int | float | bool):
+            item["value"] = value[:clip] if isinstance(value, str) and clip else value
         out.append(item)
     return out
 
