@@ -6,6 +6,7 @@ It joins the three owners (task queue, agent registry, scheduler) without writin
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from hub.agents import Agent, AgentRegistry, AgentState, InvalidAgentTransition
@@ -81,12 +82,10 @@ class Fleet:
         if await self.agents.remove(agent):
             self._publish_agent("agent_left", agent)
 
-    async def dispatch(self, pairs: list[tuple[Task, str]]) -> None:
-        """Assign planned pairs durably, then push ``task_assign`` to each agent.
-
-        The assignments are applied and queued for commit before any await, so they join the commit of the submit
-        or completion that made them possible.
-        """
+    async def dispatch(self, pairs: list[tuple[Task, str]]) -> Awaitable[None]:
+        """Book planned pairs: assign them in memory and queue their commit, before any await, so they join the
+        commit of the submit or completion that made them possible. Returns their delivery (awaiting it waits for
+        that commit, then pushes ``task_assign`` to each agent), so the next round need not wait for the disk."""
         now = self._clock.now_ms()
         booked: list[tuple[Task, str]] = []
         for task, agent_id in pairs:
@@ -100,6 +99,9 @@ class Fleet:
             agent = self.agents.get(task.assigned_to or "")
             if agent is not None and agent.state == AgentState.IDLE:
                 await agent.fire("assign", now, task.id)
+        return self._deliver(assigned, committed)
+
+    async def _deliver(self, assigned: list[Task], committed: Awaitable[None]) -> None:
         try:
             await committed
         except StoreError:

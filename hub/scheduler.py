@@ -56,7 +56,7 @@ class Scheduler:
         queued: Callable[[], Iterable[Task]],
         idle: Callable[[], list[Candidate]],
         deps_done: Callable[[Task], bool],
-        dispatch: Callable[[list[tuple[Task, str]]], Awaitable[None]],
+        dispatch: Callable[[list[tuple[Task, str]]], Awaitable[Awaitable[None]]],
     ) -> None:
         self._queued = queued
         self._idle = idle
@@ -72,20 +72,29 @@ class Scheduler:
     def wake(self) -> None:
         self._wake.set()
 
-    async def run_once(self) -> int:
+    async def book(self) -> Awaitable[None] | None:
+        """One round: plan and book; returns the delivery of what was booked (None when nothing was)."""
         idle = self._idle()
         if not idle:
-            return 0
+            return None
         pairs = plan(self._queued(), idle, self._deps_done)
         self.n_rounds += 1
-        if pairs:
-            await self._dispatch(pairs)
-            self.n_assigned += len(pairs)
-        return len(pairs)
+        if not pairs:
+            return None
+        self.n_assigned += len(pairs)
+        return await self._dispatch(pairs)
+
+    async def run_once(self) -> None:
+        """One round, delivered before it returns."""
+        if (delivery := await self.book()) is not None:
+            await delivery
 
     async def run(self) -> None:
-        """Schedule on every wake-up, forever (owned by the hub's TaskGroup)."""
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            await self.run_once()
+        """Schedule on every wake-up, forever (owned by the hub's TaskGroup). Deliveries wait for their commit
+        in tasks of their own, so a round never waits for the disk and its bookings join the pending commit."""
+        async with asyncio.TaskGroup() as deliveries:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                if (delivery := await self.book()) is not None:
+                    deliveries.create_task(delivery)  # type: ignore[arg-type]
