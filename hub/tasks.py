@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, fields
 from enum import IntEnum, StrEnum
 from typing import Any
 
+from pydantic_core import to_json  # compact JSON, ~4x faster than json.dumps on a task body
+
 
 class TaskStatus(StrEnum):
     QUEUED = "queued"
@@ -118,9 +120,8 @@ class Task:
         is rewritten at every state change (this is the hot path of the store)."""
         static = self.static_json
         if static is None:
-            static = self.static_json = json.dumps(
-                {name: getattr(self, name) for name in STATIC_FIELDS}, separators=(",", ":"))[1:-1]
-        dynamic = json.dumps({name: getattr(self, name) for name in _DYNAMIC_FIELDS}, separators=(",", ":"))
+            static = self.static_json = to_json({name: getattr(self, name) for name in STATIC_FIELDS}).decode()[1:-1]
+        dynamic = to_json({name: getattr(self, name) for name in _DYNAMIC_FIELDS}).decode()
         return "{" + static + "," + dynamic[1:]
 
     @classmethod
