@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from hub.agents import Agent, AgentRegistry, AgentState, InvalidAgentTransition
+from hub.agents import TRANSITIONS, Agent, AgentMachine, AgentRegistry, AgentState, InvalidAgentTransition
 from hub.clock import ManualClock
 from tests.conftest import wait_tasks
 
@@ -109,6 +109,31 @@ async def test_assign_records_the_task() -> None:
     _, agent = await agent_in(A.IDLE, clock)
     await agent.fire("assign", clock.now_ms(), task_id="task-9")
     assert (agent.state, agent.current_task_id) == (A.ASSIGNED, "task-9")
+
+
+@pytest.mark.parametrize("attach", ["before", "after", "conditions", "on_enter", "on_exit", "after_state_change"])
+async def test_machine_with_callbacks_takes_the_full_path(attach: str) -> None:
+    """The agent machine's short cut applies only with nothing attached: a callback or condition added to it (as
+    a later feature might) still runs, and a failing condition still stops the transition."""
+    calls: list[str] = []
+    machine = AgentMachine(model=None, states=list(A), transitions=TRANSITIONS, initial=A.IDLE,
+                           auto_transitions=False, queued=False, model_attribute="state")
+    agent = Agent(agent_id="x", connected_at=0)
+    machine.add_model(agent)
+    if attach in ("before", "after"):
+        machine.get_transitions("assign")[0].add_callback(attach, lambda: calls.append(attach))
+    elif attach == "conditions":
+        transition = machine.get_transitions("assign")[0]
+        transition.conditions.append(transition.condition_cls(lambda: calls.append(attach) or False))
+    elif attach == "on_enter":
+        machine.get_state(A.ASSIGNED).add_callback("enter", lambda: calls.append(attach))
+    elif attach == "on_exit":
+        machine.get_state(A.IDLE).add_callback("exit", lambda: calls.append(attach))
+    else:
+        machine.after_state_change = [lambda: calls.append(attach)]
+    await agent.fire("assign", 1, "task-1")
+    assert calls == [attach]
+    assert agent.state == (A.IDLE if attach == "conditions" else A.ASSIGNED)
 
 
 async def test_registry_idle_is_longest_idle_first() -> None:

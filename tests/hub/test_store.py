@@ -7,11 +7,12 @@ import signal
 import sqlite3
 import sys
 from collections.abc import AsyncIterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from hub.store import INSERT_TOKEN, UPSERT_TASK, Store, StoreError
+from hub.store import INSERT_TOKEN, UPSERT_TASK, Store, StoreError, _migrations
 from shared.agent_sim import AgentSim
 from tests.conftest import SCALE, wait_tasks
 
@@ -138,7 +139,7 @@ async def test_reopen_keeps_data_and_migrates_once(tmp_path: Path) -> None:
         writer = asyncio.create_task(s.run_writer())
         await s.write([row(n)])
         assert await s.fetch_all("PRAGMA journal_mode") == [("wal",)]
-        assert await s.fetch_all("PRAGMA user_version") == [(1,)]
+        assert await s.fetch_all("PRAGMA user_version") == [(2,)]
         await s.close()
         await writer
     assert task_ids(path) == {"t0", "t1"}
@@ -162,3 +163,21 @@ async def test_hub_restart_reloads_tasks_and_tokens(make_hub, tmp_path: Path) ->
     await wait_tasks(second, [queued, dep], {"completed"})
     assert [r.task_id for r in sim.received] == [queued, dep]
     await sim.close()
+
+
+async def test_version_1_database_loses_the_unused_status_index(tmp_path: Path) -> None:
+    """A database made before migration 2 keeps its rows and drops the status index no query used (every status
+    change rewrote a page of it)."""
+    path = tmp_path / "v1.db"
+    (sql_v1,) = [sql for number, sql in _migrations() if number == 1]
+    with closing(sqlite3.connect(path)) as db:
+        db.executescript(sql_v1 + ";PRAGMA user_version=1;")
+        db.execute("INSERT INTO tasks VALUES ('old', 'queued', 2, 1, 1, NULL, NULL, '{}')")
+        db.commit()
+    s = await Store.open(path)
+    try:
+        assert await s.fetch_all("PRAGMA user_version") == [(2,)]
+        assert await s.fetch_all("SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'tasks_status'") == []
+        assert await s.fetch_all("SELECT id, status FROM tasks") == [("old", "queued")]
+    finally:
+        await s.close()
