@@ -59,11 +59,12 @@ def _migrations() -> list[tuple[int, str]]:
 
 
 class Store:
-    """The hub's only database connection. Reads go straight through; writes go through the writer task."""
+    """The hub's database: writes go through the writer task on one connection (see :meth:`_commit`); reads and
+    WAL checkpoints go through a second one."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path, checkpointer: aiosqlite.Connection) -> None:
+    def __init__(self, db: aiosqlite.Connection, path: Path, reader: aiosqlite.Connection) -> None:
         self._db = db
-        self._checkpointer = checkpointer
+        self._reader = reader
         self.path = path
         self.n_checkpoints = 0
         self._pending: list[tuple[list[Write], asyncio.Future[None]]] = []
@@ -91,11 +92,13 @@ class Store:
             await db.execute(f"PRAGMA synchronous={synchronous}")
             await db.execute("PRAGMA foreign_keys=ON")
             # Checkpoints copy the WAL into the database file and fsync it: tens of ms. Done inside a commit they
-            # stall every writer, so the writer never checkpoints; run_checkpointer does, on its own connection.
+            # stall every writer, so the writer never checkpoints; run_checkpointer does, on the reader connection.
             await db.execute("PRAGMA wal_autocheckpoint=0")
-            checkpointer = await aiosqlite.connect(path, isolation_level=None)
-            await checkpointer.execute(f"PRAGMA synchronous={synchronous}")
-            store = cls(db, path, checkpointer)
+            # Reads and checkpoints use a second connection: reads then see committed data only, and never run
+            # on the writer's connection while the loop's thread is inside one of its transactions.
+            reader = await aiosqlite.connect(path, isolation_level=None)
+            await reader.execute(f"PRAGMA synchronous={synchronous}")
+            store = cls(db, path, reader)
             await store._migrate()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open {path}: {exc}") from exc
@@ -126,7 +129,7 @@ class Store:
         if self._writer_running:
             await self._writer_stopped.wait()
         await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        await self._checkpointer.close()
+        await self._reader.close()
         await self._db.close()
 
     def stats(self) -> dict[str, float]:
@@ -137,7 +140,6 @@ class Store:
             "pending": len(self._pending),
             "commit_ms_avg": round(1000 * self.commit_s_total / self.n_commits, 3) if self.n_commits else 0.0,
             "commit_ms_max": round(1000 * self.commit_s_max, 3),
-            "dbg_exec": getattr(self, "dbg_exec", 0), "dbg_commit": getattr(self, "dbg_commit", 0), "total": self.commit_s_total,
         }
 
     def enqueue(self, writes: Iterable[Write]) -> asyncio.Future[None]:
@@ -196,8 +198,6 @@ class Store:
             # the connection's thread, so the loop serves frames meanwhile (aiosqlite has no public call for running
             # a function there; its documented-in-source one is used).
             self._begin(by_sql)
-            t1 = time.perf_counter()
-            self.dbg_exec = getattr(self, "dbg_exec", 0) + (t1 - started)
             await self._db._execute(self._finish)
             took = time.perf_counter() - started
             self.commit_s_total += took
@@ -223,7 +223,7 @@ class Store:
         while True:
             await asyncio.sleep(interval_s)
             try:
-                await self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                await self._reader.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 self.n_checkpoints += 1
             except sqlite3.Error as exc:
                 logger.warning("checkpoint failed (will retry): %s", exc)
@@ -243,9 +243,7 @@ class Store:
         """Runs on aiosqlite's connection thread: commit (and fsync) the open transaction."""
         conn = self._db._conn
         try:
-            t0 = time.perf_counter()
             conn.execute("COMMIT")
-            self.dbg_commit = getattr(self, "dbg_commit", 0) + (time.perf_counter() - t0)
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -253,7 +251,7 @@ class Store:
 
     async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
-            async with self._db.execute(sql, params) as cur:
+            async with self._reader.execute(sql, params) as cur:
                 return list(await cur.fetchall())
         except sqlite3.Error as exc:
             raise StoreError(str(exc)) from exc
