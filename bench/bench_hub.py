@@ -301,6 +301,11 @@ async def heartbeat_rss(hub: HubProcess, n_agents: int, seconds: float) -> dict[
     return {"agents": n_agents, "rss_before_mb": before, "rss_mb": rss}
 
 
+def rate(result: dict[str, Any]) -> str:
+    """Median tasks/s of the runs, with their range."""
+    return f"{result['tasks_per_s']:,.0f} ({result['min']:,.0f}-{result['max']:,.0f})"
+
+
 def table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
@@ -314,9 +319,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         for n in args.agents:
             hub = HubProcess(Path(tmp) / f"tp{n}", args.synchronous)
             try:
-                results["throughput"].append(await throughput(hub, n, args.tasks, args.concurrency, 1))
-                results["throughput_batch"].append(await throughput(hub, n, args.tasks, args.concurrency,
-                                                                    args.batch))
+                for key, batch in (("throughput", 1), ("throughput_batch", args.batch)):
+                    runs = [await throughput(hub, n, args.tasks, args.concurrency, batch) for _ in range(args.repeats)]
+                    rates = [r["tasks_per_s"] for r in runs]
+                    results[key].append({"agents": n, "batch": batch, "tasks_per_s": statistics.median(rates),
+                                         "min": min(rates), "max": max(rates), "runs": runs})
                 results["latency"].append(await latency(hub, n, args.samples))
             finally:
                 hub.stop()
@@ -333,6 +340,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=2000, help="no-op tasks per throughput run")
     parser.add_argument("--agents", type=int, nargs="+", default=[1, 10, 100], help="agent counts")
     parser.add_argument("--samples", type=int, default=1000, help="latency samples per agent count (p99 needs many)")
+    parser.add_argument("--repeats", type=int, default=3, help="throughput runs per setting (median reported)")
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent HTTP submitters")
     parser.add_argument("--batch", type=int, default=100, help="tasks per POST /api/tasks/batch")
     parser.add_argument("--rss-agents", type=int, default=1000)
@@ -344,9 +352,10 @@ def main() -> None:
     rows = [["agents", "tasks/s (1 POST/task)", f"tasks/s (batch {args.batch})", "dispatch p50 ms", "p95 ms",
              "p99 ms"]]
     for tp, tb, lat in zip(res["throughput"], res["throughput_batch"], res["latency"], strict=True):
-        rows.append([str(tp["agents"]), f"{tp['tasks_per_s']:.0f}", f"{tb['tasks_per_s']:.0f}",
+        rows.append([str(tp["agents"]), rate(tp), rate(tb),
                      f"{lat['p50_ms']:.2f}", f"{lat['p95_ms']:.2f}", f"{lat['p99_ms']:.2f}"])
-    print(f"\nAgentCom hub, SQLite synchronous={args.synchronous}, {args.tasks} no-op tasks per run")
+    print(f"\nAgentCom hub, SQLite synchronous={args.synchronous}, {args.tasks} no-op tasks per run, "
+          f"throughput median (min-max) of {args.repeats} runs")
     print(table(rows))
     rss = res["rss"]
     print(f"\nhub RSS with {rss['agents']} agents heartbeating: {rss['rss_mb']:.1f} MiB "
