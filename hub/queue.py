@@ -52,6 +52,8 @@ class TaskQueue:
         self._max_history = max_history
         self.tasks: dict[str, Task] = {}
         self._lanes: list[dict[str, Task]] = [{} for _ in T.Priority]
+        self._in_flight: dict[str, Task] = {}
+        """Assigned and working tasks (at most one per agent), so neither sweeps nor reconnects scan every task."""
         self._dependents: dict[str, set[str]] = {}
         self.n_submitted = 0
 
@@ -75,6 +77,10 @@ class TaskQueue:
             lane.pop(task.id, None)
         if task.status is TaskStatus.QUEUED:
             self._lanes[task.priority][task.id] = task
+        if task.status in T.IN_FLIGHT:
+            self._in_flight[task.id] = task
+        else:
+            self._in_flight.pop(task.id, None)
 
     def queued_in_order(self) -> Iterable[Task]:
         """Queued tasks, most urgent lane first, FIFO (by time of queueing) inside a lane.
@@ -85,11 +91,11 @@ class TaskQueue:
             yield from lane.values()
 
     def in_flight(self) -> list[Task]:
-        return [t for t in self.tasks.values() if t.status in T.IN_FLIGHT]
+        return list(self._in_flight.values())
 
     def assigned_to(self, agent_id: str) -> Task | None:
-        for task in self.tasks.values():
-            if task.assigned_to == agent_id and task.status in T.IN_FLIGHT:
+        for task in self._in_flight.values():
+            if task.assigned_to == agent_id:
                 return task
         return None
 
@@ -147,11 +153,11 @@ class TaskQueue:
 
     async def submit_many(self, batch: list[Task], on_applied: OnApplied | None = None) -> list[Task]:
         """Queue tasks in one transaction; dependencies may name earlier tasks of the same batch."""
-        known = set(self.tasks)
+        earlier: set[str] = set()  # not a copy of every task id: this runs on each submit
         missing = []
         for task in batch:
-            missing += [d for d in task.depends_on if d not in known]
-            known.add(task.id)
+            missing += [d for d in task.depends_on if d not in self.tasks and d not in earlier]
+            earlier.add(task.id)
         if missing:
             raise UnknownDependencies(sorted(set(missing)))
         for task in batch:
