@@ -246,7 +246,7 @@ async def static_file(name: str) -> FileResponse:
     return FileResponse(path, media_type=MEDIA_TYPES[match.group(1)], headers={"Cache-Control": "no-cache"})
 
 
-def dashboard_reader(request: Request) -> Principal:
+async def dashboard_reader(request: Request) -> Principal:
     return authenticate(request, Role.ADMIN, Role.VIEWER)
 
 

@@ -84,13 +84,15 @@ def authenticate(request: Request, *roles: Role) -> Principal:
     return principal
 
 
-def any_role(request: Request) -> Principal:
+# The role dependencies are ``async def`` although they never await: FastAPI runs a plain ``def`` dependency in its
+# thread pool, a thread hand-over (and GIL round trip) on every request.
+async def any_role(request: Request) -> Principal:
     return authenticate(request)
 
 
-def writer(request: Request) -> Principal:
+async def writer(request: Request) -> Principal:
     return authenticate(request, Role.ADMIN, Role.AGENT)
 
 
-def admin(request: Request) -> Principal:
+async def admin(request: Request) -> Principal:
     return authenticate(request, Role.ADMIN)
