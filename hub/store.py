@@ -46,6 +46,11 @@ UPSERT_AGENT = "INSERT INTO agents (id, body) VALUES (?, ?) ON CONFLICT(id) DO U
 INSERT_TRAJECTORY = "INSERT OR IGNORE INTO trajectory (task_id, seq, ts, kind, payload) VALUES (?, ?, ?, ?, ?)"
 
 
+BUSY_TIMEOUT_MS = 30_000
+"""How long a commit waits for another process's write lock (an operator's sqlite3 shell, a backup) before the
+store gives up; the hub keeps serving meanwhile."""
+
+
 class StoreError(Exception):
     """The database refused a write or a read."""
 
@@ -100,6 +105,7 @@ class Store:
             await reader.execute(f"PRAGMA synchronous={synchronous}")
             store = cls(db, path, reader)
             await store._migrate()
+            await db.execute("PRAGMA busy_timeout=0")  # see _begin: the loop's thread never waits for a lock
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open {path}: {exc}") from exc
         return store
@@ -128,6 +134,7 @@ class Store:
         self._wake.set()
         if self._writer_running:
             await self._writer_stopped.wait()
+        await self._db.execute("PRAGMA busy_timeout=5000")
         await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         await self._reader.close()
         await self._db.close()
@@ -197,8 +204,10 @@ class Store:
             # holds (about 80 us a row measured under load). Only the COMMIT, whose fsync is the slow part, goes to
             # the connection's thread, so the loop serves frames meanwhile (aiosqlite has no public call for running
             # a function there; its documented-in-source one is used).
-            self._begin(by_sql)
-            await self._db._execute(self._finish)
+            if self._begin(by_sql):
+                await self._db._execute(self._finish)
+            else:  # another process holds the write lock: wait for it on the connection's thread, not the loop
+                await self._db._execute(self._transaction, by_sql)
             took = time.perf_counter() - started
             self.commit_s_total += took
             self.commit_s_max = max(self.commit_s_max, took)
@@ -228,21 +237,48 @@ class Store:
             except sqlite3.Error as exc:
                 logger.warning("checkpoint failed (will retry): %s", exc)
 
-    def _begin(self, by_sql: dict[str, list[Sequence[Any]]]) -> None:
-        """Open the transaction and run every statement of one group (on the loop's thread; no fsync here)."""
+    def _begin(self, by_sql: dict[str, list[Sequence[Any]]]) -> bool:
+        """Open the transaction and run every statement of one group (on the loop's thread; no fsync here).
+
+        The writer connection's busy timeout is 0, so this never blocks the loop: when another process holds the
+        write lock it returns False having done nothing, and :meth:`_transaction` waits for the lock instead.
+        """
         conn = self._db._conn
-        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if conn.in_transaction or "locked" not in str(exc):
+                raise
+            return False
         try:
             for sql, rows in by_sql.items():
                 conn.executemany(sql, rows)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        return True
 
     def _finish(self) -> None:
         """Runs on aiosqlite's connection thread: commit (and fsync) the open transaction."""
         conn = self._db._conn
         try:
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _transaction(self, by_sql: dict[str, list[Sequence[Any]]]) -> None:
+        """Runs on aiosqlite's connection thread: the whole group, waiting up to BUSY_TIMEOUT_MS for the lock."""
+        conn = self._db._conn
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        finally:
+            conn.execute("PRAGMA busy_timeout=0")
+        try:
+            for sql, rows in by_sql.items():
+                conn.executemany(sql, rows)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:

@@ -181,3 +181,29 @@ async def test_version_1_database_loses_the_unused_status_index(tmp_path: Path) 
         assert await s.fetch_all("SELECT id, status FROM tasks") == [("old", "queued")]
     finally:
         await s.close()
+
+
+async def test_a_lock_held_by_another_process_never_blocks_the_loop(tmp_path: Path) -> None:
+    """While another connection holds the write lock, a write waits for it off the loop's thread (the loop keeps
+    running), then commits once the lock is released; nothing is lost."""
+    path = tmp_path / "locked.db"
+    s = await Store.open(path)
+    writer = asyncio.create_task(s.run_writer())
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        pending = asyncio.ensure_future(s.write([row(1)]))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for _ in range(20):  # the loop turns freely while the write waits for the lock
+            await asyncio.sleep(0.005)
+        assert loop.time() - started < 1.0
+        assert not pending.done()
+        other.execute("COMMIT")
+        await asyncio.wait_for(pending, 10)
+        await s.write([row(2)])  # and the next commit takes the fast path again
+    finally:
+        other.close()
+        await s.close()
+        await writer
+    assert task_ids(path) == {"t1", "t2"}
