@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from hub.gc_policy import POLICY
 from hub.http import ApiError
 
 router = APIRouter()
@@ -23,6 +24,7 @@ async def health(request: Request) -> dict[str, Any]:
         "tasks": {"queued": stats["queued"], "in_flight": stats["assigned"] + stats["working"]},
         "violations": hub.violations.stats(),
         "store": hub.store.stats(),
+        "gc": POLICY.stats(),
     }
 
 

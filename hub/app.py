@@ -17,6 +17,7 @@ from hub.auth import Auth, load_admin_token
 from hub.clock import Clock, SystemClock
 from hub.events import EventBus
 from hub.fleet import Fleet
+from hub.gc_policy import POLICY
 from hub.http import install_error_handlers
 from hub.queue import TaskQueue
 from hub.settings import HubSettings
@@ -71,12 +72,15 @@ class Hub:
 
     def background(self) -> dict[str, Callable[[], Coroutine[Any, Any, None]]]:
         """Every long-lived loop of the hub, by name."""
-        return {
+        loops: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
             "scheduler": self.fleet.scheduler.run,
             "checkpointer": self.store.run_checkpointer,
             "sweeps": lambda: run_sweeps(self),
             "dashboard": lambda: dashboard_socket.run_fanout(self),
         }
+        if self.settings.gc_freeze:
+            loops["gc-thaw"] = lambda: POLICY.run_thaw(self.settings.gc_thaw_interval_s)
+        return loops
 
     async def supervised(self, name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run a loop; if it crashes, log loudly and stop the hub (pm2 restarts it) instead of limping on."""
@@ -95,6 +99,8 @@ class Hub:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     hub: Hub = app.state.hub
     await hub.open()
+    if hub.settings.gc_freeze:
+        POLICY.install()  # after the load: the tasks read back are the first survivors frozen
     async with asyncio.TaskGroup() as tg:
         tg.create_task(hub.supervised("store-writer", hub.store.run_writer))
         loops = [tg.create_task(hub.supervised(n, fn)) for n, fn in hub.background().items()]
@@ -108,6 +114,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 await conn.close(1012, "hub shutting down")
             await asyncio.gather(*loops, return_exceptions=True)
             await hub.store.close()
+            if hub.settings.gc_freeze:
+                POLICY.uninstall()
     logger.info("hub stopped")
 
 

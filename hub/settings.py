@@ -52,3 +52,7 @@ class HubSettings(BaseSettings):
     """History entries kept per task (oldest dropped)."""
     dashboard_batch_ms: int = Field(100, ge=10)
     """Dashboard events are batched and flushed this often."""
+    gc_freeze: bool = True
+    """Freeze what survives each full garbage collection out of later ones (see hub/gc_policy.py)."""
+    gc_thaw_interval_s: float = Field(3600.0, gt=0)
+    """How often frozen objects are handed back to the collector, so dead reference cycles among them are freed."""
