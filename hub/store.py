@@ -46,6 +46,8 @@ UPSERT_AGENT = "INSERT INTO agents (id, body) VALUES (?, ?) ON CONFLICT(id) DO U
 INSERT_TRAJECTORY = "INSERT OR IGNORE INTO trajectory (task_id, seq, ts, kind, payload) VALUES (?, ?, ?, ?, ?)"
 
 
+WAL_RESTART_BYTES = 64 * 2**20
+"""WAL size past which the checkpointer forces the log to start over (and the file is truncated back to it)."""
 BUSY_TIMEOUT_MS = 30_000
 """How long a commit waits for another process's write lock (an operator's sqlite3 shell, a backup) before the
 store gives up; the hub keeps serving meanwhile."""
@@ -72,6 +74,7 @@ class Store:
         self._reader = reader
         self.path = path
         self.n_checkpoints = 0
+        self.n_restarts = 0
         self._pending: list[tuple[list[Write], asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._closed = False
@@ -99,6 +102,7 @@ class Store:
             # Checkpoints copy the WAL into the database file and fsync it: tens of ms. Done inside a commit they
             # stall every writer, so the writer never checkpoints; run_checkpointer does, on the reader connection.
             await db.execute("PRAGMA wal_autocheckpoint=0")
+            await db.execute(f"PRAGMA journal_size_limit={WAL_RESTART_BYTES}")
             # Reads and checkpoints use a second connection: reads then see committed data only, and never run
             # on the writer's connection while the loop's thread is inside one of its transactions.
             reader = await aiosqlite.connect(path, isolation_level=None)
@@ -147,6 +151,7 @@ class Store:
             "pending": len(self._pending),
             "commit_ms_avg": round(1000 * self.commit_s_total / self.n_commits, 3) if self.n_commits else 0.0,
             "commit_ms_max": round(1000 * self.commit_s_max, 3),
+            "wal_restarts": self.n_restarts,
         }
 
     def enqueue(self, writes: Iterable[Write]) -> asyncio.Future[None]:
@@ -226,14 +231,27 @@ class Store:
             if not fut.done():
                 fut.set_result(None)
 
-    async def run_checkpointer(self, interval_s: float = 1.0) -> None:
+    async def run_checkpointer(self, interval_s: float = 1.0, restart_above_bytes: int = WAL_RESTART_BYTES) -> None:
         """Copy committed WAL pages into the database file every ``interval_s``, beside the writer, never blocking
-        it (PASSIVE); owned by the hub's TaskGroup."""
+        it (PASSIVE); owned by the hub's TaskGroup.
+
+        Under sustained writes a passive checkpoint never catches up with the writer, so the WAL is never reset
+        and grows without bound. Once it passes ``restart_above_bytes`` a RESTART checkpoint waits for a gap
+        between commits, copies everything and makes the next commit start the WAL over (commits wait meanwhile,
+        off the loop's thread; see _begin), and the reset truncates the file to that size.
+        """
+        wal = self.path.with_name(self.path.name + "-wal")
         while True:
             await asyncio.sleep(interval_s)
             try:
-                await self._reader.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                size = wal.stat().st_size if wal.exists() else 0
+            except OSError:
+                size = 0
+            mode = "RESTART" if size > restart_above_bytes else "PASSIVE"
+            try:
+                await self._reader.execute(f"PRAGMA wal_checkpoint({mode})")
                 self.n_checkpoints += 1
+                self.n_restarts += mode == "RESTART"
             except sqlite3.Error as exc:
                 logger.warning("checkpoint failed (will retry): %s", exc)
 

@@ -207,3 +207,29 @@ async def test_a_lock_held_by_another_process_never_blocks_the_loop(tmp_path: Pa
         await s.close()
         await writer
     assert task_ids(path) == {"t1", "t2"}
+
+
+async def test_wal_stays_bounded_under_sustained_writes(tmp_path: Path) -> None:
+    """Back-to-back commits never give a passive checkpoint the gap it needs to reset the WAL; past the limit the
+    checkpointer forces a restart, so the log stays near the limit instead of growing with every commit."""
+    path = tmp_path / "wal.db"
+    s = await Store.open(path)
+    writer = asyncio.create_task(s.run_writer())
+    limit = 256 * 1024
+    checkpointer = asyncio.create_task(s.run_checkpointer(interval_s=0.01, restart_above_bytes=limit))
+    body = "x" * 2000
+    wal = path.with_name("wal.db-wal")
+    largest = 0
+    try:
+        for n in range(150):  # ~3 MB of row data, 20 rows a commit, always one commit in flight
+            await asyncio.gather(*(s.write([(UPSERT_TASK, (f"t{n}-{i}", "queued", 2, n, n, None, None, body))])
+                                   for i in range(20)))
+            largest = max(largest, wal.stat().st_size)
+    finally:
+        checkpointer.cancel()
+        await asyncio.gather(checkpointer, return_exceptions=True)
+        await s.close()
+        await writer
+    assert s.n_restarts >= 1
+    assert largest < 8 * limit, f"WAL reached {largest} bytes"
+    assert len(task_ids(path)) == 3000
