@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+
+from hub.wal_sync import WalSyncer, WalSyncError
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +73,12 @@ class Store:
     WAL checkpoints go through a second one."""
 
     def __init__(self, db: aiosqlite.Connection, path: Path, reader: aiosqlite.Connection,
-                 wal_limit_bytes: int = WAL_LIMIT_BYTES) -> None:
+                 wal_limit_bytes: int = WAL_LIMIT_BYTES, synchronous: str = "FULL") -> None:
         self._db = db
+        self.synchronous = synchronous
+        self._syncer: WalSyncer | None = None
+        """With FULL: makes each commit durable (see hub/wal_sync.py); None means SQLite syncs in COMMIT."""
+        self._wal_fd: int | None = None
         self._reader = reader
         self.path = path
         self._wal = path.with_name(path.name + "-wal")
@@ -110,12 +117,41 @@ class Store:
             # on the writer's connection while the loop's thread is inside one of its transactions.
             reader = await aiosqlite.connect(path, isolation_level=None)
             await reader.execute(f"PRAGMA synchronous={synchronous}")
-            store = cls(db, path, reader, wal_limit_bytes)
+            store = cls(db, path, reader, wal_limit_bytes, synchronous)
             await store._migrate()
             await db.execute("PRAGMA busy_timeout=0")  # see _begin: the loop's thread never waits for a lock
+            if synchronous == "FULL":
+                await store._start_syncer()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open {path}: {exc}") from exc
         return store
+
+    async def _start_syncer(self) -> None:
+        try:
+            self._syncer = await WalSyncer.start(self._wal)
+        except (WalSyncError, OSError) as exc:
+            logger.warning("%s; SQLite syncs each commit on its thread instead (slower under load)", exc)
+            return
+        await self._db.execute("PRAGMA synchronous=OFF")  # the frames are written; the helper syncs them
+
+    async def _sync_commit(self) -> None:
+        """Make the commit just made durable (FULL with the helper). If the helper is gone, sync here, on the
+        connection's thread, and let SQLite sync later commits itself."""
+        assert self._syncer is not None
+        try:
+            await self._syncer.sync()
+            return
+        except WalSyncError as exc:
+            logger.warning("%s; SQLite syncs each commit on its thread from now on", exc)
+            syncer, self._syncer = self._syncer, None
+        await syncer.close()
+        await self._db._execute(self._fsync_wal)  # OSError here: durability unknown, the caller stops the hub
+        await self._db.execute("PRAGMA synchronous=FULL")
+
+    def _fsync_wal(self) -> None:
+        if self._wal_fd is None:
+            self._wal_fd = os.open(self._wal, os.O_RDONLY)
+        os.fdatasync(self._wal_fd)
 
     async def _migrate(self) -> None:
         async with self._db.execute("PRAGMA user_version") as cur:
@@ -142,11 +178,16 @@ class Store:
         if self._writer_running:
             await self._writer_stopped.wait()
         await self._db.execute("PRAGMA busy_timeout=5000")
+        await self._db.execute(f"PRAGMA synchronous={self.synchronous}")  # the checkpoint syncs as configured
         await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         await self._reader.close()
         await self._db.close()
+        if self._syncer is not None:
+            await self._syncer.close()
+        if self._wal_fd is not None:
+            os.close(self._wal_fd)
 
-    def stats(self) -> dict[str, float]:
+    def stats(self) -> dict[str, Any]:
         """Commit counters for /health: how many, how many rows, and how long they take."""
         return {
             "commits": self.n_commits,
@@ -155,6 +196,8 @@ class Store:
             "commit_ms_avg": round(1000 * self.commit_s_total / self.n_commits, 3) if self.n_commits else 0.0,
             "commit_ms_max": round(1000 * self.commit_s_max, 3),
             "wal_restarts": self.n_restarts,
+            "wal_sync": "helper" if self._syncer is not None else "sqlite" if self.synchronous == "FULL" else "none",
+            "wal_syncs": self._syncer.n_syncs if self._syncer is not None else 0,
         }
 
     def enqueue(self, writes: Iterable[Write]) -> asyncio.Future[None]:
@@ -210,17 +253,22 @@ class Store:
         started = time.perf_counter()
         try:
             # The statements run here: on the connection's thread each row's step would wait for the GIL the loop
-            # holds (about 80 us a row measured under load). Only the COMMIT, whose fsync is the slow part, goes to
-            # the connection's thread, so the loop serves frames meanwhile (aiosqlite has no public call for running
-            # a function there; its documented-in-source one is used).
-            if self._begin(by_sql):
-                await self._db._execute(self._finish)
-            else:  # another process holds the write lock: wait for it on the connection's thread, not the loop
+            # holds (about 80 us a row measured under load). The fsync never runs here: with FULL the helper
+            # process syncs the WAL (hub/wal_sync.py), or without it SQLite does in a COMMIT on the connection's
+            # thread (aiosqlite has no public call for running a function there; its documented-in-source one is
+            # used); NORMAL commits never sync.
+            if not self._begin(by_sql):  # another process holds the write lock: wait on the connection's thread
                 await self._db._execute(self._transaction, by_sql)
+            elif self._syncer is None and self.synchronous == "FULL":
+                await self._db._execute(self._finish)
+            else:
+                self._finish()
+            if self._syncer is not None:
+                await self._sync_commit()
             took = time.perf_counter() - started
             self.commit_s_total += took
             self.commit_s_max = max(self.commit_s_max, took)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             logger.critical("store commit failed: %s", exc)
             error = StoreError(str(exc))
             for _, fut in group:
@@ -264,8 +312,16 @@ class Store:
             self.n_restarts += 1
 
     def _restart_wal(self) -> bool:
-        """Runs on aiosqlite's connection thread; True when the checkpoint completed (not blocked by a reader)."""
-        busy, _, _ = self._db._conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+        """Runs on aiosqlite's connection thread; True when the checkpoint completed (not blocked by a reader).
+
+        It runs with the configured syncing: the database file must be synced before the WAL starts over."""
+        conn = self._db._conn
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        try:
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+        finally:
+            if self._syncer is not None:
+                conn.execute("PRAGMA synchronous=OFF")
         return not busy
 
     def _begin(self, by_sql: dict[str, list[Sequence[Any]]]) -> bool:
@@ -290,7 +346,8 @@ class Store:
         return True
 
     def _finish(self) -> None:
-        """Runs on aiosqlite's connection thread: commit (and fsync) the open transaction."""
+        """Commit the open transaction (and fsync it, when SQLite does the syncing: then on the connection's
+        thread)."""
         conn = self._db._conn
         try:
             conn.execute("COMMIT")

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import closing
 from pathlib import Path
 
+import psutil
 import pytest
 
 from hub.store import INSERT_TOKEN, UPSERT_TASK, Store, StoreError, _migrations
@@ -72,12 +73,16 @@ async def test_acknowledged_writes_survive_sigkill(tmp_path: Path) -> None:
             line = await proc.stdout.readline()
             assert line, "the writer died on its own"
             acknowledged.add(f"t{int(line)}")
+    helpers = psutil.Process(proc.pid).children()  # the WAL sync helper
+    assert len(helpers) == 1
     proc.send_signal(signal.SIGKILL)
     rest = await proc.stdout.read()  # acknowledged before it died, still in the pipe
     acknowledged |= {f"t{int(n)}" for n in rest.split()}
     assert await proc.wait() == -signal.SIGKILL
     stored = task_ids(path)
     assert acknowledged <= stored, f"lost {len(acknowledged - stored)} acknowledged writes"
+    _, alive = psutil.wait_procs(helpers, timeout=10 * SCALE)  # its pipe closed with the writer: it exits too
+    assert not alive
 
 
 async def test_concurrent_writes_share_commits(store: Store) -> None:
