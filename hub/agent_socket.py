@@ -72,8 +72,8 @@ class AgentSession:
         except Exception:
             logger.exception("agent socket %s: handler failed", self.conn.key)
         finally:
-            if previous is not None:
-                await asyncio.gather(previous, return_exceptions=True)
+            if previous is not None and not previous.done():  # done is monotonic along the socket's frames
+                await asyncio.shield(previous)
             done.set_result(None)
 
     async def violation(self, reply: P.ErrorReply) -> bool:

@@ -121,7 +121,9 @@ class Task:
         static = self.static_json
         if static is None:
             static = self.static_json = to_json({name: getattr(self, name) for name in STATIC_FIELDS}).decode()[1:-1]
-        dynamic = to_json({name: getattr(self, name) for name in _DYNAMIC_FIELDS}).decode()
+        fields_now = {name: getattr(self, name) for name in _DYNAMIC_FIELDS}
+        fields_now["status"] = self.status.value  # an enum member costs to_json 2 us; its value 0.04 us
+        dynamic = to_json(fields_now).decode()
         return "{" + static + "," + dynamic[1:]
 
     @classmethod
