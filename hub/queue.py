@@ -7,9 +7,11 @@ the pure functions in :mod:`hub.tasks`; this module applies them, persists, inde
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
 from typing import Any
 
 from hub import tasks as T
@@ -113,21 +115,25 @@ class TaskQueue:
     # --- persistence ------------------------------------------------------------------------------------------
 
     def _persist(self, changed: list[Task], events: list[tuple[str, Task, dict[str, Any]]]) -> Awaitable[None]:
-        """Index ``changed`` and queue its rows for the next commit now; await the result to wait for it."""
+        """Index ``changed`` and queue its rows for the next commit now; await the result to wait for it. The
+        events are published once the commit succeeds, before any awaiting caller resumes (a done callback
+        registered first runs first)."""
         for task in changed:
             self._index(task)
-        committed = self._store.enqueue(_row(t) for t in changed)
+        committed = self._store.enqueue([_row(t) for t in changed])
+        if events:
+            committed.add_done_callback(partial(self._publish, events))
+        return committed
 
-        async def publish_after_commit() -> None:
-            await committed
-            for event, task, extra in events:
-                self._bus.publish({
-                    "kind": "task_event", "event": event, "task_id": task.id, "status": str(task.status),
-                    "agent_id": task.assigned_to, "priority": task.priority, "goal_id": task.goal_id,
-                    "timestamp": task.updated_at, **extra,
-                })
-
-        return publish_after_commit()
+    def _publish(self, events: list[tuple[str, Task, dict[str, Any]]], committed: asyncio.Future[None]) -> None:
+        if committed.cancelled() or committed.exception() is not None:
+            return  # never committed: nothing happened
+        for event, task, extra in events:
+            self._bus.publish({
+                "kind": "task_event", "event": event, "task_id": task.id, "status": str(task.status),
+                "agent_id": task.assigned_to, "priority": task.priority, "goal_id": task.goal_id,
+                "timestamp": task.updated_at, **extra,
+            })
 
     async def _commit(self, changed: list[Task], events: list[tuple[str, Task, dict[str, Any]]]) -> None:
         await self._persist(changed, events)
