@@ -103,8 +103,8 @@ class Store:
         """Open (creating if needed) the database at ``path`` and apply pending migrations."""
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            # The writer's statements run on the loop's thread and only its COMMIT on the connection's own thread
-            # (see _commit), so the connection is used from both, never at once.
+            # The writer's transactions run on the loop's thread (see _commit); the connection's own thread runs
+            # only the fallbacks and the WAL restart, between them: the connection is used from both, never at once.
             db = await aiosqlite.connect(path, isolation_level=None, check_same_thread=False)
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute(f"PRAGMA synchronous={synchronous}")
