@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 TIERS = ("trivial", "standard", "complex", "unknown")
 COMPLEX_WORDS = ("refactor", "architect", "migration", "redesign", "migrate", "security", "overhaul", "rewrite")
 TRIVIAL_WORDS = ("fix typo", "update readme", "bump version", "rename", "typo", "format", "lint", "version bump")
+_COMPLEX = re.compile("|".join(map(re.escape, COMPLEX_WORDS)))  # substring matches, as `in` would find them
+_TRIVIAL = re.compile("|".join(map(re.escape, TRIVIAL_WORDS)))
 
 
 def _vote(n: int, low: int, high: int) -> str:
@@ -20,10 +23,10 @@ def infer(description: str, n_files: int, n_steps: int) -> dict[str, Any]:
     signals = {"word_count": words, "file_count": n_files, "verification_count": n_steps}
     if not words and not n_files and not n_steps:
         return {"tier": "unknown", "confidence": 0.0, "signals": signals}
-    if any(w in text for w in COMPLEX_WORDS):
+    if _COMPLEX.search(text):
         confidence = 0.7 + 0.1 * sum((n_files > 3, n_steps > 3, words > 50))
         return {"tier": "complex", "confidence": round(confidence, 2), "signals": signals}
-    if any(w in text for w in TRIVIAL_WORDS) and n_files <= 3 and n_steps <= 3:
+    if _TRIVIAL.search(text) and n_files <= 3 and n_steps <= 3:
         return {"tier": "trivial", "confidence": 0.9 if words < 10 else 0.75, "signals": signals}
     votes = [
         _vote(words, 10, 50),
