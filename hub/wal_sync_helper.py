@@ -5,6 +5,7 @@ import sys
 
 
 def main() -> None:
+    sync = getattr(os, "fdatasync", os.fsync)  # fdatasync is Linux's; elsewhere fsync, as SQLite itself does
     try:
         fd = os.open(sys.argv[1], os.O_RDONLY)
     except OSError:
@@ -13,7 +14,7 @@ def main() -> None:
     os.write(1, b"r")
     while os.read(0, 1):
         try:
-            os.fdatasync(fd)
+            sync(fd)
         except OSError:
             os.write(1, b"e")
             continue
