@@ -6,7 +6,7 @@ It joins the three owners (task queue, agent registry, scheduler) without writin
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from typing import Any
 
 from hub.agents import Agent, AgentRegistry, AgentState, InvalidAgentTransition
@@ -82,7 +82,7 @@ class Fleet:
         if await self.agents.remove(agent):
             self._publish_agent("agent_left", agent)
 
-    async def dispatch(self, pairs: list[tuple[Task, str]]) -> Awaitable[None]:
+    async def dispatch(self, pairs: list[tuple[Task, str]]) -> Coroutine[Any, Any, None]:
         """Book planned pairs: assign them in memory and queue their commit, before any await, so they join the
         commit of the submit or completion that made them possible. Returns their delivery (awaiting it waits for
         that commit, then pushes ``task_assign`` to each agent), so the next round need not wait for the disk."""

@@ -29,9 +29,9 @@ def settings_from(args: argparse.Namespace) -> HubSettings:
 
 
 async def serve(settings: HubSettings) -> int:
-    # The store's thread must take the GIL to start each COMMIT and again to hand it back to the loop; with Python's
-    # default 5 ms switch interval it waits that long while the loop is busy, which is commit latency. 0.1 ms
-    # measured best (0.5 ms: about 1.5 ms from hand-over to COMMIT start under load).
+    # A thread waiting for the GIL held by the busy loop waits about one switch interval (Python's default: 5 ms).
+    # Commits use no thread when the WAL sync helper runs (hub/wal_sync.py), but the store's fallbacks, its WAL
+    # restarts and its reads do; 0.1 ms measured best when commits still went through the thread.
     sys.setswitchinterval(0.0001)
     server = HubServer(settings)
     loop = asyncio.get_running_loop()

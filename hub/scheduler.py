@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from hub.tasks import Task
 
@@ -56,7 +57,7 @@ class Scheduler:
         queued: Callable[[], Iterable[Task]],
         idle: Callable[[], list[Candidate]],
         deps_done: Callable[[Task], bool],
-        dispatch: Callable[[list[tuple[Task, str]]], Awaitable[Awaitable[None]]],
+        dispatch: Callable[[list[tuple[Task, str]]], Awaitable[Coroutine[Any, Any, None]]],
     ) -> None:
         self._queued = queued
         self._idle = idle
@@ -72,7 +73,7 @@ class Scheduler:
     def wake(self) -> None:
         self._wake.set()
 
-    async def book(self) -> Awaitable[None] | None:
+    async def book(self) -> Coroutine[Any, Any, None] | None:
         """One round: plan and book; returns the delivery of what was booked (None when nothing was)."""
         idle = self._idle()
         if not idle:
@@ -84,11 +85,6 @@ class Scheduler:
         self.n_assigned += len(pairs)
         return await self._dispatch(pairs)
 
-    async def run_once(self) -> None:
-        """One round, delivered before it returns."""
-        if (delivery := await self.book()) is not None:
-            await delivery
-
     async def run(self) -> None:
         """Schedule on every wake-up, forever (owned by the hub's TaskGroup). Deliveries wait for their commit
         in tasks of their own, so a round never waits for the disk and its bookings join the pending commit."""
@@ -97,4 +93,4 @@ class Scheduler:
                 await self._wake.wait()
                 self._wake.clear()
                 if (delivery := await self.book()) is not None:
-                    deliveries.create_task(delivery)  # type: ignore[arg-type]
+                    deliveries.create_task(delivery)

@@ -151,7 +151,7 @@ class Store:
     def _fsync_wal(self) -> None:
         if self._wal_fd is None:
             self._wal_fd = os.open(self._wal, os.O_RDONLY)
-        os.fdatasync(self._wal_fd)
+        getattr(os, "fdatasync", os.fsync)(self._wal_fd)  # as the helper does
 
     async def _migrate(self) -> None:
         async with self._db.execute("PRAGMA user_version") as cur:
@@ -361,17 +361,12 @@ class Store:
         conn = self._db._conn
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            began = self._begin(by_sql)
         finally:
             conn.execute("PRAGMA busy_timeout=0")
-        try:
-            for sql, rows in by_sql.items():
-                conn.executemany(sql, rows)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        if not began:
+            raise sqlite3.OperationalError(f"database is locked (waited {BUSY_TIMEOUT_MS} ms)")
+        self._finish()
 
     async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:

@@ -55,8 +55,9 @@ async def test_a_cycle_that_dies_frozen_is_reclaimed_after_the_thaw(policy: GcPo
     assert ref() is not None, "frozen objects are out of the collector's reach until the thaw"
     thaw = asyncio.create_task(policy.run_thaw(0.01))
     try:
-        while policy.n_thaws == 0:
-            await asyncio.sleep(0.01)
+        async with asyncio.timeout(5):
+            while policy.n_thaws == 0:
+                await asyncio.sleep(0.01)
     finally:
         thaw.cancel()
     gc.collect()

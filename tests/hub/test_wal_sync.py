@@ -51,7 +51,7 @@ async def test_a_dead_helper_hands_syncing_back_to_sqlite_and_nothing_is_lost(tm
         await store.write([row(0)])
         assert store._syncer is not None
         os.kill(store._syncer.pid, signal.SIGKILL)
-        await asyncio.sleep(0.1)
+        await store._syncer._proc.wait()  # gone before the next commit asks it
         await store.write([row(1)])  # synced on the connection's thread instead
         await store.write([row(2)])
         assert store.stats()["wal_sync"] == "sqlite"
