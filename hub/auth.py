@@ -145,23 +145,26 @@ class Auth:
         return await self._revoke(doomed)
 
     async def _revoke(self, digests: list[str]) -> list[str]:
-        """Forget the tokens at once (no request authenticates with them from here on), persist, then close every
-        socket they opened."""
+        """Forget the tokens (no request authenticates with them from here on), close every socket they opened
+        (all at once, each within :data:`CLOSE_TIMEOUT_S`), then persist; returns the ids revoked."""
         if not digests:
             return []
         revoked = [self._by_hash.pop(d).token_id for d in digests]
         for digest in digests:
             del self._meta[digest]
         self.n_revoked += len(revoked)
+        closing = [on_revoke for tid in revoked for on_revoke in self._watchers.pop(tid, ())]
+        await asyncio.gather(*(self._notify(on_revoke) for on_revoke in closing))
         await self._store.write([(DELETE_TOKEN, (digest,)) for digest in digests])
-        for tid in revoked:
-            for on_revoke in list(self._watchers.pop(tid, ())):
-                try:
-                    async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                        await on_revoke()
-                except Exception:  # one socket failing to close must not keep the others open
-                    logger.warning("closing a socket of revoked token %s failed", tid, exc_info=True)
         return revoked
+
+    @staticmethod
+    async def _notify(on_revoke: OnRevoke) -> None:
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await on_revoke()
+        except Exception:  # one socket failing to close must not keep the others open
+            logger.warning("closing a socket of a revoked token failed", exc_info=True)
 
     def watch(self, tid: str, on_revoke: OnRevoke) -> Callable[[], None]:
         """Call ``on_revoke`` if token ``tid`` is revoked; returns the function that stops watching."""
