@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from hub.agents import Agent, AgentState, InvalidAgentTransition
-from hub.auth import Role
+from hub.auth import Principal, Role
 from hub.queue import OnApplied, TaskNotFound
 from hub.tasks import EndReason, TaskStatus, TransitionError
 from shared import protocol as P
@@ -53,6 +54,21 @@ class AgentSession:
         self.hub = hub
         self.conn = conn
         self.agent: Agent | None = None
+        self.revoked = False
+        self.unwatch: dict[str, Callable[[], None]] = {}
+        """Per token id this socket identified with: stops watching it for revocation (called when it ends)."""
+
+    def watch(self, principal: Principal) -> None:
+        if principal.token_id not in self.unwatch:
+            self.unwatch[principal.token_id] = self.hub.auth.watch(principal.token_id, self.on_revoked)
+
+    async def on_revoked(self) -> None:
+        """Its token was revoked: off the fleet at once (no further task_assign), then closed with 4401. A task
+        in flight follows the usual disconnect path (the reconnect grace, then the sweep)."""
+        self.revoked = True
+        if self.agent is not None:
+            await self.hub.fleet.disconnect(self.agent)
+        await self.conn.close(4401, "token revoked")
 
     async def reply(self, message: P.Message) -> None:
         previous = _previous_frame.get()
@@ -89,6 +105,8 @@ class AgentSession:
 
     async def handle(self, text: str) -> bool:
         """Process one frame; returns False when the session must end."""
+        if self.revoked:
+            return False
         now = self.hub.clock.now_ms()
         if self.agent is not None:
             self.agent.last_seen = now
@@ -114,6 +132,7 @@ class AgentSession:
             return not await self.violation(P.ErrorReply(error="invalid_token", message_type="identify"))
         if principal.role is Role.VIEWER or (principal.role is Role.AGENT and principal.agent_id != msg.agent_id):
             return not await self.violation(P.ErrorReply(error="token_agent_mismatch", message_type="identify"))
+        self.watch(principal)  # no await since verify: a revocation from here on reaches this socket
         if self.agent is not None:
             if self.agent.agent_id != msg.agent_id:
                 return not await self.violation(P.ErrorReply(error="already_identified", detail=self.agent.agent_id))
@@ -127,6 +146,9 @@ class AgentSession:
         )
         old = await hub.fleet.connect(agent)
         self.agent = agent
+        if self.revoked:  # revoked while it was being registered
+            await hub.fleet.disconnect(agent)
+            return False
         if old is not None and isinstance(old.sender, Connection):
             await old.sender.close(4000, "replaced by a newer connection")
         await self.reply(P.Identified(agent_id=msg.agent_id))
@@ -159,9 +181,10 @@ class AgentSession:
     async def on_task_progress(self, agent: Agent, msg: P.TaskProgress) -> None:
         task = self.hub.queue.tasks.get(msg.task_id)
         if task is None or task.assigned_to != agent.agent_id or self.hub.agents.get(agent.agent_id) is not agent or (
-            msg.generation is not None and msg.generation != task.generation
-        ):
-            return  # progress for a task this connection no longer holds (or from a replaced socket): dropped
+            task.status not in (TaskStatus.ASSIGNED, TaskStatus.WORKING)
+        ) or (msg.generation is not None and msg.generation != task.generation):
+            self.hub.trajectory.n_refused += 1
+            return  # progress for a task this connection does not hold now (or from a replaced socket): dropped
         self.hub.queue.touch(msg.task_id)
         if msg.execution_event is not None:
             await self.hub.trajectory.append(msg.task_id, agent.agent_id, msg.execution_event)
@@ -294,6 +317,8 @@ async def serve_agent_socket(ws: WebSocket, hub: Hub) -> None:
         logger.info("agent socket %s ended: %r", conn.key, exc)
     finally:
         hub.sockets.discard(conn)
+        for unwatch in session.unwatch.values():
+            unwatch()
         if session.agent is not None:
             await hub.fleet.disconnect(session.agent)
         await conn.close(1000, "bye")

@@ -1,13 +1,14 @@
-"""Health and agent endpoints."""
+"""Health (open) and agent endpoints (any token: admin, agent or viewer)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
+from hub.auth import Principal
 from hub.gc_policy import POLICY
-from hub.http import ApiError
+from hub.http import ApiError, any_role
 
 router = APIRouter()
 
@@ -23,18 +24,19 @@ async def health(request: Request) -> dict[str, Any]:
         "uptime_ms": hub.clock.now_ms() - hub.started_at,
         "tasks": {"queued": stats["queued"], "in_flight": stats["assigned"] + stats["working"]},
         "violations": hub.violations.stats(),
+        "refused_events": hub.trajectory.n_refused,
         "store": hub.store.stats(),
         "gc": POLICY.stats(),
     }
 
 
 @router.get("/api/agents")
-async def list_agents(request: Request) -> dict[str, Any]:
+async def list_agents(request: Request, _: Principal = Depends(any_role)) -> dict[str, Any]:
     return {"agents": request.app.state.hub.agents.views()}
 
 
 @router.get("/api/agents/{agent_id}")
-async def get_agent(agent_id: str, request: Request) -> dict[str, Any]:
+async def get_agent(agent_id: str, request: Request, _: Principal = Depends(any_role)) -> dict[str, Any]:
     hub = request.app.state.hub
     agent = hub.agents.get(agent_id)
     if agent is not None:

@@ -1,7 +1,23 @@
-"""Task endpoints, with AgentCom's paths and field names."""
+"""Task endpoints, with AgentCom's paths and field names.
+
+Who reads what (least privilege): an **admin** token reads every task in full. A **viewer** token reads every task,
+with values under secret-looking keys (token, key, secret, password, credential) masked exactly as on the dashboard,
+in task bodies and trajectories alike. An **agent** token reads in full the tasks it submitted, holds now or is
+pinned to (``assign_to``); any other task is shown without its payloads (``metadata``, ``result``, verification
+reports, history, last error, idempotency), which are named under ``withheld``, and its trajectory is refused (403).
+
+Submissions may carry an idempotency key (header ``Idempotency-Key`` or field ``idempotency_key``; 1-255 printable
+ASCII characters, no spaces), scoped to the submitter. A retry with the same key and the same body answers 200 with
+the original task ids, ``"duplicate": true`` and the header ``Idempotent-Replayed: true``; the same key with a
+different body is refused (409 ``idempotency_key_reused``). Keys are stored with the tasks and survive a restart.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -10,14 +26,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidatorFun
 
 from hub import complexity
 from hub.auth import Principal, Role
+from hub.dashboard_state import REDACTED, is_secret_key
 from hub.http import ApiError, any_role, parse_body, writer
-from hub.queue import TaskNotFound, UnknownDependencies
+from hub.queue import Submission, TaskNotFound, UnknownDependencies
 from hub.tasks import Priority, Task, TaskStatus, TransitionError, new_task_id
 
 router = APIRouter()
 
 PriorityName = Literal["urgent", "high", "normal", "low"]
 MAX_STEPS_WITHOUT_WARNING = 10
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+IdempotencyKey = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")]
 
 
 class FileHint(BaseModel):
@@ -58,6 +78,7 @@ class TaskSubmit(BaseModel):
     verification_timeout_ms: Annotated[int, Field(gt=0, le=3_600_000)] | None = None
     max_verification_retries: Annotated[int, Field(ge=0, le=5)] = 0
     complete_by: int | None = None
+    idempotency_key: IdempotencyKey | None = None
 
     @field_validator("priority", mode="wrap")
     @classmethod
@@ -115,11 +136,67 @@ async def _queue(hub: Any, tasks: list[Task], deps_field: str) -> None:
         ]) from None
 
 
+def _idempotency_key(request: Request, in_body: str | None) -> str | None:
+    """The request's idempotency key, from the header or the body (both only if they agree)."""
+    header = request.headers.get(IDEMPOTENCY_HEADER)
+    if header is not None and not IDEMPOTENCY_KEY.fullmatch(header):
+        raise ApiError(422, "validation_failed", errors=[
+            {"field": IDEMPOTENCY_HEADER, "error": "invalid_value",
+             "detail": "1-255 printable ASCII characters, no spaces"}])
+    if header is not None and in_body is not None and header != in_body:
+        raise ApiError(422, "validation_failed", errors=[
+            {"field": "idempotency_key", "error": "conflict",
+             "detail": f"differs from the {IDEMPOTENCY_HEADER} header; send one key"}])
+    return header if header is not None else in_body
+
+
+def _digest(kind: str, body: BaseModel) -> str:
+    """What a retry must repeat: the request's validated content, without its key (key order does not count)."""
+    data = body.model_dump(mode="json", exclude={"idempotency_key"})
+    if isinstance(body, TaskBatch):  # per-item keys are refused, so only the batch's own key is left out
+        data["tasks"] = [{k: v for k, v in t.items() if k != "idempotency_key"} for t in data["tasks"]]
+    text = json.dumps([kind, data], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+async def _replay(hub: Any, who: Principal, key: str, digest: str) -> Submission | None:
+    """The earlier request made with this key by this submitter, once committed; None if there is none.
+
+    Callers submit right after a None without awaiting anything in between, and the queue indexes the key before
+    its first await: of two identical requests racing, one submits and the other replays it.
+    """
+    entry: Submission | None = hub.queue.submissions.get((who.agent_id, key))
+    if entry is None:
+        return None
+    if entry.sha256 != digest:
+        raise ApiError(409, "idempotency_key_reused", detail="this key was used with a different request",
+                       idempotency_key=key)
+    if entry.committed is not None:
+        await asyncio.shield(entry.committed)  # the original is answered only once durable: so is its replay
+    return entry
+
+
+def _submitted(hub: Any, task_id: str) -> dict[str, Any]:
+    task = hub.queue.tasks.get(task_id)
+    if task is None:  # pruned since
+        return {"task_id": task_id}
+    return {"task_id": task.id, "status": str(task.status), "priority": task.priority, "created_at": task.created_at}
+
+
+REPLAYED = {"Idempotent-Replayed": "true"}
+
+
 @router.post("/api/tasks", status_code=201)
 async def submit_task(request: Request, who: Principal = Depends(writer)) -> JSONResponse:
     hub = _hub(request)
     body = await parse_body(request, TaskSubmit)
+    key = _idempotency_key(request, body.idempotency_key)
+    digest = _digest("task", body) if key is not None else ""
+    if key is not None and (earlier := await _replay(hub, who, key, digest)) is not None:
+        return JSONResponse({**_submitted(hub, earlier.task_ids[0]), "duplicate": True}, headers=REPLAYED)
     task = body.to_task(who.agent_id, hub.clock.now_ms())
+    if key is not None:
+        task.idempotency = {"key": key, "sha256": digest, "index": 0}
     await _queue(hub, [task], "depends_on")
     out: dict[str, Any] = {"task_id": task.id, "status": str(task.status), "priority": task.priority,
                            "created_at": task.created_at}
@@ -136,6 +213,8 @@ async def submit_task(request: Request, who: Principal = Depends(writer)) -> JSO
 class TaskBatch(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     tasks: Annotated[list[TaskSubmit], Field(min_length=1, max_length=1000)]
+    idempotency_key: IdempotencyKey | None = None
+    """One key for the whole batch (a retry answers the same list of ids); items may not carry their own."""
 
 
 @router.post("/api/tasks/batch", status_code=201)
@@ -143,12 +222,61 @@ async def submit_batch(request: Request, who: Principal = Depends(writer)) -> JS
     """Submit up to 1,000 tasks in one durable transaction; all or none are queued."""
     hub = _hub(request)
     body = await parse_body(request, TaskBatch)
+    keyed = [i for i, item in enumerate(body.tasks) if item.idempotency_key is not None]
+    if keyed:
+        raise ApiError(422, "validation_failed", errors=[
+            {"field": f"tasks.{i}.idempotency_key", "error": "not_allowed",
+             "detail": "a batch takes one key, at its top level or in the header"} for i in keyed[:20]])
+    key = _idempotency_key(request, body.idempotency_key)
+    digest = _digest("batch", body) if key is not None else ""
+    if key is not None and (earlier := await _replay(hub, who, key, digest)) is not None:
+        listed = [_submitted(hub, tid) for tid in earlier.task_ids if tid]
+        return JSONResponse({"tasks": listed, "count": len(listed), "duplicate": True}, headers=REPLAYED)
     now = hub.clock.now_ms()
     tasks = [item.to_task(who.agent_id, now) for item in body.tasks]
+    if key is not None:
+        for index, task in enumerate(tasks):
+            task.idempotency = {"key": key, "sha256": digest, "index": index}
     await _queue(hub, tasks, "tasks.depends_on")
     # Plain data: returned as a JSONResponse, skipping FastAPI's generic (and slow) jsonable_encoder.
     return JSONResponse({"tasks": [{"task_id": t.id, "status": str(t.status), "priority": t.priority,
                                     "created_at": t.created_at} for t in tasks], "count": len(tasks)}, status_code=201)
+
+
+WITHHELD = ("metadata", "result", "verification_report", "verification_history", "history", "last_error",
+            "idempotency")
+"""What an agent token does not see of a task it neither submitted, holds nor is pinned to."""
+MASK_DEPTH = 64
+
+
+def mask(value: Any, depth: int = 0) -> Any:
+    """A copy of ``value`` with every value under a secret-looking key masked as the dashboard masks it (numbers
+    stay: ``tokens_used`` is a count). Unlike the dashboard, nothing else is clipped."""
+    if depth > MASK_DEPTH:
+        return REDACTED
+    if isinstance(value, dict):
+        return {k: REDACTED if is_secret_key(str(k)) and not isinstance(v, int | float | None) else mask(v, depth + 1)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask(v, depth + 1) for v in value]
+    return value
+
+
+def _reads_in_full(who: Principal, task: Task) -> bool:
+    return who.role is Role.ADMIN or (
+        who.role is Role.AGENT and who.agent_id in (task.submitted_by, task.assigned_to, task.assign_to))
+
+
+def view(task: Task, who: Principal) -> dict[str, Any]:
+    """The task as ``who`` may read it (see the module docstring)."""
+    if who.role is Role.VIEWER:
+        return mask(task.public())  # type: ignore[no-any-return]
+    out = task.public()
+    if not _reads_in_full(who, task):
+        for name in WITHHELD:
+            out.pop(name, None)
+        out["withheld"] = list(WITHHELD)
+    return out
 
 
 def _priority_filter(value: str | None) -> int | None:
@@ -167,20 +295,20 @@ def _priority_filter(value: str | None) -> int | None:
 @router.get("/api/tasks")
 async def list_tasks(request: Request, status: str | None = None, priority: str | None = None,
                      assigned_to: str | None = None, goal_id: str | None = None, limit: int = 1000,
-                     _: Principal = Depends(any_role)) -> dict[str, Any]:
+                     who: Principal = Depends(any_role)) -> dict[str, Any]:
     if status is not None and status not in TaskStatus.__members__.values():
         raise ApiError(422, "validation_failed", errors=[
             {"field": "status", "error": "invalid_value", "value": status,
              "detail": "one of " + ", ".join(TaskStatus)}])
     tasks = _hub(request).queue.list(status or None, _priority_filter(priority), assigned_to, goal_id,
                                      max(1, min(limit, 10_000)))
-    return {"tasks": [t.public() for t in tasks], "count": len(tasks)}
+    return {"tasks": [view(t, who) for t in tasks], "count": len(tasks)}
 
 
 @router.get("/api/tasks/dead-letter")
-async def dead_letter(request: Request, _: Principal = Depends(any_role)) -> dict[str, Any]:
+async def dead_letter(request: Request, who: Principal = Depends(any_role)) -> dict[str, Any]:
     tasks = _hub(request).queue.list(str(TaskStatus.DEAD_LETTER))
-    return {"tasks": [t.public() for t in tasks], "count": len(tasks)}
+    return {"tasks": [view(t, who) for t in tasks], "count": len(tasks)}
 
 
 @router.get("/api/tasks/stats")
@@ -202,15 +330,20 @@ def _task(request: Request, task_id: str) -> Task:
 
 
 @router.get("/api/tasks/{task_id}")
-async def get_task(task_id: str, request: Request, _: Principal = Depends(any_role)) -> dict[str, Any]:
-    return _task(request, task_id).public()
+async def get_task(task_id: str, request: Request, who: Principal = Depends(any_role)) -> dict[str, Any]:
+    return view(_task(request, task_id), who)
 
 
 @router.get("/api/tasks/{task_id}/trajectory")
 async def get_trajectory(task_id: str, request: Request, after_seq: int = 0, limit: int = 1000,
-                         _: Principal = Depends(any_role)) -> dict[str, Any]:
-    _task(request, task_id)
+                         who: Principal = Depends(any_role)) -> dict[str, Any]:
+    task = _task(request, task_id)
+    if who.role is Role.AGENT and not _reads_in_full(who, task):
+        raise ApiError(403, "forbidden", detail="an agent token reads the trajectories of its own tasks only",
+                       task_id=task_id)
     events = await _hub(request).trajectory.read(task_id, after_seq, max(1, min(limit, 10_000)))
+    if who.role is Role.VIEWER:
+        events = mask(events)
     return {"task_id": task_id, "events": events, "count": len(events)}
 
 

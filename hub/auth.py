@@ -2,20 +2,25 @@
 
 Roles: ``admin`` (everything), ``agent`` (its own socket, submit and read tasks), ``viewer`` (read-only, for the
 dashboard).
+
+Each token has a stable, non-secret id (:func:`token_id`, a hash of its hash) by which it is listed and revoked one
+at a time. Sockets opened with a token :meth:`Auth.watch` it: a revocation closes them before the admin is answered.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 from hub.clock import Clock
-from hub.store import DELETE_TOKENS, INSERT_TOKEN, Store
+from hub.store import INSERT_TOKEN, Store
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +35,32 @@ class Role(StrEnum):
 class Principal:
     agent_id: str
     role: Role
+    token_id: str = ""
+    """The non-secret id of the token that authenticated (``admin`` for the admin token)."""
+
+
+ADMIN_TOKEN_ID = "admin"
+OnRevoke = Callable[[], Awaitable[None]]
+"""Called when a watched token is revoked; it closes whatever that token opened."""
+CLOSE_TIMEOUT_S = 5.0
+"""How long one socket's close may hold up a revocation (a peer that never reads cannot stall the admin)."""
+
+
+class AmbiguousPrefix(Exception):
+    """More than one token starts with the prefix given; nothing was revoked."""
+
+    def __init__(self, token_ids: list[str]) -> None:
+        super().__init__(f"{len(token_ids)} tokens share this prefix")
+        self.token_ids = token_ids
 
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_id(token_hash: str) -> str:
+    """A token's public id: derived from its stored hash, but neither the hash nor a way back to it."""
+    return "tok-" + hashlib.sha256(b"agentcom-token-id:" + token_hash.encode()).hexdigest()[:16]
 
 
 def new_token() -> str:
@@ -56,8 +83,11 @@ def load_admin_token(data_dir: Path, configured: str | None) -> str:
     return token
 
 
+DELETE_TOKEN = "DELETE FROM tokens WHERE token_hash = ?"
+
+
 class Auth:
-    """Verifies tokens and mints, lists and revokes per-agent tokens."""
+    """Verifies tokens and mints, lists and revokes per-agent tokens; tells sockets when their token is revoked."""
 
     def __init__(self, store: Store, clock: Clock, admin_token: str) -> None:
         self._store = store
@@ -65,38 +95,89 @@ class Auth:
         self._admin_hash = hash_token(admin_token)
         self._by_hash: dict[str, Principal] = {}
         self._meta: dict[str, dict[str, object]] = {}
+        self._watchers: dict[str, set[OnRevoke]] = {}
+        self.n_revoked = 0
+
+    def __repr__(self) -> str:
+        return f"<Auth tokens={len(self._by_hash)} watched={len(self._watchers)} revoked={self.n_revoked}>"
+
+    def _add(self, digest: str, agent_id: str, role: str, prefix: str, created_at: int) -> None:
+        tid = token_id(digest)
+        self._by_hash[digest] = Principal(agent_id, Role(role), tid)
+        self._meta[digest] = {"token_id": tid, "agent_id": agent_id, "role": role, "prefix": prefix,
+                              "created_at": created_at}
 
     async def load(self) -> None:
         rows = await self._store.fetch_all("SELECT token_hash, agent_id, role, prefix, created_at FROM tokens")
         for token_hash, agent_id, role, prefix, created_at in rows:
-            self._by_hash[token_hash] = Principal(agent_id, Role(role))
-            self._meta[token_hash] = {"agent_id": agent_id, "role": role, "prefix": prefix, "created_at": created_at}
+            self._add(token_hash, agent_id, role, prefix, created_at)
 
     def verify(self, token: str | None) -> Principal | None:
         if not token:
             return None
         digest = hash_token(token)
         if secrets.compare_digest(digest, self._admin_hash):
-            return Principal("admin", Role.ADMIN)
+            return Principal("admin", Role.ADMIN, ADMIN_TOKEN_ID)
         return self._by_hash.get(digest)
 
-    async def mint(self, agent_id: str, role: Role = Role.AGENT) -> str:
+    async def mint(self, agent_id: str, role: Role = Role.AGENT) -> tuple[str, str]:
+        """A new token for ``agent_id``; returns the token (shown once) and its id."""
         token = new_token()
         digest = hash_token(token)
         now = self._clock.now_ms()
         await self._store.write([(INSERT_TOKEN, (digest, agent_id, str(role), token[:8], now))])
-        self._by_hash[digest] = Principal(agent_id, role)
-        self._meta[digest] = {"agent_id": agent_id, "role": str(role), "prefix": token[:8], "created_at": now}
-        return token
+        self._add(digest, agent_id, str(role), token[:8], now)
+        return token, token_id(digest)
 
-    async def revoke(self, agent_id: str) -> int:
-        doomed = [h for h, p in self._by_hash.items() if p.agent_id == agent_id]
-        if doomed:
-            await self._store.write([(DELETE_TOKENS, (agent_id,))])
-        for digest in doomed:
-            del self._by_hash[digest]
+    async def revoke(self, agent_id: str) -> list[str]:
+        """Revoke every token of ``agent_id``; returns the ids revoked."""
+        return await self._revoke([h for h, p in self._by_hash.items() if p.agent_id == agent_id])
+
+    async def revoke_id(self, tid: str) -> list[str]:
+        """Revoke the token whose id is ``tid``; returns ``[tid]``, or ``[]`` when there is none."""
+        return await self._revoke([h for h, p in self._by_hash.items() if p.token_id == tid])
+
+    async def revoke_prefix(self, prefix: str) -> list[str]:
+        """Revoke the one token starting with ``prefix`` (the 8 characters listed); refuses if several do."""
+        doomed = [h for h, m in self._meta.items() if m["prefix"] == prefix]
+        if len(doomed) > 1:
+            raise AmbiguousPrefix(sorted(self._by_hash[h].token_id for h in doomed))
+        return await self._revoke(doomed)
+
+    async def _revoke(self, digests: list[str]) -> list[str]:
+        """Forget the tokens (no request authenticates with them from here on), close every socket they opened
+        (all at once, each within :data:`CLOSE_TIMEOUT_S`), then persist; returns the ids revoked."""
+        if not digests:
+            return []
+        revoked = [self._by_hash.pop(d).token_id for d in digests]
+        for digest in digests:
             del self._meta[digest]
-        return len(doomed)
+        self.n_revoked += len(revoked)
+        closing = [on_revoke for tid in revoked for on_revoke in self._watchers.pop(tid, ())]
+        await asyncio.gather(*(self._notify(on_revoke) for on_revoke in closing))
+        await self._store.write([(DELETE_TOKEN, (digest,)) for digest in digests])
+        return revoked
+
+    @staticmethod
+    async def _notify(on_revoke: OnRevoke) -> None:
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await on_revoke()
+        except Exception:  # one socket failing to close must not keep the others open
+            logger.warning("closing a socket of a revoked token failed", exc_info=True)
+
+    def watch(self, tid: str, on_revoke: OnRevoke) -> Callable[[], None]:
+        """Call ``on_revoke`` if token ``tid`` is revoked; returns the function that stops watching."""
+        self._watchers.setdefault(tid, set()).add(on_revoke)
+
+        def unwatch() -> None:
+            watchers = self._watchers.get(tid)
+            if watchers is not None:
+                watchers.discard(on_revoke)
+                if not watchers:
+                    del self._watchers[tid]
+
+        return unwatch
 
     def list(self) -> list[dict[str, object]]:
         return sorted(self._meta.values(), key=lambda m: (str(m["agent_id"]), int(m["created_at"])))  # type: ignore[call-overload]

@@ -332,6 +332,14 @@ async def dashboard_ws(ws: WebSocket) -> None:
     client.push(_SNAPSHOT)
     dash.clients.add(client)
     hub.sockets.add(conn)  # closed with the hub's other sockets at shutdown
+
+    async def on_revoked() -> None:  # its token was revoked: not one more event, then closed
+        dash.clients.discard(client)
+        while not client.outbox.empty():
+            client.outbox.get_nowait()
+        await conn.close(4401, "token revoked")
+
+    unwatch = hub.auth.watch(principal.token_id, on_revoked)
     started = time.monotonic()
     try:
         async with asyncio.TaskGroup() as tg:
@@ -341,6 +349,7 @@ async def dashboard_ws(ws: WebSocket) -> None:
     except* (WebSocketDisconnect, RuntimeError, OSError) as group:
         logger.info("dashboard socket %s ended: %r", conn.key, group.exceptions[0])
     finally:
+        unwatch()
         dash.clients.discard(client)
         hub.sockets.discard(conn)
         await conn.close(1000, "bye")

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -38,6 +39,16 @@ class TaskNotFound(Exception):
     pass
 
 
+@dataclass(slots=True)
+class Submission:
+    """One request submitted with an idempotency key: what a retry of it is answered with."""
+
+    sha256: str
+    task_ids: list[str]
+    committed: asyncio.Future[None] | None = None
+    """The commit of its tasks, while pending (None once loaded from the store)."""
+
+
 def _row(task: Task) -> Write:
     def build() -> tuple[Any, ...]:
         return (task.id, str(task.status), task.priority, task.created_at, task.updated_at, task.assigned_to,
@@ -58,6 +69,8 @@ class TaskQueue:
         """Assigned and working tasks (at most one per agent), so neither sweeps nor reconnects scan every task."""
         self._dependents: dict[str, set[str]] = {}
         self.n_submitted = 0
+        self.submissions: dict[tuple[str, str], Submission] = {}
+        """Requests made with an idempotency key, by (submitter, key); rebuilt from the tasks at start."""
 
     def __repr__(self) -> str:
         counts = Counter(t.status for t in self.tasks.values())
@@ -73,6 +86,7 @@ class TaskQueue:
             for dep in task.depends_on:
                 self._dependents.setdefault(dep, set()).add(task.id)
         logger.info("task queue loaded %d tasks", len(self.tasks))
+        self._index_submissions(self.tasks.values())
 
     def _index(self, task: Task) -> None:
         for lane in self._lanes:
@@ -111,6 +125,33 @@ class TaskQueue:
             return self.tasks[task_id]
         except KeyError:
             raise TaskNotFound(task_id) from None
+
+    def _index_submissions(self, tasks: Iterable[Task], committed: Awaitable[None] | None = None) -> None:
+        """Remember the tasks submitted with an idempotency key, in their request's order. A request whose commit
+        fails is forgotten, so its retry submits again. A malformed stored entry is skipped, never fatal."""
+        for task in tasks:
+            idem = task.idempotency
+            if not isinstance(idem, dict) or task.submitted_by is None:
+                continue
+            key, digest, index = idem.get("key"), idem.get("sha256"), idem.get("index", 0)
+            if not (isinstance(key, str) and isinstance(digest, str) and type(index) is int and 0 <= index < 10_000):
+                continue
+            scope = (task.submitted_by, key)
+            entry = self.submissions.get(scope)
+            if entry is None:
+                pending = asyncio.ensure_future(committed) if committed is not None else None
+                entry = self.submissions[scope] = Submission(digest, [], pending)
+                if pending is not None:
+                    pending.add_done_callback(partial(self._forget_failed, scope, entry))
+            entry.task_ids.extend([""] * (index + 1 - len(entry.task_ids)))
+            entry.task_ids[index] = task.id
+
+    def _forget_failed(self, scope: tuple[str, str], entry: Submission, committed: asyncio.Future[None]) -> None:
+        if committed.cancelled() or committed.exception() is not None:
+            if self.submissions.get(scope) is entry:
+                del self.submissions[scope]
+        else:
+            entry.committed = None
 
     # --- persistence ------------------------------------------------------------------------------------------
 
@@ -177,6 +218,7 @@ class TaskQueue:
                 T.fail_dependency(task, doomed, task.created_at)
         self.n_submitted += len(batch)
         committed = self._persist(batch, [("task_submitted", t, {}) for t in batch])
+        self._index_submissions(batch, committed)
         if on_applied is not None:
             await on_applied("queued")
         await committed

@@ -97,6 +97,9 @@ class Task:
     max_verification_retries: int = 0
     complete_by: int | None = None
     submitted_by: str | None = None
+    idempotency: dict[str, Any] | None = None
+    """``{"key", "sha256", "index"}`` when submitted with an idempotency key: the key, a digest of the request it
+    came with, and the task's position in that request (0 for a single submission)."""
     assigned_to: str | None = None
     assigned_at: int | None = None
     accepted_at: int | None = None
@@ -144,7 +147,7 @@ STATIC_FIELDS = (
     "id", "description", "created_at", "metadata", "needed_capabilities", "max_retries", "depends_on", "assign_to",
     "complexity_tier", "complexity", "success_criteria", "verification_steps", "file_hints", "repo", "branch",
     "goal_id", "executor", "skip_verification", "verification_timeout_ms", "max_verification_retries",
-    "complete_by", "submitted_by",
+    "complete_by", "submitted_by", "idempotency",
 )
 """Set at submission and never changed afterwards (only the functions in this module change a task)."""
 _DYNAMIC_FIELDS = tuple(name for name in _FIELD_NAMES if name not in STATIC_FIELDS)

@@ -10,6 +10,8 @@ from hub.events import EventBus
 from hub.store import INSERT_TRAJECTORY, Store
 
 MAX_PAYLOAD_BYTES = 64 * 1024
+IDENTITY_FIELDS = frozenset({"seq", "timestamp", "task_id", "agent_id", "kind"})
+"""Set by the hub on every stored and published event; the same keys in an agent's event are dropped."""
 
 
 class Trajectory:
@@ -20,6 +22,8 @@ class Trajectory:
         self._bus = bus
         self._clock = clock
         self._next_seq: dict[str, int] = {}
+        self.n_refused = 0
+        """Execution events refused because the reporting agent does not hold the task (counted by the socket)."""
 
     async def load(self) -> None:
         rows = await self._store.fetch_all("SELECT task_id, MAX(seq) FROM trajectory GROUP BY task_id")
@@ -31,16 +35,21 @@ class Trajectory:
         return seq
 
     async def append(self, task_id: str, agent_id: str, event: dict[str, Any]) -> None:
+        """Store and publish one event. The identity fields (:data:`IDENTITY_FIELDS`) are the hub's own: whatever
+        the agent put under those keys is dropped, so it can neither reorder, misdate nor misattribute an event."""
         now = self._clock.now_ms()
         kind = str(event.get("event_type", "event"))[:64]
-        payload = json.dumps(event, separators=(",", ":"), default=str)
-        if len(payload) > MAX_PAYLOAD_BYTES:
-            payload = json.dumps({"event_type": kind, "truncated": True, "text": payload[:MAX_PAYLOAD_BYTES]})
         seq = self._seq(task_id)
+        body = {k: v for k, v in event.items() if k not in IDENTITY_FIELDS}
+        identity = {"task_id": task_id, "agent_id": agent_id, "seq": seq, "timestamp": now}
+        payload = json.dumps({**body, **identity}, separators=(",", ":"), default=str)
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            payload = json.dumps({"event_type": kind, "truncated": True, "text": payload[:MAX_PAYLOAD_BYTES],
+                                  **identity})
         await self._store.write([(INSERT_TRAJECTORY, (task_id, seq, now, kind, payload))])
         # Published once stored, so whoever is told of it can also read it back.
-        self._bus.publish({"kind": "execution_event", "task_id": task_id, "agent_id": agent_id, "seq": seq,
-                           "timestamp": now, **{k: v for k, v in event.items() if k not in {"full", "messages"}}})
+        self._bus.publish({**{k: v for k, v in body.items() if k not in {"full", "messages"}},
+                           "kind": "execution_event", **identity})
 
     async def read(self, task_id: str, after_seq: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         rows = await self._store.fetch_all(

@@ -63,15 +63,17 @@ def test_admin_token_file_is_reused(tmp_path):
 
 
 async def test_token_listing_shows_prefixes_not_tokens(hub):
-    """GET /admin/tokens lists agent, role and an 8-character prefix for each token, never the token."""
+    """GET /admin/tokens lists id, agent, role and an 8-character prefix for each token, never token or hash."""
     token = await hub.mint_token("listed")
     viewer = await hub.mint_token("watcher", "viewer")
     r = await hub.http.get("/admin/tokens")
     assert r.status_code == 200
-    assert token not in r.text and viewer not in r.text
-    listed = [{k: v for k, v in t.items() if k != "created_at"} for t in r.json()["tokens"]]
+    for secret in (token, viewer, hash_token(token), hash_token(viewer)):
+        assert secret not in r.text and secret[8:24] not in r.text
+    listed = [{k: v for k, v in t.items() if k not in ("created_at", "token_id")} for t in r.json()["tokens"]]
     assert listed == [{"agent_id": "listed", "role": "agent", "prefix": token[:8]},
                       {"agent_id": "watcher", "role": "viewer", "prefix": viewer[:8]}]
+    assert len({t["token_id"] for t in r.json()["tokens"]}) == 2
 
 
 async def test_revoked_token_is_refused(hub):
@@ -173,8 +175,8 @@ async def test_agent_token_cannot_act_as_another_agent(hub, make_agent):
 
 
 async def test_what_needs_a_token(hub):
-    """Health and the agent list are open; tasks and admin routes need a token."""
-    expected = {"/health": 200, "/api/agents": 200, "/api/tasks": 401, "/api/tasks/stats": 401,
+    """Health is open; the agent list, tasks and admin routes need a token."""
+    expected = {"/health": 200, "/api/agents": 401, "/api/agents/x": 401, "/api/tasks": 401, "/api/tasks/stats": 401,
                 "/api/tasks/dead-letter": 401, "/admin/tokens": 401}
     async with client(hub, None) as c:
         assert {path: (await c.get(path)).status_code for path in expected} == expected
