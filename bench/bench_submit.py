@@ -281,21 +281,30 @@ async def measure(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     return out
 
 
-def fmt(q: dict[str, float]) -> list[str]:
-    return [f"{q[k]:,.1f}" for k in ("p50", "p95", "p99", "max")]
-
-
 def print_table(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
+    """One row per run kind: each figure is the median over the repeats (req/s also with its min-max)."""
     rows = [["run", "count", "statuses", "from start p50 ms", "p95", "p99", "max", "on the wire p50 ms", "p95",
              "p99", "max", "req/s", "hub CPU s", "client CPU s"]]
-    for i, res in enumerate(results):
-        for run in res["runs"]:
-            statuses = " ".join(f"{k or 'error'}:{v}" for k, v in run["statuses"].items())
-            rows.append([f"{run['name']}" + (f" (#{i + 1})" if len(results) > 1 else ""), str(run["count"]),
-                         statuses, *fmt(run["from_start_ms"]), *fmt(run["on_wire_ms"]), f"{run['per_s']:,.0f}",
-                         f"{run['hub_cpu_s']:.2f}", f"{run['client_cpu_s']:.2f}"])
+    for i, first in enumerate(results[0]["runs"]):
+        runs = [res["runs"][i] for res in results]
+
+        def med(key: str, q: str, runs: list[dict[str, Any]] = runs) -> float:
+            return statistics.median(r[key][q] for r in runs)
+
+        rates = [r["per_s"] for r in runs]
+        statuses: Counter[int] = Counter()
+        for r in runs:
+            statuses.update(r["statuses"])
+        rate = f"{statistics.median(rates):,.0f}" + (f" ({min(rates):,.0f}-{max(rates):,.0f})" if len(runs) > 1
+                                                     else "")
+        rows.append([first["name"], str(sum(r["count"] for r in runs)),
+                     " ".join(f"{k or 'error'}:{v}" for k, v in sorted(statuses.items())),
+                     *(f"{med('from_start_ms', q):,.1f}" for q in ("p50", "p95", "p99", "max")),
+                     *(f"{med('on_wire_ms', q):,.1f}" for q in ("p50", "p95", "p99", "max")), rate,
+                     f"{statistics.median(r['hub_cpu_s'] for r in runs):.2f}",
+                     f"{statistics.median(r['client_cpu_s'] for r in runs):.2f}"])
     print(f"\nAgentCom hub, SQLite synchronous={args.synchronous}, {args.agents} simulated agents draining, "
-          f"client {args.client}")
+          f"client {args.client}, median of {len(results)} run(s) on fresh hubs")
     print(table(rows))
     for res in results:
         store = res["health"]["store"]
