@@ -38,6 +38,23 @@ def test_survivors_of_a_full_collection_are_frozen(policy: GcPolicy) -> None:
     assert policy.stats()["frozen_objects"] == gc.get_freeze_count()
 
 
+async def test_the_reported_frozen_count_follows_freezes_and_thaws(policy: GcPolicy) -> None:
+    """/health's frozen-object count is kept between calls, yet is never stale after a freeze or a thaw."""
+    gc.collect()
+    assert policy.stats()["frozen_objects"] == gc.get_freeze_count() > 0
+    alive = [Node() for _ in range(100)]
+    gc.collect()
+    assert policy.stats()["frozen_objects"] == gc.get_freeze_count() >= len(alive)
+    thaw = asyncio.create_task(policy.run_thaw(0.01))
+    try:
+        async with asyncio.timeout(5):
+            while policy.n_thaws == 0:
+                await asyncio.sleep(0.01)
+    finally:
+        thaw.cancel()
+    assert policy.stats()["frozen_objects"] == gc.get_freeze_count()
+
+
 def test_garbage_made_after_a_freeze_is_still_collected(policy: GcPolicy) -> None:
     gc.collect()
     ref = weakref.ref(Node())  # unreachable at once, but a cycle: refcounting alone cannot free it
