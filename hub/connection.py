@@ -70,6 +70,7 @@ class Connection:
         self.queued_bytes = 0
         self._wake = asyncio.Event()
         self._closing: tuple[int, str] | None = None
+        self._close_by: float | None = None
         self._abort = False
         self._deadline: asyncio.Timeout | None = None
         self.dropped: str | None = None
@@ -97,9 +98,14 @@ class Connection:
         self._wake.set()
 
     async def close(self, code: int, reason: str) -> None:
-        """Ask for the socket to close after what is queued; returns at once (the writer closes it, bounded)."""
+        """Ask for the socket to close after what is queued; returns at once. The writer closes it: what is queued
+        and the close frame must be taken within ``close_timeout_s``, or the connection is aborted."""
         if self._closing is None:
             self._closing = (code, reason)
+            self._close_by = asyncio.get_running_loop().time() + self._limits.close_timeout_s
+            if self._deadline is not None and not self._deadline.expired():
+                when = self._deadline.when()
+                self._deadline.reschedule(self._close_by if when is None else min(when, self._close_by))
             self._wake.set()
 
     def drop(self, code: int, reason: str) -> None:
@@ -111,21 +117,30 @@ class Connection:
         self._abort = True
         self._outbox.clear()
         self.queued_bytes = 0
-        if self._deadline is not None:
-            self._deadline.reschedule(asyncio.get_running_loop().time())
+        if self._deadline is not None and not self._deadline.expired():
+            self._deadline.reschedule(asyncio.get_running_loop().time())  # the write in progress ends now
         self._wake.set()
 
     async def write(self, text: str) -> None:
         """Write one frame now, within ``send_timeout_s``; past it the socket is dropped."""
         if self._abort:
             raise ConnectionDropped(f"{self.key} was dropped")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._limits.send_timeout_s
+        if self._close_by is not None:
+            deadline = min(deadline, self._close_by)
         try:
-            async with asyncio.timeout(self._limits.send_timeout_s) as self._deadline:
+            async with asyncio.timeout_at(deadline) as self._deadline:
                 await self.ws.send_text(text)
         except TimeoutError:
+            self._deadline = None
             if self.dropped is None:
-                self._counters.n_dropped_slow += 1
-                self.drop(1008, "send timeout")
+                if self._close_by is not None and loop.time() >= self._close_by:
+                    self._counters.n_close_aborted += 1
+                    self.drop(*(self._closing or (1000, "bye")))
+                else:
+                    self._counters.n_dropped_slow += 1
+                    self.drop(1008, "send timeout")
             raise ConnectionDropped(f"{self.key}: {self.dropped}") from None
         finally:
             self._deadline = None
@@ -157,7 +172,8 @@ class Connection:
         self.queued_bytes = 0
         if not self._abort and self.ws.application_state == WebSocketState.CONNECTED:
             try:
-                async with asyncio.timeout(self._limits.close_timeout_s):
+                async with asyncio.timeout_at(self._close_by or asyncio.get_running_loop().time()
+                                              + self._limits.close_timeout_s):
                     await self.ws.close(code, reason)
             except TimeoutError:
                 self._counters.n_close_aborted += 1
