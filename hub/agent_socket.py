@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from hub.agents import Agent, AgentState, InvalidAgentTransition
 from hub.auth import Principal, Role
+from hub.connection import Connection, SendLimits
 from hub.queue import OnApplied, TaskNotFound
 from hub.tasks import EndReason, TaskStatus, TransitionError
 from shared import protocol as P
@@ -20,31 +20,11 @@ from shared import protocol as P
 if TYPE_CHECKING:
     from hub.app import Hub
 
+__all__ = ["AgentSession", "Connection", "serve_agent_socket"]
 logger = logging.getLogger(__name__)
-_conn_ids = itertools.count(1)
 _previous_frame: ContextVar[asyncio.Future[None] | None] = ContextVar("_previous_frame", default=None)
 """Set in each pipelined frame's task: the completion of the frame before it, which its replies must follow."""
 MAX_FRAMES_IN_FLIGHT = 64
-
-
-class Connection:
-    """One socket; sends are serialised so concurrent writers never interleave frames."""
-
-    def __init__(self, ws: WebSocket) -> None:
-        self.ws = ws
-        self._lock = asyncio.Lock()
-        self.key = f"conn-{next(_conn_ids)}"
-
-    async def send(self, text: str) -> None:
-        async with self._lock:
-            await self.ws.send_text(text)
-
-    async def close(self, code: int, reason: str) -> None:
-        if self.ws.application_state == WebSocketState.CONNECTED:
-            try:
-                await self.ws.close(code, reason)
-            except (RuntimeError, OSError, WebSocketDisconnect):
-                pass  # already gone
 
 
 class AgentSession:
@@ -149,8 +129,8 @@ class AgentSession:
         if self.revoked:  # revoked while it was being registered
             await hub.fleet.disconnect(agent)
             return False
-        if old is not None and isinstance(old.sender, Connection):
-            await old.sender.close(4000, "replaced by a newer connection")
+        if old is not None and old.sender is not None:
+            await old.sender.close(4000, "replaced by a newer connection")  # only asks: never waits on the old peer
         await self.reply(P.Identified(agent_id=msg.agent_id))
         logger.info("agent identified agent_id=%s caps=%s sandbox=%s", agent.agent_id, sorted(agent.capabilities),
                     agent.sandbox_level)
@@ -279,46 +259,71 @@ class AgentSession:
 
 
 async def serve_agent_socket(ws: WebSocket, hub: Hub) -> None:
-    """Run one agent connection until it closes; the agent goes offline, its task waits the reconnect grace."""
+    """Run one agent connection until it closes; the agent goes offline, its task waits the reconnect grace.
+
+    Replies and pushes only queue on the connection; its writer (in this handler's TaskGroup) sends them, so a
+    peer that stops reading is dropped after its send budget or deadline and never holds up anyone else.
+    """
     await ws.accept()
-    conn = Connection(ws)
+    conn = Connection(ws, SendLimits.of(hub.settings), hub.fleet.socket_counters)
     session = AgentSession(hub, conn)
     hub.sockets.add(conn)
-    loop = asyncio.get_running_loop()
-    in_flight = asyncio.Semaphore(MAX_FRAMES_IN_FLIGHT)
-    previous: asyncio.Future[None] | None = None
     try:
-        async with asyncio.TaskGroup() as frames:
-            while True:
-                message = await ws.receive()
-                if message["type"] == "websocket.disconnect":
-                    break
-                text = message.get("text")
-                if text is None:  # a binary frame: the protocol is JSON in text frames only
-                    if previous is not None:
-                        await previous  # its error follows the replies to the frames before it
-                    reply = P.ErrorReply(error="invalid_json", detail="binary frames are not accepted; send JSON text")
-                    if await session.violation(reply):
-                        break
-                    continue
-                if session.agent is None:  # until identified, frames are handled one at a time
-                    if previous is not None:
-                        await previous
-                    if not await session.handle(text):
-                        break
-                    continue
-                done = loop.create_future()
-                await in_flight.acquire()
-                frames.create_task(session.handle_in_order(text, previous, done)).add_done_callback(
-                    lambda _: in_flight.release()
-                )
-                previous = done
-    except (RuntimeError, OSError, WebSocketDisconnect) as exc:
-        logger.info("agent socket %s ended: %r", conn.key, exc)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(conn.run(), name=f"writer-{conn.key}")
+            try:
+                await _read_frames(ws, hub, session)
+            except (RuntimeError, OSError, WebSocketDisconnect) as exc:
+                logger.info("agent socket %s ended: %r", conn.key, exc)
+            finally:
+                await conn.close(1000, "bye")  # after the replies already queued; the writer bounds it
+                if session.agent is not None:
+                    await hub.fleet.disconnect(session.agent)
     finally:
         hub.sockets.discard(conn)
         for unwatch in session.unwatch.values():
             unwatch()
-        if session.agent is not None:
-            await hub.fleet.disconnect(session.agent)
-        await conn.close(1000, "bye")
+
+
+async def _read_frames(ws: WebSocket, hub: Hub, session: AgentSession) -> None:
+    """Read frames until the socket ends; an agent that has not identified within ``identify_timeout_s`` is closed."""
+    conn = session.conn
+    loop = asyncio.get_running_loop()
+    identify_by = loop.time() + hub.settings.identify_timeout_s
+    in_flight = asyncio.Semaphore(MAX_FRAMES_IN_FLIGHT)
+    previous: asyncio.Future[None] | None = None
+    async with asyncio.TaskGroup() as frames:
+        while True:
+            if session.agent is None:
+                try:
+                    async with asyncio.timeout_at(identify_by):
+                        message = await ws.receive()
+                except TimeoutError:
+                    hub.fleet.socket_counters.n_identify_timeouts += 1
+                    logger.info("agent socket %s: no identify within %.0fs", conn.key, hub.settings.identify_timeout_s)
+                    await conn.close(4408, "identify timeout")
+                    return
+            else:
+                message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:  # a binary frame: the protocol is JSON in text frames only
+                if previous is not None:
+                    await previous  # its error follows the replies to the frames before it
+                reply = P.ErrorReply(error="invalid_json", detail="binary frames are not accepted; send JSON text")
+                if await session.violation(reply):
+                    return
+                continue
+            if session.agent is None:  # until identified, frames are handled one at a time
+                if previous is not None:
+                    await previous
+                if not await session.handle(text):
+                    return
+                continue
+            done = loop.create_future()
+            await in_flight.acquire()
+            frames.create_task(session.handle_in_order(text, previous, done)).add_done_callback(
+                lambda _: in_flight.release()
+            )
+            previous = done

@@ -4,9 +4,12 @@ A page authenticates with an admin or viewer token, as the first message ``{"typ
 ``?token=`` for tools); a bad token closes the socket with 4401, an agent token with 4403. The hub then sends
 ``{"type": "snapshot", "data": ...}`` and, from :func:`run_fanout` (the one loop reading the event bus),
 ``{"type": "events", "data": [...]}`` batches every ``dashboard_batch_ms``; tool calls go out at once as
-``{"type": "execution_event", ...}``. The page may send ``request_snapshot`` and ``subscribe_task {task_id}``
-(answered with ``task_detail``: the task and its stored trajectory). The socket never changes hub state: actions
-go through the HTTP API with the same token.
+``{"type": "execution_event", ...}``. The page may send ``request_snapshot`` and ``subscribe_task {task_id,
+after_seq?}``, answered with ``task_detail``: the task and one page of its stored trajectory (events after
+``after_seq``, at most ``subscribe_page_events`` of them and ``subscribe_page_bytes``; ``truncated`` and
+``next_after_seq`` say where the next page starts). The socket never changes hub state: actions go through the HTTP
+API with the same token. Each page's outbox is bounded in bytes; a page that does not keep up gets a fresh snapshot
+instead of the backlog, and one that stops reading is dropped after ``send_timeout_s`` (hub/connection.py).
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from dashboard import STATIC_DIR, TEMPLATE_DIR
 from hub import dashboard_state as DS
-from hub.agent_socket import Connection
 from hub.auth import Principal, Role
+from hub.connection import Connection, ConnectionDropped, SendLimits, frame_bytes
 from hub.events import Event
 from hub.http import ApiError, authenticate
 
@@ -41,8 +44,7 @@ AUTH_TIMEOUT_S = 10.0
 METRICS_INTERVAL_S = 5.0
 MAX_BATCH = 2000
 """A burst larger than this is flushed at once rather than held for the rest of the batch interval."""
-OUTBOX_SIZE = 500
-TRAJECTORY_LIMIT = 1000
+MAX_SEQ = 2**53
 STATIC_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(js|css|svg)$")
 MEDIA_TYPES = {"js": "text/javascript", "css": "text/css", "svg": "image/svg+xml"}
 SECURITY_HEADERS = {
@@ -61,22 +63,34 @@ def _dumps(message: dict[str, Any]) -> str:
 
 
 class Client:
-    """One dashboard page: a bounded outbox drained by its own writer, so a slow page never slows the hub."""
+    """One dashboard page: an outbox bounded in bytes drained by its own writer, so a slow page never slows the hub."""
 
-    def __init__(self, conn: Connection, principal: Principal) -> None:
+    def __init__(self, conn: Connection, principal: Principal, outbox_bytes: int) -> None:
         self.conn = conn
         self.principal = principal
-        self.outbox: asyncio.Queue[object] = asyncio.Queue(OUTBOX_SIZE)
+        self.outbox: asyncio.Queue[object] = asyncio.Queue()
+        self.outbox_bytes = outbox_bytes
+        self.queued_bytes = 0
         self.n_resyncs = 0
 
     def push(self, item: object) -> None:
-        """Queue a message; on overflow drop everything queued and send a fresh snapshot instead."""
-        if self.outbox.full():
+        """Queue a message; past the byte budget drop everything queued and send a fresh snapshot instead."""
+        size = frame_bytes(item) if isinstance(item, str) else 0
+        if self.queued_bytes + size > self.outbox_bytes:
             while not self.outbox.empty():
                 self.outbox.get_nowait()
+            self.queued_bytes = size = 0
             self.n_resyncs += 1
             item = _SNAPSHOT
         self.outbox.put_nowait(item)
+        self.queued_bytes += size
+
+    async def next_text(self, dash: Dashboard) -> str:
+        item = await self.outbox.get()
+        if isinstance(item, str):
+            self.queued_bytes -= frame_bytes(item)
+            return item
+        return dash.snapshot_message(self)
 
 
 class Dashboard:
@@ -282,21 +296,42 @@ async def _authenticate(ws: WebSocket, hub: Hub) -> Principal | None:
 
 
 async def _write(dash: Dashboard, client: Client) -> None:
-    while True:
-        item = await client.outbox.get()
-        await client.conn.send(dash.snapshot_message(client) if item is _SNAPSHOT else str(item))
+    """Drain the page's outbox; each write has the connection's deadline (past it the page is dropped)."""
+    try:
+        while True:
+            await client.conn.write(await client.next_text(dash))
+    except ConnectionDropped:
+        return  # the connection's own writer aborts it; the reader then sees the disconnect
 
 
-async def _task_detail(dash: Dashboard, task_id: str) -> dict[str, Any]:
+async def _task_detail(dash: Dashboard, task_id: str, after_seq: int) -> dict[str, Any]:
+    """One page of the task's trajectory, bounded in events and bytes (at least one event, so paging advances)."""
     task = dash.hub.queue.tasks.get(task_id)
     if task is None:
         return {"type": "error", "error": "task_not_found", "task_id": task_id}
-    rows = await dash.hub.trajectory.read(task_id, 0, TRAJECTORY_LIMIT)
-    timeline = [DS.timeline_entry({**row["event"], "seq": row["seq"], "timestamp": row["timestamp"]})
-                for row in rows]
+    settings = dash.hub.settings
+    rows = await dash.hub.trajectory.read(task_id, after_seq, settings.subscribe_page_events + 1)
+    timeline: list[dict[str, Any]] = []
+    size = 0
+    for row in rows[:settings.subscribe_page_events]:
+        entry = DS.timeline_entry({**row["event"], "seq": row["seq"], "timestamp": row["timestamp"]})
+        size += len(_dumps(entry))
+        if timeline and size > settings.subscribe_page_bytes:
+            break
+        timeline.append(entry)
+    truncated = len(timeline) < len(rows)
+    next_after_seq = rows[len(timeline) - 1]["seq"] if timeline else after_seq
     return {"type": "task_detail", "data": {"task": DS.task_detail(task), "timeline": timeline,
-                                            "progress": dash.activity.tasks.get(task_id),
-                                            "truncated": len(rows) >= TRAJECTORY_LIMIT}}
+                                            "progress": dash.activity.tasks.get(task_id), "after_seq": after_seq,
+                                            "next_after_seq": next_after_seq, "truncated": truncated}}
+
+
+def _after_seq(msg: dict[str, Any]) -> int | None:
+    """``after_seq`` of a ``subscribe_task`` (0 when absent); None when it is not an integer in range."""
+    value = msg.get("after_seq", 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEQ:
+        return None
+    return value
 
 
 async def _read(ws: WebSocket, dash: Dashboard, client: Client) -> None:
@@ -312,7 +347,12 @@ async def _read(ws: WebSocket, dash: Dashboard, client: Client) -> None:
         if kind == "request_snapshot":
             client.push(_SNAPSHOT)
         elif kind == "subscribe_task" and isinstance(msg, dict) and isinstance(msg.get("task_id"), str):
-            client.push(_dumps(await _task_detail(dash, msg["task_id"][:128])))
+            after_seq = _after_seq(msg)
+            if after_seq is None:
+                client.push(_dumps({"type": "error", "error": "invalid_after_seq",
+                                    "detail": f"after_seq must be an integer from 0 to {MAX_SEQ}"}))
+            else:
+                client.push(_dumps(await _task_detail(dash, msg["task_id"][:128], after_seq)))
         elif kind == "ping":
             client.push(_dumps({"type": "pong", "timestamp": dash.hub.clock.now_ms()}))
         elif kind != "auth":
@@ -327,8 +367,8 @@ async def dashboard_ws(ws: WebSocket) -> None:
     if principal is None:
         return
     dash = dashboard_for(hub)
-    conn = Connection(ws)
-    client = Client(conn, principal)
+    conn = Connection(ws, SendLimits.of(hub.settings), hub.fleet.socket_counters)
+    client = Client(conn, principal, hub.settings.dashboard_outbox_bytes)
     client.push(_SNAPSHOT)
     dash.clients.add(client)
     hub.sockets.add(conn)  # closed with the hub's other sockets at shutdown
@@ -343,14 +383,18 @@ async def dashboard_ws(ws: WebSocket) -> None:
     started = time.monotonic()
     try:
         async with asyncio.TaskGroup() as tg:
+            tg.create_task(conn.run(), name=f"closer-{conn.key}")  # sends nothing queued: it closes, bounded
             writer = tg.create_task(_write(dash, client))
-            await _read(ws, dash, client)
-            writer.cancel()
+            try:
+                await _read(ws, dash, client)
+            finally:
+                writer.cancel()
+                dash.clients.discard(client)
+                await conn.close(1000, "bye")
     except* (WebSocketDisconnect, RuntimeError, OSError) as group:
         logger.info("dashboard socket %s ended: %r", conn.key, group.exceptions[0])
     finally:
         unwatch()
         dash.clients.discard(client)
         hub.sockets.discard(conn)
-        await conn.close(1000, "bye")
         logger.info("dashboard page %s (%s) left after %.0fs", conn.key, principal.role, time.monotonic() - started)

@@ -11,6 +11,7 @@ from typing import Any
 
 from hub.agents import Agent, AgentRegistry, AgentState, InvalidAgentTransition
 from hub.clock import Clock
+from hub.connection import SocketCounters
 from hub.events import EventBus
 from hub.queue import TaskQueue
 from hub.routing import routing_decision
@@ -42,17 +43,19 @@ class Fleet:
         self._clock = clock
         self.scheduler = Scheduler(queue.queued_in_order, self._idle, queue.deps_done, self.dispatch)
         self.n_send_failures = 0
+        self.socket_counters = SocketCounters()
 
     def _idle(self) -> list[Candidate]:
         return [Candidate(a.agent_id, a.capabilities) for a in self.agents.idle()]
 
     async def send(self, agent: Agent, message: Message) -> bool:
+        """Queue ``message`` for the agent; never waits on its socket (a peer that does not read is dropped)."""
         if agent.sender is None:
             return False
         try:
             await agent.sender.send(encode(message))
             return True
-        except Exception as exc:  # a dead socket; its own handler will notice and disconnect
+        except Exception as exc:  # a closing or dropped socket; its own handler disconnects the agent
             self.n_send_failures += 1
             logger.info("send to %s failed: %s", agent.agent_id, exc)
             return False

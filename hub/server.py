@@ -7,6 +7,7 @@ import logging
 
 import uvicorn
 
+from hub import server_protocols
 from hub.app import Hub, create_app
 from hub.clock import Clock
 from hub.settings import HubSettings
@@ -22,10 +23,13 @@ class HubServer:
         self.app = create_app(settings, clock)
         self.hub: Hub = self.app.state.hub
         config = uvicorn.Config(
-            self.app, host=settings.host, port=settings.port, ws="websockets-sansio",
+            self.app, host=settings.host, port=settings.port,
             ws_per_message_deflate=False, ws_max_size=settings.max_frame_bytes,
             ws_ping_interval=settings.ws_ping_interval_s, ws_ping_timeout=settings.ws_ping_interval_s,
             log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5,
+            # httptools and websockets-sansio, with header, connection and close bounds (hub/server_protocols.py).
+            **server_protocols.uvicorn_options(settings),
+            timeout_keep_alive=settings.keep_alive_timeout_s, backlog=min(2048, settings.max_connections),
         )
         self.server = uvicorn.Server(config)
         self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

@@ -56,3 +56,29 @@ class HubSettings(BaseSettings):
     """Freeze what survives each full garbage collection out of later ones (see hub/gc_policy.py)."""
     gc_thaw_interval_s: float = Field(3600.0, gt=0)
     """How often frozen objects are handed back to the collector, so dead reference cycles among them are freed."""
+
+    # --- sockets: send budgets and deadlines, identify deadline, connection and header bounds (issue 9) ---------
+    send_buffer_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024)
+    """Bytes queued for one socket beyond what the network took; past this the peer is not reading and is dropped."""
+    send_timeout_s: float = Field(10.0, gt=0)
+    """One write to a socket not taken by the peer within this time drops the socket."""
+    close_timeout_s: float = Field(5.0, gt=0)
+    """A socket being closed whose peer has not let go within this time is aborted."""
+    identify_timeout_s: float = Field(10.0, gt=0)
+    """An agent socket that has not identified within this time of its handshake is closed (4408)."""
+    state_report_timeout_s: float = Field(15.0, gt=0)
+    """An agent that reconnects with a task in flight and does not report it within this time loses it."""
+    max_connections: int = Field(1000, ge=1)
+    """Open TCP connections (HTTP, agents and pages); one more is answered 503 and closed."""
+    header_timeout_s: float = Field(10.0, gt=0)
+    """A request line and headers not complete within this time of their first byte (or the connection): 408."""
+    max_header_bytes: int = Field(32 * 1024, ge=1024)
+    """Largest request line plus headers; more is answered 431."""
+    keep_alive_timeout_s: int = Field(5, ge=1)
+    """An idle keep-alive HTTP connection is closed after this long."""
+    dashboard_outbox_bytes: int = Field(2 * 1024 * 1024, ge=64 * 1024)
+    """Bytes of events queued for one dashboard page; past this they are dropped for a fresh snapshot."""
+    subscribe_page_events: int = Field(1000, ge=1, le=10_000)
+    """Most trajectory events in one ``task_detail`` reply to ``subscribe_task`` (the page asks for the next)."""
+    subscribe_page_bytes: int = Field(512 * 1024, ge=16 * 1024)
+    """Most bytes of trajectory events in one ``task_detail`` reply (at least one event is always sent)."""

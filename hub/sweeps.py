@@ -48,7 +48,7 @@ def due_reclaims(
             if now - gone_since >= ms(grace_s):
                 out.append(Reclaim(task.id, task.generation, EndReason.AGENT_LOST, "agent disconnected"))
         elif agent.awaiting_report_since is not None and now - agent.awaiting_report_since >= ms(
-            settings.acceptance_timeout_s
+            settings.state_report_timeout_s
         ):
             out.append(Reclaim(task.id, task.generation, EndReason.AGENT_LOST, "no state_report after reconnect"))
         elif task.status is TaskStatus.ASSIGNED and now - (task.assigned_at or now) >= ms(settings.acceptance_timeout_s):
@@ -89,7 +89,7 @@ async def sweep_once(hub: Hub) -> int:
     for agent in list(hub.agents.connected.values()):
         if now - agent.last_seen >= int(hub.settings.presence_ttl_s * 1000) and agent.sender is not None:
             logger.warning("evicting silent agent %s", agent.agent_id)
-            await agent.sender.close(1001, "stale connection")
+            await agent.sender.close(1001, "stale connection")  # only asks: the socket's writer closes it, bounded
             await hub.fleet.disconnect(agent)
     return len(reclaims)
 

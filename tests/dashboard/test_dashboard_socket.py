@@ -146,12 +146,14 @@ async def test_throughput_series_follows_task_events(hub, make_agent):
 
 
 def test_a_page_that_falls_behind_gets_a_fresh_snapshot_instead_of_a_backlog():
-    """A full outbox is emptied and replaced by one snapshot marker: a slow page never slows the hub."""
+    """An outbox over its byte budget is emptied and replaced by one snapshot marker: a slow page never slows the hub."""
     from hub.auth import Principal, Role
-    from hub.dashboard_socket import _SNAPSHOT, OUTBOX_SIZE, Client
+    from hub.dashboard_socket import _SNAPSHOT, Client
 
-    client = Client(conn=None, principal=Principal("screen", Role.VIEWER))  # type: ignore[arg-type]
-    for n in range(OUTBOX_SIZE + 1):
-        client.push(f"message {n}")
+    client = Client(conn=None, principal=Principal("screen", Role.VIEWER), outbox_bytes=1000)  # type: ignore[arg-type]
+    for n in range(10):
+        client.push(f"message {n:02d}" + "x" * 90)  # 100 bytes each: ten fill the budget exactly
+    assert (client.outbox.qsize(), client.queued_bytes, client.n_resyncs) == (10, 1000, 0)
+    client.push("é")  # two bytes in UTF-8: one over
     assert client.outbox.qsize() == 1 and client.outbox.get_nowait() is _SNAPSHOT
-    assert client.n_resyncs == 1
+    assert (client.n_resyncs, client.queued_bytes) == (1, 0)

@@ -308,8 +308,8 @@ async def test_reconnect_then_task_accepted_keeps_the_task(make_hub):
 
 
 async def test_reconnect_without_state_report_is_reclaimed(make_hub):
-    """A reconnecting agent that never says what it is doing loses its task after the acceptance timeout."""
-    hub = await make_hub(reconnect_grace_s=30, **FAST)
+    """A reconnecting agent that never says what it is doing loses its task after the state-report timeout."""
+    hub = await make_hub(reconnect_grace_s=30, state_report_timeout_s=0.3, **FAST)
     token = await hub.mint_token("amnesiac")
     old = await sim_for(hub, "amnesiac", token, behaviour="ignore")
     tid = await hub.submit(description="forgotten", max_retries=5)

@@ -336,8 +336,8 @@ SWEEPS: list[tuple[str, dict[str, Any], EndReason | None]] = [
      EndReason.AGENT_LOST),
     ("agent never came back after a hub restart", {"status": S.ASSIGNED, "connected": False},
      EndReason.AGENT_LOST),
-    ("reconnected, report still due", {"status": S.WORKING, "awaiting_ms": 59_999}, None),
-    ("reconnected, no report in time", {"status": S.WORKING, "awaiting_ms": MIN}, EndReason.AGENT_LOST),
+    ("reconnected, report still due", {"status": S.WORKING, "awaiting_ms": 14_999}, None),  # state_report_timeout_s
+    ("reconnected, no report in time", {"status": S.WORKING, "awaiting_ms": 15_000}, EndReason.AGENT_LOST),
 ]
 
 
