@@ -422,6 +422,9 @@ class TaskQueue:
         await self._store.write(
             [(DELETE_TASK, Deferred(t.id, partial(tuple, (t.id,)))) for t in gone]
             + [(DELETE_TRAJECTORY, Deferred(t.id, partial(tuple, (t.id,)))) for t in gone])
+        if gone:
+            self._bus.publish({"kind": "retention", "event": "tasks_pruned", "count": len(gone),
+                               "timestamp": self._clock.now_ms()})
         return len(gone)
 
     def _forget(self, task: Task) -> None:
