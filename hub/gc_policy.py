@@ -26,22 +26,29 @@ class GcPolicy:
         self.n_full = 0
         self.full_ms_max = 0.0
         self.n_thaws = 0
+        self._n_frozen: int | None = None
+        """``gc.get_freeze_count()`` walks every frozen object (70 ms for 4 million): counted once per freeze or
+        thaw, at the first look after it, not at every /health."""
 
     def stats(self) -> dict[str, Any]:
+        if self._n_frozen is None:
+            self._n_frozen = gc.get_freeze_count()
         return {"full_collections": self.n_full, "full_ms_max": round(self.full_ms_max, 1),
-                "frozen_objects": gc.get_freeze_count(), "thaws": self.n_thaws}
+                "frozen_objects": self._n_frozen, "thaws": self.n_thaws}
 
     def install(self) -> None:
         self._installs += 1
         if self._installs == 1:
             gc.callbacks.append(self._observe)
             gc.freeze()
+            self._n_frozen = None
 
     def uninstall(self) -> None:
         self._installs -= 1
         if self._installs == 0:
             gc.callbacks.remove(self._observe)
             gc.unfreeze()
+            self._n_frozen = None
 
     def _observe(self, phase: str, info: dict[str, Any]) -> None:
         if info["generation"] != 2:
@@ -52,6 +59,7 @@ class GcPolicy:
         self.n_full += 1
         self.full_ms_max = max(self.full_ms_max, (time.perf_counter() - self._started) * 1000)
         gc.freeze()  # the collection is complete: everything still tracked survived it
+        self._n_frozen = None
 
     async def run_thaw(self, interval_s: float) -> None:
         """Every ``interval_s``, give frozen objects back to the collector so dead cycles among them are
@@ -59,6 +67,7 @@ class GcPolicy:
         while True:
             await asyncio.sleep(interval_s)
             gc.unfreeze()
+            self._n_frozen = None
             self.n_thaws += 1
 
 
