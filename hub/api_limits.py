@@ -20,6 +20,7 @@ from hub.http import ApiError, admin, parse_body
 from hub.limits import RateLimiter, normalise_address
 
 router = APIRouter()
+ADMIN = Depends(admin)
 
 AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -62,7 +63,7 @@ def _address_key(address: str) -> str:
 
 
 @router.get("/admin/rate-limits")
-async def rate_limits(request: Request, _: Principal = Depends(admin)) -> dict[str, Any]:
+async def rate_limits(request: Request, _: Principal = ADMIN) -> dict[str, Any]:
     return _limiter(request).view()
 
 
@@ -80,20 +81,20 @@ def _delete(request: Request, key: str) -> dict[str, Any]:
 
 
 @router.put("/admin/rate-limits/agents/{agent_id}")
-async def put_agent_override(agent_id: str, request: Request, _: Principal = Depends(admin)) -> dict[str, Any]:
+async def put_agent_override(agent_id: str, request: Request, _: Principal = ADMIN) -> dict[str, Any]:
     return await _put(request, _agent_key(agent_id))
 
 
 @router.delete("/admin/rate-limits/agents/{agent_id}")
-async def delete_agent_override(agent_id: str, request: Request, _: Principal = Depends(admin)) -> dict[str, Any]:
+async def delete_agent_override(agent_id: str, request: Request, _: Principal = ADMIN) -> dict[str, Any]:
     return _delete(request, _agent_key(agent_id))
 
 
 @router.put("/admin/rate-limits/addresses/{address}")
-async def put_address_override(address: str, request: Request, _: Principal = Depends(admin)) -> dict[str, Any]:
+async def put_address_override(address: str, request: Request, _: Principal = ADMIN) -> dict[str, Any]:
     return await _put(request, _address_key(address))
 
 
 @router.delete("/admin/rate-limits/addresses/{address}")
-async def delete_address_override(address: str, request: Request, _: Principal = Depends(admin)) -> dict[str, Any]:
+async def delete_address_override(address: str, request: Request, _: Principal = ADMIN) -> dict[str, Any]:
     return _delete(request, _address_key(address))
