@@ -94,13 +94,16 @@ class BodyLimit:
             return
         limit = self.batch_bytes if scope["path"] == BATCH_PATH else self.max_bytes
         declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self._refuse(send, limit)
+        if declared is not None:
+            # The server delivers no more than the declared length, so a body within it needs no counting.
+            if not declared.isdigit() or int(declared) > limit:
+                await self._refuse(send, limit)
+            else:
+                await self.app(scope, receive, send)
             return
         received = 0
-        started = False
 
-        async def counting_receive() -> Message:
+        async def counting_receive() -> Message:  # a chunked body: count it as it streams in
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
@@ -109,16 +112,9 @@ class BodyLimit:
                     raise _TooLarge
             return message
 
-        async def watching_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
         try:
-            await self.app(scope, counting_receive, watching_send)
-        except _TooLarge:
-            if started:
-                raise
+            await self.app(scope, counting_receive, send)
+        except _TooLarge:  # raised while the body is read, before any answer can have started
             await self._refuse(send, limit)
 
     async def _refuse(self, send: Send, limit: int) -> None:
