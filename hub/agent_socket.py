@@ -13,6 +13,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from hub.agents import Agent, AgentState, InvalidAgentTransition
 from hub.auth import Principal, Role
 from hub.connection import Connection, SendLimits
+from hub.limits import note_failed_auth
 from hub.queue import OnApplied, TaskNotFound
 from hub.tasks import EndReason, TaskStatus, TransitionError
 from shared import protocol as P
@@ -109,6 +110,7 @@ class AgentSession:
             return False
         principal = hub.auth.verify(msg.token)
         if principal is None:
+            note_failed_auth(self.conn.ws)  # counts against the client address (hub/limits.py)
             return not await self.violation(P.ErrorReply(error="invalid_token", message_type="identify"))
         if principal.role is Role.VIEWER or (principal.role is Role.AGENT and principal.agent_id != msg.agent_id):
             return not await self.violation(P.ErrorReply(error="token_agent_mismatch", message_type="identify"))

@@ -295,13 +295,13 @@ def _priority_filter(value: str | None) -> int | None:
 @router.get("/api/tasks")
 async def list_tasks(request: Request, status: str | None = None, priority: str | None = None,
                      assigned_to: str | None = None, goal_id: str | None = None, limit: int = 1000,
-                     who: Principal = Depends(any_role)) -> dict[str, Any]:
+                     offset: int = 0, who: Principal = Depends(any_role)) -> dict[str, Any]:
     if status is not None and status not in TaskStatus.__members__.values():
         raise ApiError(422, "validation_failed", errors=[
             {"field": "status", "error": "invalid_value", "value": status,
              "detail": "one of " + ", ".join(TaskStatus)}])
     tasks = _hub(request).queue.list(status or None, _priority_filter(priority), assigned_to, goal_id,
-                                     max(1, min(limit, 10_000)))
+                                     max(1, min(limit, 10_000)), offset=max(0, min(offset, 10**9)))
     return {"tasks": [view(t, who) for t in tasks], "count": len(tasks)}
 
 

@@ -13,13 +13,16 @@ from fastapi import FastAPI, WebSocket
 from hub import api_admin, api_agents, api_tasks, dashboard_socket
 from hub.agent_socket import Connection, serve_agent_socket
 from hub.agents import AgentRegistry
+from hub.api_limits import router as rate_limits_router
 from hub.auth import Auth, load_admin_token
 from hub.clock import Clock, SystemClock
 from hub.events import EventBus
 from hub.fleet import Fleet
 from hub.gc_policy import POLICY
 from hub.http import install_error_handlers
+from hub.limits import install as install_limits
 from hub.queue import TaskQueue
+from hub.retention import run_retention
 from hub.settings import HubSettings
 from hub.store import Store
 from hub.sweeps import run_sweeps
@@ -67,6 +70,7 @@ class Hub:
         await self.queue.load()
         self.trajectory = Trajectory(self.store, self.bus, self.clock)
         await self.trajectory.load()
+        self.queue.on_forget.append(self.trajectory.forget)
         self.fleet = Fleet(self.queue, self.agents, self.bus, self.clock)
         self.started_at = self.clock.now_ms()
 
@@ -77,6 +81,7 @@ class Hub:
             "checkpointer": self.store.run_checkpointer,
             "sweeps": lambda: run_sweeps(self),
             "dashboard": lambda: dashboard_socket.run_fanout(self),
+            "retention": lambda: run_retention(self),
         }
         if self.settings.gc_freeze:
             loops["gc-thaw"] = lambda: POLICY.run_thaw(self.settings.gc_thaw_interval_s)
@@ -123,9 +128,11 @@ def create_app(settings: HubSettings, clock: Clock | None = None) -> FastAPI:
     app = FastAPI(title="AgentCom hub", lifespan=lifespan, docs_url="/api/docs", redoc_url=None)
     app.state.hub = Hub(settings, clock)
     install_error_handlers(app)
+    install_limits(app)  # body caps and rate limits, before any route reads a byte
     app.include_router(api_agents.router)
     app.include_router(api_tasks.router)
     app.include_router(api_admin.router)
+    app.include_router(rate_limits_router)
     app.include_router(dashboard_socket.router)
 
     @app.websocket("/ws")

@@ -33,6 +33,7 @@ from hub.auth import Principal, Role
 from hub.connection import Connection, ConnectionDropped, SendLimits, frame_bytes
 from hub.events import Event
 from hub.http import ApiError, authenticate
+from hub.tasks import TaskStatus
 
 if TYPE_CHECKING:
     from hub.app import Hub
@@ -109,10 +110,12 @@ class Dashboard:
 
     def snapshot(self) -> dict[str, Any]:
         hub = self.hub
+        queue = hub.queue
         return DS.build_snapshot(
-            tasks=hub.queue.tasks, queued_in_order=hub.queue.queued_in_order(), agents=hub.agents.views(),
-            stats=hub.queue.stats(), series=self.series, activity=self.activity, now_ms=hub.clock.now_ms(),
-            started_at=hub.started_at,
+            in_flight=queue.in_flight(), queued_in_order=queue.queued_in_order(),
+            recent=queue.recent(DS.RECENT_LIMIT), dead_letter=queue.latest(TaskStatus.DEAD_LETTER, DS.LIST_LIMIT),
+            agents=hub.agents.views(), stats=queue.stats(), series=self.series, activity=self.activity,
+            now_ms=hub.clock.now_ms(), started_at=hub.started_at,
         )
 
     def snapshot_message(self, client: Client) -> str:

@@ -8,7 +8,7 @@ token: metadata values under a key naming a token, key, secret or password are r
 
 from __future__ import annotations
 
-import heapq
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -232,20 +232,16 @@ def agent_view(view: dict[str, Any], activity: Activity) -> dict[str, Any]:
     return {**view, "last_event": activity.agents.get(view["agent_id"])}
 
 
-def build_snapshot(*, tasks: Mapping[str, Task], queued_in_order: Iterable[Task], agents: list[dict[str, Any]],
-                   stats: dict[str, Any], series: Series, activity: Activity, now_ms: int, started_at: int,
+def build_snapshot(*, in_flight: Iterable[Task], queued_in_order: Iterable[Task], recent: Iterable[Task],
+                   dead_letter: Iterable[Task], agents: list[dict[str, Any]], stats: dict[str, Any], series: Series,
+                   activity: Activity, now_ms: int, started_at: int,
                    stuck_warn_ms: int = STUCK_WARN_MS) -> dict[str, Any]:
-    """The whole picture for a newly connected page."""
-    values = tasks.values()
-    in_flight = [t for t in values if t.status in IN_FLIGHT]
-    queued: list[Task] = []
-    for task in queued_in_order:
-        queued.append(task)
-        if len(queued) >= LIST_LIMIT:
-            break
-    recent = heapq.nlargest(RECENT_LIMIT, values, key=lambda t: t.updated_at)
-    dead = heapq.nlargest(LIST_LIMIT, (t for t in values if t.status is TaskStatus.DEAD_LETTER),
-                          key=lambda t: t.updated_at)
+    """The whole picture for a newly connected page, from bounded views (in flight: at most one task per agent;
+    the others cut at their limits here), so its cost never grows with the tasks stored."""
+    in_flight = [t for t in in_flight if t.status in IN_FLIGHT]
+    queued = list(itertools.islice(queued_in_order, LIST_LIMIT))
+    recent = list(itertools.islice(recent, RECENT_LIMIT))
+    dead = [t for t in itertools.islice(dead_letter, LIST_LIMIT) if t.status is TaskStatus.DEAD_LETTER]
     oldest_queued = min((t.created_at for t in queued), default=None)
     return {
         "timestamp": now_ms, "started_at": started_at, "uptime_ms": now_ms - started_at,

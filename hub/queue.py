@@ -8,9 +8,11 @@ the pure functions in :mod:`hub.tasks`; this module applies them, persists, inde
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
-from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -18,7 +20,7 @@ from typing import Any
 from hub import tasks as T
 from hub.clock import Clock
 from hub.events import EventBus
-from hub.store import UPSERT_TASK, Deferred, Store, Write
+from hub.store import DELETE_TASK, DELETE_TRAJECTORY, UPSERT_TASK, Deferred, Store, Write
 from hub.tasks import EndReason, Task, TaskStatus, TransitionError
 
 logger = logging.getLogger(__name__)
@@ -27,6 +29,10 @@ logger = logging.getLogger(__name__)
 OnApplied = Callable[[str], Awaitable[None]]
 """Called with the ack status once an attempt's end is applied in memory and queued for commit, before the commit
 completes: freeing the agent there lets its next assignment share the same commit."""
+
+
+RECENT_KEPT = 100
+"""Tasks kept in the recently-changed list (the dashboard shows as many)."""
 
 
 class UnknownDependencies(Exception):
@@ -70,10 +76,23 @@ class TaskQueue:
         self._dependents: dict[str, set[str]] = {}
         self.n_submitted = 0
         self.submissions: dict[tuple[str, str], Submission] = {}
+        self.on_forget: list[Callable[[str], None]] = []
+        """Called with each pruned task's id, for whoever keeps something per task (the trajectory's sequence)."""
         """Requests made with an idempotency key, by (submitter, key); rebuilt from the tasks at start."""
+        # Indexes kept as tasks change, so counts, lists and snapshots never scan every stored task.
+        self._by_status: dict[TaskStatus, dict[str, Task]] = {s: {} for s in TaskStatus}
+        """Tasks per status, each in the order they entered it (oldest first: what retention prunes first)."""
+        self._by_priority: list[dict[str, Task]] = [{} for _ in T.Priority]
+        """Every task per priority, in order of submission (``created_at``): the order ``list`` answers in."""
+        self._indexed: dict[str, tuple[TaskStatus, str | None]] = {}
+        """The status (and outcome) each task is counted under."""
+        self._by_outcome: Counter[str | None] = Counter()
+        self._recent: OrderedDict[str, Task] = OrderedDict()
+        """The tasks changed last (most recent at the end), at most RECENT_KEPT."""
+        self.n_pruned = 0
 
     def __repr__(self) -> str:
-        counts = Counter(t.status for t in self.tasks.values())
+        counts = {s: len(d) for s, d in self._by_status.items() if d}
         return "<TaskQueue " + " ".join(f"{s}={n}" for s, n in sorted(counts.items())) + ">"
 
     # --- loading and indexing --------------------------------------------------------------------------------
@@ -85,6 +104,7 @@ class TaskQueue:
             self._index(task)
             for dep in task.depends_on:
                 self._dependents.setdefault(dep, set()).add(task.id)
+        self._order_finished()
         logger.info("task queue loaded %d tasks", len(self.tasks))
         self._index_submissions(self.tasks.values())
 
@@ -97,6 +117,35 @@ class TaskQueue:
             self._in_flight[task.id] = task
         else:
             self._in_flight.pop(task.id, None)
+        self._count(task)
+
+    def _count(self, task: Task) -> None:
+        """Move ``task`` between the per-status indexes and counters (O(1)); every status change passes here."""
+        was = self._indexed.get(task.id)
+        now = (task.status, task.outcome if task.status is TaskStatus.COMPLETED else None)
+        if was != now:
+            if was is None:
+                self._by_priority[task.priority][task.id] = task
+            else:
+                del self._by_status[was[0]][task.id]
+                if was[0] is TaskStatus.COMPLETED:
+                    self._by_outcome[was[1]] -= 1
+            self._by_status[now[0]][task.id] = task
+            if now[0] is TaskStatus.COMPLETED:
+                self._by_outcome[now[1]] += 1
+            self._indexed[task.id] = now
+        self._recent.pop(task.id, None)
+        self._recent[task.id] = task
+        if len(self._recent) > RECENT_KEPT:
+            self._recent.popitem(last=False)
+
+    def _order_finished(self) -> None:
+        """After a load: finished tasks in the order they finished (the rows come back in order of creation)."""
+        for status in T.FINAL:
+            ordered = sorted(self._by_status[status].values(), key=lambda t: t.updated_at)
+            self._by_status[status] = {t.id: t for t in ordered}
+        self._recent = OrderedDict((t.id, t) for t in sorted(
+            heapq.nlargest(RECENT_KEPT, self.tasks.values(), key=lambda t: t.updated_at), key=lambda t: t.updated_at))
 
     def queued_in_order(self) -> Iterable[Task]:
         """Queued tasks, most urgent lane first, FIFO (by time of queueing) inside a lane.
@@ -108,6 +157,26 @@ class TaskQueue:
 
     def in_flight(self) -> list[Task]:
         return list(self._in_flight.values())
+
+    def recent(self, n: int) -> list[Task]:
+        """Up to ``n`` tasks changed last, most recent first."""
+        return list(itertools.islice(reversed(self._recent.values()), n))
+
+    def latest(self, status: TaskStatus, n: int) -> list[Task]:
+        """Up to ``n`` tasks of ``status``, those that entered it last first."""
+        return list(itertools.islice(reversed(self._by_status[status].values()), n))
+
+    def oldest(self, status: TaskStatus) -> Iterator[Task]:
+        """Tasks of ``status``, those that entered it first first. A live view: consume it before any change."""
+        return iter(self._by_status[status].values())
+
+    def count(self, status: TaskStatus) -> int:
+        return len(self._by_status[status])
+
+    def depended_on(self, task: Task) -> bool:
+        """Whether a stored task that may still run (anything not completed) depends on ``task``."""
+        return any((dep := self.tasks.get(d)) is not None and dep.status is not TaskStatus.COMPLETED
+                   for d in self._dependents.get(task.id, ()))
 
     def assigned_to(self, agent_id: str) -> Task | None:
         for task in self._in_flight.values():
@@ -349,27 +418,80 @@ class TaskQueue:
     # --- queries ----------------------------------------------------------------------------------------------
 
     def list(self, status: str | None = None, priority: int | None = None, assigned_to: str | None = None,
-             goal_id: str | None = None, limit: int = 1000) -> list[Task]:
-        out = [
-            t for t in self.tasks.values()
-            if (status is None or t.status == status) and (priority is None or t.priority == priority)
-            and (assigned_to is None or t.assigned_to == assigned_to) and (goal_id is None or t.goal_id == goal_id)
-        ]
-        out.sort(key=lambda t: (t.priority, t.created_at))
-        return out[:limit]
+             goal_id: str | None = None, limit: int = 1000, offset: int = 0) -> list[Task]:
+        """Matching tasks ordered by (priority, created_at), ``offset`` skipped, at most ``limit``.
+
+        Walks the per-priority indexes (already in that order) and stops once enough match; only when a status
+        is rare enough that walking would skip far more tasks than it holds are that status's tasks picked by a
+        bounded heap instead. Neither sorts every stored task.
+        """
+        def wanted(t: Task) -> bool:
+            return (status is None or t.status == status) and (priority is None or t.priority == priority) and (
+                assigned_to is None or t.assigned_to == assigned_to) and (goal_id is None or t.goal_id == goal_id)
+
+        want = offset + limit
+        if status is not None:
+            holding = self._by_status[TaskStatus(status)]
+            if len(holding) * len(holding) < want * len(self.tasks):  # cheaper than walking past the others
+                top = heapq.nsmallest(want, (t for t in holding.values() if wanted(t)),
+                                      key=lambda t: (t.priority, t.created_at))
+                return top[offset:]
+        lanes = self._by_priority if priority is None else [self._by_priority[priority]]
+        walk = (t for lane in lanes for t in lane.values() if wanted(t))
+        return list(itertools.islice(walk, offset, want))
 
     def stats(self) -> dict[str, Any]:
-        by_status = Counter(str(t.status) for t in self.tasks.values())
-        by_priority = Counter(T.Priority(t.priority).name.lower() for t in self.tasks.values()
-                              if t.status is TaskStatus.QUEUED)
-        by_outcome = Counter(t.outcome for t in self.tasks.values() if t.status is TaskStatus.COMPLETED)
+        """Counts per status, per priority (queued) and per outcome (completed): from counters, never a scan."""
         return {
-            "by_status": {s.value: by_status.get(s.value, 0) for s in TaskStatus},
-            "by_priority": {p.name.lower(): by_priority.get(p.name.lower(), 0) for p in T.Priority},
-            "by_outcome": dict(by_outcome),
-            "dead_letter": by_status.get("dead_letter", 0),
+            "by_status": {s.value: len(self._by_status[s]) for s in TaskStatus},
+            "by_priority": {p.name.lower(): len(self._lanes[p]) for p in T.Priority},
+            "by_outcome": {k: n for k, n in self._by_outcome.items() if n},
+            "dead_letter": len(self._by_status[TaskStatus.DEAD_LETTER]),
             "total": len(self.tasks),
         }
+
+    # --- retention --------------------------------------------------------------------------------------------
+
+    async def prune(self, doomed: list[Task]) -> int:
+        """Forget finished tasks, in memory at once and on disk (with their trajectories) in one commit.
+
+        Tasks that are no longer finished, or that a task which may still run depends on, are kept.
+        """
+        gone = [t for t in doomed if self.tasks.get(t.id) is t and t.status in T.FINAL and not self.depended_on(t)]
+        for task in gone:
+            self._forget(task)
+        self.n_pruned += len(gone)
+        # Deferred like the task upserts, so a delete runs after any upsert of the same row still pending in the
+        # same transaction (the store runs deferred statements after plain ones, in order of first appearance).
+        await self._store.write(
+            [(DELETE_TASK, Deferred(t.id, partial(tuple, (t.id,)))) for t in gone]
+            + [(DELETE_TRAJECTORY, Deferred(t.id, partial(tuple, (t.id,)))) for t in gone])
+        if gone:
+            self._bus.publish({"kind": "retention", "event": "tasks_pruned", "count": len(gone),
+                               "timestamp": self._clock.now_ms()})
+        return len(gone)
+
+    def _forget(self, task: Task) -> None:
+        del self.tasks[task.id]
+        status, outcome = self._indexed.pop(task.id)
+        del self._by_status[status][task.id]
+        if status is TaskStatus.COMPLETED:
+            self._by_outcome[outcome] -= 1
+        del self._by_priority[task.priority][task.id]
+        self._recent.pop(task.id, None)
+        for dep in task.depends_on:
+            dependents = self._dependents.get(dep)
+            if dependents is not None:
+                dependents.discard(task.id)
+                if not dependents:
+                    del self._dependents[dep]
+        self._dependents.pop(task.id, None)
+        idem = task.idempotency
+        if isinstance(idem, dict) and task.submitted_by is not None:
+            # Keys hold for as long as their tasks are kept: once one is pruned, a retry submits anew.
+            self.submissions.pop((task.submitted_by, str(idem.get("key"))), None)
+        for forget in self.on_forget:
+            forget(task.id)
 
     def parse_stats(self) -> dict[str, dict[str, int]]:
         """Tool-call parse paths per model, summed over every reported attempt (from ``result.parse_stats``)."""

@@ -82,3 +82,37 @@ class HubSettings(BaseSettings):
     """Most trajectory events in one ``task_detail`` reply to ``subscribe_task`` (the page asks for the next)."""
     subscribe_page_bytes: int = Field(512 * 1024, ge=16 * 1024)
     """Most bytes of trajectory events in one ``task_detail`` reply (at least one event is always sent)."""
+    # --- request limits, rate limits and retention (hub/limits.py, hub/rate_limit.py, hub/retention.py) ---------
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    """Largest request body accepted; a bigger one is refused with 413 before it is read into memory."""
+    max_batch_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    """Largest body of ``POST /api/tasks/batch`` (up to 1,000 tasks)."""
+    rate_limits_enabled: bool = True
+    """Token buckets per token and per client address (429 with Retry-After when one runs dry)."""
+    rate_limit_admin: tuple[float, float] = (0.0, 0.0)
+    """Admin token: (burst, requests per second); a burst of 0 means unlimited."""
+    rate_limit_agent: tuple[float, float] = (1000.0, 200.0)
+    """Each agent token (all tokens of one agent id share it)."""
+    rate_limit_viewer: tuple[float, float] = (300.0, 50.0)
+    """Each viewer token."""
+    rate_limit_anonymous: tuple[float, float] = (300.0, 50.0)
+    """Requests without a valid token, per client address."""
+    rate_limit_auth_failures: tuple[float, float] = (10.0, 0.2)
+    """Failed authentications (HTTP 401, refused /ws identify) per client address; once spent, that address gets
+    429 on anything without a valid token and cannot open sockets until it refills."""
+    rate_limit_backoff_s: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0)
+    """Progressive backoff: a bucket that runs dry again stays shut this long (1st, 2nd... time)."""
+    rate_limit_quiet_s: float = Field(60.0, gt=0)
+    """A bucket not refused anything for this long starts its backoff over."""
+    retention_completed_max: int = Field(10_000, ge=0)
+    """Completed tasks kept (oldest pruned first, from memory and disk with their trajectories)."""
+    retention_dead_letter_max: int = Field(10_000, ge=0)
+    """Dead-letter tasks kept."""
+    retention_cancelled_max: int = Field(10_000, ge=0)
+    """Cancelled tasks kept."""
+    retention_max_age_s: float = Field(7 * 24 * 3600.0, gt=0)
+    """Finished tasks (any of the three) older than this are pruned whatever their number."""
+    retention_interval_s: float = Field(60.0, gt=0)
+    """How often the retention loop looks for tasks to prune."""
+    retention_batch: int = Field(1000, ge=1)
+    """Tasks pruned per commit (a backlog is pruned in several, letting other writes in between)."""

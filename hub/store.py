@@ -47,6 +47,9 @@ INSERT_TOKEN = "INSERT INTO tokens (token_hash, agent_id, role, prefix, created_
 DELETE_TOKENS = "DELETE FROM tokens WHERE agent_id = ?"
 UPSERT_AGENT = "INSERT INTO agents (id, body) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET body=excluded.body"
 INSERT_TRAJECTORY = "INSERT OR IGNORE INTO trajectory (task_id, seq, ts, kind, payload) VALUES (?, ?, ?, ?, ?)"
+# Retention: a pruned task goes with its trajectory.
+DELETE_TASK = "DELETE FROM tasks WHERE id = ?"
+DELETE_TRAJECTORY = "DELETE FROM trajectory WHERE task_id = ?"
 
 
 WAL_LIMIT_BYTES = 64 * 2**20

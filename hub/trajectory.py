@@ -29,6 +29,10 @@ class Trajectory:
         rows = await self._store.fetch_all("SELECT task_id, MAX(seq) FROM trajectory GROUP BY task_id")
         self._next_seq = {task_id: seq + 1 for task_id, seq in rows}
 
+    def forget(self, task_id: str) -> None:
+        """The task was pruned (its rows are deleted with it): drop its sequence counter."""
+        self._next_seq.pop(task_id, None)
+
     def _seq(self, task_id: str) -> int:
         seq = self._next_seq.get(task_id, 1)
         self._next_seq[task_id] = seq + 1

@@ -109,8 +109,12 @@ def test_snapshot_of_100_agents_and_1000_tasks_is_small_and_fast():
     agents = [agent(n, fsm_state="working", resources={"cpu_percent": 50.0}) for n in range(100)]
     stats = {"by_status": {"queued": 450}, "by_priority": {}, "dead_letter": 90, "total": 1000}
     queued = [t for t in tasks.values() if t.status is TaskStatus.QUEUED]
-    snap = DS.build_snapshot(tasks=tasks, queued_in_order=iter(queued), agents=agents, stats=stats,
-                             series=DS.Series(), activity=DS.Activity(), now_ms=NOW, started_at=NOW - 1000)
+    by_update = sorted(tasks.values(), key=lambda t: t.updated_at, reverse=True)
+    snap = DS.build_snapshot(in_flight=[t for t in tasks.values() if t.status is TaskStatus.WORKING],
+                             queued_in_order=iter(queued), recent=iter(by_update),
+                             dead_letter=(t for t in by_update if t.status is TaskStatus.DEAD_LETTER),
+                             agents=agents, stats=stats, series=DS.Series(), activity=DS.Activity(), now_ms=NOW,
+                             started_at=NOW - 1000)
     text = json.dumps(snap)  # its build time is measured by bench/bench_dashboard.py, not asserted here
     assert len(snap["recent_tasks"]) == 100 and len(snap["queued_tasks"]) == 100
     assert len(snap["dead_letter_tasks"]) == 90 and len(snap["in_flight_tasks"]) == 100
