@@ -58,6 +58,8 @@ class TaskQueue:
         """Assigned and working tasks (at most one per agent), so neither sweeps nor reconnects scan every task."""
         self._dependents: dict[str, set[str]] = {}
         self.n_submitted = 0
+        self.n_quarantined = 0
+        """Stored rows skipped at load because they cannot be read back (see :meth:`load`)."""
 
     def __repr__(self) -> str:
         counts = Counter(t.status for t in self.tasks.values())
@@ -66,13 +68,26 @@ class TaskQueue:
     # --- loading and indexing --------------------------------------------------------------------------------
 
     async def load(self) -> None:
-        for (body,) in await self._store.fetch_all("SELECT body FROM tasks ORDER BY created_at"):
-            task = Task.from_json(body)
+        """Read every stored task back. A row that cannot be read (see ``Task.from_json``) is quarantined: left
+        untouched on disk, counted in ``n_quarantined`` and named in one warning, so one bad row never blocks the
+        start; the hub never writes it again, since nothing in memory stands for it."""
+        # As bytes: text that is not UTF-8 would make SQLite's driver fail the whole query, not just that row.
+        rows = await self._store.fetch_all("SELECT CAST(id AS BLOB), CAST(body AS BLOB) FROM tasks ORDER BY created_at")
+        for raw_id, body in rows:
+            row_id = bytes(raw_id or b"").decode("utf-8", "backslashreplace")
+            try:
+                task = Task.from_json(body)
+                if task.id != row_id:
+                    raise T.CorruptTask(f"the body's id is {task.id[:64]!r}")
+            except T.CorruptTask as exc:
+                self.n_quarantined += 1
+                logger.warning("task row %r quarantined (left on disk, not loaded): %s", row_id[:128], exc)
+                continue
             self.tasks[task.id] = task
             self._index(task)
             for dep in task.depends_on:
                 self._dependents.setdefault(dep, set()).add(task.id)
-        logger.info("task queue loaded %d tasks", len(self.tasks))
+        logger.info("task queue loaded %d tasks (%d quarantined)", len(self.tasks), self.n_quarantined)
 
     def _index(self, task: Task) -> None:
         for lane in self._lanes:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from hub.clock import Clock
 from hub.events import EventBus
 from hub.store import INSERT_TRAJECTORY, Store
+from shared import jsonsafe
+
+logger = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_SEQ = jsonsafe.MAX_INT
 
 
 class Trajectory:
@@ -32,8 +37,9 @@ class Trajectory:
 
     async def append(self, task_id: str, agent_id: str, event: dict[str, Any]) -> None:
         now = self._clock.now_ms()
-        kind = str(event.get("event_type", "event"))[:64]
-        payload = json.dumps(event, separators=(",", ":"), default=str)
+        kind = jsonsafe.printable(str(event.get("event_type", "event")), 64)
+        # ASCII-only and strict: a value that slipped past the edge fails here, before the store writer sees it.
+        payload = json.dumps(event, separators=(",", ":"), default=str, allow_nan=False)
         if len(payload) > MAX_PAYLOAD_BYTES:
             payload = json.dumps({"event_type": kind, "truncated": True, "text": payload[:MAX_PAYLOAD_BYTES]})
         seq = self._seq(task_id)
@@ -43,8 +49,20 @@ class Trajectory:
                            "timestamp": now, **{k: v for k, v in event.items() if k not in {"full", "messages"}}})
 
     async def read(self, task_id: str, after_seq: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """Events after ``after_seq`` in order, at most ``limit`` (both clamped to what SQLite can bind)."""
+        after_seq = min(max(after_seq, 0), MAX_SEQ)
+        limit = min(max(limit, 1), MAX_SEQ)
         rows = await self._store.fetch_all(
             "SELECT seq, ts, kind, payload FROM trajectory WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             (task_id, after_seq, limit),
         )
-        return [{"seq": s, "timestamp": ts, "kind": k, "event": json.loads(p)} for s, ts, k, p in rows]
+        return [{"seq": s, "timestamp": ts, "kind": k, "event": _event(task_id, s, p)} for s, ts, k, p in rows]
+
+
+def _event(task_id: str, seq: int, payload: str) -> Any:
+    """A stored payload, or a marker for one that is not safe JSON (written before the edge checked events)."""
+    try:
+        return jsonsafe.loads(payload)
+    except ValueError as exc:  # UnsafeJson is one
+        logger.warning("trajectory task_id=%s seq=%s: unreadable payload (%s)", task_id, seq, exc)
+        return {"event_type": "unreadable", "detail": "the stored event is not valid JSON"}
