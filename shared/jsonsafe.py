@@ -151,7 +151,7 @@ def _walk(value: Any, depth: int) -> None:
         elif t is int:
             if -MAX_INT <= x <= MAX_INT:
                 continue
-        elif t is bool or x is None or ((t is dict or t is list) and not x):
+        elif t is bool or x is None or ((t is dict or t is list) and not x and inner <= MAX_DEPTH):
             continue
         try:
             if t is str:

@@ -289,6 +289,7 @@ _ERROR_CODES = {
     "enum": "invalid_value",
     "greater_than_equal": "invalid_value",
     "less_than_equal": "invalid_value",
+    "invalid_characters": "invalid_characters",
     **{code: code for code in jsonsafe.CODES},
 }
 
