@@ -23,6 +23,9 @@ FINE: list[tuple[str, Any]] = [
     ("as many keys as allowed", {str(i): i for i in range(J.MAX_KEYS)}),
     ("a key of the longest length", {"k" * J.MAX_KEY_CHARS: 1}),
     ("empty containers", {"a": {}, "b": [], "c": [[], {}]}),
+    ("long uniform arrays", {"i": list(range(1000)), "f": [1.5] * 100, "s": ["é", "漢"] * 100, "n": [None] * 9,
+                             "e": [{}] * 50, "b": [True] * 5}),
+    ("floats whose sum overflows", {"f": [1e308] * 10}),
     ("a top-level scalar", "plain"),
 ]
 
@@ -52,6 +55,10 @@ UNSAFE: list[tuple[str, Any, str, str]] = [
     ("one level too deep", {"a": nest(J.MAX_DEPTH)}, "too_deep", "a" + ".0" * (J.MAX_DEPTH - 1)),
     ("too many keys", {"a": {str(i): i for i in range(J.MAX_KEYS + 1)}}, "too_large", "a"),
     ("a key too long", {"a": {"k" * (J.MAX_KEY_CHARS + 1): 1}}, "too_large", "a.k" + "k" * 63),
+    ("a long integer array with one past 64 bits", {"a": [1] * 1000 + [2**63]}, "out_of_range", "a.1000"),
+    ("a float array with one NaN", {"a": [1.5] * 100 + [float("nan")]}, "not_finite", "a.100"),
+    ("a string array with one lone surrogate", {"a": ["é"] * 50 + ["\ud800"]}, "invalid_unicode", "a.50"),
+    ("empty objects one level too deep", {"a": nest(J.MAX_DEPTH - 1, {})}, "too_deep", "a" + ".0" * (J.MAX_DEPTH - 1)),
     ("a lone surrogate at the top", "\ud800", "invalid_unicode", ""),
     ("NaN at the top", float("nan"), "not_finite", ""),
 ]
