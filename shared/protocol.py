@@ -26,7 +26,8 @@ MAX_FRAME_BYTES = 1024 * 1024
 MAX_TIMESTAMP_MS = 253_402_300_799_999
 """Latest time in milliseconds since the epoch that a timestamp may give (the end of the year 9999)."""
 MAX_TASK_TIMEOUT_MS = 7 * 24 * 3600 * 1000
-"""Longest ``metadata.timeout_ms`` a task may ask for (7 days); the hub ignores a stored value outside (0, this]."""
+"""Longest ``metadata.timeout_ms`` a task may ask for (7 days). The sweeps read a larger stored value as this, and
+a non-positive, non-finite or non-numeric one as absent."""
 
 
 class Message(BaseModel):
@@ -55,6 +56,7 @@ ShortText = Annotated[str, Field(max_length=256), NoControl]
 ErrorText = Annotated[str, Field(max_length=2000)]
 Count = Annotated[int, Field(ge=0, le=jsonsafe.MAX_INT)]
 TimestampMs = Annotated[int, Field(ge=0, le=MAX_TIMESTAMP_MS)]
+CpuPercent = Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)] | Annotated[int, Field(ge=0, le=10**6)]
 Json = jsonsafe.SafeJson
 """A free-form object from a sidecar: checked against the limits of :mod:`shared.jsonsafe`."""
 JsonObject = dict[str, Any]
@@ -138,8 +140,7 @@ class StateReport(Message):
 
 class ResourceReport(Message):
     type: Literal["resource_report"]
-    cpu_percent: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)] | Annotated[int, Field(ge=0, le=10**6)] | (
-        None) = None
+    cpu_percent: CpuPercent | None = None
     ram_used_bytes: Count | None = None
     ram_total_bytes: Count | None = None
     vram_used_bytes: Count | None = None
