@@ -11,6 +11,7 @@ trigger would cancel it), so the machine has none.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -148,10 +149,18 @@ class Agent:
             "last_seen": self.last_seen,
             "last_state_change": self.last_state_change,
             "flags": sorted(self.flags),
-            "resources": self.resources,
+            "resources": finite_resources(self.resources),
             "completed": self.n_completed,
             "failed": self.n_failed,
         }
+
+
+def finite_resources(report: dict[str, Any]) -> dict[str, Any]:
+    """A resource report as it may be shown: numbers that are finite and not negative (the protocol refuses
+    others; whatever slipped in is left out, since a JSON encoder writes NaN, which browsers refuse to parse)."""
+    return {k: v for k, v in report.items()
+            if isinstance(k, str) and (v is None or isinstance(v, str) or (isinstance(v, int | float) and (
+                isinstance(v, bool) or (math.isfinite(v) and v >= 0))))}
 
 
 class AgentRegistry:

@@ -20,16 +20,29 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidatorFunctionWrapHandler, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from hub import complexity
 from hub.auth import Principal, Role
 from hub.dashboard_state import REDACTED, is_secret_key
+from hub.fleet import assign_message
 from hub.http import ApiError, any_role, parse_body, writer
 from hub.queue import Submission, TaskNotFound, UnknownDependencies
+from hub.routing import routing_decision
 from hub.tasks import Priority, Task, TaskStatus, TransitionError, new_task_id
+from shared import jsonsafe
+from shared.protocol import MAX_FRAME_BYTES, MAX_TASK_TIMEOUT_MS, MAX_TIMESTAMP_MS, NoControl, encode
 
 router = APIRouter()
 
@@ -38,11 +51,15 @@ MAX_STEPS_WITHOUT_WARNING = 10
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")]
+Identifier = Annotated[str, Field(min_length=1, max_length=128), NoControl]
+FRAME_SLACK_BYTES = 64 * 1024
+"""What a task_assign frame adds to the submitted fields at most (ids, complexity, routing without the model);
+a submission serialising to under half the frame limit minus this cannot make a frame over it."""
 
 
 class FileHint(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
-    path: Annotated[str, Field(min_length=1, max_length=1024)]
+    path: Annotated[str, Field(min_length=1, max_length=1024), NoControl]
     reason: Annotated[str, Field(max_length=1000)] | None = None
 
 
@@ -61,23 +78,23 @@ class TaskSubmit(BaseModel):
 
     description: Annotated[str, Field(min_length=1, max_length=10_000)]
     priority: PriorityName | Annotated[int, Field(ge=0, le=3)] = "normal"
-    needed_capabilities: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(default_factory=list)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    needed_capabilities: list[Identifier] = Field(default_factory=list)
+    metadata: jsonsafe.SafeJson = Field(default_factory=dict)
     max_retries: Annotated[int, Field(ge=1, le=100)] = 3
-    depends_on: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(default_factory=list)
-    assign_to: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    depends_on: list[Identifier] = Field(default_factory=list)
+    assign_to: Identifier | None = None
     complexity_tier: Literal["trivial", "standard", "complex", "unknown"] | None = None
     success_criteria: list[Annotated[str, Field(max_length=2000)]] = Field(default_factory=list)
     verification_steps: list[VerificationStep] = Field(default_factory=list)
     file_hints: list[FileHint] = Field(default_factory=list)
-    repo: Annotated[str, Field(max_length=512)] | None = None
-    branch: Annotated[str, Field(max_length=256)] | None = None
-    goal_id: Annotated[str, Field(max_length=128)] | None = None
+    repo: Annotated[str, Field(max_length=512), NoControl] | None = None
+    branch: Annotated[str, Field(max_length=256), NoControl] | None = None
+    goal_id: Annotated[str, Field(max_length=128), NoControl] | None = None
     executor: Literal["shell", "ollama", "claude"] | None = None
     skip_verification: bool = False
     verification_timeout_ms: Annotated[int, Field(gt=0, le=3_600_000)] | None = None
     max_verification_retries: Annotated[int, Field(ge=0, le=5)] = 0
-    complete_by: int | None = None
+    complete_by: Annotated[int, Field(ge=0, le=MAX_TIMESTAMP_MS)] | None = None
     idempotency_key: IdempotencyKey | None = None
 
     @field_validator("priority", mode="wrap")
@@ -88,6 +105,33 @@ class TaskSubmit(BaseModel):
             return handler(v)
         except ValidationError:
             raise ValueError("one of urgent, high, normal, low (or 0-3)") from None
+
+    @field_validator("metadata")
+    @classmethod
+    def _timeout_in_range(cls, v: dict[str, Any]) -> dict[str, Any]:
+        """``metadata.timeout_ms``, which the hub's sweeps compute with, is a positive number of at most 7 days."""
+        timeout_ms = v.get("timeout_ms")
+        if timeout_ms is not None and (not isinstance(timeout_ms, int | float) or isinstance(timeout_ms, bool)
+                                       or not 0 < timeout_ms <= MAX_TASK_TIMEOUT_MS):
+            raise PydanticCustomError("invalid_value", "timeout_ms must be a number of milliseconds in (0, {max}]",
+                                      {"max": MAX_TASK_TIMEOUT_MS, "json_path": "timeout_ms"})
+        return v
+
+    @model_validator(mode="after")
+    def _fits_in_a_frame(self) -> TaskSubmit:
+        """The task_assign frame handing this task to an agent must fit in the agents' frame limit."""
+        if len(self.__pydantic_serializer__.to_json(self)) <= (MAX_FRAME_BYTES - FRAME_SLACK_BYTES) // 2:
+            return self  # the common case, without building the frame
+        task = self.to_task("", MAX_TIMESTAMP_MS)
+        task.generation, task.assigned_at = jsonsafe.MAX_INT, MAX_TIMESTAMP_MS
+        task.routing_decision = routing_decision(task, ("m" * 256,), MAX_TIMESTAMP_MS)  # the longest model name
+        size = len(encode(assign_message(task)).encode())
+        if size > MAX_FRAME_BYTES:
+            raise PydanticCustomError(
+                "too_large", "handing this task to an agent takes a {size}-byte frame, over the agents' limit of "
+                "{limit} bytes: keep large data out of the task (metadata, description, steps)",
+                {"size": size, "limit": MAX_FRAME_BYTES})
+        return self
 
     @field_validator("repo")
     @classmethod
@@ -282,7 +326,7 @@ def view(task: Task, who: Principal) -> dict[str, Any]:
 def _priority_filter(value: str | None) -> int | None:
     if value is None or value == "":
         return None
-    if value.isdigit() and 0 <= int(value) <= 3:
+    if value in ("0", "1", "2", "3"):
         return int(value)
     try:
         return Priority[value.upper()].value
@@ -294,8 +338,10 @@ def _priority_filter(value: str | None) -> int | None:
 
 @router.get("/api/tasks")
 async def list_tasks(request: Request, status: str | None = None, priority: str | None = None,
-                     assigned_to: str | None = None, goal_id: str | None = None, limit: int = 1000,
-                     offset: int = 0, who: Principal = Depends(any_role)) -> dict[str, Any]:
+                     assigned_to: str | None = None, goal_id: str | None = None,
+                     limit: Annotated[int, Query(ge=-jsonsafe.MAX_INT, le=jsonsafe.MAX_INT)] = 1000,
+                     offset: Annotated[int, Query(ge=0, le=jsonsafe.MAX_INT)] = 0,
+                     who: Principal = Depends(any_role)) -> dict[str, Any]:
     if status is not None and status not in TaskStatus.__members__.values():
         raise ApiError(422, "validation_failed", errors=[
             {"field": "status", "error": "invalid_value", "value": status,
@@ -335,7 +381,9 @@ async def get_task(task_id: str, request: Request, who: Principal = Depends(any_
 
 
 @router.get("/api/tasks/{task_id}/trajectory")
-async def get_trajectory(task_id: str, request: Request, after_seq: int = 0, limit: int = 1000,
+async def get_trajectory(task_id: str, request: Request,
+                         after_seq: Annotated[int, Query(ge=0, le=jsonsafe.MAX_INT)] = 0,
+                         limit: Annotated[int, Query(ge=-jsonsafe.MAX_INT, le=jsonsafe.MAX_INT)] = 1000,
                          who: Principal = Depends(any_role)) -> dict[str, Any]:
     task = _task(request, task_id)
     if who.role is Role.AGENT and not _reads_in_full(who, task):

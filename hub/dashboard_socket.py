@@ -34,6 +34,7 @@ from hub.connection import Connection, ConnectionDropped, SendLimits, frame_byte
 from hub.events import Event
 from hub.http import ApiError, authenticate
 from hub.tasks import TaskStatus
+from shared import jsonsafe
 
 if TYPE_CHECKING:
     from hub.app import Hub
@@ -282,7 +283,7 @@ async def _authenticate(ws: WebSocket, hub: Hub) -> Principal | None:
     if not token:
         try:
             async with asyncio.timeout(AUTH_TIMEOUT_S):
-                first = json.loads(await ws.receive_text())
+                first = jsonsafe.parse(await ws.receive_text())
             token = first.get("token") if isinstance(first, dict) and first.get("type") == "auth" else None
         except WebSocketDisconnect:
             return None  # gone before saying who it is
@@ -343,7 +344,7 @@ async def _read(ws: WebSocket, dash: Dashboard, client: Client) -> None:
         if message["type"] == "websocket.disconnect":
             return
         try:
-            msg = json.loads(message.get("text") or message.get("bytes") or b"")
+            msg = jsonsafe.parse(message.get("text") or message.get("bytes") or b"")
         except ValueError:
             msg = None
         kind = msg.get("type") if isinstance(msg, dict) else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
@@ -13,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, ValidationError
 
 from hub.auth import Principal, Role
+from shared import jsonsafe
 from shared.protocol import errors_by_field, field_errors
 
 _REQUEST_PARTS = frozenset({"body", "query", "path"})
@@ -33,10 +33,17 @@ class ApiError(Exception):
 
 
 async def parse_body(request: Request, model: type[M]) -> M:
-    """Validate the JSON body against ``model`` whatever the Content-Type (curl -d sends form encoding)."""
+    """Validate the JSON body against ``model`` whatever the Content-Type (curl -d sends form encoding).
+
+    The body must be safe JSON (shared/jsonsafe.py) as a whole: a value the hub could not store, reload or show
+    again (a lone surrogate, NaN, 1e400, a 5,000-digit integer, deep nesting) is a 422 naming where it is.
+    """
     raw = await request.body()
     try:
-        data = json.loads(raw) if raw.strip() else None
+        data = jsonsafe.loads(raw) if raw.strip() else None
+    except jsonsafe.UnsafeJson as exc:
+        request.app.state.hub.n_http_rejections += 1
+        raise ApiError(422, "validation_failed", errors=[exc.as_error()]) from None
     except ValueError:
         raise ApiError(400, "invalid_json", detail="the body is not valid JSON") from None
     if not isinstance(data, dict):

@@ -76,9 +76,9 @@ class TaskQueue:
         self._dependents: dict[str, set[str]] = {}
         self.n_submitted = 0
         self.submissions: dict[tuple[str, str], Submission] = {}
+        """Requests made with an idempotency key, by (submitter, key); rebuilt from the tasks at start."""
         self.on_forget: list[Callable[[str], None]] = []
         """Called with each pruned task's id, for whoever keeps something per task (the trajectory's sequence)."""
-        """Requests made with an idempotency key, by (submitter, key); rebuilt from the tasks at start."""
         # Indexes kept as tasks change, so counts, lists and snapshots never scan every stored task.
         self._by_status: dict[TaskStatus, dict[str, Task]] = {s: {} for s in TaskStatus}
         """Tasks per status, each in the order they entered it (oldest first: what retention prunes first)."""
@@ -90,6 +90,8 @@ class TaskQueue:
         self._recent: OrderedDict[str, Task] = OrderedDict()
         """The tasks changed last (most recent at the end), at most RECENT_KEPT."""
         self.n_pruned = 0
+        self.n_quarantined = 0
+        """Stored rows skipped at load because they cannot be read back (see :meth:`load`)."""
 
     def __repr__(self) -> str:
         counts = {s: len(d) for s, d in self._by_status.items() if d}
@@ -98,14 +100,27 @@ class TaskQueue:
     # --- loading and indexing --------------------------------------------------------------------------------
 
     async def load(self) -> None:
-        for (body,) in await self._store.fetch_all("SELECT body FROM tasks ORDER BY created_at"):
-            task = Task.from_json(body)
+        """Read every stored task back. A row that cannot be read (see ``Task.from_json``) is quarantined: left
+        untouched on disk, counted in ``n_quarantined`` and named in one warning, so one bad row never blocks the
+        start; the hub never writes it again, since nothing in memory stands for it."""
+        # As bytes: text that is not UTF-8 would make SQLite's driver fail the whole query, not just that row.
+        rows = await self._store.fetch_all("SELECT CAST(id AS BLOB), CAST(body AS BLOB) FROM tasks ORDER BY created_at")
+        for raw_id, body in rows:
+            row_id = bytes(raw_id or b"").decode("utf-8", "backslashreplace")
+            try:
+                task = Task.from_json(body)
+                if task.id != row_id:
+                    raise T.CorruptTask(f"the body's id is {task.id[:64]!r}")
+            except T.CorruptTask as exc:
+                self.n_quarantined += 1
+                logger.warning("task row %r quarantined (left on disk, not loaded): %s", row_id[:128], exc)
+                continue
             self.tasks[task.id] = task
             self._index(task)
             for dep in task.depends_on:
                 self._dependents.setdefault(dep, set()).add(task.id)
         self._order_finished()
-        logger.info("task queue loaded %d tasks", len(self.tasks))
+        logger.info("task queue loaded %d tasks (%d quarantined)", len(self.tasks), self.n_quarantined)
         self._index_submissions(self.tasks.values())
 
     def _index(self, task: Task) -> None:

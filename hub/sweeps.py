@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 from hub.agents import Agent
 from hub.settings import HubSettings
 from hub.tasks import EndReason, Task, TaskStatus, TransitionError
+from shared.protocol import MAX_TASK_TIMEOUT_MS
 
 if TYPE_CHECKING:
     from hub.app import Hub
@@ -28,6 +30,16 @@ class Reclaim:
     generation: int
     reason: EndReason
     error: str
+
+
+def task_timeout_ms(task: Task) -> float | None:
+    """The task's ``metadata.timeout_ms`` if it is a positive finite number, at most 7 days (a longer one, stored
+    before submissions were checked, counts as 7 days); anything else (Infinity, NaN, a string) counts as absent."""
+    metadata = task.metadata if isinstance(task.metadata, dict) else {}
+    value = metadata.get("timeout_ms")
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+        return min(value, MAX_TASK_TIMEOUT_MS)
+    return None
 
 
 def due_reclaims(
@@ -55,8 +67,7 @@ def due_reclaims(
             out.append(Reclaim(task.id, task.generation, EndReason.TIMEOUT, "not accepted in time"))
         else:
             limit = settings.stuck_working_after_s if task.status is TaskStatus.WORKING else settings.stuck_after_s
-            timeout_ms = task.metadata.get("timeout_ms")
-            if isinstance(timeout_ms, int | float) and timeout_ms > 0:  # a task allowed to run quietly for longer
+            if (timeout_ms := task_timeout_ms(task)) is not None:  # a task allowed to run quietly for longer
                 limit = max(limit, timeout_ms / 1000 + settings.stuck_after_timeout_grace_s)
             if now - task.updated_at >= ms(limit):
                 out.append(Reclaim(task.id, task.generation, EndReason.STUCK, f"no update for {limit:.0f}s"))

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from hub.clock import Clock
 from hub.events import EventBus
 from hub.store import INSERT_TRAJECTORY, Store
+from shared import jsonsafe
+
+logger = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 IDENTITY_FIELDS = frozenset({"seq", "timestamp", "task_id", "agent_id", "kind"})
 """Set by the hub on every stored and published event; the same keys in an agent's event are dropped."""
+MAX_SEQ = jsonsafe.MAX_INT
 
 
 class Trajectory:
@@ -42,11 +47,12 @@ class Trajectory:
         """Store and publish one event. The identity fields (:data:`IDENTITY_FIELDS`) are the hub's own: whatever
         the agent put under those keys is dropped, so it can neither reorder, misdate nor misattribute an event."""
         now = self._clock.now_ms()
-        kind = str(event.get("event_type", "event"))[:64]
+        kind = jsonsafe.printable(str(event.get("event_type", "event")), 64)
         seq = self._seq(task_id)
         body = {k: v for k, v in event.items() if k not in IDENTITY_FIELDS}
         identity = {"task_id": task_id, "agent_id": agent_id, "seq": seq, "timestamp": now}
-        payload = json.dumps({**body, **identity}, separators=(",", ":"), default=str)
+        # Strict: a non-finite number that slipped past the edge fails here, before the store writer sees it.
+        payload = json.dumps({**body, **identity}, separators=(",", ":"), default=str, allow_nan=False)
         if len(payload) > MAX_PAYLOAD_BYTES:
             payload = json.dumps({"event_type": kind, "truncated": True, "text": payload[:MAX_PAYLOAD_BYTES],
                                   **identity})
@@ -56,8 +62,20 @@ class Trajectory:
                            "kind": "execution_event", **identity})
 
     async def read(self, task_id: str, after_seq: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """Events after ``after_seq`` in order, at most ``limit`` (both clamped to what SQLite can bind)."""
+        after_seq = min(max(after_seq, 0), MAX_SEQ)
+        limit = min(max(limit, 1), MAX_SEQ)
         rows = await self._store.fetch_all(
             "SELECT seq, ts, kind, payload FROM trajectory WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             (task_id, after_seq, limit),
         )
-        return [{"seq": s, "timestamp": ts, "kind": k, "event": json.loads(p)} for s, ts, k, p in rows]
+        return [{"seq": s, "timestamp": ts, "kind": k, "event": _event(task_id, s, p)} for s, ts, k, p in rows]
+
+
+def _event(task_id: str, seq: int, payload: str) -> Any:
+    """A stored payload, or a marker for one that is not safe JSON (written before the edge checked events)."""
+    try:
+        return jsonsafe.loads(payload)
+    except ValueError as exc:  # UnsafeJson is one
+        logger.warning("trajectory task_id=%s seq=%s: unreadable payload (%s)", task_id, seq, exc)
+        return {"event_type": "unreadable", "detail": "the stored event is not valid JSON"}

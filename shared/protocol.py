@@ -10,15 +10,24 @@ Hub -> sidecar: ``HubMessage`` (decoded with :func:`decode_hub`, used by sidecar
 
 from __future__ import annotations
 
-import json
+import math
+import re
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import PydanticCustomError
+
+from shared import jsonsafe
 
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 1024 * 1024
 """Largest frame either side accepts; bigger frames close the socket with 1009."""
+MAX_TIMESTAMP_MS = 253_402_300_799_999
+"""Latest time in milliseconds since the epoch that a timestamp may give (the end of the year 9999)."""
+MAX_TASK_TIMEOUT_MS = 7 * 24 * 3600 * 1000
+"""Longest ``metadata.timeout_ms`` a task may ask for (7 days). The sweeps read a larger stored value as this, and
+a non-positive, non-finite or non-numeric one as absent."""
 
 
 class Message(BaseModel):
@@ -29,11 +38,29 @@ class Message(BaseModel):
     protocol_version: int = PROTOCOL_VERSION
 
 
-AgentId = Annotated[str, Field(min_length=1, max_length=128)]
-TaskId = Annotated[str, Field(min_length=1, max_length=128)]
-ShortText = Annotated[str, Field(max_length=256)]
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _no_control(value: str) -> str:
+    if (found := _CONTROL.search(value)) is not None:
+        raise PydanticCustomError("invalid_characters", "control characters and lone surrogates are not allowed "
+                                  "(U+{code} at {at})", {"code": f"{ord(found.group()):04X}", "at": found.start()})
+    return value
+
+
+NoControl = AfterValidator(_no_control)
+"""For identifier-like strings (ids, names, capabilities): no control characters, no lone surrogates."""
+AgentId = Annotated[str, Field(min_length=1, max_length=128), NoControl]
+TaskId = Annotated[str, Field(min_length=1, max_length=128), NoControl]
+ShortText = Annotated[str, Field(max_length=256), NoControl]
 ErrorText = Annotated[str, Field(max_length=2000)]
-Json = dict[str, Any]
+Count = Annotated[int, Field(ge=0, le=jsonsafe.MAX_INT)]
+TimestampMs = Annotated[int, Field(ge=0, le=MAX_TIMESTAMP_MS)]
+CpuPercent = Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)] | Annotated[int, Field(ge=0, le=10**6)]
+Json = jsonsafe.SafeJson
+"""A free-form object from a sidecar: checked against the limits of :mod:`shared.jsonsafe`."""
+JsonObject = dict[str, Any]
+"""A free-form object the hub builds itself (already checked where it came in)."""
 
 
 # --- sidecar -> hub ---------------------------------------------------------------------------------------------
@@ -45,11 +72,11 @@ class Identify(Message):
     token: Annotated[str, Field(min_length=1, max_length=256)]
     name: ShortText | None = None
     status: ShortText | None = None
-    capabilities: list[Annotated[str, Field(max_length=128)]] = []
-    ollama_url: Annotated[str, Field(max_length=512)] | None = None
+    capabilities: list[Annotated[str, Field(max_length=128), NoControl]] = []
+    ollama_url: Annotated[str, Field(max_length=512), NoControl] | None = None
     client_type: ShortText | None = None
     sandbox_level: ShortText | None = None
-    models: list[Annotated[str, Field(max_length=256)]] = []
+    models: list[ShortText] = []
     pm2_info: Json | None = None
 
 
@@ -60,23 +87,23 @@ class Ping(Message):
 class TaskAccepted(Message):
     type: Literal["task_accepted"]
     task_id: TaskId
-    generation: int | None = None
+    generation: Count | None = None
 
 
 class TaskProgress(Message):
     type: Literal["task_progress"]
     task_id: TaskId
-    generation: int | None = None
-    progress: int | None = None
+    generation: Count | None = None
+    progress: Count | None = None
     execution_event: Json | None = None
 
 
 class TaskComplete(Message):
     type: Literal["task_complete"]
     task_id: TaskId
-    generation: int
+    generation: Count
     result: Json = {}
-    tokens_used: int | None = None
+    tokens_used: Count | None = None
     verification_report: Json | None = None
     verification_history: list[Json] | None = None
 
@@ -84,7 +111,7 @@ class TaskComplete(Message):
 class TaskFailed(Message):
     type: Literal["task_failed"]
     task_id: TaskId
-    generation: int
+    generation: Count
     error: ErrorText | None = None
     reason: ErrorText | None = None
     result: Json | None = None
@@ -93,32 +120,32 @@ class TaskFailed(Message):
 class TaskRejected(Message):
     type: Literal["task_rejected"]
     task_id: TaskId
-    generation: int | None = None
+    generation: Count | None = None
     reason: ErrorText | None = None
 
 
 class TaskRecovering(Message):
     type: Literal["task_recovering"]
     task_id: TaskId
-    generation: int | None = None
+    generation: Count | None = None
 
 
 class StateReport(Message):
     type: Literal["state_report"]
     task_id: TaskId
     status: ShortText | None = None
-    generation: int | None = None
-    assigned_at: int | None = None
+    generation: Count | None = None
+    assigned_at: TimestampMs | None = None
 
 
 class ResourceReport(Message):
     type: Literal["resource_report"]
-    cpu_percent: float | int | None = None
-    ram_used_bytes: int | None = None
-    ram_total_bytes: int | None = None
-    vram_used_bytes: int | None = None
-    vram_total_bytes: int | None = None
-    timestamp: int | None = None
+    cpu_percent: CpuPercent | None = None
+    ram_used_bytes: Count | None = None
+    ram_total_bytes: Count | None = None
+    vram_used_bytes: Count | None = None
+    vram_total_bytes: Count | None = None
+    timestamp: TimestampMs | None = None
 
 
 class AgentRestarting(Message):
@@ -154,7 +181,7 @@ class ErrorReply(Message):
     type: Literal["error"] = "error"
     error: str
     message_type: str | None = None
-    errors: list[Json] | None = None
+    errors: list[JsonObject] | None = None
     detail: str | None = None
     task_id: str | None = None
 
@@ -170,14 +197,14 @@ class TaskAssign(Message):
     description: str
     generation: int
     assigned_at: int
-    metadata: Json = {}
+    metadata: JsonObject = {}
     repo: str | None = None
     branch: str | None = None
-    file_hints: list[Json] = []
+    file_hints: list[JsonObject] = []
     success_criteria: list[str] = []
-    verification_steps: list[Json] = []
-    complexity: Json | None = None
-    routing_decision: Json | None = None
+    verification_steps: list[JsonObject] = []
+    complexity: JsonObject | None = None
+    routing_decision: JsonObject | None = None
     executor: str | None = None
     skip_verification: bool = False
     verification_timeout_ms: int | None = None
@@ -263,6 +290,8 @@ _ERROR_CODES = {
     "enum": "invalid_value",
     "greater_than_equal": "invalid_value",
     "less_than_equal": "invalid_value",
+    "invalid_characters": "invalid_characters",
+    **{code: code for code in jsonsafe.CODES},
 }
 
 
@@ -271,33 +300,47 @@ def _is_type_tag(part: object) -> bool:
                                       or "[" in part or part.startswith(("constrained-", "function-")))
 
 
-def field_errors(exc: ValidationError, skip_prefix: int = 0) -> list[Json]:
+def field_errors(exc: ValidationError, skip_prefix: int = 0) -> list[JsonObject]:
     """Translate pydantic errors into AgentCom's per-field error list ``[{field, error, detail, value?}]``."""
     return errors_by_field(exc.errors(include_url=False), skip_prefix)
 
 
 def errors_by_field(
     errors: Sequence[Any], skip_prefix: int = 0, skip_parts: frozenset[str] = frozenset(), clip: int | None = None
-) -> list[Json]:
+) -> list[JsonObject]:
     """The same for already-listed pydantic error dicts (FastAPI hands them over that way); location parts in
     ``skip_parts`` (such as ``body``, ``query``) are left out of the field name, echoed strings cut at ``clip``."""
-    out: list[Json] = []
+    out: list[JsonObject] = []
     seen: set[tuple[str, str]] = set()
     for err in errors:
         # A field accepting several types reports once per member ("cpu_percent.float", "cpu_percent.int"):
         # name the field, once.
-        loc = [str(p) for p in err["loc"][skip_prefix:] if not _is_type_tag(p) and p not in skip_parts]
+        loc = [jsonsafe.printable(str(p), 64) for p in err["loc"][skip_prefix:]
+               if not _is_type_tag(p) and p not in skip_parts]
+        if inner := (err.get("ctx") or {}).get("json_path"):  # where inside a free-form field (shared/jsonsafe.py)
+            loc.append(inner)
         code = _ERROR_CODES.get(err["type"], "wrong_type" if err["type"].endswith("_type") else "invalid_value")
         field = ".".join(loc) or "(body)"
         if (field, code) in seen:
             continue
         seen.add((field, code))
-        item: Json = {"field": field, "error": code, "detail": err["msg"]}
+        item: JsonObject = {"field": field, "error": code, "detail": jsonsafe.printable(err["msg"], 500)}
         value = err.get("input")
-        if code != "required" and isinstance(value, str | int | float | bool):
-            item["value"] = value[:clip] if isinstance(value, str) and clip else value
+        if code != "required" and (echo := _echo(value, clip)) is not None:
+            item["value"] = echo
         out.append(item)
     return out
+
+
+def _echo(value: Any, clip: int | None) -> Any:
+    """``value`` as it may be echoed back in an error (any JSON encoder can write it), or None if it may not."""
+    if isinstance(value, str):
+        return jsonsafe.printable(value, clip or 10_000)
+    if isinstance(value, bool) or (isinstance(value, int) and -jsonsafe.MAX_INT <= value <= jsonsafe.MAX_INT):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    return None
 
 
 def decode_sidecar(text: str | bytes) -> SidecarMessage:
@@ -306,9 +349,11 @@ def decode_sidecar(text: str | bytes) -> SidecarMessage:
         return sidecar_adapter.validate_json(text)
     except ValidationError:
         pass  # work out exactly what is wrong, in AgentCom's terms
-    try:
-        data = json.loads(text)
-    except (ValueError, UnicodeDecodeError):
+    try:  # strictly: lone surrogates, and NaN or huge numbers in any field, never reach the models
+        data = jsonsafe.parse(text)
+    except jsonsafe.UnsafeJson as exc:
+        raise FrameError(ErrorReply(error="validation_failed", errors=[exc.as_error()])) from None
+    except ValueError:
         raise FrameError(ErrorReply(error="invalid_json")) from None
     if not isinstance(data, dict):
         raise FrameError(ErrorReply(error="invalid_json", detail="a frame must be a JSON object"))
@@ -316,14 +361,15 @@ def decode_sidecar(text: str | bytes) -> SidecarMessage:
     if mtype is None:
         raise FrameError(ErrorReply(error="validation_failed", errors=[{"field": "type", "error": "required"}]))
     if not isinstance(mtype, str):
-        raise FrameError(
-            ErrorReply(error="validation_failed", errors=[{"field": "type", "error": "wrong_type", "value": mtype}])
-        )
+        error: JsonObject = {"field": "type", "error": "wrong_type"}
+        if (value := _echo(mtype, 64)) is not None:
+            error["value"] = value
+        raise FrameError(ErrorReply(error="validation_failed", errors=[error]))
     if mtype not in SIDECAR_TYPES:
         raise FrameError(
             ErrorReply(
                 error="unknown_message_type",
-                message_type=mtype[:64],
+                message_type=jsonsafe.printable(mtype, 64),
                 errors=[{"field": "type", "error": "unknown_message_type", "known_types": list(SIDECAR_TYPES)}],
             )
         )

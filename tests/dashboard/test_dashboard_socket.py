@@ -10,7 +10,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.conftest import wait_tasks
+from tests.conftest import HubHandle, wait_tasks
 
 
 def dash_url(hub, query: str = "") -> str:
@@ -157,3 +157,24 @@ def test_a_page_that_falls_behind_gets_a_fresh_snapshot_instead_of_a_backlog():
     client.push("é")  # two bytes in UTF-8: one over
     assert client.outbox.qsize() == 1 and client.outbox.get_nowait() is _SNAPSHOT
     assert (client.n_resyncs, client.queued_bytes) == (1, 0)
+
+
+async def test_deeply_nested_page_frames_are_refused_not_raised(hub: HubHandle) -> None:
+    """A 100k-deep JSON frame from a page, before or after auth, is answered or closed; the hub keeps serving."""
+    import websockets
+
+    url = hub.ws_url.replace("/ws", "/ws/dashboard")
+    async with websockets.connect(url, max_size=None) as ws:  # before auth: treated as a bad auth message
+        await ws.send("[" * 100_000)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+    async with websockets.connect(url, max_size=None) as ws:
+        await ws.send(json.dumps({"type": "auth", "token": hub.admin_token}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "snapshot"
+        await ws.send("[" * 100_000)
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        while reply["type"] != "error":
+            reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert reply["error"] == "unknown_message"
+    assert (await hub.http.get("/health")).status_code == 200

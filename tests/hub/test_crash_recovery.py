@@ -264,4 +264,4 @@ async def test_sigkill_mid_run_loses_nothing_and_completes_nothing_twice(tmp_pat
     assert sims[0].n_resent >= 1 and sims[1].n_state_reports >= 1
     assert by_id[sims[0].held_task]["result"]["by"] == "resender"
     assert by_id[sims[1].held_task]["result"]["by"] == "reporter"
-    assert health["status"] == "ok" and health["tasks"] == {"queued": 0, "in_flight": 0}
+    assert health["status"] == "ok" and health["tasks"] == {"queued": 0, "in_flight": 0, "quarantined": 0}

@@ -47,7 +47,8 @@ async def assert_counts_exact(handle: HubHandle) -> dict[str, Any]:
     assert stats["by_priority"] == {p: queued.get(p, 0) for p in ("urgent", "high", "normal", "low")}
     assert stats["by_outcome"] == dict(Counter(t["outcome"] for t in tasks if t["status"] == "completed"))
     health = (await handle.http.get("/health")).json()["tasks"]
-    assert health == {"queued": by_status["queued"], "in_flight": by_status["assigned"] + by_status["working"]}
+    assert health == {"queued": by_status["queued"], "in_flight": by_status["assigned"] + by_status["working"],
+                      "quarantined": 0}
     snap = (await handle.http.get("/api/dashboard/state")).json()
     dead = sorted((t for t in tasks if t["status"] == "dead_letter"), key=lambda t: t["updated_at"], reverse=True)
     assert [t["id"] for t in snap["dead_letter_tasks"]] == [t["id"] for t in dead][:100]
