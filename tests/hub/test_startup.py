@@ -190,7 +190,8 @@ async def test_stop_signals_exit_cleanly(tmp_path: Path, sig: signal.Signals) ->
 
 async def test_in_process_start_raises_and_releases_everything(tmp_path: Path) -> None:
     """HubServer.start raises StartupError (it does not hang) for a garbage database and for a data dir another
-    hub holds, leaving no database thread, no helper and no lock behind: a fixed data dir then starts."""
+    hub holds, leaving no database thread, no listening socket, no helper and no lock behind: the data dir, once
+    fixed, then starts."""
     data_dir = tmp_path / "hub"
     data_dir.mkdir()
     (data_dir / "agentcom.db").write_bytes(b"not a database" * 512)
@@ -202,6 +203,8 @@ async def test_in_process_start_raises_and_releases_everything(tmp_path: Path) -
         await asyncio.to_thread(thread.join, 10 * SCALE)
         assert not thread.is_alive(), "a database connection's thread was left running"
     assert not (data_dir / "admin.token").exists()
+    assert [c for c in psutil.Process().net_connections("tcp") if c.status == psutil.CONN_LISTEN] == [], \
+        "the bound port was released"
 
     (data_dir / "agentcom.db").unlink()
     first = HubServer(settings)
