@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, WebSocket
@@ -52,6 +53,8 @@ class Hub:
         self.on_fatal: Callable[[], None] = lambda: None
         self.n_http_rejections = 0
         self.admin_token = ""
+        self.created: list[Path] = []
+        """Files the last :meth:`open` created (a start abandoned before serving removes them again)."""
 
     def __repr__(self) -> str:
         return f"<Hub agents={len(self.agents.connected)} {self.queue!r} {self.store!r}>"
@@ -89,6 +92,7 @@ class Hub:
             for path in made:
                 path.unlink(missing_ok=True)
             raise
+        self.created = made
         self.fleet = Fleet(self.queue, self.agents, self.bus, self.clock)
         self.started_at = self.clock.now_ms()
 

@@ -102,10 +102,14 @@ class HubServer:
         return self.url
 
     async def _undo_start(self) -> None:
+        served = self.server.started  # then someone may have been answered: what the start created stays
         if self._task is not None and not self._task.done():
             self.server.should_exit = True
             await asyncio.gather(self._task, return_exceptions=True)
         await self.hub.close()
+        if not served:
+            for path in self.hub.created:
+                path.unlink(missing_ok=True)
         if self._sock is not None:
             self._sock.close()
         if self._lock is not None:

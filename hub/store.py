@@ -133,6 +133,21 @@ def _unstorable(group: list[tuple[list[Write], asyncio.Future[None]]]) -> dict[i
     return bad
 
 
+async def _connect(path: Path, **kwargs: Any) -> aiosqlite.Connection:
+    """aiosqlite.connect, except that a cancellation lets the connection finish opening and closes it: otherwise its
+    thread would go on creating the file after the caller has cleaned up."""
+    async def connect() -> aiosqlite.Connection:
+        return await aiosqlite.connect(path, **kwargs)
+
+    opening = asyncio.ensure_future(connect())
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await (await opening).close()
+        raise
+
+
 def _migrations() -> list[tuple[int, str]]:
     files = sorted(
         (p for p in resources.files("hub").joinpath("migrations").iterdir() if p.name.endswith(".sql")),
@@ -189,7 +204,7 @@ class Store:
         try:
             # The writer's transactions run on the loop's thread (see _commit); the connection's own thread runs
             # only the fallbacks and the WAL restart, between them: the connection is used from both, never at once.
-            db = await aiosqlite.connect(path, isolation_level=None, check_same_thread=False)
+            db = await _connect(path, isolation_level=None, check_same_thread=False)
             opened.append(db)
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute(f"PRAGMA synchronous={synchronous}")
@@ -200,7 +215,7 @@ class Store:
             await db.execute(f"PRAGMA journal_size_limit={wal_limit_bytes}")
             # Reads and checkpoints use a second connection: reads then see committed data only, and never run
             # on the writer's connection while the loop's thread is inside one of its transactions.
-            reader = await aiosqlite.connect(path, isolation_level=None)
+            reader = await _connect(path, isolation_level=None)
             opened.append(reader)
             await reader.execute(f"PRAGMA synchronous={synchronous}")
             store = cls(db, path, reader, wal_limit_bytes, synchronous)
@@ -256,14 +271,20 @@ class Store:
             raise StoreError(f"the database {self.path} was written by a newer hub (schema version {version}, this "
                              f"hub knows up to {latest}). Run that newer hub, or restore a backup made by this one.")
         pending = [(number, sql) for number, sql in migrations if number > version]
-        if not pending:
-            return
-        await self._db.execute("BEGIN IMMEDIATE")
+        if pending:
+            await self._db._execute(self._apply_migrations, pending, version, latest)
+            logger.info("store migrated from version %d to %d", version, latest)
+
+    def _apply_migrations(self, pending: list[tuple[int, str]], version: int, latest: int) -> None:
+        """Runs on aiosqlite's connection thread: the transaction begins and ends within this one call, so a start
+        cancelled meanwhile cannot leave it half done (it completes or rolls back, then the store closes)."""
+        conn = self._db._conn
+        conn.execute("BEGIN IMMEDIATE")
         try:
             for number, sql in pending:
                 try:
                     for statement in filter(None, (s.strip() for s in sql.split(";"))):
-                        await self._db.execute(statement)
+                        conn.execute(statement)
                 except sqlite3.Error as exc:
                     raise StoreError(
                         f"upgrading the database {self.path} from schema version {version} failed in migration "
@@ -271,13 +292,12 @@ class Store:
                         f"match that version: restore it from a backup, or move it aside (mv {self.path} "
                         f"{self.path}.old) to start with an empty database."
                     ) from exc
-            await self._db.execute(f"PRAGMA user_version={latest}")
-            await self._db.execute("COMMIT")
+            conn.execute(f"PRAGMA user_version={latest}")
+            conn.execute("COMMIT")
         except BaseException:
-            if self._db.in_transaction:
-                await self._db.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        logger.info("store migrated from version %d to %d", version, latest)
 
     async def close(self) -> None:
         """Stop taking writes, let the writer commit what is pending, then close the connection (idempotent)."""

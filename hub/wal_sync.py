@@ -46,6 +46,9 @@ class WalSyncer:
         except (WalSyncError, TimeoutError) as exc:
             await syncer.close()
             raise WalSyncError(f"the WAL sync helper did not start: {exc}") from None
+        except BaseException:  # cancelled (a stop during the hub's start): no helper outlives it
+            await syncer.close()
+            raise
         if ready != b"r":
             await syncer.close()
             raise WalSyncError(f"the WAL sync helper could not open {wal}")

@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from hub.data_lock import DataLock
 from hub.server import HubServer, StartupError
 from hub.settings import HubSettings
 from hub.store import _migrations
@@ -218,3 +219,31 @@ async def test_in_process_start_raises_and_releases_everything(tmp_path: Path) -
     again = HubServer(settings)
     await again.start()
     await again.stop()
+
+
+async def test_a_start_cancelled_at_any_point_leaves_nothing_behind(tmp_path: Path) -> None:
+    """A start cancelled (a SIGTERM while starting) at any moment, from the first instant until it serves, leaves
+    no thread, helper, listening socket or lock, and removes the data dir it created unless it had begun serving."""
+    threads = set(threading.enumerate())
+    n_cancelled = 0
+    for step in range(500):  # cancel 0, 0.5, 1, 1.5 ... ms after the start began, until one start completes
+        data_dir = tmp_path / f"hub-{step}"
+        server = HubServer(HubSettings(host="127.0.0.1", port=0, data_dir=data_dir))
+        starting = asyncio.ensure_future(server.start())
+        await asyncio.sleep(step * 0.0005)  # not a wait for anything: it picks the moment of the cancellation
+        starting.cancel()
+        try:
+            await starting
+        except asyncio.CancelledError:
+            n_cancelled += 1
+            assert server.server.started or not data_dir.exists(), f"left {list(data_dir.iterdir())}"
+            DataLock.acquire(data_dir).release()  # the lock is free again
+            continue
+        await server.stop()
+        break
+    assert n_cancelled >= 10, "the cancellations fell inside the start"
+    for thread in set(threading.enumerate()) - threads:
+        await asyncio.to_thread(thread.join, 10 * SCALE)
+        assert not thread.is_alive(), f"{thread.name} outlived the cancelled start"
+    assert [c for c in psutil.Process().net_connections("tcp") if c.status == psutil.CONN_LISTEN] == []
+    assert_no_helper(tmp_path)
