@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -21,6 +20,7 @@ from typing import Any, NoReturn
 
 import aiosqlite
 
+from hub.store_faults import disk_full, open_error, table, unstorable_value
 from hub.wal_sync import WalSyncer, WalSyncError
 
 logger = logging.getLogger(__name__)
@@ -66,51 +66,6 @@ class StoreError(Exception):
     """The database refused a write or a read."""
 
 
-def _disk_full(exc: BaseException) -> bool:
-    """SQLITE_FULL: the database or its WAL could not grow (SQLite rolls the statement back; nothing is half done)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF == sqlite3.SQLITE_FULL
-
-
-def _open_error(path: Path, exc: sqlite3.Error) -> StoreError:
-    """StoreError for a database that cannot be opened, naming the cause and the fix."""
-    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
-    if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
-        fix = (f"The file is damaged or is not an AgentCom database; it was left unchanged. Restore it from a backup, "
-               f"or move it aside (mv {path} {path}.broken) to start with an empty database.")
-    elif code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH):
-        fix = (f"Make {path.parent} and the files in it (agentcom.db, agentcom.db-wal, agentcom.db-shm) readable "
-               f"and writable by this user, or pass --data-dir naming a directory that is.")
-    elif code == sqlite3.SQLITE_FULL:
-        fix = f"The disk holding {path.parent} is full: free some space and start again."
-    elif code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-        fix = "Another process holds the database locked (a sqlite3 shell, a backup): end it and start again."
-    else:
-        fix = "Check the file and its directory, or restore the database from a backup."
-    return StoreError(f"cannot open the database {path} ({exc}). {fix}")
-
-
-def _table(sql: str) -> str:
-    match = re.search(r"\b(?:INTO|FROM|UPDATE)\s+(\w+)", sql)
-    return match.group(1) if match else "?"
-
-
-def _unstorable_value(value: Any) -> str | None:
-    if value is None or isinstance(value, bytes | bytearray | memoryview):
-        return None
-    if isinstance(value, str):
-        try:
-            value.encode()
-        except UnicodeEncodeError as exc:
-            return f"a string holds {exc.reason} at index {exc.start}"
-        return None
-    if isinstance(value, int):
-        return None if -(2**63) <= value < 2**63 else "an integer is past SQLite's 64-bit range"
-    if isinstance(value, float):
-        return None if value == value else "a NaN (SQLite would store NULL)"
-    return f"a {type(value).__name__} is not storable"
-
-
 def _unstorable(group: list[tuple[list[Write], asyncio.Future[None]]]) -> dict[int, str]:
     """The batches (by index) holding a row SQLite cannot bind, with the reason (never the value: it may be a
     secret or huge). Runs only after a transaction failed, so the commit path pays nothing for it."""
@@ -121,14 +76,14 @@ def _unstorable(group: list[tuple[list[Write], asyncio.Future[None]]]) -> dict[i
                 try:
                     params = params.build()
                 except Exception as exc:
-                    bad[i] = f"building the {_table(sql)} row {params.key!r} raised {exc!r}"
+                    bad[i] = f"building the {table(sql)} row {params.key!r} raised {exc!r}"
                     break
             if not isinstance(params, tuple | list) or len(params) != sql.count("?"):
-                bad[i] = f"a {_table(sql)} row does not have {sql.count('?')} parameters"
+                bad[i] = f"a {table(sql)} row does not have {sql.count('?')} parameters"
                 break
-            reason = next(filter(None, map(_unstorable_value, params)), None)
+            reason = next(filter(None, map(unstorable_value, params)), None)
             if reason is not None:
-                bad[i] = f"in a {_table(sql)} row, {reason}"
+                bad[i] = f"in a {table(sql)} row, {reason}"
                 break
     return bad
 
@@ -229,7 +184,7 @@ class Store:
             for conn in opened:  # each has a thread that would keep the process alive
                 await conn.close()
             if isinstance(exc, sqlite3.Error):
-                raise _open_error(path, exc) from exc
+                raise StoreError(open_error(path, exc)) from exc
             raise
         return store
 
@@ -403,7 +358,7 @@ class Store:
                 else:
                     self._finish()
             except Exception as exc:  # rolled back: nothing of the group is in the database
-                if _disk_full(exc) and not self._closed:
+                if disk_full(exc) and not self._closed:
                     self._disk_is_full(exc)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._closing.wait(), delay_s)
@@ -412,7 +367,7 @@ class Store:
                 if bad := _unstorable(group):
                     group = self._refuse(group, bad)
                     continue
-                if _disk_full(exc):  # and closing: the hub stops anyway, and restarts from what is on disk
+                if disk_full(exc):  # and closing: the hub stops anyway, and restarts from what is on disk
                     self._fail(group, StoreError(f"not committed, the disk is full: {exc}"))
                     return
                 self._stop(group, exc)
@@ -454,7 +409,7 @@ class Store:
                 try:
                     built.append(d.build())
                 except Exception as exc:
-                    failed[sql, d.key] = f"building the {_table(sql)} row {d.key!r} raised {exc!r}"
+                    failed[sql, d.key] = f"building the {table(sql)} row {d.key!r} raised {exc!r}"
         if not failed:
             return by_sql, {}
         return by_sql, {i: failed[key] for i, (writes, _) in enumerate(group) for sql, params in writes
@@ -523,7 +478,7 @@ class Store:
         try:
             restarted = await self._db._execute(self._restart_wal)
         except sqlite3.Error as exc:  # the database file could not grow: the WAL keeps the pages meanwhile
-            if not _disk_full(exc):
+            if not disk_full(exc):
                 raise
             if not self._checkpoint_failing:
                 logger.warning("checkpoint failed (will retry): %s", exc)
