@@ -18,7 +18,8 @@ async def health(request: Request) -> dict[str, Any]:
     hub = request.app.state.hub
     stats = hub.queue.stats()["by_status"]
     return {
-        "status": "ok",
+        "status": "degraded" if hub.store.degraded else "ok",
+        "reason": hub.store.degraded,
         "service": "agent_com",
         "agents_connected": len(hub.agents.connected),
         "uptime_ms": hub.clock.now_ms() - hub.started_at,

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, WebSocket
@@ -14,7 +15,7 @@ from hub import api_admin, api_agents, api_tasks, dashboard_socket
 from hub.agent_socket import Connection, serve_agent_socket
 from hub.agents import AgentRegistry
 from hub.api_limits import router as rate_limits_router
-from hub.auth import Auth, load_admin_token
+from hub.auth import Auth, Role, load_admin_token
 from hub.clock import Clock, SystemClock
 from hub.events import EventBus
 from hub.fleet import Fleet
@@ -24,7 +25,8 @@ from hub.limits import install as install_limits
 from hub.queue import TaskQueue
 from hub.retention import run_retention
 from hub.settings import HubSettings
-from hub.store import Store
+from hub.storage_guard import StorageGuard
+from hub.store import Store, StoreError
 from hub.sweeps import run_sweeps
 from hub.trajectory import Trajectory
 from hub.violations import ViolationTracker
@@ -54,25 +56,59 @@ class Hub:
         self.on_fatal: Callable[[], None] = lambda: None
         self.n_http_rejections = 0
         self.admin_token = ""
+        self.created: list[Path] = []
+        """Files the last :meth:`open` created (a start abandoned before serving removes them again)."""
 
     def __repr__(self) -> str:
         return f"<Hub agents={len(self.agents.connected)} {self.queue!r} {self.store!r}>"
 
     async def open(self) -> None:
+        """Open the store and load the hub's state from it. On failure nothing this call made is left behind: the
+        store is closed again (its WAL sync helper with it), and a database or admin token it created is removed.
+        """
         data_dir = self.settings.data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
-        configured = self.settings.admin_token.get_secret_value() if self.settings.admin_token else None
-        self.admin_token = load_admin_token(data_dir, configured)
-        self.store = await Store.open(data_dir / "agentcom.db", self.settings.sqlite_synchronous)
-        self.auth = Auth(self.store, self.clock, self.admin_token)
-        await self.auth.load()
-        self.queue = TaskQueue(self.store, self.bus, self.clock, self.settings.max_history)
-        await self.queue.load()
-        self.trajectory = Trajectory(self.store, self.bus, self.clock)
-        await self.trajectory.load()
-        self.queue.on_forget.append(self.trajectory.forget)
+        db_path = data_dir / "agentcom.db"
+        made = [p for p in (data_dir / "admin.token", db_path) if not p.exists()]
+        if db_path in made:  # a WAL is removed only with its database: alone it may hold committed pages
+            made += [p for p in (db_path.with_name(db_path.name + s) for s in ("-wal", "-shm")) if not p.exists()]
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            self.store = await Store.open(db_path, self.settings.sqlite_synchronous)
+            configured = self.settings.admin_token.get_secret_value() if self.settings.admin_token else None
+            self.admin_token = load_admin_token(data_dir, configured)
+            self.auth = Auth(self.store, self.clock, self.admin_token)
+            try:
+                await self.auth.load()
+            except ValueError as exc:  # a role this hub does not know
+                roles = ", ".join(f"'{r}'" for r in Role)
+                raise StoreError(
+                    f"the tokens table of {db_path} holds a token this hub cannot read ({exc}). Remove or correct "
+                    f"that row, e.g. sqlite3 {db_path} \"DELETE FROM tokens WHERE role NOT IN ({roles})\", "
+                    f"then start again."
+                ) from exc
+            self.queue = TaskQueue(self.store, self.bus, self.clock, self.settings.max_history)
+            await self.queue.load()
+            self.trajectory = Trajectory(self.store, self.bus, self.clock)
+            await self.trajectory.load()
+            self.queue.on_forget.append(self.trajectory.forget)
+        except BaseException:
+            await self.close()
+            for path in made:
+                path.unlink(missing_ok=True)
+            raise
+        self.created = made
         self.fleet = Fleet(self.queue, self.agents, self.bus, self.clock)
         self.started_at = self.clock.now_ms()
+
+    @property
+    def opened(self) -> bool:
+        return hasattr(self, "fleet")
+
+    async def close(self) -> None:
+        """Close the store if it is open (idempotent)."""
+        store: Store | None = getattr(self, "store", None)
+        if store is not None:
+            await store.close()
 
     def background(self) -> dict[str, Callable[[], Coroutine[Any, Any, None]]]:
         """Every long-lived loop of the hub, by name."""
@@ -103,7 +139,8 @@ class Hub:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     hub: Hub = app.state.hub
-    await hub.open()
+    if not hub.opened:  # HubServer opens it before it listens, so that a failed start raises plainly
+        await hub.open()
     if hub.settings.gc_freeze:
         POLICY.install()  # after the load: the tasks read back are the first survivors frozen
     async with asyncio.TaskGroup() as tg:
@@ -118,7 +155,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             for conn in list(hub.sockets):
                 await conn.close(1012, "hub shutting down")
             await asyncio.gather(*loops, return_exceptions=True)
-            await hub.store.close()
+            await hub.close()
             if hub.settings.gc_freeze:
                 POLICY.uninstall()
     logger.info("hub stopped")
@@ -129,6 +166,7 @@ def create_app(settings: HubSettings, clock: Clock | None = None) -> FastAPI:
     app.state.hub = Hub(settings, clock)
     install_error_handlers(app)
     install_limits(app)  # body caps and rate limits, before any route reads a byte
+    app.add_middleware(StorageGuard)
     app.include_router(api_agents.router)
     app.include_router(api_tasks.router)
     app.include_router(api_admin.router)

@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from hub.server import HubServer
+from hub.server import HubServer, StartupError
 from hub.settings import HubSettings
 
 logger = logging.getLogger("hub")
@@ -34,11 +34,34 @@ async def serve(settings: HubSettings) -> int:
     # restarts and its reads do; 0.1 ms measured best when commits still went through the thread.
     sys.setswitchinterval(0.0001)
     server = HubServer(settings)
+    starting = asyncio.ensure_future(server.start())
+
+    def stop() -> None:  # SIGINT/SIGTERM: a start in progress is abandoned (and undone), a running hub stops
+        if not starting.done():
+            starting.cancel()
+        server._fatal()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, server._fatal)
-    url = await server.start()
-    (settings.data_dir / "hub.url").write_text(url + "\n")
+        loop.add_signal_handler(sig, stop)
+    try:
+        url = await starting
+    except asyncio.CancelledError:
+        print("agentcom hub: stopped while starting; nothing was left running.", file=sys.stderr, flush=True)
+        return 0
+    except StartupError as exc:
+        print(f"agentcom hub: cannot start: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except Exception as exc:
+        logger.critical("the hub failed to start", exc_info=True)
+        print(f"agentcom hub: cannot start: unexpected {type(exc).__name__}: {exc}. This is a bug (the traceback "
+              f"is above); the start was undone, the data dir left as it was. Please report it.",
+              file=sys.stderr, flush=True)
+        return 1
+    try:
+        (settings.data_dir / "hub.url").write_text(url + "\n")
+    except OSError as exc:  # a full disk: the hub serves all the same (degraded), the URL is printed below
+        logger.warning("could not write %s: %s", settings.data_dir / "hub.url", exc)
     token_note = "from AGENTCOM_ADMIN_TOKEN" if settings.admin_token else f"in {settings.data_dir / 'admin.token'}"
     print(f"agentcom hub ready url={url}", flush=True)
     print(f"  dashboard: {url}/dashboard   admin token: {token_note}", flush=True)
@@ -58,8 +81,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvloop  # faster event loop for the sockets (optional)
     except ImportError:
-        return asyncio.run(serve(settings))
-    return uvloop.run(serve(settings))
+        uvloop = None
+    try:
+        return uvloop.run(serve(settings)) if uvloop is not None else asyncio.run(serve(settings))
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place
+        return 130
 
 
 def main(argv: list[str] | None = None) -> int:

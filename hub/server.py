@@ -1,18 +1,54 @@
-"""Serve the hub with uvicorn in the running event loop, and report the bound URL."""
+"""Serve the hub with uvicorn in the running event loop, and report the bound URL.
+
+Starting takes the data dir's lock, binds the port and opens the hub (store, tokens, tasks) before uvicorn runs, so
+every expected failure is an exception raised by :meth:`HubServer.start` with nothing left behind: no lock, no
+listening socket, no open database or WAL sync helper, no file the start created.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
+import socket
 
 import uvicorn
 
 from hub import server_protocols
 from hub.app import Hub, create_app
 from hub.clock import Clock
+from hub.data_lock import LOCK_NAME, DataDirError, DataLock
 from hub.settings import HubSettings
+from hub.store import StoreError
 
 logger = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """The hub could not start; the message names the cause and the fix (shown as is, without a traceback)."""
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (uvicorn listens on it), or StartupError naming the cause."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                            flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise StartupError(f"cannot listen on {host}:{port} ({exc.strerror or exc}). Pass --host (or AGENTCOM_HOST) "
+                           f"naming an address of this machine, e.g. 127.0.0.1.") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(f"port {port} on {host} is already in use by another process. Stop that process, or "
+                               f"start the hub with another --port (or AGENTCOM_PORT; 0 picks a free one).") from None
+        raise StartupError(f"cannot listen on {host}:{port} ({exc.strerror or exc}). Pass another --host or --port "
+                           f"(ports below 1024 need privileges).") from None
+    return sock
 
 
 class HubServer:
@@ -35,21 +71,57 @@ class HubServer:
         self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self.hub.on_fatal = self._fatal
         self._task: asyncio.Task[None] | None = None
+        self._lock: DataLock | None = None
+        self._sock: socket.socket | None = None
         self.url = ""
 
     def _fatal(self) -> None:
         self.server.should_exit = True
 
     async def start(self) -> str:
-        self._task = asyncio.create_task(self.server.serve(), name="uvicorn")
-        while not self.server.started:
-            if self._task.done():
-                self._task.result()
-                raise RuntimeError("hub failed to start")
-            await asyncio.sleep(0.005)
-        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
-        self.url = f"http://{host}:{port}"
+        """Lock the data dir, bind the port, open the hub and serve; return the URL once it accepts connections.
+
+        Any failure (or cancellation) undoes all of it first; the expected causes raise StartupError."""
+        try:
+            self._lock = DataLock.acquire(self.settings.data_dir)
+            self._sock = bind(self.settings.host, self.settings.port)
+            host, port = self._sock.getsockname()[:2]
+            self.url = f"http://{host}:{port}"
+            self._lock.record(self.url)
+            await self.hub.open()
+            self._task = asyncio.create_task(self.server.serve(sockets=[self._sock]), name="uvicorn")
+            while not self.server.started:
+                if self._task.done():
+                    try:
+                        self._task.result()
+                    except SystemExit:  # uvicorn's answer to a failed lifespan startup
+                        pass
+                    raise StartupError("the HTTP server stopped while starting; the log above says why.")
+                await asyncio.sleep(0.005)
+        except BaseException as exc:
+            await self._undo_start()
+            if isinstance(exc, DataDirError | StoreError):
+                raise StartupError(str(exc)) from exc
+            raise
         return self.url
+
+    async def _undo_start(self) -> None:
+        served = self.server.started  # then someone may have been answered: what the start created stays
+        if self._task is not None and not self._task.done():
+            self.server.should_exit = True
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.hub.close()
+        if not served:
+            for path in self.hub.created:
+                path.unlink(missing_ok=True)
+        if self._sock is not None:
+            self._sock.close()
+        if self._lock is not None:
+            for created in reversed(self._lock.created):  # a directory this start made holds nothing to keep
+                (created / LOCK_NAME).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    created.rmdir()
+            self._lock.release()
 
     @property
     def ws_url(self) -> str:
@@ -61,5 +133,12 @@ class HubServer:
 
     async def stop(self) -> None:
         self.server.should_exit = True
-        if self._task is not None:
-            await self._task
+        try:
+            if self._task is not None:
+                await self._task
+        finally:
+            await self.hub.close()  # already closed by the lifespan, unless uvicorn never ran it
+            if self._sock is not None:
+                self._sock.close()
+            if self._lock is not None:
+                self._lock.release()

@@ -8,6 +8,7 @@ changes share one fsync instead of paying one each.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sqlite3
@@ -15,10 +16,11 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import aiosqlite
 
+from hub.store_faults import disk_full, open_error, table, unstorable_value
 from hub.wal_sync import WalSyncer, WalSyncError
 
 logger = logging.getLogger(__name__)
@@ -59,8 +61,49 @@ BUSY_TIMEOUT_MS = 30_000
 store gives up; the hub keeps serving meanwhile."""
 
 
+DISK_FULL_RETRY_S = (0.05, 2.0)
+"""A commit refused for lack of space is retried after the first delay, doubling up to the second."""
+
+
 class StoreError(Exception):
     """The database refused a write or a read."""
+
+
+def _unstorable(group: list[tuple[list[Write], asyncio.Future[None]]]) -> dict[int, str]:
+    """The batches (by index) holding a row SQLite cannot bind, with the reason (never the value: it may be a
+    secret or huge). Runs only after a transaction failed, so the commit path pays nothing for it."""
+    bad: dict[int, str] = {}
+    for i, (writes, _) in enumerate(group):
+        for sql, params in writes:
+            if isinstance(params, Deferred):
+                try:
+                    params = params.build()
+                except Exception as exc:
+                    bad[i] = f"building the {table(sql)} row {params.key!r} raised {exc!r}"
+                    break
+            if not isinstance(params, tuple | list) or len(params) != sql.count("?"):
+                bad[i] = f"a {table(sql)} row does not have {sql.count('?')} parameters"
+                break
+            reason = next(filter(None, map(unstorable_value, params)), None)
+            if reason is not None:
+                bad[i] = f"in a {table(sql)} row, {reason}"
+                break
+    return bad
+
+
+async def _connect(path: Path, **kwargs: Any) -> aiosqlite.Connection:
+    """aiosqlite.connect, except that a cancellation lets the connection finish opening and closes it: otherwise its
+    thread would go on creating the file after the caller has cleaned up."""
+    async def connect() -> aiosqlite.Connection:
+        return await aiosqlite.connect(path, **kwargs)
+
+    opening = asyncio.ensure_future(connect())
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await (await opening).close()
+        raise
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -91,24 +134,36 @@ class Store:
         self._pending: list[tuple[list[Write], asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._closed = False
+        self._closing = asyncio.Event()
+        self._shut = False
         self._writer_running = False
         self._writer_stopped = asyncio.Event()
         self.n_commits = 0
         self.n_writes = 0
         self.commit_s_total = 0.0
         self.commit_s_max = 0.0
+        self.degraded: str | None = None
+        """Why writes are waiting (the disk is full), or None while they commit."""
+        self.n_disk_full = 0
+        self.n_refused_batches = 0
+        self._checkpoint_failing = False
 
     def __repr__(self) -> str:
         return f"<Store {self.path.name} commits={self.n_commits} writes={self.n_writes} pending={len(self._pending)}>"
 
     @classmethod
     async def open(cls, path: Path, synchronous: str = "FULL", wal_limit_bytes: int = WAL_LIMIT_BYTES) -> Store:
-        """Open (creating if needed) the database at ``path`` and apply pending migrations."""
+        """Open (creating if needed) the database at ``path`` and apply pending migrations, all in one transaction.
+
+        Raises StoreError naming the cause and the fix; then nothing is left open (no connection, no helper)."""
         path.parent.mkdir(parents=True, exist_ok=True)
+        opened: list[aiosqlite.Connection] = []
+        store: Store | None = None
         try:
             # The writer's transactions run on the loop's thread (see _commit); the connection's own thread runs
             # only the fallbacks and the WAL restart, between them: the connection is used from both, never at once.
-            db = await aiosqlite.connect(path, isolation_level=None, check_same_thread=False)
+            db = await _connect(path, isolation_level=None, check_same_thread=False)
+            opened.append(db)
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute(f"PRAGMA synchronous={synchronous}")
             await db.execute("PRAGMA foreign_keys=ON")
@@ -118,15 +173,22 @@ class Store:
             await db.execute(f"PRAGMA journal_size_limit={wal_limit_bytes}")
             # Reads and checkpoints use a second connection: reads then see committed data only, and never run
             # on the writer's connection while the loop's thread is inside one of its transactions.
-            reader = await aiosqlite.connect(path, isolation_level=None)
+            reader = await _connect(path, isolation_level=None)
+            opened.append(reader)
             await reader.execute(f"PRAGMA synchronous={synchronous}")
             store = cls(db, path, reader, wal_limit_bytes, synchronous)
             await store._migrate()
             await db.execute("PRAGMA busy_timeout=0")  # see _begin: the loop's thread never waits for a lock
             if synchronous == "FULL":
                 await store._start_syncer()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open {path}: {exc}") from exc
+        except BaseException as exc:
+            if store is not None and store._syncer is not None:
+                await store._syncer.close()
+            for conn in opened:  # each has a thread that would keep the process alive
+                await conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(open_error(path, exc)) from exc
+            raise
         return store
 
     async def _start_syncer(self) -> None:
@@ -157,32 +219,60 @@ class Store:
         getattr(os, "fdatasync", os.fsync)(self._wal_fd)  # as the helper does
 
     async def _migrate(self) -> None:
+        """Apply every pending migration in one transaction: a failure leaves the database as it was."""
         async with self._db.execute("PRAGMA user_version") as cur:
             row = await cur.fetchone()
         version = row[0] if row else 0
-        for number, sql in _migrations():
-            if number <= version:
-                continue
-            await self._db.execute("BEGIN")
-            try:
-                for statement in filter(None, (s.strip() for s in sql.split(";"))):
-                    await self._db.execute(statement)
-                await self._db.execute(f"PRAGMA user_version={number}")
-                await self._db.execute("COMMIT")
-            except sqlite3.Error:
-                await self._db.execute("ROLLBACK")
-                raise
-            logger.info("store migrated to version %d", number)
+        migrations = _migrations()
+        latest = migrations[-1][0] if migrations else 0
+        if version > latest:
+            raise StoreError(f"the database {self.path} was written by a newer hub (schema version {version}, this "
+                             f"hub knows up to {latest}). Run that newer hub, or restore a backup made by this one.")
+        pending = [(number, sql) for number, sql in migrations if number > version]
+        if pending:
+            await self._db._execute(self._apply_migrations, pending, version, latest)
+            logger.info("store migrated from version %d to %d", version, latest)
+
+    def _apply_migrations(self, pending: list[tuple[int, str]], version: int, latest: int) -> None:
+        """Runs on aiosqlite's connection thread: the transaction begins and ends within this one call, so a start
+        cancelled meanwhile cannot leave it half done (it completes or rolls back, then the store closes)."""
+        conn = self._db._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for number, sql in pending:
+                try:
+                    for statement in filter(None, (s.strip() for s in sql.split(";"))):
+                        conn.execute(statement)
+                except sqlite3.Error as exc:
+                    raise StoreError(
+                        f"upgrading the database {self.path} from schema version {version} failed in migration "
+                        f"{number} ({exc}); nothing was changed, it is still at version {version}. The file does not "
+                        f"match that version: restore it from a backup, or move it aside (mv {self.path} "
+                        f"{self.path}.old) to start with an empty database."
+                    ) from exc
+            conn.execute(f"PRAGMA user_version={latest}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     async def close(self) -> None:
-        """Stop taking writes, let the writer commit what is pending, then close the connection."""
+        """Stop taking writes, let the writer commit what is pending, then close the connection (idempotent)."""
+        if self._shut:
+            return
+        self._shut = True
         self._closed = True
+        self._closing.set()
         self._wake.set()
         if self._writer_running:
             await self._writer_stopped.wait()
-        await self._db.execute("PRAGMA busy_timeout=5000")
-        await self._db.execute(f"PRAGMA synchronous={self.synchronous}")  # the checkpoint syncs as configured
-        await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        try:
+            await self._db.execute("PRAGMA busy_timeout=5000")
+            await self._db.execute(f"PRAGMA synchronous={self.synchronous}")  # the checkpoint syncs as configured
+            await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:  # a full disk: the WAL keeps the commits, the next open replays it
+            logger.warning("final checkpoint failed (the WAL keeps every commit): %s", exc)
         await self._reader.close()
         await self._db.close()
         if self._syncer is not None:
@@ -201,6 +291,9 @@ class Store:
             "wal_restarts": self.n_restarts,
             "wal_sync": "helper" if self._syncer is not None else "sqlite" if self.synchronous == "FULL" else "none",
             "wal_syncs": self._syncer.n_syncs if self._syncer is not None else 0,
+            "degraded": self.degraded,
+            "disk_full_retries": self.n_disk_full,
+            "refused_batches": self.n_refused_batches,
         }
 
     def enqueue(self, writes: Iterable[Write]) -> asyncio.Future[None]:
@@ -241,6 +334,67 @@ class Store:
             self._writer_stopped.set()
 
     async def _commit(self, group: list[tuple[list[Write], asyncio.Future[None]]]) -> None:
+        """Commit ``group`` in one transaction and answer its futures.
+
+        A batch whose rows cannot be built or stored (a lone surrogate, an integer past 64 bits, a build that
+        raises) fails alone with StoreError and the rest commits: a bad row never stops the writer. While the disk
+        is full the group stays pending, retried with a capped backoff (nothing is answered that is not on disk).
+        Any other failure is fatal (see the end).
+        """
+        delay_s = DISK_FULL_RETRY_S[0]
+        while group:
+            by_sql, bad = self._rows(group)
+            if bad:
+                group = self._refuse(group, bad)
+                continue
+            started = time.perf_counter()
+            try:
+                # The statements run here: on the connection's thread each row's step would wait for the GIL the
+                # loop holds (about 80 us a row measured under load). The fsync never runs here: with FULL the
+                # helper process syncs the WAL (hub/wal_sync.py), or without it SQLite does in a COMMIT on the
+                # connection's thread (aiosqlite has no public call for running a function there; its
+                # documented-in-source one is used); NORMAL commits never sync.
+                if not self._begin(by_sql):  # another process holds the write lock: wait on the connection's thread
+                    await self._db._execute(self._transaction, by_sql)
+                elif self._syncer is None and self.synchronous == "FULL":
+                    await self._db._execute(self._finish)
+                else:
+                    self._finish()
+            except Exception as exc:  # rolled back: nothing of the group is in the database
+                if disk_full(exc) and not self._closed:
+                    self._disk_is_full(exc)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._closing.wait(), delay_s)
+                    delay_s = min(2 * delay_s, DISK_FULL_RETRY_S[1])
+                    continue
+                if bad := _unstorable(group):
+                    group = self._refuse(group, bad)
+                    continue
+                if disk_full(exc):  # and closing: the hub stops anyway, and restarts from what is on disk
+                    self._fail(group, StoreError(f"not committed, the disk is full: {exc}"))
+                    return
+                self._stop(group, exc)
+            try:
+                if self._syncer is not None:
+                    await self._sync_commit()
+            except (sqlite3.Error, OSError) as exc:
+                self._stop(group, exc)
+            took = time.perf_counter() - started
+            self.commit_s_total += took
+            self.commit_s_max = max(self.commit_s_max, took)
+            if self.degraded is not None:
+                logger.warning("disk space is back: writes commit again")
+                self.degraded = None
+            self.n_commits += 1
+            self.n_writes += sum(len(rows) for rows in by_sql.values())
+            for _, fut in group:
+                if not fut.done():
+                    fut.set_result(None)
+            return
+
+    def _rows(self, group: list[tuple[list[Write], asyncio.Future[None]]]
+              ) -> tuple[dict[str, list[Sequence[Any]]], dict[int, str]]:
+        """The group's rows by statement, and the batches (by index) whose deferred rows failed to build."""
         by_sql: dict[str, list[Sequence[Any]]] = {}
         deferred: dict[str, dict[str, Deferred]] = {}
         for writes, _ in group:
@@ -251,40 +405,49 @@ class Store:
                     rows[params.key] = params
                 else:
                     by_sql.setdefault(sql, []).append(params)
+        failed: dict[tuple[str, str], str] = {}
         for sql, rows in deferred.items():  # built here, on the loop's thread, where the objects are owned
-            by_sql.setdefault(sql, []).extend(d.build() for d in rows.values())
-        started = time.perf_counter()
-        try:
-            # The statements run here: on the connection's thread each row's step would wait for the GIL the loop
-            # holds (about 80 us a row measured under load). The fsync never runs here: with FULL the helper
-            # process syncs the WAL (hub/wal_sync.py), or without it SQLite does in a COMMIT on the connection's
-            # thread (aiosqlite has no public call for running a function there; its documented-in-source one is
-            # used); NORMAL commits never sync.
-            if not self._begin(by_sql):  # another process holds the write lock: wait on the connection's thread
-                await self._db._execute(self._transaction, by_sql)
-            elif self._syncer is None and self.synchronous == "FULL":
-                await self._db._execute(self._finish)
-            else:
-                self._finish()
-            if self._syncer is not None:
-                await self._sync_commit()
-            took = time.perf_counter() - started
-            self.commit_s_total += took
-            self.commit_s_max = max(self.commit_s_max, took)
-        except (sqlite3.Error, OSError) as exc:
-            logger.critical("store commit failed: %s", exc)
-            error = StoreError(str(exc))
-            for _, fut in group:
-                if not fut.done():
-                    fut.set_exception(error)
-            # The state in memory already moved past what is on disk and cannot be rolled back: carrying on would
-            # let later answers rest on writes that never happened. Stop; a restart reloads the committed state.
-            raise error from exc
-        self.n_commits += 1
-        self.n_writes += sum(len(rows) for rows in by_sql.values())
+            built = by_sql.setdefault(sql, [])
+            for d in rows.values():
+                try:
+                    built.append(d.build())
+                except Exception as exc:
+                    failed[sql, d.key] = f"building the {table(sql)} row {d.key!r} raised {exc!r}"
+        if not failed:
+            return by_sql, {}
+        return by_sql, {i: failed[key] for i, (writes, _) in enumerate(group) for sql, params in writes
+                        if isinstance(params, Deferred) and (key := (sql, params.key)) in failed}
+
+    def _refuse(self, group: list[tuple[list[Write], asyncio.Future[None]]], bad: dict[int, str]
+                ) -> list[tuple[list[Write], asyncio.Future[None]]]:
+        """Fail the ``bad`` batches alone and return the rest of the group."""
+        for i, reason in bad.items():
+            logger.error("store refused a batch of %d writes: unencodable row: %s", len(group[i][0]), reason)
+            self.n_refused_batches += 1
+            if not group[i][1].done():
+                group[i][1].set_exception(StoreError(f"unencodable row: {reason}"))
+        return [batch for i, batch in enumerate(group) if i not in bad]
+
+    def _disk_is_full(self, exc: Exception) -> None:
+        self.n_disk_full += 1
+        if self.degraded is None:
+            logger.error("the disk is full (%s): writes wait and are retried; state-changing requests are refused "
+                         "until space is freed", exc)
+        self.degraded = f"disk full: {exc}"
+
+    @staticmethod
+    def _fail(group: list[tuple[list[Write], asyncio.Future[None]]], error: StoreError) -> None:
         for _, fut in group:
             if not fut.done():
-                fut.set_result(None)
+                fut.set_exception(error)
+
+    def _stop(self, group: list[tuple[list[Write], asyncio.Future[None]]], exc: BaseException) -> NoReturn:
+        logger.critical("store commit failed: %s", exc)
+        error = StoreError(str(exc))
+        self._fail(group, error)
+        # The state in memory already moved past what is on disk and cannot be rolled back: carrying on would
+        # let later answers rest on writes that never happened. Stop; a restart reloads the committed state.
+        raise error from exc
 
     async def run_checkpointer(self, interval_s: float = 1.0) -> None:
         """Copy committed WAL pages into the database file every ``interval_s``, beside the writer, never blocking
@@ -295,7 +458,11 @@ class Store:
                 await self._reader.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 self.n_checkpoints += 1
             except sqlite3.Error as exc:
-                logger.warning("checkpoint failed (will retry): %s", exc)
+                if not self._checkpoint_failing:  # once per spell (a full disk fails it every interval)
+                    logger.warning("checkpoint failed (will retry): %s", exc)
+                self._checkpoint_failing = True
+            else:
+                self._checkpoint_failing = False
 
     async def _keep_wal_bounded(self) -> None:
         """Between two commits, once the WAL is past its limit, checkpoint it on the writer's connection so the
@@ -311,7 +478,16 @@ class Store:
                 return
         except OSError:
             return
-        if await self._db._execute(self._restart_wal):
+        try:
+            restarted = await self._db._execute(self._restart_wal)
+        except sqlite3.Error as exc:  # the database file could not grow: the WAL keeps the pages meanwhile
+            if not disk_full(exc):
+                raise
+            if not self._checkpoint_failing:
+                logger.warning("checkpoint failed (will retry): %s", exc)
+            self._checkpoint_failing = True
+            return
+        if restarted:
             self.n_restarts += 1
 
     def _restart_wal(self) -> bool:

@@ -9,12 +9,14 @@ GIL in between. Nobody is answered before the byte comes back, so a commit is as
 synced at every commit); checkpoints keep their own syncs (see :class:`hub.store.Store`).
 
 Protocol on the helper's stdin/stdout: it sends ``r`` once the WAL file is open, then answers each ``s`` with ``k``
-after a successful ``fdatasync`` or ``e`` after a failed one. It exits when its stdin closes (the hub went away).
+after a successful ``fdatasync``, ``n`` after one that failed for lack of space (ENOSPC, EDQUOT) or ``e`` after one
+that failed otherwise. It exits when its stdin closes (the hub went away).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import sys
 from pathlib import Path
 
@@ -44,6 +46,9 @@ class WalSyncer:
         except (WalSyncError, TimeoutError) as exc:
             await syncer.close()
             raise WalSyncError(f"the WAL sync helper did not start: {exc}") from None
+        except BaseException:  # cancelled (a stop during the hub's start): no helper outlives it
+            await syncer.close()
+            raise
         if ready != b"r":
             await syncer.close()
             raise WalSyncError(f"the WAL sync helper could not open {wal}")
@@ -67,9 +72,14 @@ class WalSyncer:
             self._proc.stdin.write(b"s")
         except (ConnectionError, RuntimeError) as exc:
             raise WalSyncError(f"the WAL sync helper is gone: {exc}") from exc
-        if await self._reply() != b"k":
-            # Not a WalSyncError: after a failed fsync the kernel may have dropped the dirty pages, so a retry
-            # that succeeds proves nothing. The store treats this as a failed commit (the hub stops).
+        reply = await self._reply()
+        if reply != b"k":
+            # Not a WalSyncError, and not retried even when the disk is full: after a failed fsync the kernel may
+            # have dropped the dirty pages, and every later WAL frame's checksum chains on the lost ones, so a
+            # retry that succeeds proves nothing. The store treats this as a failed commit (the hub stops). A full
+            # disk usually shows earlier, as SQLITE_FULL from the write itself, which the store does wait out.
+            if reply == b"n":
+                raise OSError(errno.ENOSPC, "fdatasync of the WAL failed: no space left on the device")
             raise OSError("fdatasync of the WAL failed")
         self.n_syncs += 1
 

@@ -15,8 +15,8 @@ def main() -> None:
     while os.read(0, 1):
         try:
             sync(fd)
-        except OSError:
-            os.write(1, b"e")
+        except OSError as exc:
+            os.write(1, b"n" if exc.errno in (28, 122) else b"e")  # ENOSPC, EDQUOT: the disk (or quota) is full
             continue
         os.write(1, b"k")
 
