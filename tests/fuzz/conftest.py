@@ -182,10 +182,14 @@ class FuzzHub:
         hub = self.hub
         if hub.failed:
             return f"background loop {hub.failed!r} crashed"
-        try:
-            r = self.http.get("/health") if self.http is not None else None
-        except httpx.HTTPError as exc:
-            return f"/health did not answer: {exc!r}"
+        r = None
+        for attempt in range(2):  # once more on a new connection: the server may have closed a pooled one
+            try:
+                r = self.http.get("/health") if self.http is not None else None
+                break
+            except httpx.TransportError as exc:
+                if attempt:
+                    return f"/health did not answer: {exc!r}"
         if r is None or r.status_code != 200:
             return f"/health answered {r.status_code if r is not None else None}"
         if not hub.store._writer_running:

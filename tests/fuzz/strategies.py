@@ -82,7 +82,8 @@ numbers = st.one_of(
     st.sampled_from(NUMBER_TOKENS).map(Raw),
     st.integers(20, 6000).map(lambda n: Raw("9" * n)),  # past SQLite's 64-bit and Python's str-digit limit
 )
-deep = st.tuples(st.integers(1, 150_000), st.booleans()).map(
+depths = st.one_of(st.sampled_from([900, 1_000, 3_000, 10_000, 100_000]), st.integers(1, 150_000))
+deep = st.tuples(depths, st.booleans()).map(
     lambda t: Raw("[" * t[0] + "]" * t[0]) if t[1] else Raw('{"a":' * t[0] + "1" + "}" * t[0]))
 leaves = st.one_of(st.none(), st.booleans(), numbers, texts)
 keys = st.one_of(st.text(max_size=12), st.sampled_from(NASTY_STRINGS), lone_surrogates)

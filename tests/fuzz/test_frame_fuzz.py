@@ -23,9 +23,11 @@ ALLOWED_CLOSES = {1000, 1008, 1009, 4000}
 
 # Frames mostly name the task the hub just assigned, at its generation (or one off), so that out-of-order reports
 # (complete before accept, progress after complete, a second complete) reach the task's real state machine.
-task_ids = st.one_of(st.just(Slot("task_id")), st.just(Slot("task_id")), texts, json_values)
-generations = st.one_of(st.just(Slot("generation")), st.just(Slot("generation+1")), numbers, json_values)
-sidecar_frames = st.sampled_from(MODELS).flatmap(
+task_ids = st.integers(0, 3).flatmap(lambda i: st.just(Slot("task_id")) if i else st.one_of(texts, json_values))
+generations = st.integers(0, 4).flatmap(lambda i: st.just(Slot("generation")) if i > 1 else st.just(
+    Slot("generation+1")) if i else st.one_of(numbers, json_values))
+REPORTS = (P.TaskAccepted, P.TaskProgress, P.TaskComplete, P.TaskFailed)  # the ones that write to the store
+sidecar_frames = st.sampled_from(MODELS + REPORTS).flatmap(
     lambda m: shaped(m, task_id=task_ids, generation=generations, execution_event=json_objects,
                      agent_id=st.just(Slot("agent_id")), token=st.just(Slot("token"))))
 # The task's metadata holds the numbers the hub computes with while the task runs; the other hostile metadata is the
