@@ -1,4 +1,4 @@
-"""Hostile task, agent and event fields reach the dashboard in Chromium as text, never as markup (skipped without it)."""
+"""Hostile task, agent and event fields reach the dashboard in Chromium as text, never as markup (needs Chromium)."""
 
 from __future__ import annotations
 
