@@ -1,6 +1,6 @@
 // Actions from the page go through the HTTP API with the page's token; every failure is shown to the user.
 
-import { esc } from "./util.js";
+import { el } from "./util.js";
 
 let token = null;
 
@@ -49,16 +49,14 @@ export async function api(method, path, body) {
 }
 
 export function toast(kind, text, { sticky = kind === "error" } = {}) {
-  const el = document.createElement("div");
-  el.className = "toast";
-  el.dataset.kind = kind;
-  el.setAttribute("role", kind === "error" ? "alert" : "status");
-  el.innerHTML = `<span>${esc(text)}</span><button type="button" class="btn ghost small" aria-label="Dismiss">✕</button>`;
-  el.querySelector("button").addEventListener("click", () => el.remove());
-  document.getElementById("toasts").append(el);
-  if (!sticky) setTimeout(() => el.remove(), 6000);
+  const dismiss = el("button", { type: "button", class: "btn ghost small", "aria-label": "Dismiss" }, "✕");
+  const node = el("div", { class: "toast", "data-kind": kind, role: kind === "error" ? "alert" : "status" },
+    el("span", {}, text), dismiss);
+  dismiss.addEventListener("click", () => node.remove());
+  document.getElementById("toasts").append(node);
+  if (!sticky) setTimeout(() => node.remove(), 6000);
   if (kind === "error") console.warn("dashboard:", text);
-  return el;
+  return node;
 }
 
 async function run(label, fn) {

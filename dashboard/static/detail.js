@@ -1,7 +1,8 @@
-// The task detail drawer: the task, its counters and its live tool-call timeline.
+// The task detail drawer: the task, its counters and its live tool-call timeline (DOM built with el()).
 
 import { state } from "./store.js";
-import { duration, esc, num, pill, rel, serverNow, shortId } from "./util.js";
+import { actionButton } from "./panels.js";
+import { duration, el, fill, muted, num, pill, rel, serverNow, shortId } from "./util.js";
 
 const $ = (id) => document.getElementById(id);
 const view = { taskId: null, task: null, timeline: new Map(), loaded: false, error: null };
@@ -59,7 +60,7 @@ export function onExecution(event) {
   if (list && event.seq > last) {
     const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
     list.querySelector(".empty")?.remove();
-    list.insertAdjacentHTML("beforeend", entryHtml(event));
+    list.append(entryNode(event));
     if (nearBottom) list.scrollTop = list.scrollHeight;
     renderCounters();
   } else {
@@ -106,83 +107,89 @@ function counters() {
 }
 
 function renderCounters() {
-  const el = $("detail-counters");
-  if (!el) return;
-  el.innerHTML = counters().map(([key, label, value]) =>
-    `<li data-counter="${key}"><b>${esc(value)}</b><span>${esc(label)}</span></li>`).join("");
+  const target = $("detail-counters");
+  if (!target) return;
+  fill(target, counters().map(([key, label, value]) =>
+    el("li", { "data-counter": key }, el("b", {}, value), el("span", {}, label))));
 }
 
 function actions(t) {
-  if (state.role !== "admin") return "";
+  if (state.role !== "admin") return [];
   const out = [];
   if (["queued", "assigned", "working", "dead_letter"].includes(t.status)) {
-    out.push(`<button class="btn small" type="button" data-action="cancel" data-task-id="${esc(t.id)}">Cancel task</button>`);
+    out.push(actionButton("cancel", t.id, "Cancel task"));
   }
-  if (["dead_letter", "cancelled"].includes(t.status)) {
-    out.push(`<button class="btn small" type="button" data-action="retry" data-task-id="${esc(t.id)}">Retry task</button>`);
-  }
-  return out.join(" ");
+  if (["dead_letter", "cancelled"].includes(t.status)) out.push(actionButton("retry", t.id, "Retry task"));
+  return out.flatMap((b, i) => (i ? [" ", b] : [b]));
 }
 
-function meta(label, value) {
-  return `<dt>${esc(label)}</dt><dd>${value}</dd>`;
+function meta(label, ...value) {
+  return [el("dt", {}, label), el("dd", {}, value)];
 }
 
 function renderHead() {
   const t = view.task;
-  const el = $("detail-head");
-  if (!el) return;
+  const head = $("detail-head");
+  if (!head) return;
   if (!t) {
-    el.innerHTML = `<p class="muted">Loading ${esc(view.taskId)}…</p>`;
+    fill(head, el("p", { class: "muted" }, `Loading ${view.taskId}…`));
     return;
   }
-  $("detail-title").innerHTML = `Task <code>${esc(shortId(t.id))}</code>`;
+  fill($("detail-title"), "Task ", el("code", {}, shortId(t.id)));
   const attempts = `${t.retry_count ?? 0} failed of ${t.max_retries ?? "?"} allowed`;
-  el.innerHTML = `<div class="row">${pill(t.status)}${t.outcome ? pill(`outcome-${t.outcome}`, t.outcome) : ""}
-      <span class="prio" data-priority="${esc(t.priority_name)}">${esc(t.priority_name)}</span>
-      <span class="spacer"></span>${actions(t)}</div>
-    <p class="description">${esc(t.description)}</p>
-    <dl class="meta">
-      ${meta("id", `<code>${esc(t.id)}</code>`)}
-      ${meta("agent", t.assigned_to ? esc(t.assigned_to) : '<span class="muted">—</span>')}
-      ${meta("submitted", `${rel(t.created_at)}${t.submitted_by ? ` by ${esc(t.submitted_by)}` : ""}`)}
-      ${meta("updated", rel(t.updated_at))}
-      ${meta("attempts", esc(attempts))}
-      ${t.needed_capabilities?.length ? meta("needs", t.needed_capabilities.map((c) => `<span class="chip">${esc(c)}</span>`).join("")) : ""}
-      ${t.verification_status ? meta("verification", esc(t.verification_status)) : ""}
-      ${t.last_error ? meta("last error", `<span class="bad">${esc(t.last_error)}</span>`) : ""}
-    </dl>`;
+  const needs = Array.isArray(t.needed_capabilities) ? t.needed_capabilities : [];
+  fill(head,
+    el("div", { class: "row" }, pill(t.status), t.outcome ? pill(`outcome-${t.outcome}`, t.outcome) : null,
+      el("span", { class: "prio", "data-priority": t.priority_name }, t.priority_name),
+      el("span", { class: "spacer" }), actions(t)),
+    el("p", { class: "description" }, t.description),
+    el("dl", { class: "meta" },
+      meta("id", el("code", {}, t.id)),
+      meta("agent", t.assigned_to ? t.assigned_to : muted()),
+      meta("submitted", rel(t.created_at), t.submitted_by ? ` by ${t.submitted_by}` : null),
+      meta("updated", rel(t.updated_at)),
+      meta("attempts", attempts),
+      needs.length ? meta("needs", needs.map((c) => el("span", { class: "chip" }, c))) : null,
+      t.verification_status ? meta("verification", t.verification_status) : null,
+      t.last_error ? meta("last error", el("span", { class: "bad" }, t.last_error)) : null));
 }
 
-function entryHtml(e) {
-  const iter = typeof e.iteration === "number" ? `<span class="iter">it ${e.iteration}</span>` : "";
-  const dur = typeof e.duration_ms === "number" ? `<span class="dur">${esc(duration(e.duration_ms))}</span>` : "";
+function entryNode(e) {
+  const iter = typeof e.iteration === "number" ? el("span", { class: "iter" }, `it ${e.iteration}`) : null;
+  const dur = typeof e.duration_ms === "number" ? el("span", { class: "dur" }, duration(e.duration_ms)) : null;
+  const seq = el("span", { class: "seq" }, `#${e.seq}`);
   if (e.event_type === "tool_call") {
-    return `<li data-seq="${e.seq}" data-type="tool_call"><div class="line"><span class="seq">#${e.seq}</span>${iter}
-      <b class="tool">${esc(e.tool_name || "tool")}</b><span class="spacer"></span>${dur}${rel(e.timestamp)}</div>
-      ${e.args_summary ? `<code class="args">${esc(e.args_summary)}</code>` : ""}
-      ${e.result_summary ? `<div class="result">→ ${esc(e.result_summary)}</div>` : ""}</li>`;
+    return el("li", { "data-seq": e.seq, "data-type": "tool_call" },
+      el("div", { class: "line" }, seq, iter, el("b", { class: "tool" }, e.tool_name || "tool"),
+        el("span", { class: "spacer" }), dur, rel(e.timestamp)),
+      e.args_summary ? el("code", { class: "args" }, e.args_summary) : null,
+      e.result_summary ? el("div", { class: "result" }, `→ ${e.result_summary}`) : null);
   }
   const text = e.text || e.message || e.summary || "";
-  return `<li data-seq="${e.seq}" data-type="${esc(e.event_type || "event")}"><div class="line"><span class="seq">#${e.seq}</span>${iter}
-    <span class="etype">${esc(e.event_type || "event")}</span><span class="spacer"></span>${dur}${rel(e.timestamp)}</div>
-    ${text ? `<div class="result">${esc(text)}</div>` : ""}</li>`;
+  return el("li", { "data-seq": e.seq, "data-type": e.event_type || "event" },
+    el("div", { class: "line" }, seq, iter, el("span", { class: "etype" }, e.event_type || "event"),
+      el("span", { class: "spacer" }), dur, rel(e.timestamp)),
+    text ? el("div", { class: "result" }, typeof text === "object" ? JSON.stringify(text) : text) : null);
 }
 
-function resultHtml(t) {
+function resultNodes(t) {
   const r = t.result;
-  if (!r || !Object.keys(r).length) return "";
+  if (!r || typeof r !== "object" || !Object.keys(r).length) return null;
   const body = r.output || r.error || "";
-  return `<h3>Result</h3><p class="small">${r.status ? pill(r.status === "success" ? "completed" : "dead_letter", r.status) : ""}
-    ${r.reason ? esc(r.reason) : ""}</p>${body ? `<pre class="output">${esc(body)}</pre>` : ""}`;
+  return [
+    el("h3", {}, "Result"),
+    el("p", { class: "small" }, r.status ? pill(r.status === "success" ? "completed" : "dead_letter", r.status) : null,
+      r.reason ? ` ${r.reason}` : null),
+    body ? el("pre", { class: "output" }, typeof body === "object" ? JSON.stringify(body, null, 2) : body) : null,
+  ];
 }
 
-function historyHtml(t) {
-  if (!t.history?.length) return "";
-  const items = t.history.slice().reverse().map((h) => `<li><b>${esc(h.event)}</b> ${rel(h.timestamp)}
-    <span class="muted small">${esc(Object.entries(h.details || {}).filter(([, v]) => v !== null && v !== undefined)
-      .map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" "))}</span></li>`).join("");
-  return `<details><summary>History (${t.history.length})</summary><ul class="history">${items}</ul></details>`;
+function historyNodes(t) {
+  if (!t.history?.length) return null;
+  const items = t.history.slice().reverse().map((h) => el("li", {}, el("b", {}, h.event), " ", rel(h.timestamp), " ",
+    el("span", { class: "muted small" }, Object.entries(h.details || {}).filter(([, v]) => v !== null && v !== undefined)
+      .map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" "))));
+  return el("details", {}, el("summary", {}, `History (${t.history.length})`), el("ul", { class: "history" }, items));
 }
 
 export function tick() {
@@ -194,14 +201,18 @@ export function render() {
   const entries = [...view.timeline.values()].sort((a, b) => a.seq - b.seq);
   const emptyText = view.loaded ? "No tool calls yet; they appear here as the agent makes them." : "Loading timeline…";
   const t = view.task || {};
-  $("detail-body").innerHTML = `<div id="detail-head"></div>
-    <ul class="counters" id="detail-counters"></ul>
-    ${view.error ? `<p class="error">${esc(view.error)}</p>` : ""}
-    <h3>Timeline ${view.truncated ? '<span class="muted small">(first 1000 events)</span>' : ""}</h3>
-    <ol class="timeline" id="timeline">${entries.length ? entries.map(entryHtml).join("") : `<li class="empty">${esc(emptyText)}</li>`}</ol>
-    ${resultHtml(t)}${historyHtml(t)}`;
+  const list = el("ol", { class: "timeline" }, entries.length ? entries.map(entryNode)
+    : el("li", { class: "empty" }, emptyText));
+  list.id = "timeline";
+  const head = el("div");
+  head.id = "detail-head";
+  const counterList = el("ul", { class: "counters" });
+  counterList.id = "detail-counters";
+  fill($("detail-body"), head, counterList,
+    view.error ? el("p", { class: "error" }, view.error) : null,
+    el("h3", {}, "Timeline ", view.truncated ? el("span", { class: "muted small" }, "(first 1000 events)") : null),
+    list, resultNodes(t), historyNodes(t));
   renderHead();
   renderCounters();
-  const list = $("timeline");
   list.scrollTop = list.scrollHeight;
 }

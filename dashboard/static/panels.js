@@ -1,7 +1,7 @@
-// Rendering of the fleet panels: counts, health, agents, queue, task lists, dead-letter.
+// Rendering of the fleet panels: counts, health, agents, queue, task lists, dead-letter (DOM built with el()).
 
 import { agentsSorted, state, tasksFor } from "./store.js";
-import { bytes, esc, num, pill, rel, shortId } from "./util.js";
+import { bytes, el, fill, muted, num, pill, rel, shortId } from "./util.js";
 
 const $ = (id) => document.getElementById(id);
 const STATUSES = ["queued", "assigned", "working", "completed", "dead_letter", "cancelled"];
@@ -12,7 +12,11 @@ function canAct() {
 }
 
 function empty(text) {
-  return `<p class="empty">${esc(text)}</p>`;
+  return el("p", { class: "empty" }, text);
+}
+
+function table(headers, rows) {
+  return el("table", { class: "grid" }, el("thead", {}, el("tr", {}, headers)), el("tbody", {}, rows));
 }
 
 export function renderCounts() {
@@ -28,48 +32,63 @@ export function renderCounts() {
     ["completed", num(s.completed ?? 0), "completed"],
     ["dead_letter", num(state.queue.dead_letter ?? 0), "dead-letter"],
   ];
-  $("counts").innerHTML = items.map(([key, value, label]) =>
-    `<li data-count="${key}"${value === "0" ? " data-zero" : ""}><b>${esc(value)}</b> ${esc(label)}</li>`).join("");
+  fill($("counts"), items.map(([key, value, label]) =>
+    el("li", { "data-count": key, "data-zero": value === "0" }, el("b", {}, value), ` ${label}`)));
 }
 
 export function renderHealth(localAlerts) {
   const h = state.health || { status: "unknown", conditions: [] };
-  const el = $("health-pill");
-  el.dataset.status = h.status;
-  el.textContent = h.status === "ok" ? "healthy" : h.status;
-  const alerts = [...localAlerts, ...h.conditions];
-  $("alerts").innerHTML = alerts.map((c) =>
-    `<div class="alert" data-severity="${esc(c.severity)}" data-condition="${esc(c.id)}">` +
-    `<b>${esc(c.severity)}</b> ${esc(c.message)}` +
-    `${c.tasks ? ` <span class="muted small">${c.tasks.slice(0, 5).map(shortId).map(esc).join(", ")}</span>` : ""}` +
-    `</div>`).join("");
+  const pillEl = $("health-pill");
+  pillEl.dataset.status = h.status;
+  pillEl.textContent = h.status === "ok" ? "healthy" : h.status;
+  const alerts = [...localAlerts, ...(h.conditions || [])];
+  fill($("alerts"), alerts.map((c) => el("div", { class: "alert", "data-severity": c.severity, "data-condition": c.id },
+    el("b", {}, c.severity), ` ${c.message}`,
+    Array.isArray(c.tasks) && c.tasks.length ? [" ", el("span", { class: "muted small" },
+      c.tasks.slice(0, 5).map(shortId).join(", "))] : null)));
 }
 
 function resources(r) {
-  if (!r || (r.cpu_percent === undefined && r.ram_used_bytes === undefined)) return '<span class="muted">—</span>';
+  if (!r || (r.cpu_percent === undefined && r.ram_used_bytes === undefined)) return muted();
   const parts = [];
   if (typeof r.cpu_percent === "number") parts.push(`CPU ${Math.round(r.cpu_percent)}%`);
   if (typeof r.ram_used_bytes === "number") {
     parts.push(`RAM ${bytes(r.ram_used_bytes)}${r.ram_total_bytes ? ` / ${bytes(r.ram_total_bytes)}` : ""}`);
   }
   if (typeof r.vram_used_bytes === "number") parts.push(`VRAM ${bytes(r.vram_used_bytes)}`);
-  return parts.map((part) => `<div class="nowrap">${esc(part)}</div>`).join("");
+  return parts.map((part) => el("div", { class: "nowrap" }, part));
 }
 
 function capabilities(a) {
-  const chips = (a.capabilities || []).map((c) => `<span class="chip">${esc(c)}</span>`);
-  if (a.sandbox_level) chips.push(`<span class="chip sandbox" title="sandbox level">sandbox: ${esc(a.sandbox_level)}</span>`);
-  return chips.join("") || '<span class="muted">—</span>';
+  const chips = (a.capabilities || []).map((c) => el("span", { class: "chip" }, c));
+  if (a.sandbox_level) {
+    chips.push(el("span", { class: "chip sandbox", title: "sandbox level" }, `sandbox: ${a.sandbox_level}`));
+  }
+  return chips.length ? chips : muted();
 }
 
 function currentTask(agent) {
-  if (!agent.current_task_id) return '<span class="muted">—</span>';
+  if (!agent.current_task_id) return muted();
   const task = state.tasks.get(agent.current_task_id);
   const last = agent.last_event && agent.last_event.task_id === agent.current_task_id ? agent.last_event : null;
-  const tool = last ? `<div class="muted small">▸ ${esc(last.tool_name || last.event_type)} ${rel(last.timestamp)}</div>`
-    : "";
-  return `<a href="#" data-open-task="${esc(agent.current_task_id)}" class="task-link">` +
-    `<code>${esc(shortId(agent.current_task_id))}</code> ${esc(task ? task.description : "")}</a>${tool}`;
+  return [
+    el("a", { href: "#", "data-open-task": agent.current_task_id, class: "task-link" },
+      el("code", {}, shortId(agent.current_task_id)), ` ${task ? task.description : ""}`),
+    last ? el("div", { class: "muted small" }, `▸ ${last.tool_name || last.event_type} `, rel(last.timestamp)) : null,
+  ];
+}
+
+function agentRow(a) {
+  return el("tr", { "data-agent-id": a.agent_id, "data-state": a.fsm_state },
+    el("td", {}, el("div", { class: "strong nowrap" }, a.name),
+      el("div", { class: "muted small" }, a.agent_id, a.client_type ? ` · ${a.client_type}` : null)),
+    el("td", {}, pill(a.fsm_state),
+      a.flags && a.flags.length ? el("div", { class: "small warn" }, a.flags.join(", ")) : null),
+    el("td", { class: `wide later${a.current_task_id ? "" : " none"}` }, currentTask(a)),
+    el("td", { class: "opt caps" }, capabilities(a)),
+    el("td", { class: "small opt" }, resources(a.resources)),
+    el("td", { class: "num opt" }, num(a.completed), " / ", el("span", { class: a.failed ? "bad" : "" }, num(a.failed))),
+    el("td", { class: "nowrap" }, a.status === "online" ? rel(a.last_seen) : rel(a.disconnected_at)));
 }
 
 export function renderAgents() {
@@ -77,28 +96,20 @@ export function renderAgents() {
   const online = agents.filter((a) => a.status === "online").length;
   $("agents-summary").textContent = agents.length ? `${online} online · ${agents.length - online} offline` : "";
   if (!agents.length) {
-    $("agents").innerHTML = empty("No agent has connected yet. Start a sidecar with an agent token to see it here.");
+    fill($("agents"), empty("No agent has connected yet. Start a sidecar with an agent token to see it here."));
     return;
   }
-  const rows = agents.map((a) => `<tr data-agent-id="${esc(a.agent_id)}" data-state="${esc(a.fsm_state)}">
-    <td><div class="strong nowrap">${esc(a.name)}</div><div class="muted small">${esc(a.agent_id)}${a.client_type ? ` · ${esc(a.client_type)}` : ""}</div></td>
-    <td>${pill(a.fsm_state)}${a.flags && a.flags.length ? `<div class="small warn">${esc(a.flags.join(", "))}</div>` : ""}</td>
-    <td class="wide later${a.current_task_id ? "" : " none"}">${currentTask(a)}</td>
-    <td class="opt caps">${capabilities(a)}</td>
-    <td class="small opt">${resources(a.resources)}</td>
-    <td class="num opt">${num(a.completed)} / <span class="${a.failed ? "bad" : ""}">${num(a.failed)}</span></td>
-    <td class="nowrap">${a.status === "online" ? rel(a.last_seen) : rel(a.disconnected_at)}</td>
-  </tr>`).join("");
-  $("agents").innerHTML = `<table class="grid"><thead><tr><th>Agent</th><th>State</th><th>Current task</th>
-    <th class="opt">Capabilities · sandbox</th><th class="opt">Resources</th>
-    <th class="opt" title="tasks completed / failed">Done</th><th>Seen</th></tr></thead><tbody>${rows}</tbody></table>`;
+  const headers = [el("th", {}, "Agent"), el("th", {}, "State"), el("th", {}, "Current task"),
+    el("th", { class: "opt" }, "Capabilities · sandbox"), el("th", { class: "opt" }, "Resources"),
+    el("th", { class: "opt", title: "tasks completed / failed" }, "Done"), el("th", {}, "Seen")];
+  fill($("agents"), table(headers, agents.map(agentRow)));
 }
 
 function bar(value, total, status) {
   const width = total ? Math.max(value ? 2 : 0, Math.round((value / total) * 100)) : 0;
-  return `<svg class="bar" viewBox="0 0 100 8" preserveAspectRatio="none" aria-hidden="true">
-    <rect class="track" x="0" y="0" width="100" height="8" rx="2"></rect>
-    <rect class="fill" data-status="${status}" x="0" y="0" width="${width}" height="8" rx="2"></rect></svg>`;
+  return el("svg", { class: "bar", viewBox: "0 0 100 8", preserveAspectRatio: "none", "aria-hidden": "true" },
+    el("rect", { class: "track", x: 0, y: 0, width: 100, height: 8, rx: 2 }),
+    el("rect", { class: "fill", "data-status": status, x: 0, y: 0, width, height: 8, rx: 2 }));
 }
 
 export function renderQueue() {
@@ -106,40 +117,40 @@ export function renderQueue() {
   const s = q.by_status || {};
   const total = q.total || 0;
   $("queue-total").textContent = `${num(total)} tasks`;
-  const statusRows = STATUSES.map((st) => `<tr data-queue-status="${st}"><td>${pill(st)}</td>
-    <td class="num strong">${num(s[st] ?? 0)}</td><td class="barcell">${bar(s[st] ?? 0, total, st)}</td></tr>`);
+  const statusRows = STATUSES.map((st) => el("tr", { "data-queue-status": st }, el("td", {}, pill(st)),
+    el("td", { class: "num strong" }, num(s[st] ?? 0)), el("td", { class: "barcell" }, bar(s[st] ?? 0, total, st))));
   const p = q.by_priority || {};
-  const lanes = PRIORITIES.map((name) => `<li data-priority="${name}"><span class="prio" data-priority="${name}">${name}</span>
-    <b>${num(p[name] ?? 0)}</b></li>`).join("");
-  const oldest = q.oldest_queued_at ? `<p class="muted small">oldest queued ${rel(q.oldest_queued_at)}</p>` : "";
-  $("queue").innerHTML = `<table class="compact">${statusRows.join("")}</table>
-    <p class="muted small label">Queued by priority</p><ul class="lanes">${lanes}</ul>${oldest}`;
+  const lanes = PRIORITIES.map((name) => el("li", { "data-priority": name },
+    el("span", { class: "prio", "data-priority": name }, name), " ", el("b", {}, num(p[name] ?? 0))));
+  fill($("queue"), el("table", { class: "compact" }, statusRows),
+    el("p", { class: "muted small label" }, "Queued by priority"), el("ul", { class: "lanes" }, lanes),
+    q.oldest_queued_at ? el("p", { class: "muted small" }, "oldest queued ", rel(q.oldest_queued_at)) : null);
+}
+
+export function actionButton(action, taskId, label) {
+  return el("button", { class: "btn small", type: "button", "data-action": action, "data-task-id": taskId }, label);
 }
 
 function taskActions(t) {
-  if (!canAct()) return "";
+  if (!canAct()) return [];
   const out = [];
-  if (["queued", "assigned", "working", "dead_letter"].includes(t.status)) {
-    out.push(`<button class="btn small" type="button" data-action="cancel" data-task-id="${esc(t.id)}">Cancel</button>`);
-  }
-  if (t.status === "dead_letter" || t.status === "cancelled") {
-    out.push(`<button class="btn small" type="button" data-action="retry" data-task-id="${esc(t.id)}">Retry</button>`);
-  }
-  return out.join(" ");
+  if (["queued", "assigned", "working", "dead_letter"].includes(t.status)) out.push(actionButton("cancel", t.id, "Cancel"));
+  if (t.status === "dead_letter" || t.status === "cancelled") out.push(actionButton("retry", t.id, "Retry"));
+  return out.flatMap((b, i) => (i ? [" ", b] : [b]));
 }
 
 function outcome(t) {
   if (t.status === "completed") return pill(`outcome-${t.outcome || "unverified"}`, t.outcome || "unverified");
-  if (t.status === "dead_letter") return `<span class="bad small">${esc(t.dead_letter_reason || "failed")}</span>`;
-  if (t.retry_count) return `<span class="small warn">attempt ${t.retry_count + 1}/${t.max_retries}</span>`;
-  return '<span class="muted">—</span>';
+  if (t.status === "dead_letter") return el("span", { class: "bad small" }, t.dead_letter_reason || "failed");
+  if (t.retry_count) return el("span", { class: "small warn" }, `attempt ${t.retry_count + 1}/${t.max_retries}`);
+  return muted();
 }
 
 function progressCell(t) {
   const p = state.progress.get(t.id);
-  if (!p) return '<span class="muted">—</span>';
-  const tokens = typeof p.tokens_so_far === "number" ? `<div class="muted">${num(p.tokens_so_far)} tokens</div>` : "";
-  return `<div class="small nowrap">${num(p.tool_calls)} tools${p.last_tool ? ` · ${esc(p.last_tool)}` : ""}${tokens}</div>`;
+  if (!p) return muted();
+  return el("div", { class: "small nowrap" }, `${num(p.tool_calls)} tools`, p.last_tool ? ` · ${p.last_tool}` : null,
+    typeof p.tokens_so_far === "number" ? el("div", { class: "muted" }, `${num(p.tokens_so_far)} tokens`) : null);
 }
 
 const EMPTY_TASKS = {
@@ -148,24 +159,36 @@ const EMPTY_TASKS = {
   queued: "The queue is empty.",
 };
 
+function taskRow(t) {
+  return el("tr", { "data-task-id": t.id, "data-status": t.status, "data-open-task": t.id, class: "clickable" },
+    el("td", { class: "wide" }, el("code", {}, shortId(t.id)), ` ${t.description}`),
+    el("td", {}, pill(t.status)),
+    el("td", { class: "opt" }, el("span", { class: "prio", "data-priority": t.priority_name }, t.priority_name)),
+    el("td", { class: "nowrap opt" }, t.assigned_to ? t.assigned_to : muted()),
+    el("td", {}, outcome(t)),
+    el("td", { class: "opt" }, progressCell(t)),
+    el("td", { class: "nowrap" }, rel(t.updated_at)),
+    el("td", { class: "actions" }, taskActions(t)));
+}
+
 export function renderTasks(tab) {
   const tasks = tasksFor(tab);
   if (!tasks.length) {
-    $("tasks").innerHTML = empty(EMPTY_TASKS[tab] || "Nothing here.");
+    fill($("tasks"), empty(EMPTY_TASKS[tab] || "Nothing here."));
     return;
   }
-  const rows = tasks.map((t) => `<tr data-task-id="${esc(t.id)}" data-status="${esc(t.status)}" data-open-task="${esc(t.id)}" class="clickable">
-    <td class="wide"><code>${esc(shortId(t.id))}</code> ${esc(t.description)}</td>
-    <td>${pill(t.status)}</td>
-    <td class="opt"><span class="prio" data-priority="${esc(t.priority_name)}">${esc(t.priority_name)}</span></td>
-    <td class="nowrap opt">${t.assigned_to ? esc(t.assigned_to) : '<span class="muted">—</span>'}</td>
-    <td>${outcome(t)}</td>
-    <td class="opt">${progressCell(t)}</td>
-    <td class="nowrap">${rel(t.updated_at)}</td>
-    <td class="actions">${taskActions(t)}</td>
-  </tr>`).join("");
-  $("tasks").innerHTML = `<table class="grid"><thead><tr><th>Task</th><th>Status</th><th class="opt">Priority</th>
-    <th class="opt">Agent</th><th>Outcome</th><th class="opt">Progress</th><th>Updated</th><th></th></tr></thead><tbody>${rows}</tbody></table>`;
+  const headers = [el("th", {}, "Task"), el("th", {}, "Status"), el("th", { class: "opt" }, "Priority"),
+    el("th", { class: "opt" }, "Agent"), el("th", {}, "Outcome"), el("th", { class: "opt" }, "Progress"),
+    el("th", {}, "Updated"), el("th", {})];
+  fill($("tasks"), table(headers, tasks.map(taskRow)));
+}
+
+function deadItem(t) {
+  return el("li", { "data-task-id": t.id },
+    el("div", {}, el("a", { href: "#", "data-open-task": t.id }, el("code", {}, shortId(t.id)), ` ${t.description}`)),
+    el("div", { class: "small bad" }, t.last_error || t.dead_letter_reason || ""),
+    el("div", { class: "row small muted" }, `${num(t.retry_count)} attempt${t.retry_count === 1 ? "" : "s"} · `,
+      rel(t.updated_at), el("span", { class: "spacer" }), taskActions(t)));
 }
 
 export function renderDead() {
@@ -173,26 +196,23 @@ export function renderDead() {
   const count = state.queue.dead_letter ?? tasks.length;
   $("dead-count").textContent = count ? `${num(count)} task${count === 1 ? "" : "s"}` : "";
   if (!tasks.length) {
-    $("dead").innerHTML = empty("Dead-letter is empty: no task has run out of retries.");
+    fill($("dead"), empty("Dead-letter is empty: no task has run out of retries."));
     return;
   }
-  $("dead").innerHTML = `<ul class="dead">${tasks.map((t) => `<li data-task-id="${esc(t.id)}">
-    <div><a href="#" data-open-task="${esc(t.id)}"><code>${esc(shortId(t.id))}</code> ${esc(t.description)}</a></div>
-    <div class="small bad">${esc(t.last_error || t.dead_letter_reason || "")}</div>
-    <div class="row small muted">${esc(t.retry_count)} attempt${t.retry_count === 1 ? "" : "s"} · ${rel(t.updated_at)}<span class="spacer"></span>${taskActions(t)}</div>
-  </li>`).join("")}</ul>`;
+  fill($("dead"), el("ul", { class: "dead" }, tasks.map(deadItem)));
 }
+
+let assignKey = null; // the online agent ids the <select> was last built from
 
 export function renderAssignOptions() {
   const select = $("assign-to");
   const current = select.value;
   const ids = agentsSorted().filter((a) => a.status === "online").map((a) => a.agent_id);
-  const html = `<option value="">any</option>${ids.map((id) => `<option value="${esc(id)}">${esc(id)}</option>`).join("")}`;
-  if (select.dataset.html !== html) {
-    select.innerHTML = html;
-    select.dataset.html = html;
-    select.value = ids.includes(current) ? current : "";
-  }
+  const key = JSON.stringify(ids);
+  if (assignKey === key) return;
+  assignKey = key;
+  fill(select, el("option", { value: "" }, "any"), ids.map((id) => el("option", { value: id }, id)));
+  select.value = ids.includes(current) ? current : "";
 }
 
 export function renderExtraPanels() {

@@ -1,9 +1,56 @@
-// Small helpers shared by the panels: escaping, times, sizes.
+// Small helpers shared by the panels: the one way to build DOM, times, sizes.
+//
+// Every element the page makes from hub data is built by el(): text goes in as text nodes (never parsed as HTML)
+// and attributes only by name from the list below, set with setAttribute. No script assigns innerHTML,
+// outerHTML or insertAdjacentHTML; a test loads the page with hostile task and agent fields to hold that.
 
-const ESC = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+const SVG_NS = "http://www.w3.org/2000/svg";
+const SVG_TAGS = new Set(["svg", "rect", "line", "text", "path", "circle", "title"]);
+const ATTRS = new Set([
+  "class", "title", "role", "type", "value", "href", "hidden", "disabled", "selected",
+  "aria-hidden", "aria-label", "viewBox", "preserveAspectRatio", "text-anchor",
+  "x", "y", "x1", "y1", "x2", "y2", "cx", "cy", "r", "rx", "width", "height", "d",
+]);
+const DATA_ATTR = /^data-[a-z][a-z0-9-]*$/;
 
-export function esc(value) {
-  return value === null || value === undefined ? "" : String(value).replace(/[&<>"']/g, (c) => ESC[c]);
+// setAttribute never parses markup, but a link's target is still a URL: only in-page anchors are built.
+function safeValue(name, value) {
+  if (name === "href" && !String(value).startsWith("#")) return "#";
+  return String(value);
+}
+
+function appendChildren(node, children) {
+  for (const child of children) {
+    if (child === null || child === undefined || child === false || child === "") continue;
+    if (Array.isArray(child)) appendChildren(node, child);
+    else if (child instanceof Node) node.append(child);
+    else node.append(document.createTextNode(String(child)));
+  }
+}
+
+// el("td", { class: "wide", "data-task-id": id }, "text", otherNode, [more, nodes]): attribute values false, null
+// or undefined are left out, true sets an empty (boolean) attribute; a name not on the list throws.
+export function el(tag, attrs = {}, ...children) {
+  const node = SVG_TAGS.has(tag) ? document.createElementNS(SVG_NS, tag) : document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (!ATTRS.has(name) && !DATA_ATTR.test(name)) throw new Error(`el: attribute ${name} is not allowed`);
+    if (value === null || value === undefined || value === false) continue;
+    node.setAttribute(name, value === true ? "" : safeValue(name, value));
+  }
+  appendChildren(node, children);
+  return node;
+}
+
+// Replace everything inside ``target`` with ``children`` (nodes, strings, arrays of them).
+export function fill(target, ...children) {
+  const frag = document.createDocumentFragment();
+  appendChildren(frag, children);
+  target.replaceChildren(frag);
+  return target;
+}
+
+export function muted(text = "—") {
+  return el("span", { class: "muted" }, text);
 }
 
 let clockOffsetMs = 0; // hub clock minus browser clock, set from each snapshot
@@ -37,14 +84,14 @@ export function ago(ts) {
 
 // A <time> whose text the page refreshes every second.
 export function rel(ts) {
-  if (!ts) return '<span class="muted">—</span>';
-  return `<time data-ts="${ts}" title="${esc(new Date(ts).toLocaleString())}">${esc(ago(ts))}</time>`;
+  if (!ts || typeof ts !== "number") return muted();
+  return el("time", { "data-ts": ts, title: new Date(ts).toLocaleString() }, ago(ts));
 }
 
 export function refreshTimes(root = document) {
-  for (const el of root.querySelectorAll("time[data-ts]")) {
-    const text = ago(Number(el.dataset.ts));
-    if (el.textContent !== text) el.textContent = text;
+  for (const node of root.querySelectorAll("time[data-ts]")) {
+    const text = ago(Number(node.dataset.ts));
+    if (node.textContent !== text) node.textContent = text;
   }
 }
 
@@ -61,7 +108,7 @@ export function num(n) {
 }
 
 export function pill(status, text) {
-  return `<span class="pill" data-status="${esc(status)}">${esc(text ?? String(status).replace("_", " "))}</span>`;
+  return el("span", { class: "pill", "data-status": status }, text ?? String(status).replace("_", " "));
 }
 
 export function shortId(id) {
