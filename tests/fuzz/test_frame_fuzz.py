@@ -58,8 +58,6 @@ def _until(ws: ClientConnection, kind: str, or_error_for: str | None = None) -> 
             return message
 
 
-@pytest.mark.xfail(strict=False, reason="finds hub bugs being fixed in parallel (surrogates, non-finite numbers, "
-                                        "Infinity in metadata.timeout_ms)")
 @pytest.mark.timeout(900)
 @QUIET_PRNG_WARNING
 @FUZZ

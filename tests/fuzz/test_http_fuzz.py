@@ -170,7 +170,6 @@ def seeded(fuzz_hub: FuzzHub) -> list[str]:
     return SEEDED
 
 
-@pytest.mark.xfail(strict=False, reason="finds hub bugs being fixed in parallel (surrogates, deep JSON, after_seq)")
 @pytest.mark.timeout(900)
 @QUIET_PRNG_WARNING
 @FUZZ
