@@ -5,7 +5,8 @@ import { actionButton } from "./panels.js";
 import { duration, el, fill, muted, num, pill, rel, serverNow, shortId } from "./util.js";
 
 const $ = (id) => document.getElementById(id);
-const view = { taskId: null, task: null, timeline: new Map(), loaded: false, error: null };
+const view = { taskId: null, task: null, timeline: new Map(), loaded: false, error: null, socket: null };
+const MAX_TIMELINE = 10000; // events kept in the page; the hub sends the timeline in byte-bounded pages
 
 export function detailTaskId() {
   return view.taskId;
@@ -17,6 +18,7 @@ export function openDetail(taskId, socket) {
   view.timeline = new Map();
   view.loaded = false;
   view.error = null;
+  view.socket = socket;
   $("detail").hidden = false;
   document.body.classList.add("detail-open");
   requestDetail(socket);
@@ -41,7 +43,11 @@ export function onTaskDetail(data) {
   for (const entry of data.timeline) view.timeline.set(entry.seq, entry);
   view.loaded = true;
   view.error = null;
-  view.truncated = data.truncated;
+  // A long timeline comes in pages: ask for the next one until it is all here (or the page holds enough).
+  view.truncated = data.truncated && view.timeline.size < MAX_TIMELINE;
+  if (view.truncated && view.socket) {
+    view.socket.send({ type: "subscribe_task", task_id: view.taskId, after_seq: data.next_after_seq });
+  }
   render();
 }
 
@@ -210,7 +216,8 @@ export function render() {
   counterList.id = "detail-counters";
   fill($("detail-body"), head, counterList,
     view.error ? el("p", { class: "error" }, view.error) : null,
-    el("h3", {}, "Timeline ", view.truncated ? el("span", { class: "muted small" }, "(first 1000 events)") : null),
+    el("h3", {}, "Timeline ", view.truncated ? el("span", { class: "muted small" }, `(${num(view.timeline.size)} events so far, loading more…)`)
+      : view.timeline.size >= MAX_TIMELINE ? el("span", { class: "muted small" }, `(first ${num(MAX_TIMELINE)} events)`) : null),
     list, resultNodes(t), historyNodes(t));
   renderHead();
   renderCounters();

@@ -231,3 +231,29 @@ async def test_stays_responsive_with_100_agents_and_1000_tasks(make_hub, open_da
     assert (await page.evaluate("window.agentcom.probe"))["maxRenderMs"] < 1000 * SCALE
     for sim in sims:
         await sim.close()
+
+
+async def test_a_long_timeline_is_loaded_page_by_page(make_hub, open_dashboard):
+    """A trajectory larger than one byte-bounded page is fetched page after page until the drawer shows it all."""
+    hub = await make_hub(subscribe_page_bytes=16 * 1024)
+    tid = await hub.submit(description="a chatty task")
+    sim = await connect_sim(hub, "sim-chatty", behaviour="ignore")
+    assign = await sim.wait_for(lambda m: m.get("type") == "task_assign")
+    gen = assign["generation"]
+    await sim.send({"type": "task_accepted", "task_id": tid, "generation": gen})
+    n_events = 40  # about 2 KB each as shown: five pages or more of 16 KiB
+    for n in range(1, n_events + 1):
+        event = tool_call(tid, gen, n, "read_file", 100 * n)
+        event["execution_event"]["result_summary"] = f"{n}: " + "z" * 1500
+        await sim.send(event)
+    with hub.hub.bus.subscribe() as events:
+        async with asyncio.timeout(20 * SCALE):
+            while hub.hub.trajectory._next_seq.get(tid, 1) <= n_events:
+                await events.get()
+    page = await open_dashboard(hub.url, hub.admin_token)
+    await page.locator(f'#tasks tr[data-task-id="{tid}"]').click()
+    timeline = page.locator('#timeline li[data-type="tool_call"]')
+    await expect(timeline).to_have_count(n_events)
+    await expect(timeline.last).to_contain_text(f"{n_events}: z")
+    await expect(page.locator("#detail-body h3").first).not_to_contain_text("loading more")
+    await sim.close()
