@@ -29,7 +29,7 @@ from hub.server import HubServer
 from hub.settings import HubSettings
 from hub.sweeps import sweep_once
 
-EXAMPLES = int(os.environ.get("AGENTCOM_FUZZ_EXAMPLES", "200"))
+EXAMPLES = int(os.environ.get("AGENTCOM_FUZZ_EXAMPLES", "600"))
 FUZZ = settings(
     max_examples=EXAMPLES, deadline=None, derandomize=True, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
