@@ -80,8 +80,9 @@ def _by_id(key: str) -> tuple[str]:
     return (key,)
 
 
-# Each change as one statement. Deletes are deferred like the task puts, so a delete runs after any put of the same
-# row still pending in the same transaction (deferred statements run after plain ones, in order of first appearance).
+# Each change as one statement; a new kind of change (the task-event history) adds its line here. Deletes are
+# deferred like the task puts, so a delete runs after any put of the same row still pending in the same transaction
+# (deferred statements run after plain ones, in order of first appearance).
 _STATEMENTS: dict[type, Callable[[Any], Write]] = {
     PutTask: lambda c: (UPSERT_TASK, Deferred(c.task_id, c.build)),
     DeleteTask: lambda c: (DELETE_TASK, Deferred(c.task_id, partial(_by_id, c.task_id))),
