@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hub.store import UPSERT_TASK, Store
+from hub.store.sqlite import UPSERT_TASK, SqliteStore
 from hub.tasks import Task, TaskStatus
 
 ADMIN = "bench-admin-token"
@@ -40,7 +40,7 @@ def build_database(path: Path, n_tasks: int, n_queued: int) -> float:
     started = time.perf_counter()
 
     async def schema() -> None:
-        store = await Store.open(path, "NORMAL")
+        store = await SqliteStore.open(path, "NORMAL")
         await store.close()
 
     asyncio.run(schema())

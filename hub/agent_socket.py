@@ -19,7 +19,7 @@ from hub.tasks import EndReason, TaskStatus, TransitionError
 from shared import protocol as P
 
 if TYPE_CHECKING:
-    from hub.app import Hub
+    from hub.hub import Hub
 
 __all__ = ["AgentSession", "Connection", "serve_agent_socket"]
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.auth import AmbiguousPrefix, Principal, Role
-from hub.http import ApiError, admin, parse_body
+from hub.http import ApiError, admin, hub_of, parse_body
 
 router = APIRouter()
 audit = logging.getLogger("hub.audit")
@@ -35,14 +35,14 @@ def _audit(who: Principal, action: str, **details: Any) -> None:
 @router.post("/admin/tokens", status_code=201)
 async def mint_token(request: Request, who: Principal = Depends(admin)) -> dict[str, Any]:
     body = await parse_body(request, TokenRequest)
-    token, token_id = await request.app.state.hub.auth.mint(body.agent_id, Role(body.role))
+    token, token_id = await hub_of(request).auth.mint(body.agent_id, Role(body.role))
     _audit(who, "mint_token", token_id=token_id, agent_id=body.agent_id, role=body.role)
     return {"agent_id": body.agent_id, "token": token, "token_id": token_id, "role": body.role}
 
 
 @router.get("/admin/tokens")
 async def list_tokens(request: Request, _: Principal = Depends(admin)) -> dict[str, Any]:
-    return {"tokens": request.app.state.hub.auth.list()}
+    return {"tokens": hub_of(request).auth.list()}
 
 
 @router.delete("/admin/tokens")
@@ -53,7 +53,7 @@ async def revoke_by_prefix(request: Request, prefix: str = "", who: Principal = 
             {"field": "prefix", "error": "invalid_value",
              "detail": f"the {PREFIX_LENGTH} characters listed by GET /admin/tokens"}])
     try:
-        revoked = await request.app.state.hub.auth.revoke_prefix(prefix)
+        revoked = await hub_of(request).auth.revoke_prefix(prefix)
     except AmbiguousPrefix as exc:
         _audit(who, "revoke_refused", prefix=prefix, matches=len(exc.token_ids))
         raise ApiError(409, "ambiguous_prefix", detail=f"{len(exc.token_ids)} tokens start with this prefix; "
@@ -66,7 +66,7 @@ async def revoke_by_prefix(request: Request, prefix: str = "", who: Principal = 
 
 @router.delete("/admin/tokens/id/{token_id}")
 async def revoke_by_id(token_id: str, request: Request, who: Principal = Depends(admin)) -> dict[str, Any]:
-    revoked = await request.app.state.hub.auth.revoke_id(token_id)
+    revoked = await hub_of(request).auth.revoke_id(token_id)
     if not revoked:
         raise ApiError(404, "token_not_found", token_id=token_id[:64])
     _audit(who, "revoke_token", token_id=token_id[:64])
@@ -76,7 +76,7 @@ async def revoke_by_id(token_id: str, request: Request, who: Principal = Depends
 @router.delete("/admin/tokens/{agent_id}")
 async def revoke_tokens(agent_id: str, request: Request, who: Principal = Depends(admin)) -> dict[str, Any]:
     """Revoke every token of one agent."""
-    revoked = await request.app.state.hub.auth.revoke(agent_id)
+    revoked = await hub_of(request).auth.revoke(agent_id)
     if not revoked:
         raise ApiError(404, "token_not_found", agent_id=agent_id)
     _audit(who, "revoke_agent_tokens", agent_id=agent_id[:128], token_ids=",".join(revoked))

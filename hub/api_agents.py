@@ -8,14 +8,14 @@ from fastapi import APIRouter, Depends, Request
 
 from hub.auth import Principal
 from hub.gc_policy import POLICY
-from hub.http import ApiError, any_role
+from hub.http import ApiError, any_role, hub_of
 
 router = APIRouter()
 
 
 @router.get("/health")
 async def health(request: Request) -> dict[str, Any]:
-    hub = request.app.state.hub
+    hub = hub_of(request)
     stats = hub.queue.stats()["by_status"]
     return {
         "status": "degraded" if hub.store.degraded else "ok",
@@ -34,12 +34,12 @@ async def health(request: Request) -> dict[str, Any]:
 
 @router.get("/api/agents")
 async def list_agents(request: Request, _: Principal = Depends(any_role)) -> dict[str, Any]:
-    return {"agents": request.app.state.hub.agents.views()}
+    return {"agents": hub_of(request).agents.views()}
 
 
 @router.get("/api/agents/{agent_id}")
 async def get_agent(agent_id: str, request: Request, _: Principal = Depends(any_role)) -> dict[str, Any]:
-    hub = request.app.state.hub
+    hub = hub_of(request)
     agent = hub.agents.get(agent_id)
     if agent is not None:
         return agent.view()

@@ -1,7 +1,7 @@
 """Admin endpoints for rate limits: the tiers in force, and overrides per agent id or client address.
 
-``GET /admin/rate-limits`` shows tiers, overrides and counters; ``PUT`` and ``DELETE``
-``/admin/rate-limits/agents/{agent_id}`` and ``/admin/rate-limits/addresses/{address}`` set or drop an override
+``GET /admin/rate-limits`` shows tiers, overrides and counters; a put to (or a delete of)
+``/admin/rate-limits/agents/{agent_id}`` or ``/admin/rate-limits/addresses/{address}`` sets (or drops) an override
 (body ``{"capacity": N, "refill_per_s": R}`` or ``{"unlimited": true}``). Overrides are persisted in the data
 directory and apply at once.
 """

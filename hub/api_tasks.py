@@ -37,7 +37,8 @@ from hub import complexity
 from hub.auth import Principal, Role
 from hub.dashboard_state import REDACTED, is_secret_key
 from hub.fleet import assign_message
-from hub.http import ApiError, any_role, parse_body, writer
+from hub.http import ApiError, any_role, hub_of, parse_body, writer
+from hub.hub import Hub
 from hub.queue import Submission, TaskNotFound, UnknownDependencies
 from hub.routing import routing_decision
 from hub.tasks import Priority, Task, TaskStatus, TransitionError, new_task_id
@@ -141,7 +142,7 @@ class TaskSubmit(BaseModel):
         v = v.strip().rstrip("/")
         return v[:-4] if v.endswith(".git") else v
 
-    def to_task(self, submitted_by: str, now_ms: int) -> Task:
+    def to_task(self, submitted_by: str, now_ms: int, idempotency: dict[str, Any] | None = None) -> Task:
         priority = self.priority if isinstance(self.priority, int) else Priority[self.priority.upper()].value
         assign_to = self.assign_to or (self.metadata.get("assign_to") if isinstance(self.metadata.get("assign_to"),
                                                                                     str) else None)
@@ -158,15 +159,11 @@ class TaskSubmit(BaseModel):
             branch=self.branch, goal_id=self.goal_id, executor=self.executor,
             skip_verification=self.skip_verification, verification_timeout_ms=self.verification_timeout_ms,
             max_verification_retries=self.max_verification_retries, complete_by=self.complete_by,
-            submitted_by=submitted_by,
+            submitted_by=submitted_by, idempotency=idempotency,
         )
 
 
-def _hub(request: Request) -> Any:
-    return request.app.state.hub
-
-
-async def _queue(hub: Any, tasks: list[Task], deps_field: str) -> None:
+async def _queue(hub: Hub, tasks: list[Task], deps_field: str) -> None:
     """Queue ``tasks`` in one commit; unknown dependencies are a 422 naming them."""
 
     async def wake(_: str) -> None:  # schedule as soon as they are queued in memory: the assignment shares the commit
@@ -203,7 +200,7 @@ def _digest(kind: str, body: BaseModel) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-async def _replay(hub: Any, who: Principal, key: str, digest: str) -> Submission | None:
+async def _replay(hub: Hub, who: Principal, key: str, digest: str) -> Submission | None:
     """The earlier request made with this key by this submitter, once committed; None if there is none.
 
     Callers submit right after a None without awaiting anything in between, and the queue indexes the key before
@@ -220,7 +217,7 @@ async def _replay(hub: Any, who: Principal, key: str, digest: str) -> Submission
     return entry
 
 
-def _submitted(hub: Any, task_id: str) -> dict[str, Any]:
+def _submitted(hub: Hub, task_id: str) -> dict[str, Any]:
     task = hub.queue.tasks.get(task_id)
     if task is None:  # pruned since
         return {"task_id": task_id}
@@ -232,15 +229,14 @@ REPLAYED = {"Idempotent-Replayed": "true"}
 
 @router.post("/api/tasks", status_code=201)
 async def submit_task(request: Request, who: Principal = Depends(writer)) -> JSONResponse:
-    hub = _hub(request)
+    hub = hub_of(request)
     body = await parse_body(request, TaskSubmit)
     key = _idempotency_key(request, body.idempotency_key)
     digest = _digest("task", body) if key is not None else ""
     if key is not None and (earlier := await _replay(hub, who, key, digest)) is not None:
         return JSONResponse({**_submitted(hub, earlier.task_ids[0]), "duplicate": True}, headers=REPLAYED)
-    task = body.to_task(who.agent_id, hub.clock.now_ms())
-    if key is not None:
-        task.idempotency = {"key": key, "sha256": digest, "index": 0}
+    idempotency = {"key": key, "sha256": digest, "index": 0} if key is not None else None
+    task = body.to_task(who.agent_id, hub.clock.now_ms(), idempotency)
     await _queue(hub, [task], "depends_on")
     out: dict[str, Any] = {"task_id": task.id, "status": str(task.status), "priority": task.priority,
                            "created_at": task.created_at}
@@ -264,7 +260,7 @@ class TaskBatch(BaseModel):
 @router.post("/api/tasks/batch", status_code=201)
 async def submit_batch(request: Request, who: Principal = Depends(writer)) -> JSONResponse:
     """Submit up to 1,000 tasks in one durable transaction; all or none are queued."""
-    hub = _hub(request)
+    hub = hub_of(request)
     body = await parse_body(request, TaskBatch)
     keyed = [i for i, item in enumerate(body.tasks) if item.idempotency_key is not None]
     if keyed:
@@ -277,10 +273,8 @@ async def submit_batch(request: Request, who: Principal = Depends(writer)) -> JS
         listed = [_submitted(hub, tid) for tid in earlier.task_ids if tid]
         return JSONResponse({"tasks": listed, "count": len(listed), "duplicate": True}, headers=REPLAYED)
     now = hub.clock.now_ms()
-    tasks = [item.to_task(who.agent_id, now) for item in body.tasks]
-    if key is not None:
-        for index, task in enumerate(tasks):
-            task.idempotency = {"key": key, "sha256": digest, "index": index}
+    tasks = [item.to_task(who.agent_id, now, {"key": key, "sha256": digest, "index": i} if key is not None else None)
+             for i, item in enumerate(body.tasks)]
     await _queue(hub, tasks, "tasks.depends_on")
     # Plain data: returned as a JSONResponse, skipping FastAPI's generic (and slow) jsonable_encoder.
     return JSONResponse({"tasks": [{"task_id": t.id, "status": str(t.status), "priority": t.priority,
@@ -346,31 +340,31 @@ async def list_tasks(request: Request, status: str | None = None, priority: str 
         raise ApiError(422, "validation_failed", errors=[
             {"field": "status", "error": "invalid_value", "value": status,
              "detail": "one of " + ", ".join(TaskStatus)}])
-    tasks = _hub(request).queue.list(status or None, _priority_filter(priority), assigned_to, goal_id,
+    tasks = hub_of(request).queue.list(status or None, _priority_filter(priority), assigned_to, goal_id,
                                      max(1, min(limit, 10_000)), offset=max(0, min(offset, 10**9)))
     return {"tasks": [view(t, who) for t in tasks], "count": len(tasks)}
 
 
 @router.get("/api/tasks/dead-letter")
 async def dead_letter(request: Request, who: Principal = Depends(any_role)) -> dict[str, Any]:
-    tasks = _hub(request).queue.list(str(TaskStatus.DEAD_LETTER))
+    tasks = hub_of(request).queue.list(str(TaskStatus.DEAD_LETTER))
     return {"tasks": [view(t, who) for t in tasks], "count": len(tasks)}
 
 
 @router.get("/api/tasks/stats")
 async def task_stats(request: Request, _: Principal = Depends(any_role)) -> dict[str, Any]:
-    return _hub(request).queue.stats()
+    return hub_of(request).queue.stats()
 
 
 @router.get("/api/tasks/parse-stats")
 async def parse_stats(request: Request, _: Principal = Depends(any_role)) -> dict[str, Any]:
     """Which parser path read each model's tool calls (native, hermes, qwen_xml, bare_json), and format errors."""
-    return {"models": _hub(request).queue.parse_stats()}
+    return {"models": hub_of(request).queue.parse_stats()}
 
 
 def _task(request: Request, task_id: str) -> Task:
     try:
-        return _hub(request).queue.get(task_id)
+        return hub_of(request).queue.get(task_id)
     except TaskNotFound:
         raise ApiError(404, "task_not_found", task_id=task_id) from None
 
@@ -389,7 +383,7 @@ async def get_trajectory(task_id: str, request: Request,
     if who.role is Role.AGENT and not _reads_in_full(who, task):
         raise ApiError(403, "forbidden", detail="an agent token reads the trajectories of its own tasks only",
                        task_id=task_id)
-    events = await _hub(request).trajectory.read(task_id, after_seq, max(1, min(limit, 10_000)))
+    events = await hub_of(request).trajectory.read(task_id, after_seq, max(1, min(limit, 10_000)))
     if who.role is Role.VIEWER:
         events = mask(events)
     return {"task_id": task_id, "events": events, "count": len(events)}
@@ -402,7 +396,7 @@ def _may_steer(who: Principal, task: Task) -> None:
 
 @router.post("/api/tasks/{task_id}/cancel")
 async def cancel_task(task_id: str, request: Request, who: Principal = Depends(writer)) -> dict[str, Any]:
-    hub = _hub(request)
+    hub = hub_of(request)
     task = _task(request, task_id)
     _may_steer(who, task)
     try:
@@ -416,7 +410,7 @@ async def cancel_task(task_id: str, request: Request, who: Principal = Depends(w
 
 @router.post("/api/tasks/{task_id}/retry")
 async def retry_task(task_id: str, request: Request, who: Principal = Depends(writer)) -> dict[str, Any]:
-    hub = _hub(request)
+    hub = hub_of(request)
     _may_steer(who, _task(request, task_id))
     try:
         await hub.queue.retry(task_id, by=who.agent_id)

@@ -20,7 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from hub.clock import Clock
-from hub.store import INSERT_TOKEN, Store
+from hub.store import DeleteToken, PutToken, Store, TokenRow
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +83,6 @@ def load_admin_token(data_dir: Path, configured: str | None) -> str:
     return token
 
 
-DELETE_TOKEN = "DELETE FROM tokens WHERE token_hash = ?"
-
-
 class Auth:
     """Verifies tokens and mints, lists and revokes per-agent tokens; tells sockets when their token is revoked."""
 
@@ -108,9 +105,9 @@ class Auth:
                               "created_at": created_at}
 
     async def load(self) -> None:
-        rows = await self._store.fetch_all("SELECT token_hash, agent_id, role, prefix, created_at FROM tokens")
-        for token_hash, agent_id, role, prefix, created_at in rows:
-            self._add(token_hash, agent_id, role, prefix, created_at)
+        """Read every stored token back; StoreError naming the row and the fix if one has a role this hub lacks."""
+        for row in await self._store.load_tokens(tuple(Role)):
+            self._add(row.token_hash, row.agent_id, row.role, row.prefix, row.created_at)
 
     def verify(self, token: str | None) -> Principal | None:
         if not token:
@@ -125,7 +122,7 @@ class Auth:
         token = new_token()
         digest = hash_token(token)
         now = self._clock.now_ms()
-        await self._store.write([(INSERT_TOKEN, (digest, agent_id, str(role), token[:8], now))])
+        await self._store.write([PutToken(TokenRow(digest, agent_id, str(role), token[:8], now))])
         self._add(digest, agent_id, str(role), token[:8], now)
         return token, token_id(digest)
 
@@ -155,7 +152,7 @@ class Auth:
         self.n_revoked += len(revoked)
         closing = [on_revoke for tid in revoked for on_revoke in self._watchers.pop(tid, ())]
         await asyncio.gather(*(self._notify(on_revoke) for on_revoke in closing))
-        await self._store.write([(DELETE_TOKEN, (digest,)) for digest in digests])
+        await self._store.write([DeleteToken(digest) for digest in digests])
         return revoked
 
     @staticmethod

@@ -18,25 +18,12 @@ from dataclasses import dataclass
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from hub.settings import HubSettings
+from hub.socket_counters import SocketCounters
 
 logger = logging.getLogger(__name__)
 _conn_ids = itertools.count(1)
 ABORT_EXTENSION = "agentcom.abort"
 """Scope extension set by :mod:`hub.server_protocols`: drops the TCP connection at once, unsent data and all."""
-
-
-@dataclass
-class SocketCounters:
-    """Sockets the hub gave up on, by cause (the hub's, for every agent and dashboard socket)."""
-
-    n_dropped_full: int = 0
-    """Dropped: more than ``send_buffer_bytes`` waiting to be sent."""
-    n_dropped_slow: int = 0
-    """Dropped: one write not taken by the peer within ``send_timeout_s``."""
-    n_identify_timeouts: int = 0
-    """Closed: no valid ``identify`` within ``identify_timeout_s`` of the handshake."""
-    n_close_aborted: int = 0
-    """A close handshake not finished within ``close_timeout_s``; the connection was aborted."""
 
 
 @dataclass(frozen=True)

@@ -32,12 +32,12 @@ from hub import dashboard_state as DS
 from hub.auth import Principal, Role
 from hub.connection import Connection, ConnectionDropped, SendLimits, frame_bytes
 from hub.events import Event
-from hub.http import ApiError, authenticate
+from hub.http import ApiError, authenticate, hub_of
 from hub.tasks import TaskStatus
 from shared import jsonsafe
 
 if TYPE_CHECKING:
-    from hub.app import Hub
+    from hub.hub import Hub
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
@@ -238,7 +238,7 @@ def _static_version() -> str:
 
 
 def _page(request: Request) -> HTMLResponse:
-    hub = request.app.state.hub
+    hub = hub_of(request)
     html = _templates.get_template("dashboard.html").render(
         version=_static_version(), batch_ms=hub.settings.dashboard_batch_ms,
     )
@@ -271,7 +271,7 @@ async def dashboard_reader(request: Request) -> Principal:
 @router.get("/api/dashboard/state")
 async def dashboard_state(request: Request, _: Principal = Depends(dashboard_reader)) -> Response:
     """The snapshot the page gets on connect, as JSON (encoded directly: it is already plain data)."""
-    return Response(_dumps(dashboard_for(request.app.state.hub).snapshot()), media_type="application/json")
+    return Response(_dumps(dashboard_for(hub_of(request)).snapshot()), media_type="application/json")
 
 
 # --- WebSocket -------------------------------------------------------------------------------------------------
@@ -365,7 +365,7 @@ async def _read(ws: WebSocket, dash: Dashboard, client: Client) -> None:
 
 @router.websocket("/ws/dashboard")
 async def dashboard_ws(ws: WebSocket) -> None:
-    hub: Hub = ws.app.state.hub
+    hub = hub_of(ws)
     await ws.accept()
     principal = await _authenticate(ws, hub)
     if principal is None:

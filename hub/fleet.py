@@ -11,11 +11,11 @@ from typing import Any
 
 from hub.agents import Agent, AgentRegistry, AgentState, InvalidAgentTransition
 from hub.clock import Clock
-from hub.connection import SocketCounters
 from hub.events import EventBus
 from hub.queue import TaskQueue
 from hub.routing import routing_decision
 from hub.scheduler import Candidate, Scheduler
+from hub.socket_counters import SocketCounters
 from hub.store import StoreError
 from hub.tasks import Task
 from shared.protocol import Message, TaskAssign, TaskCancelled, encode

@@ -1,4 +1,5 @@
-"""HTTP plumbing shared by the routers: JSON errors in one shape, and token authentication with roles."""
+"""HTTP plumbing shared by the routers: the hub behind a request, JSON errors in one shape, and token authentication
+with roles."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 
 from pydantic import BaseModel, ValidationError
 
 from hub.auth import Principal, Role
+from hub.hub import Hub
 from shared import jsonsafe
 from shared.protocol import errors_by_field, field_errors
 
@@ -20,6 +23,12 @@ _REQUEST_PARTS = frozenset({"body", "query", "path"})
 M = TypeVar("M", bound=BaseModel)
 
 AUTH_HINT = "provide Authorization: Bearer <token>"
+
+
+def hub_of(conn: HTTPConnection) -> Hub:
+    """The hub serving a request or a socket (set on the app by :func:`hub.app.create_app`)."""
+    hub: Hub = conn.app.state.hub
+    return hub
 
 
 class ApiError(Exception):
@@ -42,7 +51,7 @@ async def parse_body(request: Request, model: type[M]) -> M:
     try:
         data = jsonsafe.loads(raw) if raw.strip() else None
     except jsonsafe.UnsafeJson as exc:
-        request.app.state.hub.n_http_rejections += 1
+        hub_of(request).n_http_rejections += 1
         raise ApiError(422, "validation_failed", errors=[exc.as_error()]) from None
     except ValueError:
         raise ApiError(400, "invalid_json", detail="the body is not valid JSON") from None
@@ -52,7 +61,7 @@ async def parse_body(request: Request, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        request.app.state.hub.n_http_rejections += 1
+        hub_of(request).n_http_rejections += 1
         raise ApiError(422, "validation_failed", errors=field_errors(exc)) from None
 
 
@@ -65,7 +74,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         if any(e.get("type") == "json_invalid" for e in exc.errors()):
             return JSONResponse({"error": "invalid_json", "detail": "the body is not valid JSON"}, status_code=400)
-        request.app.state.hub.n_http_rejections += 1
+        hub_of(request).n_http_rejections += 1
         return JSONResponse({"error": "validation_failed", "errors": errors_by_field(exc.errors(), skip_parts=_REQUEST_PARTS, clip=200)}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
@@ -83,7 +92,7 @@ def bearer_token(request: Request) -> str | None:
 
 def authenticate(request: Request, *roles: Role) -> Principal:
     """The caller's principal; 401 without a valid token, 403 when its role is not among ``roles``."""
-    principal = request.app.state.hub.auth.verify(bearer_token(request))
+    principal = hub_of(request).auth.verify(bearer_token(request))
     if principal is None:
         raise ApiError(401, "unauthorized", hint=AUTH_HINT)
     if roles and principal.role not in roles:

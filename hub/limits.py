@@ -36,7 +36,7 @@ from hub.auth import Principal, Role
 from hub.settings import HubSettings
 
 if TYPE_CHECKING:
-    from hub.app import Hub
+    from hub.hub import Hub
 
 logger = logging.getLogger(__name__)
 

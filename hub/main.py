@@ -30,7 +30,7 @@ def settings_from(args: argparse.Namespace) -> HubSettings:
 
 async def serve(settings: HubSettings) -> int:
     # A thread waiting for the GIL held by the busy loop waits about one switch interval (Python's default: 5 ms).
-    # Commits use no thread when the WAL sync helper runs (hub/wal_sync.py), but the store's fallbacks, its WAL
+    # Commits use no thread when the WAL sync helper runs (hub/store/wal_sync.py), but the store's fallbacks, its WAL
     # restarts and its reads do; 0.1 ms measured best when commits still went through the thread.
     sys.setswitchinterval(0.0001)
     server = HubServer(settings)

@@ -20,7 +20,7 @@ from typing import Any
 from hub import tasks as T
 from hub.clock import Clock
 from hub.events import EventBus
-from hub.store import DELETE_TASK, DELETE_TRAJECTORY, UPSERT_TASK, Deferred, Store, Write
+from hub.store import DeleteTask, DeleteTrajectory, PutTask, Store, TaskRow
 from hub.tasks import EndReason, Task, TaskStatus, TransitionError
 
 logger = logging.getLogger(__name__)
@@ -55,12 +55,12 @@ class Submission:
     """The commit of its tasks, while pending (None once loaded from the store)."""
 
 
-def _row(task: Task) -> Write:
-    def build() -> tuple[Any, ...]:
-        return (task.id, str(task.status), task.priority, task.created_at, task.updated_at, task.assigned_to,
-                task.goal_id, task.to_json())
+def _row(task: Task) -> PutTask:
+    def build() -> TaskRow:
+        return TaskRow(task.id, str(task.status), task.priority, task.created_at, task.updated_at, task.assigned_to,
+                       task.goal_id, task.to_json())
 
-    return UPSERT_TASK, Deferred(task.id, build)
+    return PutTask(task.id, build)
 
 
 class TaskQueue:
@@ -103,9 +103,7 @@ class TaskQueue:
         """Read every stored task back. A row that cannot be read (see ``Task.from_json``) is quarantined: left
         untouched on disk, counted in ``n_quarantined`` and named in one warning, so one bad row never blocks the
         start; the hub never writes it again, since nothing in memory stands for it."""
-        # As bytes: text that is not UTF-8 would make SQLite's driver fail the whole query, not just that row.
-        rows = await self._store.fetch_all("SELECT CAST(id AS BLOB), CAST(body AS BLOB) FROM tasks ORDER BY created_at")
-        for raw_id, body in rows:
+        for raw_id, body in await self._store.load_tasks():
             row_id = bytes(raw_id or b"").decode("utf-8", "backslashreplace")
             try:
                 task = Task.from_json(body)
@@ -476,11 +474,9 @@ class TaskQueue:
         for task in gone:
             self._forget(task)
         self.n_pruned += len(gone)
-        # Deferred like the task upserts, so a delete runs after any upsert of the same row still pending in the
-        # same transaction (the store runs deferred statements after plain ones, in order of first appearance).
-        await self._store.write(
-            [(DELETE_TASK, Deferred(t.id, partial(tuple, (t.id,)))) for t in gone]
-            + [(DELETE_TRAJECTORY, Deferred(t.id, partial(tuple, (t.id,)))) for t in gone])
+        # The store orders a delete after any put of the same task still pending in the same transaction.
+        ids = [t.id for t in gone]
+        await self._store.write([*map(DeleteTask, ids), *map(DeleteTrajectory, ids)])
         if gone:
             self._bus.publish({"kind": "retention", "event": "tasks_pruned", "count": len(gone),
                                "timestamp": self._clock.now_ms()})

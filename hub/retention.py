@@ -17,7 +17,7 @@ from hub.settings import HubSettings
 from hub.tasks import Task, TaskStatus
 
 if TYPE_CHECKING:
-    from hub.app import Hub
+    from hub.hub import Hub
 
 logger = logging.getLogger(__name__)
 

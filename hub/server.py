@@ -16,9 +16,10 @@ import socket
 import uvicorn
 
 from hub import server_protocols
-from hub.app import Hub, create_app
+from hub.app import create_app
 from hub.clock import Clock
 from hub.data_lock import LOCK_NAME, DataDirError, DataLock
+from hub.hub import Hub
 from hub.settings import HubSettings
 from hub.store import StoreError
 

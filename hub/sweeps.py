@@ -19,7 +19,7 @@ from hub.tasks import EndReason, Task, TaskStatus, TransitionError
 from shared.protocol import MAX_TASK_TIMEOUT_MS
 
 if TYPE_CHECKING:
-    from hub.app import Hub
+    from hub.hub import Hub
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from hub.clock import Clock
 from hub.events import EventBus
-from hub.store import INSERT_TRAJECTORY, Store
+from hub.store import AppendTrajectory, Store, TrajectoryRow
 from shared import jsonsafe
 
 logger = logging.getLogger(__name__)
@@ -31,8 +31,7 @@ class Trajectory:
         """Execution events refused because the reporting agent does not hold the task (counted by the socket)."""
 
     async def load(self) -> None:
-        rows = await self._store.fetch_all("SELECT task_id, MAX(seq) FROM trajectory GROUP BY task_id")
-        self._next_seq = {task_id: seq + 1 for task_id, seq in rows}
+        self._next_seq = {task_id: seq + 1 for task_id, seq in (await self._store.last_trajectory_seqs()).items()}
 
     def forget(self, task_id: str) -> None:
         """The task was pruned (its rows are deleted with it): drop its sequence counter."""
@@ -56,7 +55,7 @@ class Trajectory:
         if len(payload) > MAX_PAYLOAD_BYTES:
             payload = json.dumps({"event_type": kind, "truncated": True, "text": payload[:MAX_PAYLOAD_BYTES],
                                   **identity})
-        await self._store.write([(INSERT_TRAJECTORY, (task_id, seq, now, kind, payload))])
+        await self._store.write([AppendTrajectory(TrajectoryRow(task_id, seq, now, kind, payload))])
         # Published once stored, so whoever is told of it can also read it back.
         self._bus.publish({**{k: v for k, v in body.items() if k not in {"full", "messages"}},
                            "kind": "execution_event", **identity})
@@ -65,11 +64,9 @@ class Trajectory:
         """Events after ``after_seq`` in order, at most ``limit`` (both clamped to what SQLite can bind)."""
         after_seq = min(max(after_seq, 0), MAX_SEQ)
         limit = min(max(limit, 1), MAX_SEQ)
-        rows = await self._store.fetch_all(
-            "SELECT seq, ts, kind, payload FROM trajectory WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-            (task_id, after_seq, limit),
-        )
-        return [{"seq": s, "timestamp": ts, "kind": k, "event": _event(task_id, s, p)} for s, ts, k, p in rows]
+        rows = await self._store.read_trajectory(task_id, after_seq, limit)
+        return [{"seq": r.seq, "timestamp": r.ts, "kind": r.kind, "event": _event(task_id, r.seq, r.payload)}
+                for r in rows]
 
 
 def _event(task_id: str, seq: int, payload: str) -> Any:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from hub.store import UPSERT_TASK, Store
+from hub.store.sqlite import UPSERT_TASK, SqliteStore
 from tests.conftest import SCALE
 from tests.hub.hub_process import hub_env, spawn, stop, tmpfs, wait_ready
 
@@ -44,7 +44,7 @@ async def test_store_waits_out_a_full_disk(tmp_path: Path) -> None:
     commits once space is freed; acknowledged writes and the waiting one are all in the reopened database."""
     with tmpfs(tmp_path / "disk", 4096) as disk:
         path = disk / "store.db"
-        s = await Store.open(path)
+        s = await SqliteStore.open(path)
         writer = asyncio.create_task(s.run_writer())
         try:
             await asyncio.gather(*(s.write([(UPSERT_TASK, (f"t{n}", "queued", 2, n, n, None, None, "{}"))])
@@ -66,7 +66,7 @@ async def test_store_waits_out_a_full_disk(tmp_path: Path) -> None:
         finally:
             await s.close()
             await writer
-        s = await Store.open(path)
+        s = await SqliteStore.open(path)
         try:
             rows = dict(await s.fetch_all("SELECT id, length(body) FROM tasks"))
         finally:

@@ -26,7 +26,7 @@ from hub.agents import Agent, finite_resources
 from hub.clock import ManualClock
 from hub.server import HubServer
 from hub.settings import HubSettings
-from hub.store import UPSERT_TASK
+from hub.store.sqlite import UPSERT_TASK
 from hub.sweeps import due_reclaims
 from hub.tasks import CorruptTask, EndReason, Task, TaskStatus
 from shared import jsonsafe

@@ -19,7 +19,7 @@ import pytest
 from hub.data_lock import DataLock
 from hub.server import HubServer, StartupError
 from hub.settings import HubSettings
-from hub.store import _migrations
+from hub.store.schema import migrations
 from tests.conftest import SCALE
 from tests.hub.hub_process import helpers_of, remount, run_to_exit, spawn, stop, tmpfs, wait_ready
 
@@ -27,7 +27,7 @@ from tests.hub.hub_process import helpers_of, remount, run_to_exit, spawn, stop,
 def make_db(path: Path, *sql: str) -> None:
     """A database of the current schema (the hub's own migrations), then ``sql`` run on it."""
     with closing(sqlite3.connect(path)) as db:
-        for number, migration in _migrations():
+        for number, migration in migrations():
             db.executescript(migration)
             db.execute(f"PRAGMA user_version={number}")
         for statement in sql:

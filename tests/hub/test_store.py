@@ -1,4 +1,4 @@
-"""The durable store (hub/store.py): acknowledged writes survive SIGKILL, group commit, errors and reopening."""
+"""The durable store (hub/store/sqlite.py): acknowledged writes survive SIGKILL, group commit, errors and reopening."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from hub.store import INSERT_TOKEN, UPSERT_TASK, Store, StoreError, _migrations
+from hub.store import StoreError
+from hub.store.schema import migrations
+from hub.store.sqlite import INSERT_TOKEN, UPSERT_TASK, SqliteStore
 from shared.agent_sim import AgentSim
 from tests.conftest import SCALE, wait_tasks
 
@@ -22,10 +24,10 @@ REPO = Path(__file__).resolve().parents[2]
 WRITER = """
 import asyncio, sys
 from pathlib import Path
-from hub.store import UPSERT_TASK, Store
+from hub.store.sqlite import UPSERT_TASK, SqliteStore
 
 async def main() -> None:
-    store = await Store.open(Path(sys.argv[1]))
+    store = await SqliteStore.open(Path(sys.argv[1]))
     writer = asyncio.create_task(store.run_writer())
 
     async def one(n: int) -> None:
@@ -46,9 +48,9 @@ def row(n: int) -> tuple[str, tuple[object, ...]]:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     """An open store with its writer running; closed after the test."""
-    s = await Store.open(tmp_path / "store.db")
+    s = await SqliteStore.open(tmp_path / "store.db")
     writer = asyncio.create_task(s.run_writer())
     yield s
     if not writer.done():
@@ -62,7 +64,7 @@ def task_ids(path: Path) -> set[str]:
 
 
 async def test_acknowledged_writes_survive_sigkill(tmp_path: Path) -> None:
-    """Every write Store.write acknowledged is in the database after its process is killed with SIGKILL."""
+    """Every write SqliteStore.write acknowledged is in the database after its process is killed with SIGKILL."""
     path = tmp_path / "killed.db"
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", WRITER, str(path), cwd=REPO,
                                                 stdout=asyncio.subprocess.PIPE)
@@ -85,7 +87,7 @@ async def test_acknowledged_writes_survive_sigkill(tmp_path: Path) -> None:
     assert not alive
 
 
-async def test_concurrent_writes_share_commits(store: Store) -> None:
+async def test_concurrent_writes_share_commits(store: SqliteStore) -> None:
     """Writes made at once are group-committed: fewer transactions than writes, and every write is stored."""
     await asyncio.gather(*(store.write([row(n)]) for n in range(200)))
     assert store.n_writes == 200
@@ -93,7 +95,7 @@ async def test_concurrent_writes_share_commits(store: Store) -> None:
     assert len(await store.fetch_all("SELECT id FROM tasks")) == 200
 
 
-async def test_write_returns_after_commit(store: Store, tmp_path: Path) -> None:
+async def test_write_returns_after_commit(store: SqliteStore, tmp_path: Path) -> None:
     """Once write returns, another connection already sees the row."""
     await store.write([row(1), row(2)])
     assert task_ids(tmp_path / "store.db") == {"t1", "t2"}
@@ -102,7 +104,7 @@ async def test_write_returns_after_commit(store: Store, tmp_path: Path) -> None:
 async def test_failed_write_raises_and_stops_the_writer(tmp_path: Path) -> None:
     """A write the database refuses raises StoreError to its caller, commits none of its batch, and stops the
     writer loudly: memory has moved past the disk, so the hub must restart rather than answer on a lost write."""
-    s = await Store.open(tmp_path / "refuse.db")
+    s = await SqliteStore.open(tmp_path / "refuse.db")
     writer = asyncio.create_task(s.run_writer())
     await s.write([(INSERT_TOKEN, ("h1", "a", "agent", "p", 1))])
     with pytest.raises(StoreError):
@@ -113,13 +115,13 @@ async def test_failed_write_raises_and_stops_the_writer(tmp_path: Path) -> None:
     await s.close()
 
 
-async def test_bad_read_raises_store_error(store: Store) -> None:
+async def test_bad_read_raises_store_error(store: SqliteStore) -> None:
     """A read the database refuses raises StoreError, not a sqlite3 error."""
     with pytest.raises(StoreError):
         await store.fetch_all("SELECT nope FROM nowhere")
 
 
-async def test_close_commits_what_is_pending_then_refuses(store: Store, tmp_path: Path) -> None:
+async def test_close_commits_what_is_pending_then_refuses(store: SqliteStore, tmp_path: Path) -> None:
     """Closing lets the writer commit pending writes; a write after close raises StoreError."""
     pending = asyncio.ensure_future(store.write([row(7)]))
     await asyncio.sleep(0)  # queue the write before closing
@@ -130,7 +132,7 @@ async def test_close_commits_what_is_pending_then_refuses(store: Store, tmp_path
         await store.write([row(8)])
 
 
-async def test_empty_write_is_a_no_op(store: Store) -> None:
+async def test_empty_write_is_a_no_op(store: SqliteStore) -> None:
     """Writing nothing returns at once without a transaction."""
     await store.write([])
     assert store.n_commits == 0
@@ -140,7 +142,7 @@ async def test_reopen_keeps_data_and_migrates_once(tmp_path: Path) -> None:
     """The database is WAL, versioned by user_version, and reopening keeps data without re-running migrations."""
     path = tmp_path / "re.db"
     for n in range(2):
-        s = await Store.open(path)
+        s = await SqliteStore.open(path)
         writer = asyncio.create_task(s.run_writer())
         await s.write([row(n)])
         assert await s.fetch_all("PRAGMA journal_mode") == [("wal",)]
@@ -174,12 +176,12 @@ async def test_version_1_database_loses_the_unused_status_index(tmp_path: Path) 
     """A database made before migration 2 keeps its rows and drops the status index no query used (every status
     change rewrote a page of it)."""
     path = tmp_path / "v1.db"
-    (sql_v1,) = [sql for number, sql in _migrations() if number == 1]
+    (sql_v1,) = [sql for number, sql in migrations() if number == 1]
     with closing(sqlite3.connect(path)) as db:
         db.executescript(sql_v1 + ";PRAGMA user_version=1;")
         db.execute("INSERT INTO tasks VALUES ('old', 'queued', 2, 1, 1, NULL, NULL, '{}')")
         db.commit()
-    s = await Store.open(path)
+    s = await SqliteStore.open(path)
     try:
         assert await s.fetch_all("PRAGMA user_version") == [(2,)]
         assert await s.fetch_all("SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'tasks_status'") == []
@@ -192,7 +194,7 @@ async def test_a_lock_held_by_another_process_never_blocks_the_loop(tmp_path: Pa
     """While another connection holds the write lock, a write waits for it off the loop's thread (the loop keeps
     running), then commits once the lock is released; nothing is lost."""
     path = tmp_path / "locked.db"
-    s = await Store.open(path)
+    s = await SqliteStore.open(path)
     writer = asyncio.create_task(s.run_writer())
     other = sqlite3.connect(path, isolation_level=None)
     try:
@@ -219,7 +221,7 @@ async def test_wal_stays_bounded_under_sustained_writes(tmp_path: Path) -> None:
     writer checkpoints between two commits, so the log stays near the limit instead of growing with each one."""
     path = tmp_path / "wal.db"
     limit = 256 * 1024
-    s = await Store.open(path, wal_limit_bytes=limit)
+    s = await SqliteStore.open(path, wal_limit_bytes=limit)
     writer = asyncio.create_task(s.run_writer())
     checkpointer = asyncio.create_task(s.run_checkpointer(interval_s=0.01))
     body = "x" * 2000

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from hub.store import INSERT_TRAJECTORY, UPSERT_TASK, Deferred, Store, StoreError, Write
+from hub.store import StoreError
+from hub.store.sqlite import INSERT_TRAJECTORY, UPSERT_TASK, Deferred, SqliteStore, Write
 
 
 def row(task_id: str, body: Any = "{}", priority: Any = 2) -> Write:
@@ -21,9 +22,9 @@ def row(task_id: str, body: Any = "{}", priority: Any = 2) -> Write:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[tuple[Store, asyncio.Task[None]]]:
+async def store(tmp_path: Path) -> AsyncIterator[tuple[SqliteStore, asyncio.Task[None]]]:
     """An open store and its running writer; closed after the test."""
-    s = await Store.open(tmp_path / "store.db")
+    s = await SqliteStore.open(tmp_path / "store.db")
     writer = asyncio.create_task(s.run_writer())
     yield s, writer
     await s.close()
@@ -35,7 +36,7 @@ def stored(path: Path) -> set[str]:
         return {r[0] for r in db.execute("SELECT id FROM tasks")}
 
 
-async def one_group(s: Store, batches: Sequence[list[Write]]) -> list[BaseException | None]:
+async def one_group(s: SqliteStore, batches: Sequence[list[Write]]) -> list[BaseException | None]:
     """Queue ``batches`` in the same turn (so they share one transaction) and return each one's outcome."""
     futures = [s.enqueue(batch) for batch in batches]
     return await asyncio.gather(*futures, return_exceptions=True)
@@ -47,7 +48,7 @@ async def one_group(s: Store, batches: Sequence[list[Write]]) -> list[BaseExcept
     (row("bad", body={"a": "dict"}), "a dict is not storable"),
     ((UPSERT_TASK, ("bad", "queued")), "a tasks row does not have 8 parameters"),
 ])
-async def test_an_unencodable_row_fails_only_its_batch(store: tuple[Store, asyncio.Task[None]], tmp_path: Path,
+async def test_an_unencodable_row_fails_only_its_batch(store: tuple[SqliteStore, asyncio.Task[None]], tmp_path: Path,
                                                        caplog: pytest.LogCaptureFixture, bad: Write,
                                                        reason: str) -> None:
     """A batch holding a row SQLite cannot bind fails alone with StoreError naming why (not the value); the
@@ -68,7 +69,7 @@ async def test_an_unencodable_row_fails_only_its_batch(store: tuple[Store, async
     assert s.stats()["refused_batches"] == 1
 
 
-async def test_a_deferred_build_that_raises_fails_only_its_batch(store: tuple[Store, asyncio.Task[None]],
+async def test_a_deferred_build_that_raises_fails_only_its_batch(store: tuple[SqliteStore, asyncio.Task[None]],
                                                                   tmp_path: Path) -> None:
     """A Deferred whose build raises fails the batch holding it (its other rows are not written); another deferred
     row and the other batches commit."""

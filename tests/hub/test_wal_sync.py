@@ -1,4 +1,4 @@
-"""Commit durability through the WAL sync helper process (hub/wal_sync.py and its use in hub/store.py)."""
+"""Commit durability through the WAL sync helper process (hub/store/wal_sync.py and its use in hub/store/sqlite.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.store import UPSERT_TASK, Store
-from hub.wal_sync import WalSyncer, WalSyncError
+from hub.store.sqlite import UPSERT_TASK, SqliteStore
+from hub.store.wal_sync import WalSyncer, WalSyncError
 
 
 def row(n: int) -> tuple[str, tuple[object, ...]]:
@@ -24,8 +24,8 @@ def stored_ids(path: Path) -> set[str]:
         return {r[0] for r in db.execute("SELECT id FROM tasks")}
 
 
-async def open_with_writer(path: Path, synchronous: str = "FULL") -> tuple[Store, asyncio.Task[None]]:
-    store = await Store.open(path, synchronous)
+async def open_with_writer(path: Path, synchronous: str = "FULL") -> tuple[SqliteStore, asyncio.Task[None]]:
+    store = await SqliteStore.open(path, synchronous)
     return store, asyncio.create_task(store.run_writer())
 
 

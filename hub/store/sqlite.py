@@ -1,8 +1,9 @@
-"""Durable store: SQLite in WAL mode through aiosqlite, with one writer that group-commits.
+"""The SQLite store: WAL mode through aiosqlite, with one writer that group-commits.
 
-Callers hand writes to :meth:`Store.write` and are answered only once the transaction holding them has committed
-("write before you say"). The writer drains everything pending into one transaction, so under load many state
-changes share one fsync instead of paying one each.
+Callers hand changes to :meth:`SqliteStore.write` and are answered only once the transaction holding them has
+committed ("write before you say"). The writer drains everything pending into one transaction, so under load many
+state changes share one fsync instead of paying one each. Each change (:mod:`hub.store.records`) becomes one statement
+here; the statements themselves (:data:`Write`) are accepted too, for this module's own tests.
 """
 
 from __future__ import annotations
@@ -13,17 +14,32 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
-from importlib import resources
+from collections.abc import Callable, Collection, Iterable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import aiosqlite
 
-from hub.store_faults import disk_full, open_error, table, unstorable_value
-from hub.wal_sync import WalSyncer, WalSyncError
+from hub.store import StoreError, schema
+from hub.store.faults import disk_full, open_error, table, unknown_role, unstorable_value
+from hub.store.records import (
+    AppendTrajectory,
+    Change,
+    DeleteTask,
+    DeleteToken,
+    DeleteTrajectory,
+    PutTask,
+    PutToken,
+    RawTask,
+    TokenRow,
+    TrajectoryRow,
+)
+from hub.store.wal_sync import WalSyncer, WalSyncError
 
 logger = logging.getLogger(__name__)
+R = TypeVar("R")
+
 
 class Deferred:
     """Parameters built at commit time, once per ``key`` per transaction: a row written several times before one
@@ -46,12 +62,35 @@ UPSERT_TASK = (
     " goal_id=excluded.goal_id, body=excluded.body"
 )
 INSERT_TOKEN = "INSERT INTO tokens (token_hash, agent_id, role, prefix, created_at) VALUES (?, ?, ?, ?, ?)"
-DELETE_TOKENS = "DELETE FROM tokens WHERE agent_id = ?"
-UPSERT_AGENT = "INSERT INTO agents (id, body) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET body=excluded.body"
+DELETE_TOKEN = "DELETE FROM tokens WHERE token_hash = ?"
 INSERT_TRAJECTORY = "INSERT OR IGNORE INTO trajectory (task_id, seq, ts, kind, payload) VALUES (?, ?, ?, ?, ?)"
 # Retention: a pruned task goes with its trajectory.
 DELETE_TASK = "DELETE FROM tasks WHERE id = ?"
 DELETE_TRAJECTORY = "DELETE FROM trajectory WHERE task_id = ?"
+
+SELECT_TASKS = "SELECT CAST(id AS BLOB), CAST(body AS BLOB) FROM tasks ORDER BY created_at"
+SELECT_TOKENS = "SELECT token_hash, agent_id, role, prefix, created_at FROM tokens"
+SELECT_LAST_SEQS = "SELECT task_id, MAX(seq) FROM trajectory GROUP BY task_id"
+SELECT_TRAJECTORY = (
+    "SELECT task_id, seq, ts, kind, payload FROM trajectory WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+)
+
+
+def _by_id(key: str) -> tuple[str]:
+    return (key,)
+
+
+# Each change as one statement; a new kind of change (the task-event history) adds its line here. Deletes are
+# deferred like the task puts, so a delete runs after any put of the same row still pending in the same transaction
+# (deferred statements run after plain ones, in order of first appearance).
+_STATEMENTS: dict[type, Callable[[Any], Write]] = {
+    PutTask: lambda c: (UPSERT_TASK, Deferred(c.task_id, c.build)),
+    DeleteTask: lambda c: (DELETE_TASK, Deferred(c.task_id, partial(_by_id, c.task_id))),
+    PutToken: lambda c: (INSERT_TOKEN, c.row),
+    DeleteToken: lambda c: (DELETE_TOKEN, (c.token_hash,)),
+    AppendTrajectory: lambda c: (INSERT_TRAJECTORY, c.row),
+    DeleteTrajectory: lambda c: (DELETE_TRAJECTORY, Deferred(c.task_id, partial(_by_id, c.task_id))),
+}
 
 
 WAL_LIMIT_BYTES = 64 * 2**20
@@ -65,10 +104,6 @@ DISK_FULL_RETRY_S = (0.05, 2.0)
 """A commit refused for lack of space is retried after the first delay, doubling up to the second."""
 
 
-class StoreError(Exception):
-    """The database refused a write or a read."""
-
-
 def _unstorable(group: list[tuple[list[Write], asyncio.Future[None]]]) -> dict[int, str]:
     """The batches (by index) holding a row SQLite cannot bind, with the reason (never the value: it may be a
     secret or huge). Runs only after a transaction failed, so the commit path pays nothing for it."""
@@ -76,10 +111,11 @@ def _unstorable(group: list[tuple[list[Write], asyncio.Future[None]]]) -> dict[i
     for i, (writes, _) in enumerate(group):
         for sql, params in writes:
             if isinstance(params, Deferred):
+                deferred = params
                 try:
-                    params = params.build()
+                    params = deferred.build()
                 except Exception as exc:
-                    bad[i] = f"building the {table(sql)} row {params.key!r} raised {exc!r}"
+                    bad[i] = f"building the {table(sql)} row {deferred.key!r} raised {exc!r}"
                     break
             if not isinstance(params, tuple | list) or len(params) != sql.count("?"):
                 bad[i] = f"a {table(sql)} row does not have {sql.count('?')} parameters"
@@ -106,24 +142,16 @@ async def _connect(path: Path, **kwargs: Any) -> aiosqlite.Connection:
         raise
 
 
-def _migrations() -> list[tuple[int, str]]:
-    files = sorted(
-        (p for p in resources.files("hub").joinpath("migrations").iterdir() if p.name.endswith(".sql")),
-        key=lambda p: p.name,
-    )
-    return [(int(p.name.split("_", 1)[0]), p.read_text()) for p in files]
-
-
-class Store:
-    """The hub's database: writes go through the writer task on one connection (see :meth:`_commit`); reads and
-    WAL checkpoints go through a second one."""
+class SqliteStore:
+    """The hub's database (a :class:`hub.store.Store`): writes go through the writer task on one connection (see
+    :meth:`_commit`); reads and WAL checkpoints go through a second one."""
 
     def __init__(self, db: aiosqlite.Connection, path: Path, reader: aiosqlite.Connection,
                  wal_limit_bytes: int = WAL_LIMIT_BYTES, synchronous: str = "FULL") -> None:
         self._db = db
         self.synchronous = synchronous
         self._syncer: WalSyncer | None = None
-        """With FULL: makes each commit durable (see hub/wal_sync.py); None means SQLite syncs in COMMIT."""
+        """With FULL: makes each commit durable (see hub/store/wal_sync.py); None means SQLite syncs in COMMIT."""
         self._wal_fd: int | None = None
         self._reader = reader
         self.path = path
@@ -152,13 +180,13 @@ class Store:
         return f"<Store {self.path.name} commits={self.n_commits} writes={self.n_writes} pending={len(self._pending)}>"
 
     @classmethod
-    async def open(cls, path: Path, synchronous: str = "FULL", wal_limit_bytes: int = WAL_LIMIT_BYTES) -> Store:
+    async def open(cls, path: Path, synchronous: str = "FULL", wal_limit_bytes: int = WAL_LIMIT_BYTES) -> SqliteStore:
         """Open (creating if needed) the database at ``path`` and apply pending migrations, all in one transaction.
 
         Raises StoreError naming the cause and the fix; then nothing is left open (no connection, no helper)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         opened: list[aiosqlite.Connection] = []
-        store: Store | None = None
+        store: SqliteStore | None = None
         try:
             # The writer's transactions run on the loop's thread (see _commit); the connection's own thread runs
             # only the fallbacks and the WAL restart, between them: the connection is used from both, never at once.
@@ -210,8 +238,14 @@ class Store:
             logger.warning("%s; SQLite syncs each commit on its thread from now on", exc)
             syncer, self._syncer = self._syncer, None
         await syncer.close()
-        await self._db._execute(self._fsync_wal)  # OSError here: durability unknown, the caller stops the hub
+        await self._on_thread(self._fsync_wal)  # OSError here: durability unknown, the caller stops the hub
         await self._db.execute("PRAGMA synchronous=FULL")
+
+    async def _on_thread(self, fn: Callable[..., R], *args: Any) -> R:
+        """Run ``fn(*args)`` on the writer connection's own thread, between its other calls (aiosqlite has no public
+        call for this; its documented-in-source ``_execute`` is used)."""
+        result: R = await self._db._execute(fn, *args)  # type: ignore[no-untyped-call]
+        return result
 
     def _fsync_wal(self) -> None:
         if self._wal_fd is None:
@@ -223,39 +257,10 @@ class Store:
         async with self._db.execute("PRAGMA user_version") as cur:
             row = await cur.fetchone()
         version = row[0] if row else 0
-        migrations = _migrations()
-        latest = migrations[-1][0] if migrations else 0
-        if version > latest:
-            raise StoreError(f"the database {self.path} was written by a newer hub (schema version {version}, this "
-                             f"hub knows up to {latest}). Run that newer hub, or restore a backup made by this one.")
-        pending = [(number, sql) for number, sql in migrations if number > version]
-        if pending:
-            await self._db._execute(self._apply_migrations, pending, version, latest)
+        todo, latest = schema.pending(self.path, version)
+        if todo:
+            await self._on_thread(schema.apply, self._db._conn, self.path, todo, version, latest)
             logger.info("store migrated from version %d to %d", version, latest)
-
-    def _apply_migrations(self, pending: list[tuple[int, str]], version: int, latest: int) -> None:
-        """Runs on aiosqlite's connection thread: the transaction begins and ends within this one call, so a start
-        cancelled meanwhile cannot leave it half done (it completes or rolls back, then the store closes)."""
-        conn = self._db._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for number, sql in pending:
-                try:
-                    for statement in filter(None, (s.strip() for s in sql.split(";"))):
-                        conn.execute(statement)
-                except sqlite3.Error as exc:
-                    raise StoreError(
-                        f"upgrading the database {self.path} from schema version {version} failed in migration "
-                        f"{number} ({exc}); nothing was changed, it is still at version {version}. The file does not "
-                        f"match that version: restore it from a backup, or move it aside (mv {self.path} "
-                        f"{self.path}.old) to start with an empty database."
-                    ) from exc
-            conn.execute(f"PRAGMA user_version={latest}")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
 
     async def close(self) -> None:
         """Stop taking writes, let the writer commit what is pending, then close the connection (idempotent)."""
@@ -296,10 +301,10 @@ class Store:
             "refused_batches": self.n_refused_batches,
         }
 
-    def enqueue(self, writes: Iterable[Write]) -> asyncio.Future[None]:
-        """Queue ``writes`` for the next transaction; the future resolves once it has committed."""
+    def enqueue(self, changes: Iterable[Change | Write]) -> asyncio.Future[None]:
+        """Queue ``changes`` for the next transaction; the future resolves once it has committed."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        batch = list(writes)
+        batch = [c if type(c) is tuple else _STATEMENTS[type(c)](c) for c in changes]
         if self._closed:
             fut.set_exception(StoreError("store is closed"))
         elif not batch:
@@ -309,9 +314,9 @@ class Store:
             self._wake.set()
         return fut
 
-    async def write(self, writes: Iterable[Write]) -> None:
-        """Queue ``writes`` for the next transaction and return once it has committed."""
-        await self.enqueue(writes)
+    async def write(self, changes: Iterable[Change | Write]) -> None:
+        """Queue ``changes`` for the next transaction and return once it has committed."""
+        await self.enqueue(changes)
 
     async def run_writer(self) -> None:
         """Drain pending writes into transactions until the store closes (owned by the hub's TaskGroup)."""
@@ -351,13 +356,13 @@ class Store:
             try:
                 # The statements run here: on the connection's thread each row's step would wait for the GIL the
                 # loop holds (about 80 us a row measured under load). The fsync never runs here: with FULL the
-                # helper process syncs the WAL (hub/wal_sync.py), or without it SQLite does in a COMMIT on the
+                # helper process syncs the WAL (hub/store/wal_sync.py), or without it SQLite does in a COMMIT on the
                 # connection's thread (aiosqlite has no public call for running a function there; its
                 # documented-in-source one is used); NORMAL commits never sync.
                 if not self._begin(by_sql):  # another process holds the write lock: wait on the connection's thread
-                    await self._db._execute(self._transaction, by_sql)
+                    await self._on_thread(self._transaction, by_sql)
                 elif self._syncer is None and self.synchronous == "FULL":
-                    await self._db._execute(self._finish)
+                    await self._on_thread(self._finish)
                 else:
                     self._finish()
             except Exception as exc:  # rolled back: nothing of the group is in the database
@@ -479,7 +484,7 @@ class Store:
         except OSError:
             return
         try:
-            restarted = await self._db._execute(self._restart_wal)
+            restarted = await self._on_thread(self._restart_wal)
         except sqlite3.Error as exc:  # the database file could not grow: the WAL keeps the pages meanwhile
             if not disk_full(exc):
                 raise
@@ -547,7 +552,26 @@ class Store:
             raise sqlite3.OperationalError(f"database is locked (waited {BUSY_TIMEOUT_MS} ms)")
         self._finish()
 
-    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    # --- reads (on the reader connection: committed data only) ---------------------------------------------------
+
+    async def load_tasks(self) -> list[RawTask]:
+        # As bytes: text that is not UTF-8 would make SQLite's driver fail the whole query, not just that row.
+        return await self.fetch_all(SELECT_TASKS)
+
+    async def load_tokens(self, known_roles: Collection[str]) -> list[TokenRow]:
+        rows = [TokenRow(*row) for row in await self.fetch_all(SELECT_TOKENS)]
+        for row in rows:
+            if row.role not in known_roles:
+                raise StoreError(unknown_role(self.path, row.role, known_roles))
+        return rows
+
+    async def last_trajectory_seqs(self) -> dict[str, int]:
+        return dict(await self.fetch_all(SELECT_LAST_SEQS))
+
+    async def read_trajectory(self, task_id: str, after_seq: int, limit: int) -> list[TrajectoryRow]:
+        return [TrajectoryRow(*row) for row in await self.fetch_all(SELECT_TRAJECTORY, (task_id, after_seq, limit))]
+
+    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         try:
             async with self._reader.execute(sql, params) as cur:
                 return list(await cur.fetchall())

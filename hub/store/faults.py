@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,14 @@ def open_error(path: Path, exc: sqlite3.Error) -> str:
     else:
         fix = "Check the file and its directory, or restore the database from a backup."
     return f"cannot open the database {path} ({exc}). {fix}"
+
+
+def unknown_role(path: Path, role: object, known_roles: Iterable[str]) -> str:
+    """What to tell an operator about a stored token whose role this hub does not know: the row and the fix."""
+    roles = ", ".join(f"'{r}'" for r in known_roles)
+    return (f"the tokens table of {path} holds a token this hub cannot read ({str(role)[:64]!r} is not a valid "
+            f"Role). Remove or correct that row, e.g. sqlite3 {path} "
+            f"\"DELETE FROM tokens WHERE role NOT IN ({roles})\", then start again.")
 
 
 def table(sql: str) -> str:

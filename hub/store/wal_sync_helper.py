@@ -1,4 +1,4 @@
-"""The WAL sync helper process (see hub/wal_sync.py): run as a script, it imports nothing but os and sys."""
+"""The WAL sync helper process (see hub/store/wal_sync.py): run as a script, it imports nothing but os and sys."""
 
 import os
 import sys

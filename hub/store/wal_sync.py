@@ -6,7 +6,7 @@ again to hand the result back: under load that hand-over took ~1.4 ms per commit
 writer commits with SQLite's own syncing off (the frames are written, not yet synced) and asks this helper, a
 process with its own interpreter, to ``fdatasync`` the WAL: one byte down a pipe, one byte back, no thread and no
 GIL in between. Nobody is answered before the byte comes back, so a commit is as durable as under FULL (the WAL
-synced at every commit); checkpoints keep their own syncs (see :class:`hub.store.Store`).
+synced at every commit); checkpoints keep their own syncs (see :class:`hub.store.sqlite.SqliteStore`).
 
 Protocol on the helper's stdin/stdout: it sends ``r`` once the WAL file is open, then answers each ``s`` with ``k``
 after a successful ``fdatasync``, ``n`` after one that failed for lack of space (ENOSPC, EDQUOT) or ``e`` after one

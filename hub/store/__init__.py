@@ -1,0 +1,84 @@
+"""The hub's durable store, as the rest of the hub sees it: a :class:`Store` that speaks records.
+
+Callers hand it batches of changes (:mod:`hub.store.records`) and are answered once the commit holding them is
+durable ("write before you say"); at start they read every record back. How and where records are kept is the
+implementation's: :mod:`hub.store.sqlite` (SQLite in WAL mode, one group-committing writer, the WAL sync helper and
+the full-disk handling) is the one there is. No statement text lives outside this package.
+
+    hub/store/__init__.py     the Store protocol and StoreError
+    hub/store/records.py      rows read back, changes written
+    hub/store/sqlite.py       SqliteStore: the group-committing writer, reads, checkpoints
+    hub/store/faults.py       what a failure means (full disk, unstorable value) and what to tell an operator
+    hub/store/wal_sync.py     durability of each commit through a helper process (wal_sync_helper.py)
+    hub/store/migrations/     the schema, one numbered file per version
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection, Iterable
+from typing import Any, Protocol
+
+from hub.store.records import (
+    AppendTrajectory,
+    Change,
+    DeleteTask,
+    DeleteToken,
+    DeleteTrajectory,
+    PutTask,
+    PutToken,
+    RawTask,
+    TaskRow,
+    TokenRow,
+    TrajectoryRow,
+)
+
+__all__ = [
+    "AppendTrajectory", "Change", "DeleteTask", "DeleteToken", "DeleteTrajectory", "PutTask", "PutToken", "RawTask",
+    "Store", "StoreError", "TaskRow", "TokenRow", "TrajectoryRow",
+]
+
+
+class StoreError(Exception):
+    """The store refused a write or a read, or cannot open; the message names the cause and the fix."""
+
+
+class Store(Protocol):
+    """The hub's records, durable. One writer owns the writes (``run_writer``, in the hub's TaskGroup).
+
+    The history of task events (``task_events``) joins as its own change type in :data:`Change` and a read here.
+    """
+
+    @property
+    def degraded(self) -> str | None:
+        """Why writes are waiting (the disk is full), or None while they commit."""
+
+    def enqueue(self, changes: Iterable[Change]) -> asyncio.Future[None]:
+        """Queue ``changes`` for the next commit; the future resolves once it is durable (StoreError if refused)."""
+
+    async def write(self, changes: Iterable[Change]) -> None:
+        """Queue ``changes`` and return once they are durable."""
+
+    async def load_tasks(self) -> list[RawTask]:
+        """Every stored task, in order of creation."""
+
+    async def load_tokens(self, known_roles: Collection[str]) -> list[TokenRow]:
+        """Every stored token; StoreError naming the row and the fix if one has a role not in ``known_roles``."""
+
+    async def last_trajectory_seqs(self) -> dict[str, int]:
+        """The highest stored ``seq`` of each task that has execution events."""
+
+    async def read_trajectory(self, task_id: str, after_seq: int, limit: int) -> list[TrajectoryRow]:
+        """The events of ``task_id`` after ``after_seq``, in order, at most ``limit``."""
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for /health."""
+
+    async def run_writer(self) -> None:
+        """Commit queued changes until the store closes."""
+
+    async def run_checkpointer(self) -> None:
+        """Housekeeping beside the writer, forever (owned by the hub's TaskGroup)."""
+
+    async def close(self) -> None:
+        """Commit what is queued and close (idempotent)."""
