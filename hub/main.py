@@ -28,11 +28,30 @@ def settings_from(args: argparse.Namespace) -> HubSettings:
     return HubSettings(**overrides)
 
 
+FILES_BESIDE_SOCKETS = 256
+"""Open files the hub needs besides its connections: the database, its WAL, the helper's pipes, logs."""
+
+
+def raise_file_limit(max_connections: int) -> None:
+    """Lift the soft open-file limit so ``max_connections`` sockets fit (it is often 1,024); warn if it cannot."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max_connections + FILES_BESIDE_SOCKETS
+    if soft != resource.RLIM_INFINITY and soft < want:
+        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        if new < want:
+            logger.warning("open files limited to %d (hard limit): fewer than max_connections=%d sockets fit; raise "
+                           "it (ulimit -n) or lower AGENTCOM_MAX_CONNECTIONS", new, max_connections)
+
+
 async def serve(settings: HubSettings) -> int:
     # A thread waiting for the GIL held by the busy loop waits about one switch interval (Python's default: 5 ms).
     # Commits use no thread when the WAL sync helper runs (hub/store/wal_sync.py), but the store's fallbacks, its WAL
     # restarts and its reads do; 0.1 ms measured best when commits still went through the thread.
     sys.setswitchinterval(0.0001)
+    raise_file_limit(settings.max_connections)
     server = HubServer(settings)
     starting = asyncio.ensure_future(server.start())
 

@@ -40,7 +40,7 @@ class HeadersTooLarge(Exception):
 class HubHttpProtocol(HttpToolsProtocol):
     header_timeout_s = 10.0
     max_header_bytes = 32 * 1024
-    max_connections = 1000
+    max_connections = 4096
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

@@ -68,8 +68,9 @@ class HubSettings(BaseSettings):
     """An agent socket that has not identified within this time of its handshake is closed (4408)."""
     state_report_timeout_s: float = Field(15.0, gt=0)
     """An agent that reconnects with a task in flight and does not report it within this time loses it."""
-    max_connections: int = Field(1000, ge=1)
-    """Open TCP connections (HTTP, agents and pages); one more is answered 503 and closed."""
+    max_connections: int = Field(4096, ge=1)
+    """Open TCP connections (HTTP, agents and pages); one more is answered 503 and closed. The hub raises its open
+    file limit to fit (up to the hard limit, with a warning when that is too low)."""
     header_timeout_s: float = Field(10.0, gt=0)
     """A request line and headers not complete within this time of their first byte (or the connection): 408."""
     max_header_bytes: int = Field(32 * 1024, ge=1024)
