@@ -131,6 +131,10 @@ function taskActions(t) {
 function outcome(t) {
   if (t.status === "completed") return pill(`outcome-${t.outcome || "unverified"}`, t.outcome || "unverified");
   if (t.status === "dead_letter") return `<span class="bad small">${esc(t.dead_letter_reason || "failed")}</span>`;
+  if (t.status === "queued" && t.waiting_reason) {
+    const w = t.waiting_reason;
+    return `<span class="warn small" data-waiting="${esc(w.code)}" title="${esc(w.code)}">waits: ${esc(w.detail)}</span>`;
+  }
   if (t.retry_count) return `<span class="small warn">attempt ${t.retry_count + 1}/${t.max_retries}</span>`;
   return '<span class="muted">—</span>';
 }

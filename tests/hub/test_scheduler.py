@@ -75,7 +75,7 @@ def test_plan(case: str, queued: list[Task], idle: list[Candidate], done: set[st
               pairs: list[tuple[str, str]]) -> None:
     """Queued tasks are paired, in queue order, with the first eligible idle agent, one task per agent."""
     out = plan(queued, idle, lambda t: all(d in done for d in t.depends_on))
-    assert [(t.id, a) for t, a in out] == pairs
+    assert [(m.task.id, m.agent_id) for m in out] == pairs
 
 
 def test_plan_stops_when_agents_run_out() -> None:
