@@ -130,6 +130,9 @@ class WaitingReasons:
             self._memo.clear()
         budget = self.budget
         if not self._sweep:  # only the tasks that entered the queue since the last look, newest first
+            newest = queue.latest(TaskStatus.QUEUED, 1)  # most rounds stop at this one: nothing new
+            if newest and self._stamps.get(newest[0].id) == (version, newest[0].generation):
+                return False
             newest = queue.latest(TaskStatus.QUEUED, budget)
             for task in newest:
                 if self._stamps.get(task.id) == (version, task.generation):
