@@ -40,8 +40,12 @@ class Route(NamedTuple):
     model: str | None
     tier: str
     reason: str
-    fallback_from: str | None = None
-    """The chain's first target when the agent lacked it (so this decision is a fallback)."""
+    preferred: str
+    """The target the task prefers (its chain's first); another ``target`` means the agent lacked it."""
+
+    @property
+    def fallback(self) -> bool:
+        return self.target != self.preferred
 
 
 class Needs(NamedTuple):
@@ -96,13 +100,11 @@ def route_needs(needs: Needs, executors: frozenset[str] | None, models: tuple[st
     first = needs.targets[0]
     if executors is None:  # an older client that did not say what it runs: as before, the first target
         model = needs.model or (models[0] if models and first != "shell" else None)
-        return Route(first, model, needs.tier, needs.reason)
+        return Route(first, model, needs.tier, needs.reason, first)
     for target in needs.targets:
         ok, model = serves(target, needs.model, executors, models)
         if ok:
-            if target == first:
-                return Route(target, model, needs.tier, needs.reason)
-            return Route(target, model, needs.tier, f"{needs.reason}; the agent has no {first}", fallback_from=first)
+            return Route(target, model, needs.tier, needs.reason, first)
     return None
 
 
@@ -113,14 +115,16 @@ def route(task: Task, executors: frozenset[str] | None, models: tuple[str, ...])
 
 
 def decision_record(chosen: Route, now_ms: int) -> dict[str, Any]:
-    """The ``routing_decision`` stored on the task and sent with ``task_assign``."""
+    """The ``routing_decision`` stored on the task and sent with ``task_assign``. Its size never exceeds that of the
+    decision for an agent that did not say what it runs with the longest model name, which is what a submission is
+    checked against (a fallback names the same preferred target)."""
     return {
         "effective_tier": chosen.tier,
         "target_type": chosen.target,
         "selected_model": chosen.model,
         "classification_reason": chosen.reason,
-        "fallback_used": chosen.fallback_from is not None,
-        "fallback_from": chosen.fallback_from,
+        "preferred_target": chosen.preferred,
+        "fallback_used": chosen.fallback,
         "decided_at": now_ms,
     }
 

@@ -73,7 +73,7 @@ def plan(queued: Iterable[Task], idle: list[Candidate], deps_done: Callable[[Tas
             chosen = route_needs(needs, agent.executors, agent.models)
             if chosen is None:
                 continue
-            if chosen.fallback_from is None or known:
+            if not chosen.fallback or known:
                 found = (i, chosen)
                 break
             if found is None:

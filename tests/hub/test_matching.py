@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from hub.scheduler import Candidate
 from hub import tasks
+from hub.scheduler import Candidate
 from hub.tasks import Task
 from hub.waiting import Offers, waiting_reason
 from shared.agent_sim import AgentSim

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -25,7 +26,7 @@ def offer(executors: str | None, *models: str) -> tuple[frozenset[str] | None, t
 SHELL = {"shell_command": "true"}
 ROUTES: list[tuple[str, Task, tuple[frozenset[str] | None, tuple[str, ...]], tuple[str, str | None, str | None] | None]]
 ROUTES = [
-    # (case, task, (executors, models), (target, model, fallback_from) or None)
+    # (case, task, (executors, models), (target, model, the preferred target when it fell back) or None)
     ("complex on an agent with claude", task("complex"), offer("shell claude ollama", "qwen"),
      ("claude", None, None)),
     ("complex without claude falls back to the local model", task("complex"), offer("shell ollama", "qwen", "llama"),
@@ -68,16 +69,32 @@ def test_route(case: str, t: Task, agent: tuple[frozenset[str] | None, tuple[str
     """The task's executor, shell command or tier chain picks the first target the agent offers, with a model it
     serves; None when the agent offers none."""
     chosen = route(t, *agent)
-    assert (None if chosen is None else (chosen.target, chosen.model, chosen.fallback_from)) == expected
+    assert (None if chosen is None else (chosen.target, chosen.model, chosen.preferred if chosen.fallback else None)
+            ) == expected
 
 
 def test_decision_record_says_when_it_fell_back() -> None:
     """The stored routing decision names the target, the model, the reason and whether it is a fallback."""
     record = routing_decision(task("complex"), ("qwen",), NOW, frozenset({"ollama"}))
     assert record == {"effective_tier": "complex", "target_type": "ollama", "selected_model": "qwen",
-                      "classification_reason": "tier complex; the agent has no claude", "fallback_used": True,
-                      "fallback_from": "claude", "decided_at": NOW}
+                      "classification_reason": "tier complex", "preferred_target": "claude", "fallback_used": True,
+                      "decided_at": NOW}
     assert routing_decision(task("complex"), ("qwen",), NOW)["target_type"] == "claude"
+
+
+def test_a_decision_is_never_larger_than_the_one_a_submission_is_checked_against() -> None:
+    """Whatever an agent offers, the decision sent is at most as long as the one for an agent that did not say
+    what it runs with a 256-character model (the submit-time frame-size check relies on it)."""
+    worst = "m" * 256
+    for tier in ("trivial", "standard", "complex", "unknown"):
+        for fields in ({}, {"metadata": {"model": worst}}, {"metadata": {"model": "claude-" + "x" * 249}},
+                       {"executor": "ollama"}, {"metadata": {"shell_command": "true"}}):
+            t = task(tier, **fields)
+            bound = len(json.dumps(routing_decision(t, (worst,), NOW)))
+            for executors in ("shell", "ollama", "claude", "shell ollama claude", "ollama claude"):
+                for models in ((), ("q",), (worst,)):
+                    sent = json.dumps(routing_decision(t, models, NOW, frozenset(executors.split())))
+                    assert len(sent) <= bound, (tier, fields, executors, models)
 
 
 EXECUTORS: list[tuple[str, list[str] | None, str | None, list[str], str | None, set[str] | None]] = [

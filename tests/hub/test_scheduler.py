@@ -127,7 +127,8 @@ async def test_priority_then_fifo(hub, make_agent):
     ids = [await hub.submit(description=f"p{n}", priority=p) for n, p in enumerate(lanes)]
     queued = [t.id for t in hub.hub.queue.queued_in_order()]
     rank = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
-    expected = [tid for _, _, tid in sorted((rank[p], n, tid) for n, (p, tid) in enumerate(zip(lanes, ids)))]
+    ranked = sorted((rank[p], n, tid) for n, (p, tid) in enumerate(zip(lanes, ids, strict=True)))
+    expected = [tid for _, _, tid in ranked]
     assert queued == expected
     sim = await make_agent()
     await wait_tasks(hub, ids, {"completed"})
