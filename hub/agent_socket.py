@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from hub.agents import Agent, AgentState, InvalidAgentTransition
+from hub.agents import Agent, AgentState, InvalidAgentTransition, executors_of
 from hub.auth import Principal, Role
 from hub.connection import Connection, SendLimits
 from hub.limits import note_failed_auth
@@ -125,6 +125,7 @@ class AgentSession:
             agent_id=msg.agent_id, connected_at=now, name=msg.name, capabilities=frozenset(msg.capabilities),
             models=tuple(msg.models), sandbox_level=msg.sandbox_level, client_type=msg.client_type,
             ollama_url=msg.ollama_url, sender=self.conn,
+            executors=executors_of(msg.executors, msg.client_type, msg.capabilities, msg.ollama_url),
         )
         old = await hub.fleet.connect(agent)
         self.agent = agent

@@ -105,6 +105,8 @@ class Agent:
     name: str | None = None
     capabilities: frozenset[str] = frozenset()
     models: tuple[str, ...] = ()
+    executors: frozenset[str] | None = None
+    """What it can run (see :func:`executors_of`); None: an older client that did not say, routed as before."""
     sandbox_level: str | None = None
     client_type: str | None = None
     ollama_url: str | None = None
@@ -143,6 +145,7 @@ class Agent:
             "current_task_id": self.current_task_id,
             "capabilities": sorted(self.capabilities),
             "models": list(self.models),
+            "executors": sorted(self.executors) if self.executors is not None else None,
             "sandbox_level": self.sandbox_level,
             "client_type": self.client_type,
             "connected_at": self.connected_at,
@@ -153,6 +156,19 @@ class Agent:
             "completed": self.n_completed,
             "failed": self.n_failed,
         }
+
+
+def executors_of(declared: list[str] | None, client_type: str | None, capabilities: list[str],
+                 ollama_url: str | None) -> frozenset[str] | None:
+    """The executors an agent runs, from its ``identify``: the list it declares, else, for a sidecar from before
+    the list existed, what such a sidecar has (shell always, ollama with an ``ollama_url``, claude if its
+    capabilities name it: its API key is not sent). Other clients that do not say get None (anything is tried)."""
+    if declared is not None:
+        return frozenset(declared)
+    if client_type == "sidecar":
+        return frozenset({"shell", *(["ollama"] if ollama_url else []), *(["claude"] if "claude" in capabilities
+                                                                         else [])})
+    return None
 
 
 def finite_resources(report: dict[str, Any]) -> dict[str, Any]:

@@ -65,6 +65,7 @@ def task_summary(task: Task) -> dict[str, Any]:
         "last_error": clip(task.last_error, 300), "dead_letter_reason": task.dead_letter_reason,
         "tokens_used": task.tokens_used, "needed_capabilities": task.needed_capabilities,
         "goal_id": task.goal_id, "executor": task.executor, "complexity_tier": task.complexity_tier,
+        "waiting_reason": task.waiting_reason,
     }
 
 

@@ -13,11 +13,12 @@ from hub.agents import Agent, AgentRegistry, AgentState, InvalidAgentTransition
 from hub.clock import Clock
 from hub.events import EventBus
 from hub.queue import TaskQueue
-from hub.routing import routing_decision
-from hub.scheduler import Candidate, Scheduler
+from hub.routing import decision_record
+from hub.scheduler import Candidate, Match, Scheduler
 from hub.socket_counters import SocketCounters
 from hub.store import StoreError
 from hub.tasks import Task
+from hub.waiting import WaitingReasons
 from shared.protocol import Message, TaskAssign, TaskCancelled, encode
 
 logger = logging.getLogger(__name__)
@@ -41,12 +42,27 @@ class Fleet:
         self.agents = agents
         self._bus = bus
         self._clock = clock
-        self.scheduler = Scheduler(queue.queued_in_order, self._idle, queue.deps_done, self.dispatch)
+        self.version = 0
+        """Bumped whenever an agent joins or leaves: what the fleet can run may have changed."""
+        self.waiting = WaitingReasons(queue, self._connected, lambda: self.version, self._publish_waiting)
+        self.scheduler = Scheduler(queue.queued_in_order, self._idle, queue.deps_done, self.dispatch,
+                                   explain=self.waiting.slice)
         self.n_send_failures = 0
         self.socket_counters = SocketCounters()
 
     def _idle(self) -> list[Candidate]:
-        return [Candidate(a.agent_id, a.capabilities) for a in self.agents.idle()]
+        return [Candidate(a.agent_id, a.capabilities, a.executors, a.models) for a in self.agents.idle()]
+
+    def _connected(self) -> list[Candidate]:
+        """Every connected agent, busy or not (what the fleet can run at all)."""
+        return [Candidate(a.agent_id, a.capabilities, a.executors, a.models) for a in self.agents.connected.values()]
+
+    def _publish_waiting(self, task: Task) -> None:
+        reason = task.waiting_reason
+        self._bus.publish({"kind": "task_event", "event": "task_waiting", "task_id": task.id,
+                           "status": str(task.status), "agent_id": None, "priority": task.priority,
+                           "goal_id": task.goal_id, "timestamp": self._clock.now_ms(),
+                           "reason": reason["code"] if reason else None})
 
     async def send(self, agent: Agent, message: Message) -> bool:
         """Queue ``message`` for the agent; never waits on its socket (a peer that does not read is dropped)."""
@@ -72,6 +88,7 @@ class Fleet:
         ``assigned`` for its ``state_report``; one that never comes is reclaimed by the sweep.
         """
         old = self.agents.add(agent)
+        self.version += 1
         task = self.queue.assigned_to(agent.agent_id)
         if task is not None:
             await agent.fire("assign", self._clock.now_ms(), task.id)
@@ -83,19 +100,21 @@ class Fleet:
     async def disconnect(self, agent: Agent) -> None:
         """The agent's socket is gone. Its task is not reclaimed at once: the sweep waits the reconnect grace."""
         if await self.agents.remove(agent):
+            self.version += 1
             self._publish_agent("agent_left", agent)
+            self.scheduler.wake()  # tasks only it could run now say why they wait
 
-    async def dispatch(self, pairs: list[tuple[Task, str]]) -> Coroutine[Any, Any, None]:
+    async def dispatch(self, pairs: list[Match]) -> Coroutine[Any, Any, None]:
         """Book planned pairs: assign them in memory and queue their commit, before any await, so they join the
         commit of the submit or completion that made them possible. Returns their delivery (awaiting it waits for
         that commit, then pushes ``task_assign`` to each agent), so the next round need not wait for the disk."""
         now = self._clock.now_ms()
         booked: list[tuple[Task, str]] = []
-        for task, agent_id in pairs:
+        for task, agent_id, chosen in pairs:
             agent = self.agents.get(agent_id)
             if agent is None or agent.state != AgentState.IDLE:
                 continue
-            task.routing_decision = routing_decision(task, agent.models, now)
+            task.routing_decision = decision_record(chosen, now)
             booked.append((task, agent_id))
         assigned, committed = self.queue.assign_many(booked)
         for task in assigned:  # only this loop books agents, and it runs alone: none can be booked twice

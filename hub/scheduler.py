@@ -1,7 +1,8 @@
 """Scheduler: event-driven matching of queued tasks to idle agents.
 
 :func:`plan` is the whole decision, a pure function over plain data; :class:`Scheduler` runs it whenever something
-that could change the answer happens (a task queued, an agent idle), never on a timer.
+that could change the answer happens (a task queued, an agent idle), never on a timer. After a round it gives
+whatever explains waiting tasks (see :mod:`hub.waiting`) one bounded slice of time at a time.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
+from hub.routing import Route, needs_of, route_needs
 from hub.tasks import Task
 
 logger = logging.getLogger(__name__)
@@ -19,8 +21,20 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
+    """An agent as matching sees it: who it is, its capabilities and what it can run."""
+
     agent_id: str
     capabilities: frozenset[str]
+    executors: frozenset[str] | None = None
+    """Executors it runs (None: an older client that did not say; it is routed as before)."""
+    models: tuple[str, ...] = ()
+    """Local models it serves, its default first."""
+
+
+class Match(NamedTuple):
+    task: Task
+    agent_id: str
+    route: Route
 
 
 def eligible(task: Task, agent: Candidate) -> bool:
@@ -30,39 +44,66 @@ def eligible(task: Task, agent: Candidate) -> bool:
     return agent.capabilities.issuperset(task.needed_capabilities)
 
 
-def plan(
-    queued: Iterable[Task], idle: list[Candidate], deps_done: Callable[[Task], bool]
-) -> list[tuple[Task, str]]:
-    """Pair queued tasks (in priority/FIFO order) with idle agents (longest idle first); one task per agent."""
+def plan(queued: Iterable[Task], idle: list[Candidate], deps_done: Callable[[Task], bool]) -> list[Match]:
+    """Pair queued tasks (in priority/FIFO order) with idle agents (longest idle first); one task per agent.
+
+    A task goes to the first agent that runs it on its preferred target; failing that, to the first agent that
+    can run it on a fallback one (a complex task takes a local model only when no idle agent has Claude). Tasks
+    of a shape no idle agent can run are passed over at the cost of one look-up after the first.
+    """
     free = list(idle)
-    pairs: list[tuple[Task, str]] = []
+    pairs: list[Match] = []
+    settled: dict[tuple[object, ...], bool] = {}
+    """Shapes (pin, capabilities, needs) whose look at every free agent found none preferred: True when one can
+    run them on a fallback target, False when none can. Agents only leave ``free``, so both stay true."""
     for task in queued:
         if not free:
             break
         if task.depends_on and not deps_done(task):
             continue
+        needs = needs_of(task)
+        shape = (task.assign_to, tuple(task.needed_capabilities), needs)
+        known = settled.get(shape)
+        if known is False:
+            continue
+        found: tuple[int, Route] | None = None
         for i, agent in enumerate(free):
-            if eligible(task, agent):
-                pairs.append((task, agent.agent_id))
-                del free[i]
+            if not eligible(task, agent):
+                continue
+            chosen = route_needs(needs, agent.executors, agent.models)
+            if chosen is None:
+                continue
+            if not chosen.fallback or known:
+                found = (i, chosen)
                 break
+            if found is None:
+                found = (i, chosen)
+        else:
+            settled[shape] = found is not None
+        if found is not None:
+            i, chosen = found
+            pairs.append(Match(task, free[i].agent_id, chosen))
+            del free[i]
     return pairs
 
 
 class Scheduler:
-    """Runs :func:`plan` on every wake-up and hands the pairs to ``dispatch``."""
+    """Runs :func:`plan` on every wake-up and hands the pairs to ``dispatch``; ``explain`` (optional) is called
+    after each round and between others' work: one bounded slice at a time, True while it has more to do."""
 
     def __init__(
         self,
         queued: Callable[[], Iterable[Task]],
         idle: Callable[[], list[Candidate]],
         deps_done: Callable[[Task], bool],
-        dispatch: Callable[[list[tuple[Task, str]]], Awaitable[Coroutine[Any, Any, None]]],
+        dispatch: Callable[[list[Match]], Awaitable[Coroutine[Any, Any, None]]],
+        explain: Callable[[], bool] | None = None,
     ) -> None:
         self._queued = queued
         self._idle = idle
         self._deps_done = deps_done
         self._dispatch = dispatch
+        self._explain = explain
         self._wake = asyncio.Event()
         self.n_rounds = 0
         self.n_assigned = 0
@@ -87,10 +128,13 @@ class Scheduler:
 
     async def run(self) -> None:
         """Schedule on every wake-up, forever (owned by the hub's TaskGroup). Deliveries wait for their commit
-        in tasks of their own, so a round never waits for the disk and its bookings join the pending commit."""
+        in tasks of their own, so a round never waits for the disk and its bookings join the pending commit.
+        Explaining waits yields to the event loop between slices and stops for the next round."""
         async with asyncio.TaskGroup() as deliveries:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
                 if (delivery := await self.book()) is not None:
                     deliveries.create_task(delivery)
+                while self._explain is not None and self._explain() and not self._wake.is_set():
+                    await asyncio.sleep(0)

@@ -56,6 +56,10 @@ class EndReason(StrEnum):
     DEPENDENCY_FAILED = "dependency_failed"
 
 
+WaitingReason = dict[str, str]
+"""``{"code": "no_agent_with_executor", "detail": "needs executor claude; connected agents offer shell"}``."""
+
+
 class TransitionError(Exception):
     """A transition the task's current state does not allow; ``code`` is the machine-readable reason."""
 
@@ -113,6 +117,9 @@ class Task:
     last_error: str | None = None
     dead_letter_reason: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    waiting_reason: WaitingReason | None = None
+    """Why no connected agent can ever run this queued task (``{"code", "detail"}``), or None. Kept current by the
+    hub (hub/waiting.py), not stored; every transition clears it."""
     static_json: str | None = field(default=None, repr=False, compare=False)
     """Cache of the serialised fields in STATIC_FIELDS (not part of the record)."""
     static_of: tuple[Any, ...] = field(default=(), repr=False, compare=False)
@@ -172,7 +179,7 @@ class Task:
             raise CorruptTask(f"unknown status {str(data['status'])[:32]!r}") from None
         if not 0 <= data.get("priority", Priority.NORMAL) <= 3:
             raise CorruptTask("priority is outside 0-3")
-        return cls(**{k: v for k, v in data.items() if k in _FIELD_NAMES})
+        return cls(**{k: v for k, v in data.items() if k in _STORED_NAMES})
 
     def public(self) -> dict[str, Any]:
         """The task as the HTTP API shows it."""
@@ -232,14 +239,26 @@ STATIC_FIELDS = (
 )
 """Set at submission and never changed afterwards (only the functions in this module change a task; see to_json)."""
 _static_values = attrgetter(*STATIC_FIELDS)
-_DYNAMIC_FIELDS = tuple(name for name in _FIELD_NAMES if name not in STATIC_FIELDS)
+NOT_STORED = ("waiting_reason",)
+"""Shown by the API, recomputed by the hub, never stored."""
+_DYNAMIC_FIELDS = tuple(name for name in _FIELD_NAMES if name not in STATIC_FIELDS and name not in NOT_STORED)
+_STORED_NAMES = frozenset(_FIELD_NAMES) - frozenset(NOT_STORED)
 
 
 def record(task: Task, event: str, now_ms: int, max_history: int = 50, **details: Any) -> None:
     task.updated_at = now_ms
+    task.waiting_reason = None  # whatever happened, it is looked at again if the task is (still) queued
     task.history.append({"event": event, "timestamp": now_ms, "details": details})
     if len(task.history) > max_history:
         del task.history[: len(task.history) - max_history]
+
+
+def set_waiting(task: Task, reason: WaitingReason | None) -> bool:
+    """Set why a queued task waits (None: it does not wait for lack of a capable agent); True if it changed."""
+    if task.waiting_reason == reason:
+        return False
+    task.waiting_reason = reason
+    return True
 
 
 def require_status(task: Task, allowed: frozenset[TaskStatus] | set[TaskStatus]) -> None:

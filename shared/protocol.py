@@ -78,6 +78,9 @@ class Identify(Message):
     sandbox_level: ShortText | None = None
     models: list[ShortText] = []
     pm2_info: Json | None = None
+    executors: Annotated[list[Annotated[str, Field(max_length=64), NoControl]], Field(max_length=32)] | None = None
+    """Executors this agent runs (``shell``, ``ollama``, ``claude``); left out by older sidecars, for which the
+    hub derives them from the rest of the frame."""
 
 
 class Ping(Message):

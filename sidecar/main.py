@@ -73,6 +73,8 @@ def build_identify(settings: SidecarSettings, sandbox_level: str) -> Identify:
         client_type="sidecar",
         sandbox_level=sandbox_level,
         models=settings.models,
+        executors=["shell", *(["ollama"] if settings.ollama_url else []),
+                   *(["claude"] if settings.anthropic_api_key is not None else [])],  # as build_registry has them
     )
 
 

@@ -142,6 +142,10 @@ function taskActions(t) {
 function outcome(t) {
   if (t.status === "completed") return pill(`outcome-${t.outcome || "unverified"}`, t.outcome || "unverified");
   if (t.status === "dead_letter") return el("span", { class: "bad small" }, t.dead_letter_reason || "failed");
+  if (t.status === "queued" && t.waiting_reason) {
+    const w = t.waiting_reason;
+    return el("span", { class: "warn small", "data-waiting": w.code, title: w.code }, `waits: ${w.detail}`);
+  }
   if (t.retry_count) return el("span", { class: "small warn" }, `attempt ${t.retry_count + 1}/${t.max_retries}`);
   return muted();
 }

@@ -14,13 +14,19 @@ NOW = 1_700_000_000_000
 
 
 def task(tid: str, needs: tuple[str, ...] = (), assign_to: str | None = None, depends_on: tuple[str, ...] = (),
-         priority: int = 2) -> Task:
+         priority: int = 2, tier: str | None = None, **fields: Any) -> Task:
     return Task(id=tid, description=tid, created_at=NOW, updated_at=NOW, priority=priority,
-                needed_capabilities=list(needs), assign_to=assign_to, depends_on=list(depends_on))
+                needed_capabilities=list(needs), assign_to=assign_to, depends_on=list(depends_on),
+                complexity={"effective_tier": tier} if tier else None, **fields)
 
 
 def agent(aid: str, *caps: str) -> Candidate:
     return Candidate(aid, frozenset(caps))
+
+
+def runs(aid: str, executors: str, *models: str) -> Candidate:
+    """An agent that said what it runs: ``runs("a", "shell ollama", "qwen")``."""
+    return Candidate(aid, frozenset(), frozenset(executors.split()), models)
 
 
 ELIGIBLE: list[tuple[str, Task, Candidate, bool]] = [
@@ -67,15 +73,36 @@ PLANS: list[tuple[str, list[Task], list[Candidate], set[str], list[tuple[str, st
      set(), [("t2", "a")]),
     ("dependency done: scheduled", [task("t1", depends_on=("d1",))], [agent("a")], {"d1"}, [("t1", "a")]),
     ("every dependency must be done", [task("t1", depends_on=("d1", "d2"))], [agent("a")], {"d1"}, []),
+    ("complex: the agent with claude, over the longer idle one without", [task("t1", tier="complex")],
+     [runs("local", "shell ollama", "qwen"), runs("cloud", "shell claude")], set(), [("t1", "cloud")]),
+    ("complex, nobody idle has claude: a local model", [task("t1", tier="complex")],
+     [runs("bare", "shell"), runs("local", "shell ollama", "qwen")], set(), [("t1", "local")]),
+    ("complex, nobody idle can run it: it waits, the next one goes", [task("t1", tier="complex"), task("t2",
+     metadata={"shell_command": "true"})], [runs("bare", "shell")], set(), [("t2", "bare")]),
+    ("standard prefers the local model", [task("t1", tier="standard")],
+     [runs("cloud", "claude"), runs("local", "ollama", "qwen")], set(), [("t1", "local")]),
+    ("an explicit executor has no fallback", [task("t1", executor="ollama")], [runs("cloud", "claude")], set(), []),
+    ("a pinned model needs an agent serving it", [task("t1", metadata={"model": "llama3"})],
+     [runs("q", "ollama", "qwen"), runs("l", "ollama", "qwen", "llama3")], set(), [("t1", "l")]),
+    ("ollama without a model runs nothing on it", [task("t1")], [runs("a", "shell ollama")], set(), []),
+    ("agents that did not say are handed anything", [task("t1", tier="complex", executor="claude")], [agent("a")],
+     set(), [("t1", "a")]),
+    ("impossible shapes are passed over, the others still placed",
+     [*(task(f"x{n}", executor="claude") for n in range(3)), task("t1")], [runs("a", "ollama", "qwen")], set(),
+     [("t1", "a")]),
+    ("a fallback taken leaves the preferred agent to the next task",
+     [task("t1", tier="complex"), task("t2", tier="complex")],
+     [runs("local", "ollama", "qwen"), runs("cloud", "claude")], set(), [("t1", "cloud"), ("t2", "local")]),
 ]
 
 
 @pytest.mark.parametrize(("case", "queued", "idle", "done", "pairs"), PLANS, ids=[c for c, *_ in PLANS])
 def test_plan(case: str, queued: list[Task], idle: list[Candidate], done: set[str],
               pairs: list[tuple[str, str]]) -> None:
-    """Queued tasks are paired, in queue order, with the first eligible idle agent, one task per agent."""
+    """Queued tasks are paired, in queue order, with the first idle agent that may and can run them (on the preferred
+    target when one can, else on a fallback), one task per agent."""
     out = plan(queued, idle, lambda t: all(d in done for d in t.depends_on))
-    assert [(t.id, a) for t, a in out] == pairs
+    assert [(m.task.id, m.agent_id) for m in out] == pairs
 
 
 def test_plan_stops_when_agents_run_out() -> None:
@@ -100,7 +127,8 @@ async def test_priority_then_fifo(hub, make_agent):
     ids = [await hub.submit(description=f"p{n}", priority=p) for n, p in enumerate(lanes)]
     queued = [t.id for t in hub.hub.queue.queued_in_order()]
     rank = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
-    expected = [tid for _, _, tid in sorted((rank[p], n, tid) for n, (p, tid) in enumerate(zip(lanes, ids)))]
+    ranked = sorted((rank[p], n, tid) for n, (p, tid) in enumerate(zip(lanes, ids, strict=True)))
+    expected = [tid for _, _, tid in ranked]
     assert queued == expected
     sim = await make_agent()
     await wait_tasks(hub, ids, {"completed"})
