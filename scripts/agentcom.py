@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from sidecar.doctor import run_doctor
+    from sidecar.host.doctor import run_doctor
     from sidecar.settings import SettingsError, load_settings
 
     try:

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from sidecar.sandbox import Limits, SandboxLevel
+from sidecar.sandbox.base import Limits, SandboxLevel
 
 ENV_PREFIX = "AGENTCOM_SIDECAR_"
 DEFAULT_UID_BASE = 100_000
