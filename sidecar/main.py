@@ -22,7 +22,8 @@ from sidecar.runtime.runner import Runner
 from sidecar.runtime.shell import ShellExecutor
 from sidecar.runtime.state import LocalState
 from sidecar.runtime.workspace import Workspaces
-from sidecar.sandbox.base import Sandbox, SandboxLevel, probe_sandbox
+from sidecar.sandbox.base import Sandbox, SandboxLevel
+from sidecar.sandbox.probe import probe_sandbox
 from sidecar.settings import SettingsError, SidecarSettings, load_settings
 
 logger = logging.getLogger("sidecar")

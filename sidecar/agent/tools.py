@@ -21,7 +21,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sidecar.sandbox.base import Completed, Sandbox, SandboxViolation, resolve_in_workspace
+from sidecar.sandbox.base import Sandbox, SandboxViolation, resolve_in_workspace
+from sidecar.sandbox.output import cap_text, format_completed
 
 logger = logging.getLogger(__name__)
 
@@ -36,16 +37,6 @@ SEARCH_SKIP_DIRS = (".git", "node_modules", "__pycache__", ".venv", ".mypy_cache
 SUMMARY_MAX_CHARS = 120
 BULKY_ARGS = ("content", "old", "new")
 """Arguments shown by length only in summaries."""
-
-
-def cap_text(text: str, limit: int) -> str:
-    """Return ``text`` if it fits in ``limit`` characters, else its head and tail around a truncation note."""
-    if len(text) <= limit:
-        return text
-    keep = max(limit - 80, 2)
-    head, tail = text[: keep // 2], text[len(text) - (keep - keep // 2) :]
-    elided = len(text) - len(head) - len(tail)
-    return f"{head}\n[... output truncated: {elided} characters elided ...]\n{tail}"
 
 
 # --- observations --------------------------------------------------------------------------------------------------
@@ -381,21 +372,6 @@ class ToolRegistry:
         if len(matches) > len(shown) or done.truncated:
             header += f" (first {len(shown)} shown; narrow the pattern or path)"
         return "\n".join([header, *shown])
-
-
-def format_completed(done: Completed, stream_cap: int = OUTPUT_CAP_CHARS // 2 - 100) -> str:
-    """Render a finished command as exit status plus its stdout and stderr, each capped."""
-    signal = f"killed by signal {-done.returncode}" if done.returncode < 0 else f"exit code: {done.returncode}"
-    parts = ["timed out (killed)" if done.timed_out else signal]
-    if done.stdout:
-        parts.append(f"[stdout]\n{cap_text(done.stdout.rstrip(), stream_cap)}")
-    if done.stderr:
-        parts.append(f"[stderr]\n{cap_text(done.stderr.rstrip(), stream_cap)}")
-    if done.truncated:
-        parts.append("[output truncated by the sandbox]")
-    if not done.stdout and not done.stderr:
-        parts[0] += " (no output)"
-    return "\n".join(parts)
 
 
 # --- live-stream summaries -----------------------------------------------------------------------------------------

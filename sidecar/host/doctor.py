@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from sidecar.sandbox.base import SandboxLevel, probe_sandbox
+from sidecar.sandbox.base import SandboxLevel
+from sidecar.sandbox.probe import probe_sandbox
 from sidecar.settings import SidecarSettings
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")

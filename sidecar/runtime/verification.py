@@ -23,8 +23,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from sidecar.agent.tools import cap_text, format_completed
 from sidecar.sandbox.base import Completed, Sandbox, SandboxViolation, resolve_in_workspace
+from sidecar.sandbox.output import cap_text, format_completed
 
 logger = logging.getLogger(__name__)
 

@@ -1,10 +1,11 @@
-"""Sandbox: run one command confined to a task workspace.
+"""The sandbox seam: run one command confined to a task workspace.
 
 INTERFACE (fixed; other modules depend on it): ``SandboxLevel``, ``Limits``, ``Completed``, ``OutputCallback`` and
-the ``Sandbox`` protocol. :func:`probe_sandbox` picks the best level that works on this machine at start-up:
+the ``Sandbox`` protocol. :func:`sidecar.sandbox.probe.probe_sandbox` picks the best level that works on this machine
+at start-up:
 
-- ``bwrap`` (``sandbox_bwrap.py``): allow-list mounts, no network, pid namespace, a real unprivileged uid when root;
-- ``landlock`` (``sandbox_local.py`` + ``supervisor.py``): Landlock file-system and TCP rules, subreaper cleanup;
+- ``bwrap`` (``bwrap.py``): allow-list mounts, no network, pid namespace, a real unprivileged uid when root;
+- ``landlock`` (``supervised.py`` + ``supervisor.py``): Landlock file-system and TCP rules, subreaper cleanup;
 - ``rlimits`` (same files): rlimits and cleanup only, logged as a warning.
 
 Every level scrubs the environment, caps output, enforces the timeout on every descendant and gives each concurrent
@@ -13,19 +14,11 @@ run its own uid (60000+slot) when the sidecar is root. :func:`resolve_in_workspa
 
 from __future__ import annotations
 
-import logging
-import shutil
-import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from sidecar.sandbox.wrapped import WrappedSandbox
-
-logger = logging.getLogger(__name__)
+from typing import Protocol
 
 
 class SandboxLevel(StrEnum):
@@ -115,70 +108,3 @@ def resolve_in_workspace(workspace: Path, rel: str) -> Path:
     if resolved != root and root not in resolved.parents:
         raise SandboxViolation(f"{rel!r} is outside the workspace")
     return resolved
-
-
-_PROBE_TIMEOUT_S = 20.0
-
-
-def _unavailable_reason(level: SandboxLevel) -> str | None:
-    # Imported here: the level modules import this one for the interface types.
-    from sidecar.sandbox import bwrap as sandbox_bwrap
-    from sidecar.sandbox import landlock_rules
-
-    if level is SandboxLevel.BWRAP and (missing := sandbox_bwrap.tools_missing()):
-        return f"{', '.join(missing)} not installed"
-    if level is SandboxLevel.LANDLOCK and landlock_rules.abi_version() < 1:
-        return "the kernel has no Landlock"
-    return None
-
-
-def _make(level: SandboxLevel, uid_base: int, kill_grace_s: float) -> WrappedSandbox:
-    from sidecar.sandbox.bwrap import BwrapSandbox
-    from sidecar.sandbox.supervised import LandlockSandbox, RlimitsSandbox
-
-    cls = {SandboxLevel.BWRAP: BwrapSandbox, SandboxLevel.LANDLOCK: LandlockSandbox}.get(level, RlimitsSandbox)
-    return cls(uid_base=uid_base, kill_grace_s=kill_grace_s)
-
-
-async def _probe_failure(sandbox: WrappedSandbox) -> str | None:
-    workspace = Path(tempfile.mkdtemp(prefix="agentcom-probe-"))
-    try:
-        done = await sandbox.run(["true"], workspace, timeout_s=_PROBE_TIMEOUT_S)
-    finally:
-        shutil.rmtree(workspace, ignore_errors=True)
-    if done.returncode == 0:
-        return None
-    detail = (done.stderr.strip() or done.stdout.strip())[:300]
-    return f"probe command exited {done.returncode}" + (f": {detail}" if detail else "")
-
-
-async def probe_sandbox(
-    prefer: SandboxLevel | None = None, *, uid_base: int = 60000, kill_grace_s: float = 3.0
-) -> WrappedSandbox:
-    """Return the strongest sandbox that actually runs a command here (async: each candidate runs ``true``).
-
-    The result implements :class:`Sandbox` and also has ``describe() -> str`` (one line for logs and the dashboard)
-    and ``drops_uid`` (whether runs get their own unprivileged uid).
-
-    Args:
-        prefer: Force this level (tests, or an operator's setting): only it is tried. ``None`` tries
-            bwrap, then landlock, then rlimits.
-        uid_base: First uid of the per-run uids used when the sidecar is root. Give each sidecar on one host its own
-            range of 1000, since a run's cleanup kills every process of its uid.
-        kill_grace_s: After a timeout, how long the wrapper gets to kill the tree before its group is SIGKILLed.
-
-    Raises:
-        SandboxUnavailable: The forced level (or, without ``prefer``, every level) failed; the message says why.
-    """
-    failures = []
-    for level in [prefer] if prefer is not None else list(SandboxLevel):
-        reason = _unavailable_reason(level)
-        if reason is None:
-            sandbox = _make(level, uid_base, kill_grace_s)
-            reason = await _probe_failure(sandbox)
-            if reason is None:
-                logger.info("sandbox: using %s", sandbox.describe())
-                return sandbox
-        logger.warning("sandbox: %s unavailable: %s", level, reason)
-        failures.append(f"{level}: {reason}")
-    raise SandboxUnavailable("no working sandbox level: " + "; ".join(failures))

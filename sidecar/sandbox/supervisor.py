@@ -1,8 +1,8 @@
 """Subreaper supervisor: run one command confined, then kill everything it left behind.
 
 Run as a separate interpreter between the sidecar and the command (``python -I path/to/supervisor.py``); reads a
-JSON spec from stdin (see ``sandbox_local.supervisor_spec``) and gives the command ``/dev/null`` as stdin and its
-own stdout and stderr. As child subreaper it inherits every orphan, so processes that escaped with ``setsid`` or a
+JSON spec from stdin (written by ``supervised.py``) and gives the command ``/dev/null`` as stdin and its own stdout
+and stderr. As child subreaper it inherits every orphan, so processes that escaped with ``setsid`` or a
 double fork stay its descendants. When the command exits, or on SIGTERM/SIGINT/SIGHUP, it SIGKILLs all
 descendants (and, when it dropped to a dedicated uid, every process of that uid), reaps them and exits with the
 command's status: the same exit code, or death by the same signal.

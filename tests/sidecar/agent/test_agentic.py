@@ -18,7 +18,7 @@ from shared.protocol import TaskAssign
 from sidecar.agent.agentic import AgenticConfig, ClaudeExecutor, OllamaExecutor, task_prompt, verification_status
 from sidecar.agent.loop import TerminationReason
 from sidecar.agent.trajectory import load_trajectory, script_from_trajectory, trajectory_path
-from sidecar.sandbox.base import probe_sandbox
+from sidecar.sandbox.probe import probe_sandbox
 from tests.sidecar.agent.test_loop import MODEL, TASK, RecordingSink, searchable
 
 

@@ -30,7 +30,7 @@ from sidecar.agent.models import OllamaChatModel
 from sidecar.agent.parser import ParseStats
 from sidecar.agent.tools import ToolRegistry
 from sidecar.agent.trajectory import Trajectory, load_trajectory, trajectory_path
-from sidecar.sandbox.base import probe_sandbox
+from sidecar.sandbox.probe import probe_sandbox
 
 TASK = "create hello.py printing hello and a test for it"
 MODEL = "fake-coder:latest"

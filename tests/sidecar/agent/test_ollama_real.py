@@ -21,7 +21,7 @@ from sidecar.agent.agentic import OllamaExecutor
 from sidecar.agent.models import OllamaChatModel
 from sidecar.agent.tools import TOOL_ARGS, tool_schema
 from sidecar.agent.trajectory import load_trajectory, trajectory_path
-from sidecar.sandbox.base import probe_sandbox
+from sidecar.sandbox.probe import probe_sandbox
 from tests.sidecar.agent.test_loop import TASK, RecordingSink, searchable
 
 

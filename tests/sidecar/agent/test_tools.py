@@ -14,7 +14,6 @@ from sidecar.agent.tools import (
     Observation,
     ToolError,
     ToolRegistry,
-    cap_text,
     summarize_args,
     summarize_result,
 )
@@ -226,10 +225,3 @@ def test_summaries_fit_the_stream() -> None:
     assert summarize_result(ok) == "OK run_command: exit code: 0"
     assert summarize_result(err).startswith("ERR read_file [not_found]: mmm")
     assert len(summarize_result(err)) <= 120
-
-
-def test_cap_text_keeps_head_and_tail() -> None:
-    """cap_text returns short text unchanged and long text within the limit with both ends kept."""
-    assert cap_text("short", 100) == "short"
-    capped = cap_text("a" * 1000 + "b" * 1000, 500)
-    assert len(capped) <= 500 and capped.startswith("a") and capped.endswith("b") and "elided" in capped

@@ -24,7 +24,7 @@ from sidecar.runtime.runner import Runner
 from sidecar.runtime.shell import ShellExecutor
 from sidecar.runtime.state import LocalState
 from sidecar.runtime.workspace import Workspaces
-from sidecar.sandbox.base import probe_sandbox
+from sidecar.sandbox.probe import probe_sandbox
 from sidecar.settings import LimitSettings, WorkspaceSettings
 from tests.conftest import wait_tasks
 

@@ -16,7 +16,7 @@ import pytest
 from shared.protocol import TaskAssign
 from sidecar.runtime.executor import ExecutorRegistry, executor_name, task_timeout_s
 from sidecar.runtime.shell import ShellExecutor
-from sidecar.sandbox.base import probe_sandbox
+from sidecar.sandbox.probe import probe_sandbox
 
 
 class Events:

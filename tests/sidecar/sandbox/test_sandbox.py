@@ -15,14 +15,8 @@ import psutil
 import pytest
 
 from sidecar.sandbox import landlock_rules
-from sidecar.sandbox.base import (
-    Limits,
-    SandboxLevel,
-    SandboxUnavailable,
-    SandboxViolation,
-    probe_sandbox,
-    resolve_in_workspace,
-)
+from sidecar.sandbox.base import Limits, SandboxLevel, SandboxUnavailable, SandboxViolation, resolve_in_workspace
+from sidecar.sandbox.probe import probe_sandbox
 from sidecar.sandbox.wrapped import WrappedSandbox
 
 TEST_UID_BASE = 61000
