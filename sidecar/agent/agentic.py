@@ -24,19 +24,22 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.protocol import TaskAssign
 from sidecar.agent.cost import claude_cost_usd, equivalent_claude_cost_usd
 from sidecar.agent.loop import ITERATIONS_BY_TIER, RETRYABLE_ENDINGS, Guardrails, LoopResult, ReactLoop
 from sidecar.agent.loop import TerminationReason as Ending
-from sidecar.agent.models import ClaudeChatModel, OllamaChatModel
+from sidecar.agent.ollama import OllamaChatModel
 from sidecar.agent.parser import ParseStats
 from sidecar.agent.tools import ToolRegistry
 from sidecar.agent.trajectory import Trajectory, trajectory_path
 from sidecar.runtime.executor import EventSink, Outcome, task_timeout_s
 from sidecar.runtime.verification import corrective_prompt, run_verification
 from sidecar.sandbox.base import Sandbox
+
+if TYPE_CHECKING:
+    from sidecar.agent.claude import ClaudeChatModel
 
 logger = logging.getLogger(__name__)
 
@@ -234,6 +237,8 @@ class ClaudeExecutor(AgenticExecutor):
         return f"<ClaudeExecutor default_model={self.default_model!r}>"
 
     def make_model(self, task: TaskAssign) -> ClaudeChatModel:
+        from sidecar.agent.claude import ClaudeChatModel  # the Anthropic SDK is loaded only when Claude runs
+
         # The router may name a local model or just "claude"; only a real Claude model name is taken.
         selected = (task.routing_decision or {}).get("selected_model")
         model = selected if isinstance(selected, str) and selected.startswith("claude-") else self.default_model

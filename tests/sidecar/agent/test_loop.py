@@ -26,7 +26,7 @@ from sidecar.agent.loop import (
     ReactLoop,
     TerminationReason,
 )
-from sidecar.agent.models import OllamaChatModel
+from sidecar.agent.ollama import OllamaChatModel
 from sidecar.agent.parser import ParseStats
 from sidecar.agent.tools import ToolRegistry
 from sidecar.agent.trajectory import Trajectory, load_trajectory, trajectory_path

@@ -10,7 +10,9 @@ import pytest
 from shared.fakes.anthropic_server import FakeAnthropicServer
 from shared.fakes.ollama_server import FakeOllamaServer
 from shared.fakes.script import HELLO_CALLS, Script, ScriptedCall, Turn
-from sidecar.agent.models import ClaudeChatModel, ContextOverflow, ModelError, ModelUnavailable, OllamaChatModel
+from sidecar.agent.claude import ClaudeChatModel
+from sidecar.agent.models import ContextOverflow, ModelError, ModelUnavailable
+from sidecar.agent.ollama import OllamaChatModel
 from sidecar.agent.tools import TOOL_ARGS, tool_schema
 
 MODEL = "fake-coder:latest"

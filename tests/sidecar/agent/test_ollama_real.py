@@ -18,7 +18,7 @@ import pytest
 
 from shared.protocol import TaskAssign
 from sidecar.agent.agentic import OllamaExecutor
-from sidecar.agent.models import OllamaChatModel
+from sidecar.agent.ollama import OllamaChatModel
 from sidecar.agent.tools import TOOL_ARGS, tool_schema
 from sidecar.agent.trajectory import load_trajectory, trajectory_path
 from sidecar.sandbox.probe import probe_sandbox
