@@ -32,9 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from sidecar.sandbox.base import Limits, SandboxLevel
+from sidecar.sandbox.uids import DEFAULT_UID_BASE
 
 ENV_PREFIX = "AGENTCOM_SIDECAR_"
-DEFAULT_UID_BASE = 100_000
 UID_RANGES = 64
 SECRET_FIELDS = frozenset({"token", "anthropic_api_key"})
 

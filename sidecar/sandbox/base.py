@@ -9,7 +9,7 @@ at start-up:
 - ``rlimits`` (same files): rlimits and cleanup only, logged as a warning.
 
 Every level scrubs the environment, caps output, enforces the timeout on every descendant and gives each concurrent
-run its own uid (60000+slot) when the sidecar is root. :func:`resolve_in_workspace` is the path check for tools.
+run its own uid (``uids.py``) when the sidecar is root. :func:`resolve_in_workspace` is the path check for tools.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """L1 sandbox: bubblewrap with an allow-list of mounts and, as root, a real unprivileged uid via setpriv.
 
-No user namespace is created when we are root, so the ``setpriv`` inside gives a real kernel uid (60000+slot):
+No user namespace is created when we are root, so the ``setpriv`` inside gives a real kernel uid (uid_base+slot):
 file permissions and RLIMIT_NPROC then apply as to any other user. The pid namespace plus ``--die-with-parent``
 guarantees that killing bwrap kills every process of the run, including ``setsid`` escapes.
 """
@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sidecar.sandbox.base import SandboxLevel
-from sidecar.sandbox.wrapped import DEFAULT_UID_BASE, RunRequest, WrappedSandbox, Wrapper, rlimit_pairs
+from sidecar.sandbox.uids import DEFAULT_UID_BASE, UID_LOCK_DIR
+from sidecar.sandbox.wrapped import RunRequest, WrappedSandbox, Wrapper, rlimit_pairs
 
 _PRLIMIT_OPTIONS = {
     "RLIMIT_NPROC": "nproc",
@@ -134,8 +135,10 @@ class BwrapSandbox(WrappedSandbox):
 
     level = SandboxLevel.BWRAP
 
-    def __init__(self, *, uid_base: int = DEFAULT_UID_BASE, kill_grace_s: float = 3.0) -> None:
-        super().__init__(uid_base=uid_base, kill_grace_s=kill_grace_s)
+    def __init__(
+        self, *, uid_base: int = DEFAULT_UID_BASE, kill_grace_s: float = 3.0, uid_lock_dir: Path = UID_LOCK_DIR
+    ) -> None:
+        super().__init__(uid_base=uid_base, kill_grace_s=kill_grace_s, uid_lock_dir=uid_lock_dir)
         self._tools = {tool: shutil.which(tool) or tool for tool in ("bwrap", "prlimit", "setpriv")}
 
     def describe(self) -> str:

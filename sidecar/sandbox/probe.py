@@ -11,7 +11,8 @@ from sidecar.sandbox import bwrap, landlock_rules
 from sidecar.sandbox.base import SandboxLevel, SandboxUnavailable
 from sidecar.sandbox.bwrap import BwrapSandbox
 from sidecar.sandbox.supervised import LandlockSandbox, RlimitsSandbox
-from sidecar.sandbox.wrapped import DEFAULT_UID_BASE, WrappedSandbox
+from sidecar.sandbox.uids import DEFAULT_UID_BASE, UID_LOCK_DIR
+from sidecar.sandbox.wrapped import WrappedSandbox
 
 logger = logging.getLogger(__name__)
 
@@ -26,9 +27,9 @@ def _unavailable_reason(level: SandboxLevel) -> str | None:
     return None
 
 
-def _make(level: SandboxLevel, uid_base: int, kill_grace_s: float) -> WrappedSandbox:
+def _make(level: SandboxLevel, uid_base: int, kill_grace_s: float, uid_lock_dir: Path) -> WrappedSandbox:
     cls = {SandboxLevel.BWRAP: BwrapSandbox, SandboxLevel.LANDLOCK: LandlockSandbox}.get(level, RlimitsSandbox)
-    return cls(uid_base=uid_base, kill_grace_s=kill_grace_s)
+    return cls(uid_base=uid_base, kill_grace_s=kill_grace_s, uid_lock_dir=uid_lock_dir)
 
 
 async def _probe_failure(sandbox: WrappedSandbox) -> str | None:
@@ -44,7 +45,8 @@ async def _probe_failure(sandbox: WrappedSandbox) -> str | None:
 
 
 async def probe_sandbox(
-    prefer: SandboxLevel | None = None, *, uid_base: int = DEFAULT_UID_BASE, kill_grace_s: float = 3.0
+    prefer: SandboxLevel | None = None, *, uid_base: int = DEFAULT_UID_BASE, kill_grace_s: float = 3.0,
+    uid_lock_dir: Path = UID_LOCK_DIR,
 ) -> WrappedSandbox:
     """Return the strongest sandbox that actually runs a command here (async: each candidate runs ``true``).
 
@@ -54,9 +56,10 @@ async def probe_sandbox(
     Args:
         prefer: Force this level (tests, or an operator's setting): only it is tried. ``None`` tries
             bwrap, then landlock, then rlimits.
-        uid_base: First uid of the per-run uids used when the sidecar is root. Give each sidecar on one host its own
-            range of 1000, since a run's cleanup kills every process of its uid.
+        uid_base: First uid of the per-run uids used when the sidecar is root. Sidecars on one host best get
+            ranges of their own; where ranges overlap, the locks in ``uid_lock_dir`` still keep runs apart.
         kill_grace_s: After a timeout, how long the wrapper gets to kill the tree before its group is SIGKILLed.
+        uid_lock_dir: Where the host's sidecars reserve uids (see :mod:`sidecar.sandbox.uids`).
 
     Raises:
         SandboxUnavailable: The forced level (or, without ``prefer``, every level) failed; the message says why.
@@ -65,7 +68,7 @@ async def probe_sandbox(
     for level in [prefer] if prefer is not None else list(SandboxLevel):
         reason = _unavailable_reason(level)
         if reason is None:
-            sandbox = _make(level, uid_base, kill_grace_s)
+            sandbox = _make(level, uid_base, kill_grace_s, uid_lock_dir)
             reason = await _probe_failure(sandbox)
             if reason is None:
                 logger.info("sandbox: using %s", sandbox.describe())

@@ -21,7 +21,8 @@ from typing import Any
 
 from sidecar.sandbox import landlock_rules
 from sidecar.sandbox.base import SandboxLevel
-from sidecar.sandbox.wrapped import DEFAULT_UID_BASE, RunRequest, WrappedSandbox, Wrapper, rlimit_pairs
+from sidecar.sandbox.uids import DEFAULT_UID_BASE, UID_LOCK_DIR
+from sidecar.sandbox.wrapped import RunRequest, WrappedSandbox, Wrapper, rlimit_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +88,10 @@ class LandlockSandbox(SupervisedSandbox):
 
     level = SandboxLevel.LANDLOCK
 
-    def __init__(self, *, uid_base: int = DEFAULT_UID_BASE, kill_grace_s: float = 3.0) -> None:
-        super().__init__(uid_base=uid_base, kill_grace_s=kill_grace_s)
+    def __init__(
+        self, *, uid_base: int = DEFAULT_UID_BASE, kill_grace_s: float = 3.0, uid_lock_dir: Path = UID_LOCK_DIR
+    ) -> None:
+        super().__init__(uid_base=uid_base, kill_grace_s=kill_grace_s, uid_lock_dir=uid_lock_dir)
         self.abi = landlock_rules.abi_version()
         if self.abi < 4:
             logger.warning("sandbox: Landlock ABI %d cannot restrict TCP; commands can reach the network", self.abi)
@@ -107,8 +110,10 @@ class RlimitsSandbox(SupervisedSandbox):
 
     level = SandboxLevel.RLIMITS
 
-    def __init__(self, *, uid_base: int = DEFAULT_UID_BASE, kill_grace_s: float = 3.0) -> None:
-        super().__init__(uid_base=uid_base, kill_grace_s=kill_grace_s)
+    def __init__(
+        self, *, uid_base: int = DEFAULT_UID_BASE, kill_grace_s: float = 3.0, uid_lock_dir: Path = UID_LOCK_DIR
+    ) -> None:
+        super().__init__(uid_base=uid_base, kill_grace_s=kill_grace_s, uid_lock_dir=uid_lock_dir)
         logger.warning(
             "sandbox: rlimits-only; commands can read and write whatever %s can, and reach the network",
             "the sandbox uid" if self.drops_uid else "this user",

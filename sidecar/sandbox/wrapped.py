@@ -21,46 +21,23 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sidecar.sandbox.base import Completed, Limits, OutputCallback, SandboxLevel, resolve_in_workspace
+from sidecar.sandbox.uids import (
+    DEFAULT_UID_BASE,
+    UID_LOCK_DIR,
+    UID_SLOTS,
+    acquire_uid,
+    held_count,
+    release_uid_when_empty,
+    tasks_of_uid,
+)
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_UID_BASE = 60000
-UID_SLOTS = 1000
 COMMAND_PATH = "/usr/bin:/bin:/usr/local/bin"
 """``/usr/bin`` first: Debian's ``python3`` there is world-readable, unlike a Python under root's home."""
 _WRAPPER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 _READ_CHUNK_BYTES = 64 * 1024
 _DRAIN_TIMEOUT_S = 2.0
-
-_uids_in_use: set[int] = set()
-
-
-def acquire_uid(base: int) -> int:
-    """Reserve the lowest free sandbox uid at or above ``base`` for one run (RLIMIT_NPROC counts per uid)."""
-    for uid in range(base, base + UID_SLOTS):
-        if uid not in _uids_in_use:
-            _uids_in_use.add(uid)
-            return uid
-    raise RuntimeError(f"all {UID_SLOTS} sandbox uids from {base} are in use")
-
-
-def release_uid(uid: int) -> None:
-    _uids_in_use.discard(uid)
-
-
-async def release_uid_when_empty(uid: int, timeout_s: float = 2.0) -> None:
-    """Free ``uid`` once none of its processes is left, so its next run starts with a zero RLIMIT_NPROC count.
-
-    A uid that still has processes after ``timeout_s`` (stuck in the kernel) stays reserved, with a warning.
-    """
-    deadline = time.monotonic() + timeout_s
-    while (left := tasks_of_uid(uid)) and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
-    if left:
-        logger.warning("sandbox: uid %d still has %d tasks after its run; not reusing it", uid, left)
-    else:
-        release_uid(uid)
-
 
 def chown_workspace(workspace: Path, uid: int, uid_base: int) -> None:
     """Give every entry of ``workspace`` to ``uid`` so the command can change what the sidecar or an earlier run wrote.
@@ -97,17 +74,6 @@ def command_env(workspace: Path, extra: dict[str, str] | None) -> dict[str, str]
             raise ValueError(f"invalid environment entry {key!r}")
         env[key] = value
     return env
-
-
-def tasks_of_uid(uid: int) -> int:
-    """How many tasks (threads count, as for RLIMIT_NPROC) run under ``uid``."""
-    count = 0
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            with contextlib.suppress(OSError):
-                if os.stat(f"/proc/{name}").st_uid == uid:
-                    count += len(os.listdir(f"/proc/{name}/task"))
-    return count
 
 
 def rlimit_pairs(limits: Limits, uid: int | None) -> dict[str, tuple[int, int]]:
@@ -279,15 +245,18 @@ class WrappedSandbox(ABC):
 
     level: SandboxLevel
 
-    def __init__(self, *, uid_base: int = DEFAULT_UID_BASE, kill_grace_s: float = 3.0) -> None:
+    def __init__(
+        self, *, uid_base: int = DEFAULT_UID_BASE, kill_grace_s: float = 3.0, uid_lock_dir: Path = UID_LOCK_DIR
+    ) -> None:
         self.uid_base = uid_base
+        self.uid_lock_dir = uid_lock_dir
         self.kill_grace_s = kill_grace_s
         self.drops_uid = os.geteuid() == 0
         """True when each run gets its own unprivileged uid (only possible as root)."""
         self.runs = 0
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} level={self.level} runs={self.runs} running={len(_uids_in_use)}>"
+        return f"<{type(self).__name__} level={self.level} runs={self.runs} running={held_count()}>"
 
     @abstractmethod
     def describe(self) -> str:
@@ -325,7 +294,7 @@ class WrappedSandbox(ABC):
         workspace = workspace.resolve(strict=True)
         run_cwd = workspace if cwd is None else resolve_in_workspace(workspace, str(cwd))
         full_env = command_env(workspace, env)
-        uid = acquire_uid(self.uid_base) if self.drops_uid else None
+        uid = acquire_uid(self.uid_base, self.uid_lock_dir) if self.drops_uid else None
         self.runs += 1
         try:
             if uid is not None:

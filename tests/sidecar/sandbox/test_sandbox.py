@@ -20,7 +20,7 @@ from sidecar.sandbox.probe import probe_sandbox
 from sidecar.sandbox.wrapped import WrappedSandbox
 
 TEST_UID_BASE = 61000
-"""Away from the default 60000 so a sidecar running on the same host is never swept by these tests' checks."""
+"""Below the default ranges (100000 on) so a sidecar running on the same host is never swept by these tests' checks."""
 IS_ROOT = os.geteuid() == 0
 HAS_BWRAP = shutil.which("bwrap") is not None
 HAS_LANDLOCK = landlock_rules.abi_version() >= 1
