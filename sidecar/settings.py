@@ -91,7 +91,7 @@ class SandboxSettings(_Group):
     file_size_bytes: int = Field(default=Limits.file_size_bytes, gt=0)
     nproc: int = Field(default=Limits.nproc, gt=0)
     output_bytes: int = Field(default=Limits.output_bytes, gt=0)
-    """Per stream; the rest of a command's output is dropped."""
+    """Per stream; longer output keeps its head and tail (half of this each) around a marker."""
 
     def to_limits(self) -> Limits:
         """The sandbox's resource limits for one command."""

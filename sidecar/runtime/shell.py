@@ -15,6 +15,7 @@ from pathlib import Path
 from shared.protocol import TaskAssign
 from sidecar.runtime.executor import EventSink, Outcome, task_timeout_s
 from sidecar.sandbox.base import Completed, Limits, Sandbox
+from sidecar.sandbox.output import cap_text
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ EVENT_TEXT_CHARS = 8_000
 STREAMED_CHARS_LIMIT = 1_000_000
 """Output streamed per task; past it one ``output_truncated`` event is sent and the rest only reaches the result."""
 RESULT_OUTPUT_CHARS = 64_000
-"""Output kept in the result (the tail, where errors usually are)."""
+"""Output kept in the result: its head and its tail (where errors usually are) around a note of what was cut."""
 
 
 class OutputBatcher:
@@ -143,8 +144,8 @@ class ShellExecutor:
 
 def outcome_of(done: Completed, timeout_s: float) -> Outcome:
     """Translate a finished command into an outcome: exit 0 is success, anything else (or a timeout) is failed."""
-    details = {"stderr": _tail(done.stderr), "timed_out": done.timed_out, "truncated": done.truncated}
-    output, code, duration_ms = _tail(done.stdout), done.returncode, done.duration_ms
+    details = {"stderr": _capped(done.stderr), "timed_out": done.timed_out, "truncated": done.truncated}
+    output, code, duration_ms = _capped(done.stdout), done.returncode, done.duration_ms
     if done.timed_out:
         error = f"command timed out after {timeout_s:g} s"
         return Outcome.failed("timeout", error, output=output, exit_code=code, duration_ms=duration_ms, details=details)
@@ -156,7 +157,5 @@ def outcome_of(done: Completed, timeout_s: float) -> Outcome:
     return Outcome(status="success", output=output, exit_code=code, duration_ms=duration_ms, details=details)
 
 
-def _tail(text: str) -> str:
-    if len(text) <= RESULT_OUTPUT_CHARS:
-        return text
-    return f"[... {len(text) - RESULT_OUTPUT_CHARS} chars cut ...]\n" + text[-RESULT_OUTPUT_CHARS:]
+def _capped(text: str) -> str:
+    return cap_text(text, RESULT_OUTPUT_CHARS)

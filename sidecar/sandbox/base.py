@@ -34,7 +34,8 @@ class Limits:
     file_size_bytes: int = 100 * 1024**2
     nproc: int = 64
     output_bytes: int = 256 * 1024
-    """Per stream; the rest is dropped and ``truncated`` set."""
+    """Per stream: longer output keeps its first and last halves of this, ``truncated`` is set and a
+    ``[... N bytes cut ...]`` line marks the cut."""
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
-"""Shared machinery of the sandbox levels: uid slots, workspace ownership, environment, limits and the process run.
+"""Shared machinery of the sandbox levels: workspace ownership, environment, limits and the process run.
 
 Each level only decides the wrapper command line (bwrap or the supervisor); :class:`WrappedSandbox` does the rest:
-streaming with a per-stream cap, the wall-clock timeout (SIGTERM to the wrapper, SIGKILL to its process group after
-a grace period) and reading what is left with a deadline, so a pipe held open never hangs the run.
+the run's uid (``uids.py``), streaming with a per-stream cap that keeps head and tail, the wall-clock timeout
+(SIGTERM to the wrapper, SIGKILL to its process group after a grace period) and reading what is left with a
+deadline, so a pipe held open never hangs the run.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sidecar.sandbox.base import Completed, Limits, OutputCallback, SandboxLevel, resolve_in_workspace
+from sidecar.sandbox.output import HeadTail
 from sidecar.sandbox.uids import (
     DEFAULT_UID_BASE,
     UID_LOCK_DIR,
@@ -122,25 +124,23 @@ class RunRequest:
 
 
 class _Capture:
-    """Keeps the first ``cap_bytes`` of one stream and forwards them as text while they arrive."""
+    """Keeps the head and the tail of one stream (``HeadTail``) and forwards its first bytes as text while they
+    arrive."""
 
     def __init__(self, name: str, cap_bytes: int, on_output: OutputCallback | None) -> None:
         self.name = name
-        self.cap_bytes = cap_bytes
         self.on_output = on_output
-        self.kept = bytearray()
-        self.truncated = False
+        self.kept = HeadTail(cap_bytes)
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    @property
+    def truncated(self) -> bool:
+        return self.kept.cut > 0
 
     async def pump(self, stream: asyncio.StreamReader) -> None:
         while chunk := await stream.read(_READ_CHUNK_BYTES):
-            room = self.cap_bytes - len(self.kept)
-            if len(chunk) > room:
-                self.truncated = True
-                chunk = chunk[: max(room, 0)]
-            if chunk:
-                self.kept += chunk
-                await self._emit(self._decoder.decode(chunk))
+            if fresh := self.kept.add(chunk):
+                await self._emit(self._decoder.decode(fresh))
         await self._emit(self._decoder.decode(b"", final=True))
 
     async def _emit(self, text: str) -> None:
@@ -154,7 +154,7 @@ class _Capture:
             self.on_output = None
 
     def text(self) -> str:
-        return self.kept.decode("utf-8", errors="replace")
+        return self.kept.text()
 
 
 async def _stop(proc: asyncio.subprocess.Process, kill_grace_s: float) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import time
 import uuid
 from pathlib import Path
@@ -86,6 +87,16 @@ async def test_failure_exit_code_is_reported_faithfully(
     outcome = await shell.run(task(command), workspace, Events())
     assert outcome.status == "failed"
     assert outcome.reason == "exit_code" and outcome.exit_code == code
+
+
+async def test_long_output_keeps_its_end(shell: ShellExecutor, workspace: Path) -> None:
+    """Output far beyond the sandbox's cap still ends with the command's last line in the result, after a cut
+    marker."""
+    outcome = await shell.run(task("seq 1 200000; echo last line >&2"), workspace, Events())
+    assert outcome.status == "success"
+    assert outcome.output.startswith("1\n2\n3\n") and outcome.output.rstrip().endswith("\n200000")
+    assert re.search(r"\n\[\.\.\. .* (cut|elided) \.\.\.\]\n", outcome.output) and outcome.details["truncated"]
+    assert outcome.details["stderr"] == "last line\n"
 
 
 async def test_timeout_from_metadata_kills_the_command(shell: ShellExecutor, workspace: Path) -> None:

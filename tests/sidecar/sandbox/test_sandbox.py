@@ -367,14 +367,29 @@ async def test_environment_cannot_inject_options(sandbox: WrappedSandbox, ws: Pa
             await sandbox.run(["true"], ws, timeout_s=10, env=bad)
 
 
-async def test_output_is_capped(sandbox: WrappedSandbox, ws: Path) -> None:
-    """Output beyond ``output_bytes`` per stream is dropped, ``truncated`` is set and the command still finishes."""
-    code = "import sys; sys.stdout.write('x' * 500000); sys.stderr.write('e' * 500000)"
+async def test_output_is_capped_keeping_head_and_tail(sandbox: WrappedSandbox, ws: Path) -> None:
+    """Output beyond ``output_bytes`` per stream keeps its head and tail around a note of the bytes cut, ``truncated``
+    is set and the command still finishes."""
+    code = ("import sys; sys.stdout.write('a' * 800 + 'x' * 500000 + 'z' * 800); "
+            "sys.stderr.write('b' * 800 + 'e' * 500000 + 'y' * 800)")  # fmt: skip
     done = await sandbox.run(_py(code), ws, timeout_s=10, limits=Limits(output_bytes=1000))
     assert done.returncode == 0
-    assert done.stdout == "x" * 1000
-    assert done.stderr == "e" * 1000
+    assert done.stdout == "a" * 500 + "\n[... 500600 bytes cut ...]\n" + "z" * 500
+    assert done.stderr == "b" * 500 + "\n[... 500600 bytes cut ...]\n" + "y" * 500
     assert done.truncated
+
+
+async def test_output_within_the_cap_is_whole_and_streamed_whole(sandbox: WrappedSandbox, ws: Path) -> None:
+    """Output of exactly ``output_bytes`` is kept and streamed as it is, with no marker and ``truncated`` unset."""
+    streamed: list[str] = []
+
+    async def on_output(stream: str, text: str) -> None:
+        streamed.append(text)
+
+    code = "import sys; sys.stdout.write('a' * 600 + 'z' * 400)"
+    done = await sandbox.run(_py(code), ws, timeout_s=10, limits=Limits(output_bytes=1000), on_output=on_output)
+    assert done.stdout == "a" * 600 + "z" * 400 == "".join(streamed)
+    assert not done.truncated
 
 
 async def test_output_is_streamed(sandbox: WrappedSandbox, ws: Path) -> None:
