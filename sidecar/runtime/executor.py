@@ -41,6 +41,13 @@ class Outcome:
         return cls(status="failed", reason=reason, error=error, **kwargs)
 
 
+def tokens_used(outcome: Outcome) -> int | None:
+    """Prompt plus completion tokens of the model calls behind ``outcome``; ``None`` when no model ran."""
+    counts = [outcome.details.get(key) for key in ("tokens_in", "tokens_out")]
+    counts = [n for n in counts if isinstance(n, int) and not isinstance(n, bool)]
+    return sum(counts) if counts else None
+
+
 class EventSink(Protocol):
     """Where an executor streams what it is doing (sent to the hub as ``task_progress``)."""
 

@@ -35,7 +35,7 @@ from shared.protocol import (
     TaskRejected,
 )
 from sidecar.runtime.connection import HubConnection, HubLink
-from sidecar.runtime.executor import ExecutorRegistry, Outcome, now_ms, task_timeout_s
+from sidecar.runtime.executor import ExecutorRegistry, Outcome, now_ms, task_timeout_s, tokens_used
 from sidecar.runtime.state import ActiveTask, LocalState, OutboxEntry, ResultMessage
 from sidecar.runtime.verification import classify_report, run_verification
 from sidecar.runtime.workspace import Workspaces
@@ -354,6 +354,7 @@ class Runner:
             result={k: v for k, v in result.items() if v is not None},
             verification_report=report,
             verification_history=history,
+            tokens_used=tokens_used(outcome),
         )
 
     async def _verify(self, task: TaskAssign, workspace: Path) -> dict[str, Any]:

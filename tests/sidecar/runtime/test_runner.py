@@ -17,7 +17,10 @@ from typing import Any
 import psutil
 import pytest
 
+from shared.fakes.ollama_server import FakeOllamaServer
+from shared.fakes.script import Script, ScriptedCall, Turn
 from shared.protocol import Identify, Message, StateReport, TaskAssign, TaskComplete, TaskRejected
+from sidecar.agent.agentic import OllamaExecutor
 from sidecar.runtime.connection import HubLink, serve_hub
 from sidecar.runtime.executor import ExecutorRegistry
 from sidecar.runtime.runner import Runner
@@ -28,6 +31,7 @@ from sidecar.sandbox.probe import probe_sandbox
 from sidecar.settings import LimitSettings, WorkspaceSettings
 from tests.conftest import wait_tasks
 
+MODEL = "fake-coder:latest"
 LIMITS = LimitSettings(
     heartbeat_interval_s=1,
     pong_timeout_s=2,
@@ -85,8 +89,9 @@ class RecordingLink(HubLink):
 class Sidecar:
     """The sidecar's parts, wired as in ``sidecar.main`` but in-process, so tests can stop and restart them."""
 
-    def __init__(self, hub, agent_id: str, token: str, home: Path, sandbox) -> None:
+    def __init__(self, hub, agent_id: str, token: str, home: Path, sandbox, executors: dict | None = None) -> None:
         self.hub, self.agent_id, self.token, self.home, self.sandbox = hub, agent_id, token, home, sandbox
+        self.executors = executors or {}
         self.link = RecordingLink()
         self.runner = self._runner()
 
@@ -94,7 +99,7 @@ class Sidecar:
         shell = ShellExecutor(self.sandbox, default_timeout_s=30, batch_interval_s=0.05)
         return Runner(
             state=LocalState.load(self.home / "state"),
-            registry=ExecutorRegistry({"shell": shell}),
+            registry=ExecutorRegistry({"shell": shell, **self.executors}),
             workspaces=Workspaces(self.home / "ws", WorkspaceSettings(cleanup="never")),
             sandbox=self.sandbox,
             link=self.link,
@@ -130,9 +135,9 @@ class Sidecar:
 
 @pytest.fixture
 async def make_sidecar(hub, tmp_path: Path, sandbox):
-    async def make(agent_id: str | None = None) -> Sidecar:
+    async def make(agent_id: str | None = None, executors: dict | None = None) -> Sidecar:
         agent_id = agent_id or f"sc-{uuid.uuid4().hex[:6]}"
-        return Sidecar(hub, agent_id, await hub.mint_token(agent_id), tmp_path / agent_id, sandbox)
+        return Sidecar(hub, agent_id, await hub.mint_token(agent_id), tmp_path / agent_id, sandbox, executors)
 
     return make
 
@@ -168,6 +173,24 @@ async def test_task_runs_verifies_and_is_acknowledged(hub, make_sidecar) -> None
     assert completed_events(task) == 1
     assert sc.sent_types()[:2] == ["task_accepted", "task_progress"]
     assert sc.runner.state.active is None
+
+
+async def test_tokens_used_is_the_sum_of_the_model_calls(hub, make_sidecar, sandbox) -> None:
+    """A model task's task_complete carries tokens_used (prompt plus completion tokens of every model call) and the
+    hub stores it; a shell task, with no model call, reports none."""
+    look = Turn(tool_calls=[ScriptedCall(name="list_directory", arguments={"path": "."})], prompt_tokens=100,
+                eval_tokens=10)  # fmt: skip
+    script = Script(name="tokens", turns=[look, Turn(content="nothing to do", prompt_tokens=200, eval_tokens=20)])
+    async with FakeOllamaServer(script, model=MODEL) as server:
+        sc = await make_sidecar(executors={"ollama": OllamaExecutor(sandbox, host=server.url, default_model=MODEL)})
+        async with sc.running():
+            model_task = await hub.submit(description="look around", executor="ollama")
+            await wait_tasks(hub, [model_task], {"completed"})
+            shell_task = await submit_shell(hub, "true")
+            await wait_tasks(hub, [shell_task], {"completed"})
+    sent = {m.task_id: m for m in sc.link.sent if isinstance(m, TaskComplete)}
+    assert sent[model_task].tokens_used == 330 and (await hub.task(model_task))["tokens_used"] == 330
+    assert sent[shell_task].tokens_used is None
 
 
 async def test_failed_command_is_reported_as_failed(hub, make_sidecar) -> None:
