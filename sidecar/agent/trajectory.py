@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from sidecar.agent.models import Message, ModelTurn, ToolSpec
 
 if TYPE_CHECKING:
-    from shared.fakes.script import Script
+    from shared.fakes.script import Script, ScriptedCall
 
 FORMAT = "agentcom-trajectory/1"
 RECORD_DIR = ".agentcom"
@@ -121,13 +121,13 @@ def script_from_trajectory(path: Path, name: str = "replay") -> Script:
     Native calls are replayed as native calls, and calls the model wrote in its text stay in the text, so the
     parser meets the same input again. Token counts are replayed too, so budgets trip at the same point.
     """
-    from shared.fakes.script import Script, ScriptedCall, Turn  # test tooling: not loaded by a running sidecar
+    from shared.fakes.script import Script, Turn  # test tooling: not loaded by a running sidecar
 
     turns = [
         Turn(
             content=step["content"] or "",
             thinking=step.get("thinking"),
-            tool_calls=[ScriptedCall(name=call["name"], arguments=call["arguments"]) for call in step["tool_calls"]],
+            tool_calls=[_scripted(call) for call in step["tool_calls"]],
             prompt_tokens=step["tokens_in"],
             eval_tokens=step["tokens_out"],
         )
@@ -139,3 +139,13 @@ def script_from_trajectory(path: Path, name: str = "replay") -> Script:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _scripted(call: dict[str, Any]) -> ScriptedCall:
+    """A recorded native call as the fake servers replay it (arguments that came as a string go back as one)."""
+    from shared.fakes.script import ScriptedCall
+
+    arguments = call["arguments"]
+    if isinstance(arguments, str):
+        return ScriptedCall(name=call["name"], raw_arguments=arguments)
+    return ScriptedCall(name=call["name"], arguments=arguments)

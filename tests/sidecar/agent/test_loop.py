@@ -150,7 +150,7 @@ async def test_assistant_message_goes_back_exactly_as_received_with_one_tool_mes
     second = run.chat_bodies()[1]["messages"]
     assistant, *tools = second[-3:]
     received = run.trajectory.messages[2]["provider_message"]
-    assert assistant == {k: v for k, v in received.items() if v}  # the ollama client drops empty fields on the wire
+    assert assistant == received
     assert assistant["thinking"] == "two files at once"
     assert [c["function"]["arguments"]["path"] for c in assistant["tool_calls"]] == ["a.txt", "b.txt"]
     assert [(t["role"], t["tool_name"]) for t in tools] == [("tool", "write_file"), ("tool", "write_file")]
@@ -374,3 +374,22 @@ async def test_malformed_call_gets_a_corrective_message_naming_the_problem(fake_
     second = run.chat_bodies()[1]["messages"]
     assert second[-1]["role"] == "user" and "is not valid JSON" in second[-1]["content"]
     assert run.events.of("format_error")[0]["reason"] == "malformed_json"
+
+
+async def test_native_arguments_sent_as_a_json_string_are_used(fake_ollama, make_run, workspace: Path) -> None:
+    """A native call whose arguments arrive as a JSON string (OpenAI style) runs, and goes back as an object; a
+    broken one is answered with an error observation and the loop goes on to complete."""
+    good = ScriptedCall(name="write_file", raw_arguments='{"path": "a.txt", "content": "from a string"}')
+    broken = ScriptedCall(name="write_file", raw_arguments='{"path": "b.txt", "content": ')
+    script = Script(name="string_args", turns=[Turn(tool_calls=[good]), Turn(tool_calls=[broken]),
+                                               Turn(content="wrote a.txt")])  # fmt: skip
+    run = make_run(await fake_ollama(script))
+    result = await run.run()
+    assert result.termination_reason is TerminationReason.COMPLETED and result.final_answer == "wrote a.txt"
+    assert (workspace / "a.txt").read_text() == "from a string" and not (workspace / "b.txt").exists()
+    second, third = run.chat_bodies()[1]["messages"], run.chat_bodies()[2]["messages"]
+    assert second[-2]["tool_calls"][0]["function"]["arguments"] == {"path": "a.txt", "content": "from a string"}
+    assert third[-2]["tool_calls"][0]["function"]["arguments"] == {}
+    assert third[-1]["role"] == "tool" and "is not valid JSON" in third[-1]["content"]
+    assert [e["reason"] for e in run.events.of("format_error")] == ["malformed_json"]
+    assert [o["success"] for o in run.observations()] == [True]

@@ -1,4 +1,5 @@
-"""The ChatModel adapters against the fake Ollama and Anthropic servers, through the real ollama/anthropic clients."""
+"""The ChatModel adapters against the fake Ollama and Anthropic servers (Ollama's stream read with httpx, Claude's
+through the real anthropic SDK)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from shared.fakes.ollama_server import FakeOllamaServer
 from shared.fakes.script import HELLO_CALLS, Script, ScriptedCall, Turn
 from sidecar.agent.claude import ClaudeChatModel
 from sidecar.agent.models import ContextOverflow, ModelError, ModelUnavailable
-from sidecar.agent.ollama import OllamaChatModel
+from sidecar.agent.ollama import OllamaChatModel, base_url
 from sidecar.agent.tools import TOOL_ARGS, tool_schema
 
 MODEL = "fake-coder:latest"
@@ -98,6 +99,16 @@ async def test_ollama_retry_recovers_from_a_truncated_stream(ollama_server) -> N
     finally:
         await model.aclose()
     assert turn.tool_calls[0]["name"] == "write_file" and len(ollama_server.bodies("/api/chat")) == 2
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [("example.com", "http://example.com:11434"), ("10.0.0.2:8080", "http://10.0.0.2:8080"),
+     ("http://gpu-box:11434/", "http://gpu-box:11434"), ("https://ollama.example.com", "https://ollama.example.com")],
+)  # fmt: skip
+def test_ollama_host_forms(host: str, url: str) -> None:
+    """A host without a scheme gets http:// and Ollama's port 11434; a URL is taken as it is."""
+    assert base_url(host) == url
 
 
 async def test_ollama_unknown_model_is_unavailable(ollama_server) -> None:
