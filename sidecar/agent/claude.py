@@ -19,23 +19,26 @@ from sidecar.agent.models import (
     ModelTurn,
     ModelUnavailable,
     ProgressCallback,
+    RetryCallback,
     ToolSpec,
+    with_retries,
 )
 
 
 class ClaudeChatModel:
-    """The Anthropic Messages API, streamed, with native ``tool_use``; the SDK retries 429/5xx ``max_retries`` times."""
+    """The Anthropic Messages API, streamed, with native ``tool_use``; 429/5xx are retried ``max_retries`` times here
+    (not in the SDK), so each retry is reported to ``on_retry``."""
 
     provider = "claude"
 
     def __init__(
         self, model: str, *, api_key: str, base_url: str | None = None, max_tokens: int = 8192,
-        max_retries: int = 2, timeout_s: float = 600.0, thinking: dict[str, Any] | None = None,
+        max_retries: int = 2, retry_delay_s: float = 0.5, timeout_s: float = 600.0,
+        thinking: dict[str, Any] | None = None,
     ) -> None:  # fmt: skip
         self.model, self.max_tokens, self.thinking = model, max_tokens, thinking
-        self._client = anthropic.AsyncAnthropic(
-            api_key=api_key, base_url=base_url, max_retries=max_retries, timeout=timeout_s
-        )
+        self.max_retries, self.retry_delay_s = max_retries, retry_delay_s
+        self._client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s)
 
     def __repr__(self) -> str:
         return f"<ClaudeChatModel {self.model!r}>"
@@ -45,7 +48,15 @@ class ClaudeChatModel:
         await self._client.close()
 
     async def chat(
-        self, messages: Sequence[Message], tools: Sequence[ToolSpec], *, on_progress: ProgressCallback | None = None
+        self, messages: Sequence[Message], tools: Sequence[ToolSpec], *, on_progress: ProgressCallback | None = None,
+        on_retry: RetryCallback | None = None,
+    ) -> ModelTurn:  # fmt: skip
+        return await with_retries(lambda: self._chat_once(messages, tools, on_progress), name=f"claude {self.model}",
+                                  max_retries=self.max_retries, retry_delay_s=self.retry_delay_s,
+                                  on_retry=on_retry)  # fmt: skip
+
+    async def _chat_once(
+        self, messages: Sequence[Message], tools: Sequence[ToolSpec], on_progress: ProgressCallback | None
     ) -> ModelTurn:
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
         # Typed as Any: the SDK's TypedDict unions add nothing over the shapes built (and tested) here.
@@ -72,10 +83,21 @@ class ClaudeChatModel:
             raise ModelUnavailable(f"Claude: {exc}") from None
         except (anthropic.APIConnectionError, anthropic.RateLimitError, anthropic.InternalServerError,
                 httpx2.TransportError) as exc:  # fmt: skip
-            raise ModelUnavailable(f"Claude unavailable: {type(exc).__name__}: {exc}", retryable=True) from None
+            raise ModelUnavailable(f"Claude unavailable: {type(exc).__name__}: {exc}", retryable=True,
+                                   retry_after_s=_retry_after_s(exc)) from None  # fmt: skip
         except (anthropic.AnthropicError, json.JSONDecodeError, pydantic.ValidationError) as exc:
             raise ModelError(f"Claude call failed: {type(exc).__name__}: {str(exc)[:300]}", retryable=True) from None
         return _claude_turn(final)
+
+
+def _retry_after_s(exc: Exception) -> float | None:
+    """The ``retry-after`` seconds of a refused request's response, if it has one."""
+    response = getattr(exc, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _claude_turn(final: Any) -> ModelTurn:

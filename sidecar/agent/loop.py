@@ -20,7 +20,8 @@ Guardrails (checked before every model call unless said otherwise):
   attempt (every call failed, was blocked, or repeated an earlier call, rewrites of the same content included;
   format errors count as such steps too).
 
-A failing tool, a sandbox denial included, is an observation for the model, never the end of the loop.
+A failing tool, a sandbox denial included, is an observation for the model, never the end of the loop. A model
+call that is retried is streamed as a ``model_retry`` event, one that fails for good as ``model_error``.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ RETRYABLE_ENDINGS = frozenset({TerminationReason.COMPLETED, TerminationReason.MA
                                TerminationReason.FORMAT_ERRORS})  # fmt: skip
 """Endings after which a verification retry may continue the conversation (budget, time and model are spent)."""
 ITERATIONS_BY_TIER = {"trivial": 5, "standard": 10, "complex": 20}
+EVENT_ERROR_CHARS = 500
+"""Longest model error message in a live ``model_error`` / ``model_retry`` event (the trajectory keeps it whole)."""
 CHANGING_TOOLS = frozenset({"write_file", "edit_file", "run_command"})
 """A successful call of one of these counts as work done (``ReactLoop.changes``)."""
 REPEAT_TEXT = (
@@ -203,10 +206,14 @@ class ReactLoop:
         request_messages, started = len(self.trajectory.messages), time.monotonic()
         try:
             async with self._until_deadline("waiting for the model"):
-                turn = await self.model.chat(self.trajectory.messages, self.tool_specs, on_progress=self._progress)
+                turn = await self.model.chat(self.trajectory.messages, self.tool_specs, on_progress=self._progress,
+                                             on_retry=self._retrying)  # fmt: skip
         except ModelError as exc:
             self.trajectory.add("model_error", attempt=self.attempt, iteration=self.iterations,
                                 error=type(exc).__name__, message=str(exc))  # fmt: skip
+            await self.events.emit("model_error", f"{type(exc).__name__}: {str(exc)[:EVENT_ERROR_CHARS]}",
+                                   error=type(exc).__name__, retryable=exc.retryable, iteration=self.iterations,
+                                   model=self.model.model)  # fmt: skip
             raise
         finally:
             self._live_tokens = 0
@@ -221,6 +228,14 @@ class ReactLoop:
         await self.events.emit("model_turn", text, model=self.model.model, **fields)
         await self._emit_tokens(force=True)
         return turn
+
+    async def _retrying(self, error: ModelError, retry: int, delay_s: float) -> None:
+        """A model call failed and is about to be sent again: recorded and streamed as ``model_retry``."""
+        self.trajectory.add("model_retry", attempt=self.attempt, iteration=self.iterations, error=type(error).__name__,
+                            message=str(error), retry=retry, delay_s=delay_s)  # fmt: skip
+        await self.events.emit("model_retry", f"{type(error).__name__}: {str(error)[:EVENT_ERROR_CHARS]}; retry "
+                               f"{retry} in {delay_s:g} s", error=type(error).__name__, retry=retry, delay_s=delay_s,
+                               iteration=self.iterations, model=self.model.model)  # fmt: skip
 
     async def _progress(self, turn_tokens: int) -> None:
         self._live_tokens = turn_tokens

@@ -18,24 +18,34 @@ above them sees an ``ollama``, ``httpx`` or ``anthropic`` exception::
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+logger = logging.getLogger(__name__)
 
 Message = dict[str, Any]
 ToolSpec = Mapping[str, Any]
 ProgressCallback = Callable[[int], Awaitable[None]]
 """Called while a reply streams with the estimated number of tokens generated so far in this turn."""
+RetryCallback = Callable[["ModelError", int, float], Awaitable[None]]
+"""Called as ``await on_retry(error, retry, delay_s)`` before a failed call is sent again (``retry`` counts from 1)."""
 CHARS_PER_TOKEN = 4
+MAX_RETRY_AFTER_S = 60.0
+"""The longest wait a server's ``retry-after`` may ask for."""
 
 
 class ModelError(Exception):
     """The model call failed; ``retryable`` says whether the same request may succeed if sent again."""
 
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
+    def __init__(self, message: str, *, retryable: bool = False, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after_s = retry_after_s
+        """How long the server asked us to wait before trying again, if it said."""
 
 
 class ModelUnavailable(ModelError):
@@ -75,10 +85,36 @@ class ChatModel(Protocol):
     model: str
 
     async def chat(
-        self, messages: Sequence[Message], tools: Sequence[ToolSpec], *, on_progress: ProgressCallback | None = None
-    ) -> ModelTurn:
-        """Send the conversation, return the reply. Raises ``ModelError`` (or a subclass) only."""
+        self, messages: Sequence[Message], tools: Sequence[ToolSpec], *, on_progress: ProgressCallback | None = None,
+        on_retry: RetryCallback | None = None,
+    ) -> ModelTurn:  # fmt: skip
+        """Send the conversation, return the reply; a retryable failure is retried (``on_retry`` is told first).
+
+        Raises ``ModelError`` (or a subclass) only.
+        """
         ...
+
+
+async def with_retries(
+    call: Callable[[], Awaitable[ModelTurn]], *, name: str, max_retries: int, retry_delay_s: float,
+    on_retry: RetryCallback | None = None,
+) -> ModelTurn:  # fmt: skip
+    """``call()``, sent again after a retryable ``ModelError`` up to ``max_retries`` times.
+
+    The n-th retry waits ``retry_delay_s * n``, or longer when the server asked for it (``retry_after_s``, capped).
+    """
+    for attempt in range(max_retries + 1):
+        try:
+            return await call()
+        except ModelError as exc:
+            if not exc.retryable or attempt == max_retries:
+                raise
+            delay_s = max(retry_delay_s * (attempt + 1), min(exc.retry_after_s or 0.0, MAX_RETRY_AFTER_S))
+            logger.warning("%s: %s; retrying (%d/%d) in %g s", name, exc, attempt + 1, max_retries, delay_s)
+            if on_retry is not None:
+                await on_retry(exc, attempt + 1, delay_s)
+            await asyncio.sleep(delay_s)
+    raise AssertionError("unreachable")
 
 
 def estimate_tokens(payload: Any) -> int:

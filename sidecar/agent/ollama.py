@@ -7,9 +7,7 @@ sent, which decodes it or answers the model with a format error, and it goes bac
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -23,11 +21,11 @@ from sidecar.agent.models import (
     ModelTurn,
     ModelUnavailable,
     ProgressCallback,
+    RetryCallback,
     ToolSpec,
     estimate_tokens,
+    with_retries,
 )
-
-logger = logging.getLogger(__name__)
 
 
 class OllamaChatModel:
@@ -60,22 +58,20 @@ class OllamaChatModel:
         await self._client.aclose()
 
     async def chat(
-        self, messages: Sequence[Message], tools: Sequence[ToolSpec], *, on_progress: ProgressCallback | None = None
-    ) -> ModelTurn:
+        self, messages: Sequence[Message], tools: Sequence[ToolSpec], *, on_progress: ProgressCallback | None = None,
+        on_retry: RetryCallback | None = None,
+    ) -> ModelTurn:  # fmt: skip
         wire = [_ollama_message(m) for m in messages]
         wire_tools = [{"type": "function", "function": dict(t)} for t in tools]
         estimate = estimate_tokens([wire, wire_tools])
         if estimate > self.num_ctx:
             raise ContextOverflow(f"the request is about {estimate} tokens, more than num_ctx={self.num_ctx}")
-        for attempt in range(self.max_retries + 1):
-            try:
-                return self._checked(await self._chat_once(wire, wire_tools, on_progress))
-            except ModelError as exc:
-                if not exc.retryable or attempt == self.max_retries:
-                    raise
-                logger.warning("ollama %s: %s; retrying (%d/%d)", self.model, exc, attempt + 1, self.max_retries)
-                await asyncio.sleep(self.retry_delay_s * (attempt + 1))
-        raise AssertionError("unreachable")
+
+        async def once() -> ModelTurn:
+            return self._checked(await self._chat_once(wire, wire_tools, on_progress))
+
+        return await with_retries(once, name=f"ollama {self.model}", max_retries=self.max_retries,
+                                  retry_delay_s=self.retry_delay_s, on_retry=on_retry)  # fmt: skip
 
     def _checked(self, turn: ModelTurn) -> ModelTurn:
         # Ollama truncates an overlong prompt with only a server-side warning: a full window means we lost context.

@@ -312,6 +312,26 @@ async def test_one_retry_recovers_from_a_transient_failure(fake_ollama, make_run
     assert len(run.chat_bodies()) == 5
 
 
+async def test_a_retried_model_call_is_a_live_event(fake_ollama, make_run) -> None:
+    """A model call that fails and is sent again is streamed as model_retry (and kept in the trajectory)."""
+    run = make_run(await fake_ollama("http_500"), max_retries=1)
+    assert (await run.run()).termination_reason is TerminationReason.COMPLETED
+    retries = run.events.of("model_retry")
+    assert [(e["error"], e["retry"], e["iteration"]) for e in retries] == [("ModelError", 1, 1)]
+    assert "error parsing tool call" in retries[0]["text"] and retries[0]["delay_s"] > 0
+    assert run.events.of("model_error") == []
+    assert [s["kind"] for s in run.trajectory.steps].count("model_retry") == 1
+
+
+async def test_a_failed_model_call_is_a_live_event(fake_ollama, make_run) -> None:
+    """A model call that fails for good is streamed as model_error before the attempt ends."""
+    run = make_run(await fake_ollama("http_500"), max_retries=0)
+    assert (await run.run()).termination_reason is TerminationReason.MODEL_ERROR
+    errors = run.events.of("model_error")
+    assert [(e["error"], e["retryable"], e["iteration"]) for e in errors] == [("ModelError", True, 1)]
+    assert "error parsing tool call" in errors[0]["text"] and run.events.of("model_retry") == []
+
+
 async def test_unreachable_server_is_a_model_error(make_run) -> None:
     """A refused connection ends the attempt as model_error (ModelUnavailable)."""
     server = FakeOllamaServer("hello_world", model=MODEL)

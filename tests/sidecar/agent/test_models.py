@@ -237,13 +237,20 @@ async def test_claude_bad_key_is_unavailable_and_not_retryable(anthropic_server)
     assert not caught.value.retryable
 
 
-async def test_claude_sdk_retries_are_configurable(anthropic_server) -> None:
-    """max_retries=1 lets the SDK retry the 500 itself and return the reply."""
+async def test_claude_retries_are_configurable_and_reported(anthropic_server) -> None:
+    """max_retries=1 retries the 500 (here, not in the SDK), tells on_retry first and returns the reply."""
     script = Script(name="flaky", turns=[Turn(failure="http_500", tool_calls=[ScriptedCall(name="list_directory")])])
+    retries: list[tuple[str, int]] = []
+
+    async def on_retry(error: ModelError, retry: int, delay_s: float) -> None:
+        retries.append((type(error).__name__, retry))
+
     async with FakeAnthropicServer(script) as server:
-        model = ClaudeChatModel("claude-sonnet-4-6", api_key="k", base_url=server.url, max_retries=1)
+        model = ClaudeChatModel("claude-sonnet-4-6", api_key="k", base_url=server.url, max_retries=1,
+                                retry_delay_s=0.01)  # fmt: skip
         try:
-            turn = await model.chat(START, TOOLS)
+            turn = await model.chat(START, TOOLS, on_retry=on_retry)
         finally:
             await model.aclose()
     assert turn.tool_calls[0]["name"] == "list_directory" and len(server.bodies("/v1/messages")) == 2
+    assert retries == [("ModelUnavailable", 1)]

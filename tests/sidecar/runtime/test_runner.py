@@ -19,7 +19,7 @@ import pytest
 
 from shared.fakes.ollama_server import FakeOllamaServer
 from shared.fakes.script import Script, ScriptedCall, Turn
-from shared.protocol import Identify, Message, StateReport, TaskAssign, TaskComplete, TaskRejected
+from shared.protocol import Identify, Message, StateReport, TaskAssign, TaskComplete, TaskProgress, TaskRejected
 from sidecar.agent.agentic import OllamaExecutor
 from sidecar.runtime.connection import HubLink, serve_hub
 from sidecar.runtime.executor import ExecutorRegistry
@@ -191,6 +191,26 @@ async def test_tokens_used_is_the_sum_of_the_model_calls(hub, make_sidecar, sand
     sent = {m.task_id: m for m in sc.link.sent if isinstance(m, TaskComplete)}
     assert sent[model_task].tokens_used == 330 and (await hub.task(model_task))["tokens_used"] == 330
     assert sent[shell_task].tokens_used is None
+
+
+async def test_model_retries_reach_the_hub_like_tool_calls(hub, make_sidecar, sandbox) -> None:
+    """A retried model call is streamed to the hub as a model_retry event and lands in the task's trajectory."""
+    async with FakeOllamaServer("http_500", model=MODEL) as server:
+        ollama = OllamaExecutor(sandbox, host=server.url, default_model=MODEL, max_retries=1, retry_delay_s=0.01)
+        sc = await make_sidecar(executors={"ollama": ollama})
+        async with sc.running():
+            tid = await hub.submit(description="write hello.py", executor="ollama")
+            await wait_tasks(hub, [tid], {"completed"})
+    sent = [m.execution_event["event_type"] for m in sc.link.sent if isinstance(m, TaskProgress)]
+    assert sent.count("model_retry") == 1 and "tool_call" in sent
+
+    async def stored() -> list[str]:
+        return [e["kind"] for e in (await hub.http.get(f"/api/tasks/{tid}/trajectory")).json()["events"]]
+
+    async with asyncio.timeout(10):
+        while "model_retry" not in (kinds := await stored()):
+            await asyncio.sleep(0.05)
+    assert kinds.count("model_retry") == 1
 
 
 async def test_failed_command_is_reported_as_failed(hub, make_sidecar) -> None:
