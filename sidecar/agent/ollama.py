@@ -106,7 +106,7 @@ class OllamaChatModel:
                         raise ModelError(f"malformed response from Ollama: {line[:200]}", retryable=True)
                     if part.get("error"):
                         raise _ollama_error(str(part["error"]), -1)
-                    delta = part.get("message") if isinstance(part.get("message"), dict) else {}
+                    delta: dict[str, Any] = part["message"] if isinstance(part.get("message"), dict) else {}
                     text, thought = _text(delta.get("content")), _text(delta.get("thinking"))
                     content.append(text)
                     thinking.append(thought)

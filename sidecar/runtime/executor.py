@@ -43,8 +43,8 @@ class Outcome:
 
 def tokens_used(outcome: Outcome) -> int | None:
     """Prompt plus completion tokens of the model calls behind ``outcome``; ``None`` when no model ran."""
-    counts = [outcome.details.get(key) for key in ("tokens_in", "tokens_out")]
-    counts = [n for n in counts if isinstance(n, int) and not isinstance(n, bool)]
+    values = [outcome.details.get(key) for key in ("tokens_in", "tokens_out")]
+    counts = [n for n in values if isinstance(n, int) and not isinstance(n, bool)]
     return sum(counts) if counts else None
 
 
