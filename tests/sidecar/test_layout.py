@@ -61,6 +61,26 @@ def test_cycle_finder_sees_a_circle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
 
 
+ALLOWED = {
+    "sandbox": {"sandbox"},
+    "runtime": {"runtime", "sandbox", "settings"},
+    "agent": {"agent", "runtime", "sandbox"},
+    "host": {"host", "runtime", "sandbox", "settings"},
+}
+"""Which parts of the sidecar each subsystem may import: dependencies point one way (``main.py`` wires them all)."""
+
+
+def test_subsystems_depend_one_way() -> None:
+    """sandbox imports no other part of the sidecar, runtime no agent or host, agent and host not each other."""
+    wrong = []
+    for name, path in MODULES.items():
+        parts = name.split(".")
+        if len(parts) > 2 and parts[1] in ALLOWED:
+            used = {target.split(".")[1] for target in _imports(path) if target.count(".") >= 1}
+            wrong += [f"{name} imports sidecar.{part}" for part in sorted(used - ALLOWED[parts[1]])]
+    assert wrong == []
+
+
 @pytest.mark.parametrize("module", sorted(name for name in MODULES if name.startswith("sidecar.sandbox.")))
 def test_each_sandbox_module_imports_alone(module: str) -> None:
     """Each sandbox module loads first in a fresh interpreter (no order of imports is needed)."""
