@@ -1,14 +1,50 @@
-"""The ``agentcom`` command: one entry point, a subcommand per job."""
+"""The ``agentcom`` command: one entry point, a subcommand per job.
+
+Only the chosen subcommand's module is imported (to add its options and to run it), so ``agentcom --help`` loads
+neither the hub's web stack nor the sidecar's model clients.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 
-def _doctor(args: argparse.Namespace) -> int:
-    from sidecar.doctor import run_doctor
+class Command(NamedTuple):
+    """A subcommand: its help line and where its ``add_arguments(parser)`` and ``run(args) -> int`` live."""
+
+    help: str
+    module: str
+    add_arguments: str
+    run: str
+
+
+COMMANDS = {
+    "hub": Command("run the hub (HTTP API, agent and dashboard sockets)", "hub.main", "add_arguments", "run"),
+    "sidecar": Command("run a sidecar (one per agent host)", "sidecar.main", "add_arguments", "run"),
+    "doctor": Command("check this machine (sandbox level, bubblewrap, pm2) and, with --config, the hub",
+                      "scripts.agentcom", "add_doctor_arguments", "run_doctor"),
+    "demo": Command("run the local demo: hub, two sidecars and a model carry work to completion",
+                    "scripts.demo", "add_arguments", "run_demo"),
+    "onboard": Command("add this machine as an agent: check, register, configure, start, prove",
+                       "scripts.onboard", "add_onboard_arguments", "run_onboard"),
+    "offboard": Command("remove an agent: stop its pm2 process, revoke its token, delete its files",
+                        "scripts.onboard", "add_offboard_arguments", "run_offboard"),
+}  # fmt: skip
+
+
+def add_doctor_arguments(parser: argparse.ArgumentParser) -> None:
+    """``agentcom doctor``'s options."""
+    parser.add_argument("--config", type=Path, help="a sidecar config file: also check its hub and Ollama")
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    """``agentcom doctor``: 0 when every check passed, 1 otherwise, 2 for an unusable config."""
+    from sidecar.host.doctor import run_doctor as check
     from sidecar.settings import SettingsError, load_settings
 
     try:
@@ -16,45 +52,27 @@ def _doctor(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"agentcom doctor: {exc}", file=sys.stderr)
         return 2
-    return 0 if run_doctor(settings).ok else 1
+    return 0 if check(settings).ok else 1
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The command line parser; only the subcommand named in ``argv`` (if any) gets its options, so only its
+    module is imported."""
+    parser = argparse.ArgumentParser(prog="agentcom", description="AgentCom: run a fleet of AI coding agents.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, help=command.help)
+        if name == chosen:
+            module = importlib.import_module(command.module)
+            getattr(module, command.add_arguments)(p)
+            p.set_defaults(run=getattr(module, command.run))
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="agentcom", description="AgentCom: run a fleet of AI coding agents.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    from hub import main as hub_main
-
-    p = sub.add_parser("hub", help="run the hub (HTTP API, agent and dashboard sockets)")
-    hub_main.add_arguments(p)
-    p.set_defaults(run=hub_main.run)
-
-    from sidecar import main as sidecar_main
-
-    p = sub.add_parser("sidecar", help="run a sidecar (one per agent host)")
-    sidecar_main.add_arguments(p)
-    p.set_defaults(run=sidecar_main.run)
-
-    p = sub.add_parser("doctor", help="check this machine (sandbox level, bubblewrap, pm2) and, with --config, the hub")
-    p.add_argument("--config", type=Path, help="a sidecar config file: also check its hub and Ollama")
-    p.set_defaults(run=_doctor)
-
-    from scripts import demo
-
-    p = sub.add_parser("demo", help="run the local demo: hub, two sidecars and a model carry work to completion")
-    demo.add_arguments(p)
-    p.set_defaults(run=demo.run_demo)
-
-    from scripts import onboard
-
-    p = sub.add_parser("onboard", help="add this machine as an agent: check, register, configure, start, prove")
-    onboard.add_onboard_arguments(p)
-    p.set_defaults(run=onboard.run_onboard)
-    p = sub.add_parser("offboard", help="remove an agent: stop its pm2 process, revoke its token, delete its files")
-    onboard.add_offboard_arguments(p)
-    p.set_defaults(run=onboard.run_offboard)
-
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     return int(args.run(args) or 0)
 
 

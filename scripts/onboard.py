@@ -1,6 +1,6 @@
 """``agentcom onboard`` and ``agentcom offboard``: add an agent host to a hub, or remove it, in one command.
 
-This is the entry point: it parses and checks the arguments; :mod:`sidecar.onboarding` does the work.
+This is the entry point: it parses and checks the arguments; :mod:`sidecar.host.onboarding` does the work.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from sidecar import onboarding
-from sidecar.onboarding import EXIT_USAGE, UsageError, agents_base
+from sidecar.host import onboarding
+from sidecar.host.onboarding import EXIT_USAGE, UsageError, agents_base
 
 AGENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 """An agent id the hub accepts (the pattern of ``POST /admin/tokens``)."""

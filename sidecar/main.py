@@ -14,16 +14,17 @@ import sys
 from pathlib import Path
 
 from shared.protocol import AgentRestarting, HubMessage, Identify, RestartSidecar
-from sidecar.connection import HubLink, IdentifyRejected, serve_hub
-from sidecar.agentic import AgenticConfig, ClaudeExecutor, OllamaExecutor
-from sidecar.executor import Executor, ExecutorRegistry
-from sidecar.resources import report_resources
-from sidecar.runner import Runner
-from sidecar.sandbox import Sandbox, SandboxLevel, probe_sandbox
+from sidecar.agent.agentic import AgenticConfig, ClaudeExecutor, OllamaExecutor
+from sidecar.host.resources import report_resources
+from sidecar.runtime.connection import HubLink, IdentifyRejected, serve_hub
+from sidecar.runtime.executor import Executor, ExecutorRegistry
+from sidecar.runtime.runner import Runner
+from sidecar.runtime.shell import ShellExecutor
+from sidecar.runtime.state import LocalState
+from sidecar.runtime.workspace import Workspaces
+from sidecar.sandbox.base import Sandbox, SandboxLevel
+from sidecar.sandbox.probe import probe_sandbox
 from sidecar.settings import SettingsError, SidecarSettings, load_settings
-from sidecar.shell import ShellExecutor
-from sidecar.state import LocalState
-from sidecar.workspace import Workspaces
 
 logger = logging.getLogger("sidecar")
 
@@ -207,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
     for handler in logging.getLogger().handlers:
         handler.addFilter(redact)
     if args.doctor:
-        from sidecar.doctor import run_doctor
+        from sidecar.host.doctor import run_doctor
 
         return 0 if run_doctor(settings).ok else 1
     return asyncio.run(run_sidecar(settings))

@@ -31,10 +31,10 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from sidecar.sandbox import Limits, SandboxLevel
+from sidecar.sandbox.base import Limits, SandboxLevel
+from sidecar.sandbox.uids import DEFAULT_UID_BASE
 
 ENV_PREFIX = "AGENTCOM_SIDECAR_"
-DEFAULT_UID_BASE = 100_000
 UID_RANGES = 64
 SECRET_FIELDS = frozenset({"token", "anthropic_api_key"})
 
@@ -91,7 +91,7 @@ class SandboxSettings(_Group):
     file_size_bytes: int = Field(default=Limits.file_size_bytes, gt=0)
     nproc: int = Field(default=Limits.nproc, gt=0)
     output_bytes: int = Field(default=Limits.output_bytes, gt=0)
-    """Per stream; the rest of a command's output is dropped."""
+    """Per stream; longer output keeps its head and tail (half of this each) around a marker."""
 
     def to_limits(self) -> Limits:
         """The sandbox's resource limits for one command."""

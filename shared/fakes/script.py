@@ -37,6 +37,9 @@ class ScriptedCall(BaseModel):
 
     name: str
     arguments: dict[str, Any] = {}
+    raw_arguments: str | None = None
+    """Sent instead of ``arguments`` when set: the arguments as a JSON string (as OpenAI-style servers send them),
+    broken JSON included."""
 
 
 class Turn(BaseModel):

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from scripts.agentcom import main as agentcom_main
-from sidecar.culture_names import CULTURE_NAMES
+from sidecar.host.culture_names import CULTURE_NAMES
 from tests.conftest import SCALE
 from tests.e2e.conftest import ROOT, Fleet, free_port
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +31,38 @@ def test_each_subcommand_has_help(name, capsys):
         main([name, "--help"])
     assert exit_info.value.code == 0
     assert f"agentcom {name}" in capsys.readouterr().out
+
+
+HEAVY = ("anthropic", "fastapi", "uvicorn")
+
+
+def _loaded_after(code: str) -> list[str]:
+    """Which of ``HEAVY`` a fresh interpreter has imported after running ``code``."""
+    probe = f"import sys\n{code}\nprint(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[2])  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return [name for name in done.stdout.strip().split(",") if name]
+
+
+def test_top_level_help_loads_no_subcommand():
+    """Building the parser for ``agentcom --help`` imports neither the hub's web stack nor the Anthropic SDK."""
+    assert _loaded_after("from scripts.agentcom import build_parser\nbuild_parser(['--help'])") == []
+
+
+def test_sidecar_loads_the_anthropic_sdk_only_for_claude():
+    """The sidecar's parser and wiring do not import ``anthropic``; making a Claude model does."""
+    assert _loaded_after("from scripts.agentcom import build_parser\nbuild_parser(['sidecar', '--help'])\n"
+                         "import sidecar.main") == []  # fmt: skip
+    claude = ("from sidecar.agent.agentic import ClaudeExecutor\nfrom shared.protocol import TaskAssign\n"
+              "ClaudeExecutor(None, api_key='k').make_model(TaskAssign(task_id='t', description='d', generation=1, "
+              "assigned_at=1))")  # fmt: skip
+    assert "anthropic" in _loaded_after(claude)
+
+
+def test_hub_subcommand_loads_the_hub():
+    """``agentcom hub`` does import the hub (the check above is not blind)."""
+    assert "fastapi" in _loaded_after("from scripts.agentcom import build_parser\nbuild_parser(['hub'])")
 
 
 def test_unknown_subcommand_is_refused(capsys):

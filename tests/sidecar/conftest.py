@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.sandbox import probe_sandbox
+from sidecar.sandbox.probe import probe_sandbox
 
 
 @pytest.fixture(scope="module")

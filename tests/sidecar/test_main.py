@@ -12,7 +12,7 @@ from pathlib import Path
 from websockets.asyncio.server import ServerConnection, serve
 
 from sidecar.main import EXIT_RESTART, run_sidecar
-from sidecar.sandbox import probe_sandbox
+from sidecar.sandbox.probe import probe_sandbox
 from sidecar.settings import load_settings
 
 

@@ -1,0 +1,1 @@
+"""Sidecar host tools: onboarding, pm2, doctor, resource reports, agent names."""

@@ -1,0 +1,1 @@
+"""Sidecar runtime: the task lifecycle (connection, runner, state, workspaces, executors, verification)."""

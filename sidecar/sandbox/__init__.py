@@ -1,0 +1,1 @@
+"""Sidecar sandbox: run one command confined to a task workspace (levels, uids, output caps)."""
