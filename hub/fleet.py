@@ -95,7 +95,7 @@ class Fleet:
             agent = self.agents.get(agent_id)
             if agent is None or agent.state != AgentState.IDLE:
                 continue
-            task.routing_decision = routing_decision(task, agent.models, now)
+            task.routing_decision = routing_decision(task, agent.models, now).stored()
             booked.append((task, agent_id))
         assigned, committed = self.queue.assign_many(booked)
         for task in assigned:  # only this loop books agents, and it runs alone: none can be booked twice

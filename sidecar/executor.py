@@ -119,8 +119,8 @@ def executor_name(task: TaskAssign) -> str | None:
         return task.executor
     if task.metadata.get("shell_command"):
         return "shell"
-    target = (task.routing_decision or {}).get("target_type")
-    if isinstance(target, str) and target:
+    target = task.routing_decision.target if task.routing_decision is not None else None
+    if target:
         return TARGET_TYPES.get(target, target)
     return None
 

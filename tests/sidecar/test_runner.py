@@ -163,8 +163,9 @@ async def test_task_runs_verifies_and_is_acknowledged(hub, make_sidecar) -> None
         await wait_until(lambda: not sc.runner.state.outbox)
     task = await hub.task(tid)
     assert task["result"]["status"] == "success" and task["result"]["exit_code"] == 0
-    assert task["result"]["verification_status"] == "verified"
-    assert task["verification_report"]["status"] == "pass"
+    assert (task["outcome"], task["result"]["outcome"], task["result"]["verification_status"]) == ("verified",) * 3
+    assert task["verification_report"]["status"] == "pass" and task["verification_report"]["outcome"] == "verified"
+    assert task["verification_report"]["checks"][0]["name"] == "file_exists answer.txt"
     assert completed_events(task) == 1
     assert sc.sent_types()[:2] == ["task_accepted", "task_progress"]
     assert sc.runner.state.active is None
@@ -178,8 +179,8 @@ async def test_failed_command_is_reported_as_failed(hub, make_sidecar) -> None:
         await wait_tasks(hub, [tid], {"dead_letter"})
     task = await hub.task(tid)
     results = [m.result for m in sc.link.sent if isinstance(m, TaskComplete)]
-    assert results and results[0]["status"] == "failed" and results[0]["exit_code"] == 7
-    assert results[0]["verification_status"] == "execution_failed"
+    assert results and results[0].status == "failed" and results[0].exit_code == 7
+    assert (results[0].outcome, results[0].verification_status) == ("failed", "failed")
     assert completed_events(task) == 0
 
 
