@@ -8,8 +8,8 @@ from hub.tasks import Task
 from shared.payloads import RoutingDecision
 
 TIER_TARGETS = {"trivial": "ollama", "standard": "ollama", "complex": "claude", "unknown": "ollama"}
-PROVIDERS = {"ollama": "ollama", "claude": "anthropic"}
-"""Executor → who serves its model (a shell command has none)."""
+PROVIDERS = {"ollama": "ollama", "claude": "claude"}
+"""Executor → who serves its model, named as the sidecar's model clients name it in ``Usage.provider``."""
 
 
 def routing_decision(task: Task, agent_models: tuple[str, ...], now_ms: int) -> RoutingDecision:

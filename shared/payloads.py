@@ -240,7 +240,7 @@ class RoutingDecision(Payload):
     target: str | None = Field(default=None, alias="target_type")
     """The executor: shell, ollama, claude (``sidecar`` is read as shell)."""
     provider: str | None = None
-    """Who serves the model: ollama, anthropic; none for a shell command."""
+    """Who serves the model: ollama, claude (as ``Usage.provider`` names it); none for a shell command."""
     endpoint: str | None = Field(default=None, alias="selected_endpoint")
     """Where the model is served (an Ollama URL), when the hub picks it."""
     model: str | None = Field(default=None, alias="selected_model")
