@@ -20,8 +20,11 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 def _no_control(value: str) -> str:
     if (found := _CONTROL.search(value)) is not None:
-        raise PydanticCustomError("invalid_characters", "control characters and lone surrogates are not allowed "
-                                  "(U+{code} at {at})", {"code": f"{ord(found.group()):04X}", "at": found.start()})
+        raise PydanticCustomError(
+            "invalid_characters",
+            "control characters and lone surrogates are not allowed (U+{code} at {at})",
+            {"code": f"{ord(found.group()):04X}", "at": found.start()},
+        )
     return value
 
 

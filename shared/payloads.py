@@ -64,7 +64,7 @@ def excerpt(text: str, limit: int) -> str:
         return text
     marker = f"\n[... {len(text) - limit} characters cut ...]\n"
     keep = max(limit - len(marker), 2)
-    return text[: keep // 2] + marker + text[len(text) - (keep - keep // 2):]
+    return text[: keep // 2] + marker + text[len(text) - (keep - keep // 2) :]
 
 
 class Payload(BaseModel):
@@ -85,8 +85,9 @@ class SafePayload(Payload):
             try:
                 jsonsafe.check(data)
             except jsonsafe.UnsafeJson as exc:
-                raise PydanticCustomError(exc.code, "{detail}", {"detail": exc.detail, "json_path": exc.where}
-                                          ) from None
+                raise PydanticCustomError(
+                    exc.code, "{detail}", {"detail": exc.detail, "json_path": exc.where}
+                ) from None
         return data
 
 
@@ -215,8 +216,14 @@ class Usage(SafePayload):
         return self.tokens_in + self.tokens_out
 
 
-_VERSION1_USAGE = {"tokens_in": "tokens_in", "tokens_out": "tokens_out", "model_used": "model",
-                   "provider": "provider", "cost_usd": "cost_usd", "equivalent_claude_cost_usd": "equivalent_cost_usd"}
+_VERSION1_USAGE = {
+    "tokens_in": "tokens_in",
+    "tokens_out": "tokens_out",
+    "model_used": "model",
+    "provider": "provider",
+    "cost_usd": "cost_usd",
+    "equivalent_claude_cost_usd": "equivalent_cost_usd",
+}
 
 
 def lift_version1_usage(data: Any) -> Any:
@@ -228,24 +235,30 @@ def lift_version1_usage(data: Any) -> Any:
     return data
 
 
+def _wire_name(name: str) -> Any:
+    """A field known on the wire by its version-1 ``name`` (read under either name, written under that one)."""
+    return Field(default=None, validation_alias=name, serialization_alias=name)
+
+
 class RoutingDecision(Payload):
     """Which executor and model should run a task, decided by the hub at assignment. On the wire it keeps its
     version-1 names (``target_type``, ``selected_model``...), which older sidecars read."""
 
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, validate_by_name=True,
-                              validate_by_alias=True, serialize_by_alias=True)
+    model_config = ConfigDict(
+        strict=True, extra="ignore", frozen=True, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
 
     # Strings are unconstrained (the frame limit bounds them): the hub builds this, and a sidecar must read whatever
     # it sends, such as a model name a task's metadata asked for.
-    target: str | None = Field(default=None, alias="target_type")
+    target: str | None = _wire_name("target_type")
     """The executor: shell, ollama, claude (``sidecar`` is read as shell)."""
     provider: str | None = None
     """Who serves the model: ollama, claude (as ``Usage.provider`` names it); none for a shell command."""
-    endpoint: str | None = Field(default=None, alias="selected_endpoint")
+    endpoint: str | None = _wire_name("selected_endpoint")
     """Where the model is served (an Ollama URL), when the hub picks it."""
-    model: str | None = Field(default=None, alias="selected_model")
-    reason: str | None = Field(default=None, alias="classification_reason")
-    tier: str | None = Field(default=None, alias="effective_tier")
+    model: str | None = _wire_name("selected_model")
+    reason: str | None = _wire_name("classification_reason")
+    tier: str | None = _wire_name("effective_tier")
     decided_at: TimestampMs | None = None
 
     def stored(self) -> JsonObject:

@@ -20,29 +20,80 @@ def is_type(kind: str, **fields: Any):
 
 PASS = {"name": "file_exists out.txt", "status": "pass", "output": "out.txt exists"}
 FAIL = {"name": "command_succeeds make test", "status": "fail", "output": "1 failed"}
-USAGE = {"tokens_in": 120, "tokens_out": 30, "model": "qwen3:8b", "provider": "ollama", "cost_usd": 0.0,
-         "equivalent_cost_usd": 0.0008}
+USAGE = {
+    "tokens_in": 120,
+    "tokens_out": 30,
+    "model": "qwen3:8b",
+    "provider": "ollama",
+    "cost_usd": 0.0,
+    "equivalent_cost_usd": 0.0008,
+}
 
 # (case, result, verification report, outcome recorded, task status)
 CASES: list[tuple[str, dict[str, Any], dict[str, Any] | None, str, str]] = [
-    ("verified", {"status": "success", "outcome": "verified"}, {"outcome": "verified", "checks": [PASS, PASS]},
-     "verified", "completed"),
-    ("partial_pass", {"status": "success", "outcome": "partial_pass"},
-     {"outcome": "partial_pass", "checks": [PASS, FAIL]}, "partial_pass", "completed"),
-    ("unverified", {"status": "success", "outcome": "unverified"}, {"outcome": "unverified", "checks": []},
-     "unverified", "completed"),
-    ("unverified, skipped", {"status": "success", "outcome": "unverified"},
-     {"outcome": "unverified", "checks": [], "skipped": True}, "unverified", "completed"),
-    ("failed", {"status": "success", "outcome": "failed"}, {"outcome": "failed", "checks": [FAIL]}, "failed",
-     "dead_letter"),
-    ("verified claimed with no check", {"status": "success", "outcome": "verified"},
-     {"outcome": "verified", "checks": []}, "unverified", "completed"),
-    ("verified claimed over a failing check", {"status": "success", "outcome": "verified"},
-     {"outcome": "verified", "checks": [PASS, FAIL]}, "partial_pass", "completed"),
-    ("version 1: no steps (auto_pass)", {"status": "success", "verification_status": "verified"},
-     {"status": "auto_pass", "checks": []}, "unverified", "completed"),
-    ("version 1: skip", {"status": "success", "verification_status": "verified"}, {"status": "skip", "checks": []},
-     "unverified", "completed"),
+    (
+        "verified",
+        {"status": "success", "outcome": "verified"},
+        {"outcome": "verified", "checks": [PASS, PASS]},
+        "verified",
+        "completed",
+    ),
+    (
+        "partial_pass",
+        {"status": "success", "outcome": "partial_pass"},
+        {"outcome": "partial_pass", "checks": [PASS, FAIL]},
+        "partial_pass",
+        "completed",
+    ),
+    (
+        "unverified",
+        {"status": "success", "outcome": "unverified"},
+        {"outcome": "unverified", "checks": []},
+        "unverified",
+        "completed",
+    ),
+    (
+        "unverified, skipped",
+        {"status": "success", "outcome": "unverified"},
+        {"outcome": "unverified", "checks": [], "skipped": True},
+        "unverified",
+        "completed",
+    ),
+    (
+        "failed",
+        {"status": "success", "outcome": "failed"},
+        {"outcome": "failed", "checks": [FAIL]},
+        "failed",
+        "dead_letter",
+    ),
+    (
+        "verified claimed with no check",
+        {"status": "success", "outcome": "verified"},
+        {"outcome": "verified", "checks": []},
+        "unverified",
+        "completed",
+    ),
+    (
+        "verified claimed over a failing check",
+        {"status": "success", "outcome": "verified"},
+        {"outcome": "verified", "checks": [PASS, FAIL]},
+        "partial_pass",
+        "completed",
+    ),
+    (
+        "version 1: no steps (auto_pass)",
+        {"status": "success", "verification_status": "verified"},
+        {"status": "auto_pass", "checks": []},
+        "unverified",
+        "completed",
+    ),
+    (
+        "version 1: skip",
+        {"status": "success", "verification_status": "verified"},
+        {"status": "skip", "checks": []},
+        "unverified",
+        "completed",
+    ),
     ("version 1: no report", {"status": "success"}, None, "unverified", "completed"),
 ]
 
@@ -63,8 +114,14 @@ async def dashboard_view(hub: HubHandle, tid: str) -> tuple[dict[str, Any], dict
 
 @pytest.mark.parametrize(("case", "result", "report", "outcome", "status"), CASES, ids=[c[0] for c in CASES])
 async def test_an_outcome_is_recorded_once_and_shown_the_same_everywhere(
-    hub: HubHandle, make_agent, caplog: pytest.LogCaptureFixture, case: str, result: dict[str, Any],
-    report: dict[str, Any] | None, outcome: str, status: str,
+    hub: HubHandle,
+    make_agent,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
+    result: dict[str, Any],
+    report: dict[str, Any] | None,
+    outcome: str,
+    status: str,
 ) -> None:
     """The outcome a raw agent reports (held to its checks) is the one in GET /api/tasks/{id}, the stats, the
     dashboard's row and detail, and the hub's log line; a failed one dead-letters as verification_failed."""
@@ -72,8 +129,13 @@ async def test_an_outcome_is_recorded_once_and_shown_the_same_everywhere(
     sim = await make_agent(behaviour="ignore")
     tid = await hub.submit(description=case, max_retries=1)
     assign = await sim.wait_for(is_type("task_assign"))
-    frame: dict[str, Any] = {"type": "task_complete", "task_id": tid, "generation": assign["generation"],
-                             "result": result, "usage": USAGE}
+    frame: dict[str, Any] = {
+        "type": "task_complete",
+        "task_id": tid,
+        "generation": assign["generation"],
+        "result": result,
+        "usage": USAGE,
+    }
     if report is not None:
         frame["verification_report"] = report
     await sim.send(frame)
@@ -102,15 +164,22 @@ async def test_an_outcome_is_recorded_once_and_shown_the_same_everywhere(
     assert status == "completed" or " reason=verification_failed " in lines[0]
 
 
-async def test_a_claim_the_checks_do_not_bear_out_is_logged(hub: HubHandle, make_agent,
-                                                            caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_claim_the_checks_do_not_bear_out_is_logged(
+    hub: HubHandle, make_agent, caplog: pytest.LogCaptureFixture
+) -> None:
     """A verified claim over no check is recorded as unverified, with a warning naming both."""
     caplog.set_level(logging.INFO, logger="hub.queue")
     sim = await make_agent(behaviour="ignore")
     tid = await hub.submit(description="overclaims")
     assign = await sim.wait_for(is_type("task_assign"))
-    await sim.send({"type": "task_complete", "task_id": tid, "generation": assign["generation"],
-                    "result": {"status": "success", "outcome": "verified"}})
+    await sim.send(
+        {
+            "type": "task_complete",
+            "task_id": tid,
+            "generation": assign["generation"],
+            "result": {"status": "success", "outcome": "verified"},
+        }
+    )
     await sim.wait_for(is_type("task_ack", task_id=tid))
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and tid in r.getMessage()]
     assert warnings == [f"task {tid}: reported outcome verified does not match its checks; recording unverified"]
@@ -121,8 +190,15 @@ async def test_usage_alone_fills_tokens_used(hub: HubHandle, make_agent) -> None
     sim = await make_agent(behaviour="ignore")
     tid = await hub.submit(description="counts")
     assign = await sim.wait_for(is_type("task_assign"))
-    await sim.send({"type": "task_complete", "task_id": tid, "generation": assign["generation"],
-                    "result": {"status": "success", "outcome": "unverified"}, "usage": USAGE})
+    await sim.send(
+        {
+            "type": "task_complete",
+            "task_id": tid,
+            "generation": assign["generation"],
+            "result": {"status": "success", "outcome": "unverified"},
+            "usage": USAGE,
+        }
+    )
     await sim.wait_for(is_type("task_ack", task_id=tid))
     task = await hub.task(tid)
     assert (task["tokens_used"], task["usage"]["model"]) == (150, "qwen3:8b")
@@ -133,12 +209,24 @@ async def test_task_failed_keeps_its_usage_and_report(hub: HubHandle, make_agent
     sim = await make_agent(behaviour="ignore")
     tid = await hub.submit(description="crashes", max_retries=1)
     assign = await sim.wait_for(is_type("task_assign"))
-    await sim.send({"type": "task_failed", "task_id": tid, "generation": assign["generation"], "error": "crashed",
-                    "reason": "sidecar_error", "usage": USAGE, "verification_report": {"checks": [FAIL]}})
+    await sim.send(
+        {
+            "type": "task_failed",
+            "task_id": tid,
+            "generation": assign["generation"],
+            "error": "crashed",
+            "reason": "sidecar_error",
+            "usage": USAGE,
+            "verification_report": {"checks": [FAIL]},
+        }
+    )
     assert (await sim.wait_for(is_type("task_ack", task_id=tid)))["status"] == "dead_letter"
     task = await hub.task(tid)
     assert (task["dead_letter_reason"], task["usage"], task["verification_report"]["outcome"]) == (
-        "agent_error", USAGE, "failed")
+        "agent_error",
+        USAGE,
+        "failed",
+    )
 
 
 async def test_routing_decision_is_typed_and_keeps_its_version1_names(hub: HubHandle, make_agent) -> None:
@@ -147,7 +235,10 @@ async def test_routing_decision_is_typed_and_keeps_its_version1_names(hub: HubHa
     tid = await hub.submit(description="route me", metadata={"model": "qwen3:8b"}, executor="ollama")
     decision = (await sim.wait_for(is_type("task_assign")))["routing_decision"]
     assert {k: decision[k] for k in ("target_type", "provider", "selected_model")} == {
-        "target_type": "ollama", "provider": "ollama", "selected_model": "qwen3:8b"}
+        "target_type": "ollama",
+        "provider": "ollama",
+        "selected_model": "qwen3:8b",
+    }
     assert (await hub.task(tid))["routing_decision"] == decision
 
 
@@ -160,8 +251,9 @@ async def test_an_agent_of_an_unknown_major_version_is_told_and_closed(hub: HubH
     4426; it is not counted as a validation violation."""
     token = await hub.mint_token("future")
     async with websockets.connect(hub.ws_url) as ws:
-        await ws.send(json.dumps({"type": "identify", "agent_id": "future", "token": token,
-                                  "protocol_version": version}))
+        await ws.send(
+            json.dumps({"type": "identify", "agent_id": "future", "token": token, "protocol_version": version})
+        )
         reply = json.loads(await ws.recv())
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await ws.recv()
@@ -182,13 +274,23 @@ async def test_version_1_frames_with_or_without_the_field_still_work(hub: HubHan
         await sim.wait_for(is_type("identified"))
         tid = await hub.submit(description="old style")
         assign = await sim.wait_for(is_type("task_assign"))
-        await sim.send_raw(json.dumps({"type": "task_complete", "task_id": tid, "generation": assign["generation"],
-                                       "result": {"status": "success", "output": "ok", "tokens_in": 5,
-                                                  "tokens_out": 2, "model_used": "m"}}))
+        await sim.send_raw(
+            json.dumps(
+                {
+                    "type": "task_complete",
+                    "task_id": tid,
+                    "generation": assign["generation"],
+                    "result": {"status": "success", "output": "ok", "tokens_in": 5, "tokens_out": 2, "model_used": "m"},
+                }
+            )
+        )
         assert (await sim.wait_for(is_type("task_ack", task_id=tid)))["status"] == "complete"
         task = await hub.task(tid)
         assert (task["outcome"], task["usage"], task["tokens_used"]) == (
-            "unverified", {"tokens_in": 5, "tokens_out": 2, "model": "m"}, 7)
+            "unverified",
+            {"tokens_in": 5, "tokens_out": 2, "model": "m"},
+            7,
+        )
         assert sim.errors == []
     finally:
         await sim.close()

@@ -39,8 +39,9 @@ def test_version_1_frames_decode_with_or_without_a_version(frame: dict[str, Any]
 @pytest.mark.parametrize(("version", "shown"), [(2, "2"), (0, "0"), (99, "99"), ("1.1", "'1.1'"), (True, "True"),
                                                 (None, "None"), (10**30, None)])  # fmt: skip
 @pytest.mark.parametrize("mtype", ["ping", "identify", "brand_new_type"])
-def test_an_unknown_major_version_is_refused_naming_the_supported_ones(version: Any, shown: str | None,
-                                                                       mtype: str) -> None:
+def test_an_unknown_major_version_is_refused_naming_the_supported_ones(
+    version: Any, shown: str | None, mtype: str
+) -> None:
     """Any protocol_version but 1 (newer, older, or not an integer) is unsupported_protocol_version naming 1."""
     with pytest.raises(P.FrameError) as info:
         P.decode_sidecar(json.dumps({"type": mtype, "protocol_version": version, "agent_id": "a", "token": "t"}))
@@ -98,8 +99,9 @@ def checks(*statuses: str) -> list[dict[str, str]]:
     ({"status": "fail", "checks": checks("pass", "fail")}, None, "partial_pass"),
     ({}, None, "unverified"),
 ])  # fmt: skip
-def test_a_report_verdict_holds_its_claim_to_its_checks(report: dict[str, Any], claimed: str | None,
-                                                        verdict: str) -> None:
+def test_a_report_verdict_holds_its_claim_to_its_checks(
+    report: dict[str, Any], claimed: str | None, verdict: str
+) -> None:
     """A report's verdict is what its checks show; with none it is unverified unless the report says failed."""
     parsed = VerificationReport.model_validate(report)
     assert (parsed.claimed, parsed.verdict()) == (claimed, verdict)
@@ -173,13 +175,25 @@ def test_known_fields_are_typed(result: dict[str, Any], error: tuple[str, str]) 
 
 def test_version1_usage_in_the_result_is_read_as_usage() -> None:
     """A version-1 result carrying tokens, model and cost gives the frame a usage; a usage sent wins."""
-    legacy = {"status": "success", "tokens_in": 10, "tokens_out": 5, "model_used": "qwen", "provider": "ollama",
-              "cost_usd": 0, "equivalent_claude_cost_usd": 0.01}
+    legacy = {
+        "status": "success",
+        "tokens_in": 10,
+        "tokens_out": 5,
+        "model_used": "qwen",
+        "provider": "ollama",
+        "cost_usd": 0,
+        "equivalent_claude_cost_usd": 0.01,
+    }
     msg = P.decode_sidecar(complete(result=legacy))
     assert isinstance(msg, P.TaskComplete) and msg.usage is not None
-    assert msg.usage.model_dump(exclude_none=True) == {"tokens_in": 10, "tokens_out": 5, "model": "qwen",
-                                                       "provider": "ollama", "cost_usd": 0.0,
-                                                       "equivalent_cost_usd": 0.01}
+    assert msg.usage.model_dump(exclude_none=True) == {
+        "tokens_in": 10,
+        "tokens_out": 5,
+        "model": "qwen",
+        "provider": "ollama",
+        "cost_usd": 0.0,
+        "equivalent_cost_usd": 0.01,
+    }
     msg = P.decode_sidecar(complete(result=legacy, usage={"tokens_in": 1}))
     assert isinstance(msg, P.TaskComplete) and msg.usage is not None and msg.usage.tokens_total == 1
     assert P.decode_sidecar(complete(result={"status": "success"})).usage is None  # type: ignore[union-attr]
@@ -188,17 +202,35 @@ def test_version1_usage_in_the_result_is_read_as_usage() -> None:
 def test_result_failed_reads_every_version1_failure_word() -> None:
     """A result's own status decides whether the run failed: failed, failure, error, timeout, any case."""
     assert [TaskResult(status=s).failed for s in ("success", "failed", "FAILURE", "error", "timeout")] == [
-        False, True, True, True, True]
+        False,
+        True,
+        True,
+        True,
+        True,
+    ]
 
 
 def test_routing_decision_keeps_its_version1_names_on_the_wire() -> None:
     """The hub's routing decision travels as target_type/selected_model/...; both names read back."""
-    decision = RoutingDecision(target="ollama", provider="ollama", model="qwen3:8b", endpoint="http://gpu:11434",
-                               reason="tier standard", tier="standard", decided_at=5)
+    decision = RoutingDecision(
+        target="ollama",
+        provider="ollama",
+        model="qwen3:8b",
+        endpoint="http://gpu:11434",
+        reason="tier standard",
+        tier="standard",
+        decided_at=5,
+    )
     wire = decision.stored()
-    assert wire == {"target_type": "ollama", "provider": "ollama", "selected_model": "qwen3:8b",
-                    "selected_endpoint": "http://gpu:11434", "classification_reason": "tier standard",
-                    "effective_tier": "standard", "decided_at": 5}
+    assert wire == {
+        "target_type": "ollama",
+        "provider": "ollama",
+        "selected_model": "qwen3:8b",
+        "selected_endpoint": "http://gpu:11434",
+        "classification_reason": "tier standard",
+        "effective_tier": "standard",
+        "decided_at": 5,
+    }
     assign = P.TaskAssign(task_id="t", description="d", generation=1, assigned_at=2, routing_decision=wire)
     back = P.decode_hub(P.encode(assign))
     assert isinstance(back, P.TaskAssign) and back.routing_decision == decision
