@@ -33,7 +33,9 @@ class Outcome:
     """Human-readable cause of a failure."""
     duration_ms: int = 0
     details: dict[str, Any] = field(default_factory=dict)
-    """Executor-specific result fields (``stderr``, ``truncated``, ``model_used``, token counts...)."""
+    """Executor-specific fields of the ``TaskResult`` (``stderr``, ``truncated``, ``termination_reason``...); a model
+    executor also puts its verdict here (``outcome``, ``verification_report``, ``verification_history``) and its
+    ``usage``."""
 
     @classmethod
     def failed(cls, reason: str, error: str, **kwargs: Any) -> Outcome:

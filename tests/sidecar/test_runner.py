@@ -184,6 +184,35 @@ async def test_failed_command_is_reported_as_failed(hub, make_sidecar) -> None:
     assert completed_events(task) == 0
 
 
+@pytest.mark.parametrize("fields", [{}, {"skip_verification": True, "verification_steps": [
+    {"type": "command_succeeds", "target": "false"}]}], ids=["no steps", "skipped"])  # fmt: skip
+async def test_a_task_without_checks_is_unverified_end_to_end(hub, make_sidecar, fields: dict[str, Any]) -> None:
+    """No verification steps (or skip_verification): the sidecar says unverified and the hub records unverified."""
+    sc = await make_sidecar()
+    async with sc.running():
+        tid = await submit_shell(hub, "echo hi", **fields)
+        await wait_tasks(hub, [tid], {"completed"})
+    task = await hub.task(tid)
+    report = task["verification_report"]
+    assert (task["outcome"], task["result"]["outcome"], report["outcome"]) == ("unverified",) * 3
+    assert (report["checks"], report.get("skipped", False)) == ([], bool(fields))
+
+
+async def test_verification_out_of_time_fails_the_attempt(hub, make_sidecar) -> None:
+    """A check still running at the verification time limit is a timeout: the outcome is failed, the attempt ends
+    as verification_failed (never a success)."""
+    sc = await make_sidecar()
+    async with sc.running():
+        tid = await submit_shell(hub, "echo hi", max_retries=1, verification_timeout_ms=1000,
+                                 verification_steps=[{"type": "command_succeeds", "target": "sleep 30"}])
+        await wait_tasks(hub, [tid], {"dead_letter"})
+    task = await hub.task(tid)
+    assert (task["dead_letter_reason"], task["outcome"]) == ("verification_failed", None)
+    assert task["verification_report"]["outcome"] == "failed"
+    assert [c["status"] for c in task["verification_report"]["checks"]] == ["timeout"]
+    assert completed_events(task) == 0
+
+
 async def test_result_lost_in_flight_is_resent_after_reconnect(hub, make_sidecar) -> None:
     """A result whose send was lost stays in the outbox and is delivered, exactly once, after a restart."""
     sc = await make_sidecar()
