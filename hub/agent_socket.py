@@ -180,7 +180,7 @@ class AgentSession:
         try:
             ack = await self.hub.queue.complete(
                 msg.task_id, agent.agent_id, msg.generation, msg.result, tokens_used=msg.tokens_used,
-                usage=msg.usage, verification_report=msg.verification_report,
+                usage=msg.reported_usage, verification_report=msg.verification_report,
                 verification_history=msg.verification_history, on_applied=self._freer(agent, msg.task_id),
             )
         except (TransitionError, TaskNotFound) as exc:
@@ -200,7 +200,7 @@ class AgentSession:
         error = msg.error or msg.reason or "unspecified failure"
         try:
             ack = await self.hub.queue.fail(msg.task_id, agent.agent_id, msg.generation, error, result=msg.result,
-                                            on_applied=self._freer(agent, msg.task_id), usage=msg.usage,
+                                            on_applied=self._freer(agent, msg.task_id), usage=msg.reported_usage,
                                             verification_report=msg.verification_report)
         except (TransitionError, TaskNotFound) as exc:
             await self._refused("task_fail_failed", msg.task_id, exc)

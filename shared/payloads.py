@@ -191,6 +191,24 @@ class TaskResult(SafePayload):
     parse_stats: dict[str, dict[str, Count]] | None = None
     """Tool-call parse paths per model (``sidecar.parser.ParseStats``)."""
     trajectory_path: str | None = None
+    # Version-1 sidecars put their usage here: read by :meth:`version1_usage`, never kept with the result.
+    tokens_in: Count | None = Field(default=None, exclude=True)
+    tokens_out: Count | None = Field(default=None, exclude=True)
+    model_used: ShortText | None = Field(default=None, exclude=True)
+    provider: ShortText | None = Field(default=None, exclude=True)
+    cost_usd: Usd | None = Field(default=None, exclude=True)
+    equivalent_claude_cost_usd: Usd | None = Field(default=None, exclude=True)
+
+    def version1_usage(self) -> Usage | None:
+        """The usage a version-1 result carried (tokens, model, provider, cost), if it carried tokens."""
+        if self.tokens_in is None and self.tokens_out is None:
+            return None
+        fields: dict[str, object] = {
+            "tokens_in": self.tokens_in or 0, "tokens_out": self.tokens_out or 0, "model": self.model_used,
+            "provider": self.provider, "cost_usd": self.cost_usd,
+            "equivalent_cost_usd": self.equivalent_claude_cost_usd,
+        }  # fmt: skip
+        return Usage.model_validate({name: value for name, value in fields.items() if value is not None})
 
     @property
     def failed(self) -> bool:
@@ -214,25 +232,6 @@ class Usage(SafePayload):
     @property
     def tokens_total(self) -> int:
         return self.tokens_in + self.tokens_out
-
-
-_VERSION1_USAGE = {
-    "tokens_in": "tokens_in",
-    "tokens_out": "tokens_out",
-    "model_used": "model",
-    "provider": "provider",
-    "cost_usd": "cost_usd",
-    "equivalent_claude_cost_usd": "equivalent_cost_usd",
-}
-
-
-def lift_version1_usage(data: Any) -> Any:
-    """A version-1 sidecar put its usage in ``result``: read it from there when the frame has no ``usage``."""
-    if isinstance(data, dict) and data.get("usage") is None and isinstance(result := data.get("result"), dict):
-        usage = {new: result[old] for old, new in _VERSION1_USAGE.items() if result.get(old) is not None}
-        if "tokens_in" in usage or "tokens_out" in usage:
-            return {**data, "usage": usage}
-    return data
 
 
 def _wire_name(name: str) -> Any:

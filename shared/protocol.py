@@ -21,13 +21,13 @@ import math
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from shared import jsonsafe
 from shared.fields import MAX_TIMESTAMP_MS as MAX_TIMESTAMP_MS  # re-exported: the API bounds timestamps with it
 from shared.fields import AgentId, Count, CpuPercent, ErrorText, Json, JsonObject, ShortText, TaskId, TimestampMs
 from shared.fields import NoControl as NoControl  # re-exported: the API checks identifiers with it
-from shared.payloads import RoutingDecision, TaskResult, Usage, VerificationReport, lift_version1_usage
+from shared.payloads import RoutingDecision, TaskResult, Usage, VerificationReport
 
 PROTOCOL_VERSION = 1
 """The major protocol version this code speaks, sent in every frame."""
@@ -98,7 +98,10 @@ class TaskComplete(Message):
     verification_history: list[VerificationReport] | None = None
     """Every verification run of the attempt, the last one included (a model executor fixes and re-runs)."""
 
-    _version1_usage = model_validator(mode="before")(lift_version1_usage)
+    @property
+    def reported_usage(self) -> Usage | None:
+        """``usage``, or the usage a version-1 sidecar put in its result."""
+        return self.usage or self.result.version1_usage()
 
 
 class TaskFailed(Message):
@@ -114,7 +117,10 @@ class TaskFailed(Message):
     usage: Usage | None = None
     verification_report: VerificationReport | None = None
 
-    _version1_usage = model_validator(mode="before")(lift_version1_usage)
+    @property
+    def reported_usage(self) -> Usage | None:
+        """``usage``, or the usage a version-1 sidecar put in its result."""
+        return self.usage or (self.result.version1_usage() if self.result is not None else None)
 
 
 class TaskRejected(Message):

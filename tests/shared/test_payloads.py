@@ -174,29 +174,22 @@ def test_known_fields_are_typed(result: dict[str, Any], error: tuple[str, str]) 
 
 
 def test_version1_usage_in_the_result_is_read_as_usage() -> None:
-    """A version-1 result carrying tokens, model and cost gives the frame a usage; a usage sent wins."""
-    legacy = {
-        "status": "success",
-        "tokens_in": 10,
-        "tokens_out": 5,
-        "model_used": "qwen",
-        "provider": "ollama",
-        "cost_usd": 0,
-        "equivalent_claude_cost_usd": 0.01,
-    }
+    """A version-1 result carrying tokens, model and cost gives the frame a usage (not kept in the result); a usage
+    sent wins."""
+    legacy = {"status": "success", "tokens_in": 10, "tokens_out": 5, "model_used": "qwen", "provider": "ollama",
+              "cost_usd": 0, "equivalent_claude_cost_usd": 0.01}  # fmt: skip
     msg = P.decode_sidecar(complete(result=legacy))
-    assert isinstance(msg, P.TaskComplete) and msg.usage is not None
-    assert msg.usage.model_dump(exclude_none=True) == {
-        "tokens_in": 10,
-        "tokens_out": 5,
-        "model": "qwen",
-        "provider": "ollama",
-        "cost_usd": 0.0,
-        "equivalent_cost_usd": 0.01,
-    }
+    assert isinstance(msg, P.TaskComplete) and msg.usage is None and msg.reported_usage is not None
+    assert msg.reported_usage.model_dump(exclude_none=True) == {
+        "tokens_in": 10, "tokens_out": 5, "model": "qwen", "provider": "ollama", "cost_usd": 0.0,
+        "equivalent_cost_usd": 0.01}  # fmt: skip
+    assert msg.result.model_dump(exclude_unset=True) == {"status": "success"}
     msg = P.decode_sidecar(complete(result=legacy, usage={"tokens_in": 1}))
-    assert isinstance(msg, P.TaskComplete) and msg.usage is not None and msg.usage.tokens_total == 1
-    assert P.decode_sidecar(complete(result={"status": "success"})).usage is None  # type: ignore[union-attr]
+    assert isinstance(msg, P.TaskComplete) and msg.reported_usage is not None and msg.reported_usage.tokens_total == 1
+    plain = P.decode_sidecar(complete(result={"status": "success"}))
+    assert isinstance(plain, P.TaskComplete) and plain.reported_usage is None
+    failed = P.decode_sidecar(json.dumps({"type": "task_failed", "task_id": "t", "generation": 1}))
+    assert isinstance(failed, P.TaskFailed) and failed.reported_usage is None
 
 
 def test_result_failed_reads_every_version1_failure_word() -> None:
