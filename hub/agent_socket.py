@@ -94,6 +94,11 @@ class AgentSession:
         try:
             msg = P.decode_sidecar(text)
         except P.FrameError as exc:
+            if exc.reply.error == "unsupported_protocol_version":  # a peer we cannot talk to, not a bad one
+                await self.reply(exc.reply)
+                logger.warning("closing %s: %s", self.conn.key, exc.reply.detail)
+                await self.conn.close(4426, "unsupported protocol version")
+                return False
             return not await self.violation(exc.reply)
         if isinstance(msg, P.Identify):
             return await self.identify(msg)
@@ -176,8 +181,8 @@ class AgentSession:
         try:
             ack = await self.hub.queue.complete(
                 msg.task_id, agent.agent_id, msg.generation, msg.result, tokens_used=msg.tokens_used,
-                verification_report=msg.verification_report, verification_history=msg.verification_history,
-                on_applied=self._freer(agent, msg.task_id),
+                usage=msg.reported_usage, verification_report=msg.verification_report,
+                verification_history=msg.verification_history, on_applied=self._freer(agent, msg.task_id),
             )
         except (TransitionError, TaskNotFound) as exc:
             await self._refused("task_complete_failed", msg.task_id, exc)
@@ -196,7 +201,8 @@ class AgentSession:
         error = msg.error or msg.reason or "unspecified failure"
         try:
             ack = await self.hub.queue.fail(msg.task_id, agent.agent_id, msg.generation, error, result=msg.result,
-                                            on_applied=self._freer(agent, msg.task_id))
+                                            on_applied=self._freer(agent, msg.task_id), usage=msg.reported_usage,
+                                            verification_report=msg.verification_report)
         except (TransitionError, TaskNotFound) as exc:
             await self._refused("task_fail_failed", msg.task_id, exc)
             return

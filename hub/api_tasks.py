@@ -125,7 +125,7 @@ class TaskSubmit(BaseModel):
             return self  # the common case, without building the frame
         task = self.to_task("", MAX_TIMESTAMP_MS)
         task.generation, task.assigned_at = jsonsafe.MAX_INT, MAX_TIMESTAMP_MS
-        task.routing_decision = routing_decision(task, ("m" * 256,), MAX_TIMESTAMP_MS)  # the longest model name
+        task.routing_decision = routing_decision(task, ("m" * 256,), MAX_TIMESTAMP_MS).stored()  # longest model name
         size = len(encode(assign_message(task)).encode())
         if size > MAX_FRAME_BYTES:
             raise PydanticCustomError(

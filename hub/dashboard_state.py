@@ -77,7 +77,7 @@ def task_detail(task: Task) -> dict[str, Any]:
         "depends_on": task.depends_on, "repo": task.repo, "branch": task.branch, "generation": task.generation,
         "success_criteria": [clip(c, 500) for c in task.success_criteria[:20]],
         "file_hints": [clip(h.get("path"), 300) for h in task.file_hints[:20]],
-        "verification_status": (task.verification_report or {}).get("status"),
+        "verification_status": (task.verification_report or {}).get("outcome"),
         "routing_decision": redact(task.routing_decision) if task.routing_decision else None,
         "result": redact({k: result[k] for k in ("status", "output", "error", "reason") if k in result}, 4000),
         "history": [{"event": h.get("event"), "timestamp": h.get("timestamp"), "details": redact(h.get("details"))}

@@ -114,7 +114,7 @@ class Fleet:
             agent = self.agents.get(agent_id)
             if agent is None or agent.state != AgentState.IDLE:
                 continue
-            task.routing_decision = decision_record(chosen, now)
+            task.routing_decision = decision_record(chosen, now).stored()
             booked.append((task, agent_id))
         assigned, committed = self.queue.assign_many(booked)
         for task in assigned:  # only this loop books agents, and it runs alone: none can be booked twice

@@ -22,6 +22,7 @@ from hub.clock import Clock
 from hub.events import EventBus
 from hub.store import DeleteTask, DeleteTrajectory, PutTask, Store, TaskRow
 from hub.tasks import EndReason, Task, TaskStatus, TransitionError
+from shared.payloads import Payload, TaskResult, Usage, VerificationReport
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,16 @@ def _row(task: Task) -> PutTask:
                        task.goal_id, task.to_json())
 
     return PutTask(task.id, build)
+
+
+def _stored(payload: Payload | None) -> dict[str, Any] | None:
+    """A reported payload as the task record keeps it: the fields the sidecar sent, unknown ones left out."""
+    return None if payload is None else payload.model_dump(mode="json", exclude_unset=True)
+
+
+def _stored_report(report: VerificationReport) -> dict[str, Any]:
+    """A verification report as the task record keeps it, its ``outcome`` the one its checks show."""
+    return {**report.model_dump(mode="json", exclude_unset=True), "outcome": report.verdict()}
 
 
 class TaskQueue:
@@ -326,46 +337,69 @@ class TaskQueue:
         return task
 
     async def complete(
-        self, task_id: str, agent_id: str, generation: int, result: dict[str, Any], *,
-        tokens_used: int | None = None, verification_report: dict[str, Any] | None = None,
-        verification_history: list[dict[str, Any]] | None = None, on_applied: OnApplied | None = None,
+        self, task_id: str, agent_id: str, generation: int, result: TaskResult, *,
+        tokens_used: int | None = None, usage: Usage | None = None,
+        verification_report: VerificationReport | None = None,
+        verification_history: list[VerificationReport] | None = None, on_applied: OnApplied | None = None,
     ) -> str:
         """Record a reported result; returns the ack status (``complete``, ``retried`` or ``dead_letter``).
 
-        A result that reports failure, or whose verification failed, ends the attempt as a failure.
+        The outcome is the sidecar's, held to the facts (:func:`hub.tasks.outcome_of`); a ``failed`` one ends the
+        attempt as a failure (``verification_failed``, or ``agent_error`` when the run itself failed).
         """
         task = self.get(task_id)
         if task.status is TaskStatus.COMPLETED and task.generation == generation and task.assigned_to == agent_id:
             return "complete"  # the same report again (after a reconnect): already recorded
         outcome = T.outcome_of(result, verification_report)
+        claimed = T.claimed_outcome(result, verification_report)
+        if claimed is not None and claimed != outcome:
+            logger.warning("task %s: reported outcome %s does not match its checks; recording %s", task_id, claimed,
+                           outcome)
+        stored = result.model_dump(mode="json", exclude_unset=True)
+        report = None if verification_report is None else _stored_report(verification_report)
+        history = None if verification_history is None else [_stored_report(r) for r in verification_history]
+        used = tokens_used if tokens_used is not None or usage is None else usage.tokens_total
         if outcome == "failed":
             T.require_status(task, T.IN_FLIGHT)  # the same checks, in the same order, as a successful report
             T.check_generation(task, generation)
             if task.assigned_to != agent_id:
                 raise TransitionError("not_assigned_to_you")
-            reason = EndReason.VERIFICATION_FAILED if result.get("status", "success") == "success" else (
-                EndReason.AGENT_ERROR)
-            task.verification_report = verification_report
-            task.verification_history = verification_history
-            error = str(result.get("error") or result.get("output") or "reported failure")[:500]
-            return await self._end(task, reason, error, result=result, on_applied=on_applied)
+            reason = EndReason.AGENT_ERROR if result.failed else EndReason.VERIFICATION_FAILED
+            task.verification_report, task.verification_history = report, history
+            task.usage = _stored(usage)
+            error = str(result.error or result.output or "reported failure")[:500]
+            ack = await self._end(task, reason, error, result=stored, on_applied=on_applied)
+            logger.info("task %s %s outcome=failed reason=%s agent=%s generation=%d", task_id, ack, reason, agent_id,
+                        generation)
+            return ack
         now = self._clock.now_ms()
-        T.complete(task, agent_id, generation, result, outcome, now, tokens_used=tokens_used,
-                   verification_report=verification_report, verification_history=verification_history)
+        T.complete(task, agent_id, generation, stored, outcome, now, tokens_used=used,
+                   verification_report=report, verification_history=history, usage=_stored(usage))
         committed = self._persist([task], [("task_completed", task, {"outcome": outcome})])
+        logger.info("task %s completed outcome=%s agent=%s generation=%d", task_id, outcome, agent_id, generation)
         if on_applied is not None:
             await on_applied("complete")
         await committed
         return "complete"
 
     async def fail(self, task_id: str, agent_id: str, generation: int, error: str,
-                   result: dict[str, Any] | None = None, on_applied: OnApplied | None = None) -> str:
+                   result: TaskResult | None = None, on_applied: OnApplied | None = None, *,
+                   usage: Usage | None = None, verification_report: VerificationReport | None = None) -> str:
+        """Record that the agent could not produce a result: the attempt ends as ``agent_error``."""
         task = self.get(task_id)
         T.require_status(task, T.IN_FLIGHT)
         T.check_generation(task, generation)
         if task.assigned_to != agent_id:
             raise TransitionError("not_assigned_to_you")
-        return await self._end(task, EndReason.AGENT_ERROR, error, result=result, on_applied=on_applied)
+        if usage is not None:
+            task.usage = _stored(usage)
+        if verification_report is not None:
+            task.verification_report = _stored_report(verification_report)
+        stored = None if result is None else result.model_dump(mode="json", exclude_unset=True)
+        ack = await self._end(task, EndReason.AGENT_ERROR, error, result=stored, on_applied=on_applied)
+        logger.info("task %s %s outcome=failed reason=%s agent=%s generation=%d", task_id, ack, EndReason.AGENT_ERROR,
+                    agent_id, generation)
+        return ack
 
     async def reclaim(self, task_id: str, reason: EndReason, error: str, generation: int | None = None,
                       on_applied: OnApplied | None = None) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from hub.tasks import Task
+from shared.payloads import RoutingDecision
 
 TIER_CHAINS: dict[str, tuple[str, ...]] = {
     "trivial": ("ollama", "claude"),
@@ -114,24 +115,23 @@ def route(task: Task, executors: frozenset[str] | None, models: tuple[str, ...])
     return route_needs(needs_of(task), executors, models)
 
 
-def decision_record(chosen: Route, now_ms: int) -> dict[str, Any]:
+PROVIDERS = {"ollama": "ollama", "claude": "claude"}
+"""Executor → who serves its model, named as the sidecar's model clients name it in ``Usage.provider``."""
+
+
+def decision_record(chosen: Route, now_ms: int) -> RoutingDecision:
     """The ``routing_decision`` stored on the task and sent with ``task_assign``. Its size never exceeds that of the
     decision for an agent that did not say what it runs with the longest model name, which is what a submission is
     checked against (a fallback names the same preferred target)."""
-    return {
-        "effective_tier": chosen.tier,
-        "target_type": chosen.target,
-        "selected_model": chosen.model,
-        "classification_reason": chosen.reason,
-        "preferred_target": chosen.preferred,
-        "fallback_used": chosen.fallback,
-        "decided_at": now_ms,
-    }
+    return RoutingDecision(
+        target=chosen.target, provider=PROVIDERS.get(chosen.target), model=chosen.model, reason=chosen.reason,
+        tier=chosen.tier, preferred_target=chosen.preferred, fallback_used=chosen.fallback, decided_at=now_ms,
+    )
 
 
 def routing_decision(
     task: Task, agent_models: tuple[str, ...], now_ms: int, executors: frozenset[str] | None = None
-) -> dict[str, Any]:
+) -> RoutingDecision:
     """The routing decision for ``task`` on an agent (one that did not say what it runs, by default); an agent
     that cannot run it gets the decision an older client would (the scheduler never pairs such an agent)."""
     chosen = route(task, executors, agent_models) or route(task, None, agent_models)

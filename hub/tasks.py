@@ -22,6 +22,8 @@ from typing import Any
 
 from pydantic_core import from_json, to_json  # compact JSON, ~4x faster than json.dumps on a task body
 
+from shared.payloads import Outcome, TaskResult, VerificationReport, version1_outcome
+
 
 class TaskStatus(StrEnum):
     QUEUED = "queued"
@@ -112,6 +114,8 @@ class Task:
     result: dict[str, Any] | None = None
     outcome: str | None = None
     tokens_used: int | None = None
+    usage: dict[str, Any] | None = None
+    """What the last reported attempt consumed (``shared.payloads.Usage``: tokens, model, provider, cost)."""
     verification_report: dict[str, Any] | None = None
     verification_history: list[dict[str, Any]] | None = None
     last_error: str | None = None
@@ -219,7 +223,7 @@ _SHAPE: tuple[tuple[str, frozenset[type]], ...] = (
     ("skip_verification", frozenset({bool})),
     ("metadata", frozenset({dict})),
     *((name, frozenset({dict, _NONE})) for name in ("complexity", "routing_decision", "result",
-                                                    "verification_report")),
+                                                    "verification_report", "usage")),
     *((name, frozenset({list})) for name in ("needed_capabilities", "depends_on", "success_criteria",
                                              "verification_steps", "file_hints", "history")),
     ("verification_history", frozenset({list, _NONE})),
@@ -293,22 +297,25 @@ def accept(task: Task, agent_id: str, generation: int | None, now_ms: int) -> No
     record(task, "accepted", now_ms, agent_id=agent_id)
 
 
-def outcome_of(result: dict[str, Any], verification_report: dict[str, Any] | None) -> str:
-    """Classify a reported result: ``verified``, ``partial_pass``, ``failed`` or ``unverified`` (no checks ran).
+def outcome_of(result: TaskResult, report: VerificationReport | None) -> Outcome:
+    """The outcome to record for a reported result: the sidecar's decision, held to the facts.
 
-    The agent's own word never makes a success: an explicit failure status or a failed verification is a failure.
+    ``failed`` when the run failed or anything reported says failed (the agent's word never makes a success);
+    otherwise what the checks of the last report show (:meth:`VerificationReport.verdict`), so a claim of
+    ``verified`` with no check behind it is recorded as ``unverified``. Version-1 results (``verification_status``,
+    report ``status`` words) are read the same way.
     """
-    status = str(result.get("status", "success")).lower()
-    vstatus = str(result.get("verification_status") or (verification_report or {}).get("status") or "").lower()
-    if status in {"failed", "failure", "error", "timeout"} or vstatus in {"failed", "fail", "error", "execution_failed"}:
+    if result.failed:
         return "failed"
-    if vstatus == "partial_pass":
-        return "partial_pass"
-    if str((verification_report or {}).get("status", "")).lower() in {"auto_pass", "skip"}:
-        return "unverified"  # nothing was checked: say so rather than "verified"
-    if vstatus in {"verified", "pass", "passed"}:
-        return "verified"
-    return "unverified"
+    claims = (result.outcome, version1_outcome(result.verification_status), report.claimed if report else None)
+    if "failed" in claims:
+        return "failed"
+    return report.verdict() if report is not None else "unverified"
+
+
+def claimed_outcome(result: TaskResult, report: VerificationReport | None) -> Outcome | None:
+    """What the sidecar said the outcome was (to tell when :func:`outcome_of` had to correct it)."""
+    return result.outcome or version1_outcome(result.verification_status) or (report.claimed if report else None)
 
 
 def complete(
@@ -321,6 +328,7 @@ def complete(
     tokens_used: int | None = None,
     verification_report: dict[str, Any] | None = None,
     verification_history: list[dict[str, Any]] | None = None,
+    usage: dict[str, Any] | None = None,
 ) -> None:
     require_status(task, IN_FLIGHT)
     check_generation(task, generation)
@@ -330,6 +338,7 @@ def complete(
     task.result = result
     task.outcome = outcome
     task.tokens_used = tokens_used
+    task.usage = usage
     task.verification_report = verification_report
     task.verification_history = verification_history
     task.completed_at = now_ms

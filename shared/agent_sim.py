@@ -37,7 +37,12 @@ class AgentSim:
     capabilities: list[str] = field(default_factory=list)
     behaviour: Behaviour = "complete"
     delay_s: float = 0.0
-    result: dict[str, Any] = field(default_factory=lambda: {"status": "success", "output": "smoke-test-result"})
+    result: dict[str, Any] = field(
+        default_factory=lambda: {"status": "success", "outcome": "unverified", "output": "smoke-test-result"}
+    )
+    """The ``result`` of every task_complete (``shared.payloads.TaskResult``'s fields; no checks ran: unverified)."""
+    usage: dict[str, Any] | None = None
+    """Sent as the ``usage`` of every task_complete when set (``shared.payloads.Usage``'s fields)."""
     on_assign: Callable[[Received], None] | None = None
 
     def __post_init__(self) -> None:
@@ -136,8 +141,9 @@ class AgentSim:
             await self.send({"type": "task_failed", "task_id": rec.task_id, "generation": rec.generation,
                              "error": "smoke-test-failure"})
         else:
+            usage = {} if self.usage is None else {"usage": self.usage}
             await self.send({"type": "task_complete", "task_id": rec.task_id, "generation": rec.generation,
-                             "result": self.result, "tokens_used": 0})
+                             "result": self.result, "tokens_used": 0, **usage})
 
     async def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 10) -> dict[str, Any]:
         """Wait for (and return) the first received message matching ``predicate``."""

@@ -6,25 +6,35 @@ strict: a string where an integer is expected is an error, never coerced.
 
 Sidecar -> hub: ``SidecarMessage`` (decoded with :func:`decode_sidecar`).
 Hub -> sidecar: ``HubMessage`` (decoded with :func:`decode_hub`, used by sidecars and test clients).
+Inside frames, objects of a known shape are typed payloads (:class:`TaskResult`, :class:`VerificationReport`,
+:class:`Usage`, :class:`RoutingDecision`); only genuinely free-form objects stay :data:`Json`.
+
+Versions: every frame carries ``protocol_version``, an integer major version (a frame without one is version 1).
+Within a major version fields are only ever added, and unknown ones are ignored, so every version-1 sidecar keeps
+working; a change older peers would misread takes a new major version. The hub answers a frame of a major version
+it does not speak with ``unsupported_protocol_version``, naming the versions it does.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from shared import jsonsafe
+from shared.fields import MAX_TIMESTAMP_MS as MAX_TIMESTAMP_MS  # re-exported: the API bounds timestamps with it
+from shared.fields import AgentId, Count, CpuPercent, ErrorText, Json, JsonObject, ShortText, TaskId, TimestampMs
+from shared.fields import NoControl as NoControl  # re-exported: the API checks identifiers with it
+from shared.payloads import RoutingDecision, TaskResult, Usage, VerificationReport
 
 PROTOCOL_VERSION = 1
+"""The major protocol version this code speaks, sent in every frame."""
+SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
+"""The major versions the hub accepts from a sidecar."""
 MAX_FRAME_BYTES = 1024 * 1024
 """Largest frame either side accepts; bigger frames close the socket with 1009."""
-MAX_TIMESTAMP_MS = 253_402_300_799_999
-"""Latest time in milliseconds since the epoch that a timestamp may give (the end of the year 9999)."""
 MAX_TASK_TIMEOUT_MS = 7 * 24 * 3600 * 1000
 """Longest ``metadata.timeout_ms`` a task may ask for (7 days). The sweeps read a larger stored value as this, and
 a non-positive, non-finite or non-numeric one as absent."""
@@ -35,32 +45,7 @@ class Message(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
-    protocol_version: int = PROTOCOL_VERSION
-
-
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-
-
-def _no_control(value: str) -> str:
-    if (found := _CONTROL.search(value)) is not None:
-        raise PydanticCustomError("invalid_characters", "control characters and lone surrogates are not allowed "
-                                  "(U+{code} at {at})", {"code": f"{ord(found.group()):04X}", "at": found.start()})
-    return value
-
-
-NoControl = AfterValidator(_no_control)
-"""For identifier-like strings (ids, names, capabilities): no control characters, no lone surrogates."""
-AgentId = Annotated[str, Field(min_length=1, max_length=128), NoControl]
-TaskId = Annotated[str, Field(min_length=1, max_length=128), NoControl]
-ShortText = Annotated[str, Field(max_length=256), NoControl]
-ErrorText = Annotated[str, Field(max_length=2000)]
-Count = Annotated[int, Field(ge=0, le=jsonsafe.MAX_INT)]
-TimestampMs = Annotated[int, Field(ge=0, le=MAX_TIMESTAMP_MS)]
-CpuPercent = Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)] | Annotated[int, Field(ge=0, le=10**6)]
-Json = jsonsafe.SafeJson
-"""A free-form object from a sidecar: checked against the limits of :mod:`shared.jsonsafe`."""
-JsonObject = dict[str, Any]
-"""A free-form object the hub builds itself (already checked where it came in)."""
+    protocol_version: Annotated[int, Field(ge=0, le=jsonsafe.MAX_INT)] = PROTOCOL_VERSION
 
 
 # --- sidecar -> hub ---------------------------------------------------------------------------------------------
@@ -102,22 +87,43 @@ class TaskProgress(Message):
 
 
 class TaskComplete(Message):
+    """The sidecar produced a result (success or not) for its attempt; ``result.outcome`` is its verdict."""
+
     type: Literal["task_complete"]
     task_id: TaskId
     generation: Count
-    result: Json = {}
+    result: TaskResult = TaskResult()
     tokens_used: Count | None = None
-    verification_report: Json | None = None
-    verification_history: list[Json] | None = None
+    """Tokens the attempt used (``usage.tokens_in + usage.tokens_out`` when there is a usage)."""
+    usage: Usage | None = None
+    verification_report: VerificationReport | None = None
+    """The last verification run; the outcome follows from it."""
+    verification_history: list[VerificationReport] | None = None
+    """Every verification run of the attempt, the last one included (a model executor fixes and re-runs)."""
+
+    @property
+    def reported_usage(self) -> Usage | None:
+        """``usage``, or the usage a version-1 sidecar put in its result."""
+        return self.usage or self.result.version1_usage()
 
 
 class TaskFailed(Message):
+    """The sidecar could not produce a result for its attempt (crashed, restarted mid-task...)."""
+
     type: Literal["task_failed"]
     task_id: TaskId
     generation: Count
     error: ErrorText | None = None
     reason: ErrorText | None = None
-    result: Json | None = None
+    result: TaskResult | None = None
+    tokens_used: Count | None = None
+    usage: Usage | None = None
+    verification_report: VerificationReport | None = None
+
+    @property
+    def reported_usage(self) -> Usage | None:
+        """``usage``, or the usage a version-1 sidecar put in its result."""
+        return self.usage or (self.result.version1_usage() if self.result is not None else None)
 
 
 class TaskRejected(Message):
@@ -187,6 +193,7 @@ class ErrorReply(Message):
     errors: list[JsonObject] | None = None
     detail: str | None = None
     task_id: str | None = None
+    supported_versions: list[int] | None = None
 
 
 class Pong(Message):
@@ -207,7 +214,7 @@ class TaskAssign(Message):
     success_criteria: list[str] = []
     verification_steps: list[JsonObject] = []
     complexity: JsonObject | None = None
-    routing_decision: JsonObject | None = None
+    routing_decision: RoutingDecision | None = None
     executor: str | None = None
     skip_verification: bool = False
     verification_timeout_ms: int | None = None
@@ -346,12 +353,30 @@ def _echo(value: Any, clip: int | None) -> Any:
     return None
 
 
+def unsupported_version(version: object, message_type: object = None) -> FrameError:
+    """The refusal of a frame whose ``protocol_version`` is not one the hub speaks."""
+    shown = _echo(version, 32)
+    return FrameError(
+        ErrorReply(
+            error="unsupported_protocol_version",
+            message_type=jsonsafe.printable(message_type, 64) if isinstance(message_type, str) else None,
+            detail=f"protocol_version {shown!r} is not supported; this hub speaks "
+            f"{', '.join(map(str, SUPPORTED_VERSIONS))}",
+            supported_versions=list(SUPPORTED_VERSIONS),
+        )
+    )
+
+
 def decode_sidecar(text: str | bytes) -> SidecarMessage:
     """Parse and validate one frame from a sidecar, raising :class:`FrameError` with the reply to send."""
     try:  # the common case, a valid frame, parsed and validated in one pass
-        return sidecar_adapter.validate_json(text)
+        message = sidecar_adapter.validate_json(text)
     except ValidationError:
         pass  # work out exactly what is wrong, in AgentCom's terms
+    else:
+        if message.protocol_version not in SUPPORTED_VERSIONS:
+            raise unsupported_version(message.protocol_version, message.type)
+        return message
     try:  # strictly: lone surrogates, and NaN or huge numbers in any field, never reach the models
         data = jsonsafe.parse(text)
     except jsonsafe.UnsafeJson as exc:
@@ -361,6 +386,9 @@ def decode_sidecar(text: str | bytes) -> SidecarMessage:
     if not isinstance(data, dict):
         raise FrameError(ErrorReply(error="invalid_json", detail="a frame must be a JSON object"))
     mtype = data.get("type")
+    version = data.get("protocol_version", PROTOCOL_VERSION)
+    if type(version) is not int or version not in SUPPORTED_VERSIONS:  # first: a newer peer may send newer types
+        raise unsupported_version(version, mtype)
     if mtype is None:
         raise FrameError(ErrorReply(error="validation_failed", errors=[{"field": "type", "error": "required"}]))
     if not isinstance(mtype, str):

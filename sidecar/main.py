@@ -61,8 +61,8 @@ class RedactSecret(logging.Filter):
         return True
 
 
-def build_identify(settings: SidecarSettings, sandbox_level: str) -> Identify:
-    """The ``identify`` message this sidecar sends on every connect."""
+def build_identify(settings: SidecarSettings, sandbox_level: str, executors: list[str]) -> Identify:
+    """The ``identify`` message this sidecar sends on every connect; ``executors`` are those its registry holds."""
     return Identify(
         type="identify",
         agent_id=settings.agent_id,
@@ -74,8 +74,7 @@ def build_identify(settings: SidecarSettings, sandbox_level: str) -> Identify:
         client_type="sidecar",
         sandbox_level=sandbox_level,
         models=settings.models,
-        executors=["shell", *(["ollama"] if settings.ollama_url else []),
-                   *(["claude"] if settings.anthropic_api_key is not None else [])],  # as build_registry has them
+        executors=executors,
     )
 
 
@@ -147,7 +146,7 @@ async def run_sidecar(settings: SidecarSettings, sandbox: Sandbox | None = None)
             tg.create_task(
                 serve_hub(
                     settings.ws_url,
-                    build_identify(settings, sandbox.level),
+                    build_identify(settings, sandbox.level, runner.registry.names),
                     settings.limits,
                     link,
                     on_message,

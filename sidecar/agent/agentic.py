@@ -5,9 +5,10 @@ Build → verify → fix: the loop runs until the model answers or a guardrail s
 kept and judged. Failed checks come back to the model in the same conversation as a corrective turn
 (``corrective_prompt``), up to ``max_verification_retries`` times. The model saying it is done is never enough:
 
-- ``verified``: every check passed; with no checks (auto_pass, skip), only when the loop completed;
-- ``partial_pass``: some checks pass and some fail, or there were no checks and the loop stopped early after
-  changing the workspace;
+- ``verified``: every check passed;
+- ``partial_pass``: some checks pass and some fail;
+- ``unverified``: no check ran (none asked for, or verification skipped) and the loop completed or changed the
+  workspace before a guardrail stopped it (``termination_reason`` says which);
 - ``failed``: no check passed, or nothing was done (the model failed before any change); the outcome is failed.
 
 Prompts are the templates ``prompts/agentic_system.txt`` and ``prompts/agentic_task.txt``.
@@ -26,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shared.payloads import Outcome as Verdict
+from shared.payloads import Usage, VerificationReport
 from shared.protocol import TaskAssign
 from sidecar.agent.cost import claude_cost_usd, equivalent_claude_cost_usd
 from sidecar.agent.loop import ITERATIONS_BY_TIER, RETRYABLE_ENDINGS, Guardrails, LoopResult, ReactLoop
@@ -35,7 +38,7 @@ from sidecar.agent.parser import ParseStats
 from sidecar.agent.tools import ToolRegistry
 from sidecar.agent.trajectory import Trajectory, trajectory_path
 from sidecar.runtime.executor import EventSink, Outcome, task_timeout_s
-from sidecar.runtime.verification import corrective_prompt, run_verification
+from sidecar.runtime.verification import corrective_prompt, run_verification, timed_out_report
 from sidecar.sandbox.base import Sandbox
 
 if TYPE_CHECKING:
@@ -43,7 +46,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-PASSING = frozenset({"pass", "skip", "auto_pass"})
+SETTLED: frozenset[Verdict] = frozenset({"verified", "unverified"})
+"""Report outcomes that leave nothing for a retry to fix: every check passed, or there is none."""
 MIN_VERIFICATION_S = 10.0
 """Verification time granted even when the task's time is used up (the runner allows 30 s beyond it)."""
 MAX_VERIFICATION_RETRIES = 5
@@ -113,22 +117,22 @@ class AgenticExecutor:
                 task, workspace, events, loop, trajectory, guardrails, started + timeout_s
             )
         report = history[-1]
-        status = verification_status(report, result.termination_reason, loop.changes > 0)
+        status = final_outcome(report, result.termination_reason, loop.changes > 0)
         cost, equivalent = self.costs_usd(model.model, loop.tokens_in, loop.tokens_out)
+        usage = Usage(tokens_in=loop.tokens_in, tokens_out=loop.tokens_out, model=model.model, provider=model.provider,
+                      cost_usd=cost, equivalent_cost_usd=equivalent)  # fmt: skip
         details = {
-            "verification_report": report, "verification_history": history, "verification_status": status,
+            "verification_report": report, "verification_history": history, "outcome": status,
             "verification_attempts": len(history), "termination_reason": result.termination_reason.value,
-            "termination_detail": result.detail, "iterations_used": loop.iterations, "model_used": model.model,
-            "provider": model.provider, "tokens_in": loop.tokens_in, "tokens_out": loop.tokens_out,
-            "cost_usd": cost, "equivalent_claude_cost_usd": equivalent,
+            "termination_detail": result.detail, "iterations_used": loop.iterations, "usage": usage,
             "duration_ms": int((time.monotonic() - started) * 1000), "parse_stats": stats.as_dict(),
             "trajectory_path": trajectory_path(Path(".")).as_posix(),
         }  # fmt: skip
-        trajectory.save(verification_status=status, cost_usd=cost, duration_ms=details["duration_ms"])
-        summary_keys = ("verification_status", "termination_reason", "iterations_used", "tokens_in", "tokens_out",
-                        "cost_usd")  # fmt: skip
+        trajectory.save(outcome=status, cost_usd=cost, duration_ms=details["duration_ms"])
         text = f"{status} ({result.termination_reason.value})"
-        await events.emit("agent_finished", text, **{key: details[key] for key in summary_keys})
+        await events.emit("agent_finished", text, outcome=status, termination_reason=result.termination_reason.value,
+                          iterations_used=loop.iterations, tokens_in=loop.tokens_in, tokens_out=loop.tokens_out,
+                          cost_usd=cost)  # fmt: skip
         common: dict[str, Any] = {
             "output": result.final_answer,
             "duration_ms": details["duration_ms"],
@@ -137,14 +141,14 @@ class AgenticExecutor:
         if status != "failed":
             return Outcome(status="success", **common)
         reason = "verification_failed" if result.termination_reason is Ending.COMPLETED else result.termination_reason
-        summary = report.get("summary", {})
-        error = (f"verification {report['status']}: {summary.get('passed', 0)} of {summary.get('total', 0)} checks "
-                 f"passed; the agent loop ended with {result.termination_reason.value}")  # fmt: skip
+        passed = sum(check.status == "pass" for check in report.checks)
+        error = (f"verification {report.verdict()}: {passed} of {len(report.checks)} checks passed; the agent loop "
+                 f"ended with {result.termination_reason.value}")  # fmt: skip
         return Outcome.failed(str(reason), f"{error}: {result.detail}" if result.detail else error, **common)
 
     def _guardrails(self, task: TaskAssign, started: float, timeout_s: float) -> Guardrails:
         cfg = self.config
-        tier = (task.complexity or {}).get("effective_tier") or (task.routing_decision or {}).get("effective_tier")
+        tier = (task.complexity or {}).get("effective_tier") or (task.routing_decision and task.routing_decision.tier)
         budget = task.metadata.get("token_budget")
         budget = budget if isinstance(budget, int) and not isinstance(budget, bool) and budget > 0 else cfg.token_budget
         return Guardrails(
@@ -156,29 +160,30 @@ class AgenticExecutor:
     async def _build_verify_fix(
         self, task: TaskAssign, workspace: Path, events: EventSink, loop: ReactLoop, trajectory: Trajectory,
         guardrails: Guardrails, task_deadline: float,
-    ) -> tuple[LoopResult, list[dict[str, Any]]]:  # fmt: skip
+    ) -> tuple[LoopResult, list[VerificationReport]]:  # fmt: skip
         retries = max(0, min(task.max_verification_retries, MAX_VERIFICATION_RETRIES))
-        history: list[dict[str, Any]] = []
+        history: list[VerificationReport] = []
         prompt = task_prompt(task)
         for attempt in range(retries + 1):
             result = await loop.run(prompt, guardrails)
             report = await self._verify(task, workspace, attempt + 1, task_deadline)
             history.append(report)
-            trajectory.add("verification", attempt=loop.attempt, report=report)
+            trajectory.add("verification", attempt=loop.attempt, report=report.model_dump(mode="json",
+                                                                                          exclude_none=True))
             trajectory.save()
-            summary = report.get("summary", {})
-            await events.emit("verification", f"run {attempt + 1}: {report['status']} ({summary.get('passed', 0)}/"
-                              f"{summary.get('total', 0)} checks passed)", status=report["status"],
-                              run_number=attempt + 1)  # fmt: skip
+            verdict, passed = report.verdict(), sum(check.status == "pass" for check in report.checks)
+            await events.emit("verification", f"run {attempt + 1}: {verdict} ({passed}/{len(report.checks)} checks "
+                              "passed)", outcome=verdict, run_number=attempt + 1)  # fmt: skip
             out_of_time = guardrails.deadline is not None and time.monotonic() >= guardrails.deadline
-            if report["status"] in PASSING or attempt == retries or out_of_time:
+            if verdict in SETTLED or attempt == retries or out_of_time:
                 break
             if result.termination_reason not in RETRYABLE_ENDINGS:
                 break
             prompt = corrective_prompt(report, task.description, attempt + 1, retries, result.final_answer)
         return result, history
 
-    async def _verify(self, task: TaskAssign, workspace: Path, run_number: int, task_deadline: float) -> dict[str, Any]:
+    async def _verify(self, task: TaskAssign, workspace: Path, run_number: int, task_deadline: float
+                      ) -> VerificationReport:  # fmt: skip
         # Verification gets its own limit, but never (much) more than what is left of the task's time.
         timeout_s = (task.verification_timeout_ms or 0) / 1000 or self.config.verification_timeout_s
         timeout_s = min(timeout_s, max(task_deadline - time.monotonic(), MIN_VERIFICATION_S))
@@ -187,8 +192,7 @@ class AgenticExecutor:
                 return await run_verification(task.verification_steps, workspace, self.sandbox, run_number=run_number,
                                               skip=task.skip_verification, default_timeout_s=timeout_s)  # fmt: skip
         except TimeoutError:
-            return {"run_number": run_number, "status": "timeout", "timeout_ms": int(timeout_s * 1000), "checks": [],
-                    "summary": {"total": len(task.verification_steps), "passed": 0, "timed_out": 1}}  # fmt: skip
+            return timed_out_report(run_number, timeout_s)
 
 
 class OllamaExecutor(AgenticExecutor):
@@ -206,13 +210,13 @@ class OllamaExecutor(AgenticExecutor):
         return f"<OllamaExecutor host={self.host!r} default_model={self.default_model!r}>"
 
     def make_model(self, task: TaskAssign) -> OllamaChatModel:
-        routing = task.routing_decision or {}
-        selected = routing.get("selected_model")
-        model = selected if isinstance(selected, str) and selected and not selected.startswith("claude") else None
+        routing = task.routing_decision
+        selected = routing.model if routing is not None else None
+        model = selected if selected and not selected.startswith("claude") else None
         model = model or self.default_model
         if not model:
             raise ValueError("no Ollama model: the task's routing selected none and the sidecar has no default")
-        endpoint = routing.get("selected_endpoint")
+        endpoint = routing.endpoint if routing is not None else None
         host = (endpoint if "://" in endpoint else f"http://{endpoint}") if isinstance(endpoint, str) else self.host
         return OllamaChatModel(host, model, **self.model_options)
 
@@ -240,8 +244,8 @@ class ClaudeExecutor(AgenticExecutor):
         from sidecar.agent.claude import ClaudeChatModel  # the Anthropic SDK is loaded only when Claude runs
 
         # The router may name a local model or just "claude"; only a real Claude model name is taken.
-        selected = (task.routing_decision or {}).get("selected_model")
-        model = selected if isinstance(selected, str) and selected.startswith("claude-") else self.default_model
+        selected = task.routing_decision.model if task.routing_decision is not None else None
+        model = selected if selected and selected.startswith("claude-") else self.default_model
         return ClaudeChatModel(model, api_key=self._api_key, base_url=self.base_url, **self.model_options)
 
     def costs_usd(self, model: str, tokens_in: int, tokens_out: int) -> tuple[float, float]:
@@ -249,14 +253,12 @@ class ClaudeExecutor(AgenticExecutor):
         return cost, cost
 
 
-def verification_status(report: Mapping[str, Any], ending: Ending, changed: bool) -> str:
-    """``verified``, ``partial_pass`` or ``failed`` (see the module docstring)."""
-    if report.get("status") in ("skip", "auto_pass"):
-        return "verified" if ending is Ending.COMPLETED else "partial_pass" if changed else "failed"
-    if report.get("status") == "pass":
-        return "verified"
-    passed = sum(check.get("status") == "pass" for check in report.get("checks", []))
-    return "partial_pass" if passed else "failed"
+def final_outcome(report: VerificationReport, ending: Ending, changed: bool) -> Verdict:
+    """``verified``, ``partial_pass``, ``unverified`` or ``failed`` (see the module docstring)."""
+    verdict = report.verdict()
+    if verdict != "unverified":
+        return verdict
+    return "unverified" if ending is Ending.COMPLETED or changed else "failed"
 
 
 # --- prompts -------------------------------------------------------------------------------------------------------
@@ -309,5 +311,5 @@ def _check(step: Any) -> str:
 
 __all__ = [
     "AgenticConfig", "AgenticExecutor", "ClaudeExecutor", "OllamaExecutor", "system_prompt", "task_prompt",
-    "verification_status",
+    "final_outcome",
 ]  # fmt: skip

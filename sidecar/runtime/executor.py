@@ -33,7 +33,9 @@ class Outcome:
     """Human-readable cause of a failure."""
     duration_ms: int = 0
     details: dict[str, Any] = field(default_factory=dict)
-    """Executor-specific result fields (``stderr``, ``truncated``, ``model_used``, token counts...)."""
+    """Executor-specific fields of the ``TaskResult`` (``stderr``, ``truncated``, ``termination_reason``...); a model
+    executor also puts its verdict here (``outcome``, ``verification_report``, ``verification_history``) and its
+    ``usage``."""
 
     @classmethod
     def failed(cls, reason: str, error: str, **kwargs: Any) -> Outcome:
@@ -126,8 +128,8 @@ def executor_name(task: TaskAssign) -> str | None:
         return task.executor
     if task.metadata.get("shell_command"):
         return "shell"
-    target = (task.routing_decision or {}).get("target_type")
-    if isinstance(target, str) and target:
+    target = task.routing_decision.target if task.routing_decision is not None else None
+    if target:
         return TARGET_TYPES.get(target, target)
     return None
 

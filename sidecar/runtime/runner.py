@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shared.payloads import Outcome as Verdict
+from shared.payloads import TaskResult, Usage, VerificationReport
 from shared.protocol import (
     ErrorReply,
     HubMessage,
@@ -37,7 +39,7 @@ from shared.protocol import (
 from sidecar.runtime.connection import HubConnection, HubLink
 from sidecar.runtime.executor import ExecutorRegistry, Outcome, now_ms, task_timeout_s, tokens_used
 from sidecar.runtime.state import ActiveTask, LocalState, OutboxEntry, ResultMessage
-from sidecar.runtime.verification import classify_report, run_verification
+from sidecar.runtime.verification import run_verification, timed_out_report
 from sidecar.runtime.workspace import Workspaces
 from sidecar.sandbox.base import Sandbox
 from sidecar.settings import LimitSettings
@@ -314,50 +316,47 @@ class Runner:
         except TimeoutError:
             outcome = Outcome.failed("timeout", f"execution did not end within {limit_s:g} s; it was stopped")
         details = dict(outcome.details)
-        if "verification_status" in details:  # a model executor verified (and fixed) its own work: keep its verdict
+        usage: Usage | None = details.pop("usage", None)
+        report: VerificationReport | None
+        if "outcome" in details:  # a model executor verified (and fixed) its own work: keep its verdict
             report = details.pop("verification_report", None)
             history = details.pop("verification_history", None) or ([report] if report is not None else [])
-            status = details.pop("verification_status")
+            verdict: Verdict = details.pop("outcome")
             attempts = details.pop("verification_attempts", len(history))
         else:
             report = await self._verify(task, workspace) if outcome.status == "success" else None
             history = [report] if report is not None else []
-            status = "execution_failed" if report is None else classify_report(report)
+            verdict = "failed" if report is None else report.outcome or report.verdict()
             attempts = len(history)
-        verified = status == "verified"
-        result = {
+        result = TaskResult.model_validate({
             **details,
             "status": outcome.status,
+            "outcome": verdict,
+            "verification_status": verdict,  # its version-1 name, which older hubs read
             "output": outcome.output,
             "exit_code": outcome.exit_code,
             "reason": outcome.reason,
             "error": outcome.error,
             "executor": executor.name,
             "execution_ms": int((time.monotonic() - started) * 1000),
-            "verification_status": status,
             "verification_attempts": attempts,
-        }
+        })
         other = self._current.task if self._current is not None and self._current.task is not task else None
         busy = frozenset({self.workspaces.path_for(other)}) if other is not None else frozenset()
-        self.workspaces.finished(workspace, succeeded=verified, keep=busy)
-        logger.info(
-            "task %s generation %d: %s (%s)",
-            task.task_id,
-            task.generation,
-            outcome.status,
-            result["verification_status"],
-        )
+        self.workspaces.finished(workspace, succeeded=verdict == "verified", keep=busy)
+        logger.info("task %s generation %d: %s outcome=%s", task.task_id, task.generation, outcome.status, verdict)
         return TaskComplete(
             type="task_complete",
             task_id=task.task_id,
             generation=task.generation,
-            result={k: v for k, v in result.items() if v is not None},
+            result=result,
+            tokens_used=usage.tokens_total if usage is not None else tokens_used(outcome),
+            usage=usage,
             verification_report=report,
             verification_history=history,
-            tokens_used=tokens_used(outcome),
         )
 
-    async def _verify(self, task: TaskAssign, workspace: Path) -> dict[str, Any]:
+    async def _verify(self, task: TaskAssign, workspace: Path) -> VerificationReport:
         # A shell command is run once: running it again would not change what the checks find, so
         # max_verification_retries only applies to model executors.
         timeout_s = (task.verification_timeout_ms or 0) / 1000 or self.limits.verification_timeout_s
@@ -372,13 +371,7 @@ class Runner:
                     default_timeout_s=timeout_s,
                 )
         except TimeoutError:
-            return {
-                "run_number": 1,
-                "status": "timeout",
-                "timeout_ms": int(timeout_s * 1000),
-                "checks": [],
-                "summary": {"total": len(task.verification_steps), "timed_out": 1},
-            }
+            return timed_out_report(1, timeout_s)
 
     async def _send(self, entry: OutboxEntry) -> None:
         if await self.link.send(entry.decode()):

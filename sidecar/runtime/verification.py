@@ -3,9 +3,12 @@
 A step is ``{type, target, description?, timeout_s?}``; types are ``file_exists``, ``test_passes``, ``git_clean`` and
 ``command_succeeds``. Every step runs (no fail-fast) in the workspace through the sandbox, each with its own timeout,
 so a hung check is killed and the remaining ones still run. Check statuses are pass, fail, error (the check could
-not be evaluated: unknown type, invalid step, target outside the workspace) and timeout. The overall status is
-error if any check errored, else fail if any failed or timed out, else pass; no steps gives auto_pass and
-``skip=True`` gives skip. ``corrective_prompt`` turns a failed report into the next attempt's instructions.
+not be evaluated: unknown type, invalid step, target outside the workspace) and timeout. The report (a
+:class:`~shared.payloads.VerificationReport`) says the outcome its checks show, the one decision the task's outcome
+comes from: ``verified`` when every check passed, ``partial_pass`` when some did, ``failed`` when none did, and
+``unverified`` when no check ran (no steps, or ``skip=True``). Its ``status`` aggregates the checks: error if any
+errored, else fail if any failed or timed out, else pass (absent when none ran). ``corrective_prompt`` turns a report
+that did not pass into the next attempt's instructions.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from shared.payloads import Check, CheckStatus, CheckSummary, VerificationReport, outcome_from_checks
 from sidecar.sandbox.base import Completed, Sandbox, SandboxViolation, resolve_in_workspace
 from sidecar.sandbox.output import cap_text, format_completed
 
@@ -98,7 +102,7 @@ class CheckContext:
         return await self.run(["/bin/sh", "-c", command])
 
 
-CheckResult = tuple[str, str]
+CheckResult = tuple[CheckStatus, str]
 """(status, output)."""
 
 
@@ -194,15 +198,16 @@ async def run_verification(
     run_number: int = 1,
     skip: bool = False,
     default_timeout_s: float = 60.0,
-) -> dict[str, Any]:
+) -> VerificationReport:
     """Run every step in order and return the verification report (see the module docstring)."""
     workspace = Path(workspace).resolve()
     started_at, started = int(time.time() * 1000), time.monotonic()
     if skip or not steps:
-        return _report(run_number, "skip" if skip else "auto_pass", started_at, 0, [])
+        return report_of([], run_number=run_number, started_at=started_at, duration_ms=0, skipped=skip)
     checks = []
     for number, raw in enumerate(steps, start=1):
         check_started = time.monotonic()
+        status: CheckStatus
         try:
             step = VerificationStep.parse(raw, number)
         except ValueError as exc:
@@ -214,39 +219,45 @@ async def run_verification(
         else:
             status, output = await run_check(step, workspace, sandbox, step.timeout_s or default_timeout_s)
         checks.append(
-            {
-                "type": step.type,
-                "target": step.target,
-                "description": step.description,
-                "status": status,
-                "output": cap_text(output, CHECK_OUTPUT_CHARS),
-                "duration_ms": int((time.monotonic() - check_started) * 1000),
-            }
+            Check(
+                name=step.description or f"{step.type} {step.target}".strip(),
+                type=step.type,
+                target=step.target,
+                description=step.description,
+                status=status,
+                output=cap_text(output, CHECK_OUTPUT_CHARS),
+                duration_ms=int((time.monotonic() - check_started) * 1000),
+            )
         )
-    statuses = {check["status"] for check in checks}
-    overall = "error" if "error" in statuses else "fail" if statuses & {"fail", "timeout"} else "pass"
-    return _report(run_number, overall, started_at, int((time.monotonic() - started) * 1000), checks)
+    duration_ms = int((time.monotonic() - started) * 1000)
+    return report_of(checks, run_number=run_number, started_at=started_at, duration_ms=duration_ms)
 
 
-def _report(run_number: int, status: str, started_at: int, duration_ms: int, checks: list[dict]) -> dict[str, Any]:
+def report_of(checks: list[Check], *, run_number: int, started_at: int | None = None, duration_ms: int = 0,
+              skipped: bool = False, timeout_ms: int | None = None) -> VerificationReport:
+    """The report on ``checks``: the outcome they show, their aggregate status and counts."""
+
     def count(name: str) -> int:
-        return sum(check["status"] == name for check in checks)
+        return sum(check.status == name for check in checks)
 
-    summary = {
-        "total": len(checks),
-        "passed": count("pass"),
-        "failed": count("fail"),
-        "errors": count("error"),
-        "timed_out": count("timeout"),
-    }
-    return {
-        "run_number": run_number,
-        "status": status,
-        "started_at": started_at,
-        "duration_ms": duration_ms,
-        "checks": checks,
-        "summary": summary,
-    }
+    statuses = {check.status for check in checks}
+    status = None if not checks else "error" if "error" in statuses else (
+        "fail" if statuses & {"fail", "timeout"} else "pass")
+    summary = CheckSummary(total=len(checks), passed=count("pass"), failed=count("fail"), errors=count("error"),
+                           timed_out=count("timeout"))
+    return VerificationReport(
+        outcome=outcome_from_checks(check.status for check in checks),
+        status=status, checks=checks, skipped=skipped, summary=summary, run_number=run_number,
+        started_at=started_at, duration_ms=duration_ms, timeout_ms=timeout_ms,
+    )
+
+
+def timed_out_report(run_number: int, timeout_s: float) -> VerificationReport:
+    """The report of a run stopped at its time limit before it finished: one ``verification`` check, timed out."""
+    check = Check(name="verification", status="timeout",
+                  output=f"verification did not finish within {timeout_s:g} s and was stopped")
+    return report_of([check], run_number=run_number, duration_ms=int(timeout_s * 1000),
+                     timeout_ms=int(timeout_s * 1000))
 
 
 # --- the retry prompt ----------------------------------------------------------------------------------------------
@@ -258,39 +269,30 @@ def _retry_template() -> str:
     return prompts.joinpath("verification_retry.txt").read_text(encoding="utf-8")
 
 
-def _check_label(check: Mapping[str, Any]) -> str:
-    label = f"{check.get('type', '?')} `{check['target']}`" if check.get("target") else str(check.get("type", "?"))
-    return f"{label} ({check['description']})" if check.get("description") else label
+def _check_label(check: Check) -> str:
+    label = f"{check.type or '?'} `{check.target}`" if check.target else str(check.type or check.name or "?")
+    return f"{label} ({check.description})" if check.description else label
 
 
 def corrective_prompt(
-    report: Mapping[str, Any], original_description: str, attempt: int, max_attempts: int, previous_output: str
+    report: VerificationReport, original_description: str, attempt: int, max_attempts: int, previous_output: str
 ) -> str:
     """The instructions for retry ``attempt`` of ``max_attempts`` after ``report`` did not pass."""
-    checks = report.get("checks", [])
     failed, passed = [], []
-    for check in checks:
-        if check.get("status") == "pass":
+    for check in report.checks:
+        if check.status == "pass":
             passed.append(f"- {_check_label(check)}")
             continue
-        output = cap_text(str(check.get("output") or "(no output)").strip(), RETRY_CHECK_OUTPUT_CHARS)
-        failed.append(f"- {_check_label(check)}: {check.get('status', '?').upper()}\n```\n{output}\n```")
-    summary = report.get("summary", {})
+        output = cap_text((check.output or "(no output)").strip(), RETRY_CHECK_OUTPUT_CHARS)
+        failed.append(f"- {_check_label(check)}: {check.status.upper()}\n```\n{output}\n```")
+    total = len(report.checks)
     return _retry_template().format(
         attempt=attempt,
         max_attempts=max_attempts,
-        status=report.get("status", "?"),
-        summary=f"{summary.get('passed', len(passed))} of {summary.get('total', len(checks))} checks passed",
+        status=report.verdict(),
+        summary=f"{total - len(failed)} of {total} checks passed",
         failed_checks="\n".join(failed) or "- (no individual check failed)",
         passed_checks="\n".join(passed) or "- (none)",
         original_description=original_description.strip() or "(no description)",
         previous_output=cap_text(previous_output.strip(), RETRY_PREVIOUS_OUTPUT_CHARS) or "(none)",
     )
-
-
-def classify_report(report: dict[str, Any]) -> str:
-    """``verified`` when every check passed (or none was asked for), ``partial_pass`` when some did, else ``failed``."""
-    if report.get("status") in ("pass", "skip", "auto_pass"):
-        return "verified"
-    passed = sum(check.get("status") == "pass" for check in report.get("checks", []))
-    return "partial_pass" if passed else "failed"

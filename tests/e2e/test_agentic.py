@@ -59,8 +59,11 @@ async def test_hello_task_is_built_verified_and_streamed(fleet: Fleet, tmp_path:
     assert task["status"] == "completed", task
     assert task["outcome"] == "verified"
     assert task["result"]["termination_reason"] == "completed"
-    assert task["result"]["model_used"] == "fake-coder:latest"
-    assert task["result"]["tokens_in"] > 0 and task["result"]["tokens_out"] > 0
+    usage = task["usage"]
+    assert (usage["model"], usage["provider"]) == ("fake-coder:latest", "ollama")
+    assert usage["tokens_in"] > 0 and usage["tokens_out"] > 0
+    assert task["tokens_used"] == usage["tokens_in"] + usage["tokens_out"]
+    assert task["result"]["outcome"] == task["verification_report"]["outcome"] == "verified"
     checks = {c["type"]: c["status"] for c in task["verification_report"]["checks"]}
     assert checks == {"file_exists": "pass", "test_passes": "pass"}
 
@@ -93,5 +96,5 @@ async def test_claude_executor_runs_the_same_task(fleet: Fleet) -> None:
         (task,) = await fleet.wait_status([task_id], {"completed", "dead_letter"}, timeout_s=90)
     assert task["status"] == "completed", task
     assert task["outcome"] == "verified"
-    assert task["result"]["cost_usd"] > 0
+    assert task["usage"]["cost_usd"] > 0 and task["usage"]["provider"] == "claude"
     assert "test-key" not in fleet.logs()

@@ -31,5 +31,5 @@ async def test_complex_task_runs_on_the_local_model_of_a_sidecar_without_claude(
         (task,) = await fleet.wait_status([task_id], {"completed", "dead_letter"}, timeout_s=90)
     assert task["status"] == "completed", task
     assert task["routing_decision"]["target_type"] == "ollama" and task["routing_decision"]["fallback_used"]
-    assert task["result"]["model_used"] == "fake-coder:latest"
+    assert task["usage"]["model"] == "fake-coder:latest"
     assert task["outcome"] == "verified"

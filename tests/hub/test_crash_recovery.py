@@ -166,7 +166,7 @@ class DurableSim:
             return  # cancelled or aborted meanwhile
         del self.active[task_id]
         message = {"type": "task_complete", "task_id": task_id, "generation": generation,
-                   "result": {"status": "success", "by": self.agent_id}, "tokens_used": 1}
+                   "result": {"status": "success", "output": self.agent_id}, "tokens_used": 1}
         self.outbox[task_id] = message  # kept until acknowledged
         await self._send(message)
         if task_id == self.held_task:
@@ -262,6 +262,6 @@ async def test_sigkill_mid_run_loses_nothing_and_completes_nothing_twice(tmp_pat
     assert len(acks) == len(set(acks)) == N_TASKS, "each result acknowledged once, to the agent that made it"
     assert KILL_AFTER <= n_before < N_TASKS
     assert sims[0].n_resent >= 1 and sims[1].n_state_reports >= 1
-    assert by_id[sims[0].held_task]["result"]["by"] == "resender"
-    assert by_id[sims[1].held_task]["result"]["by"] == "reporter"
+    assert by_id[sims[0].held_task]["result"]["output"] == "resender"
+    assert by_id[sims[1].held_task]["result"]["output"] == "reporter"
     assert health["status"] == "ok" and health["tasks"] == {"queued": 0, "in_flight": 0, "quarantined": 0}

@@ -119,10 +119,21 @@ REPORTS: list[tuple[str, dict[str, Any], dict[str, Any] | None, str, str]] = [
      "verification_failed"),
     ("verification execution_failed", {"status": "success", "verification_status": "execution_failed"}, None,
      "dead_letter", "verification_failed"),
-    ("partial pass", {"status": "success", "verification_status": "partial_pass"}, None, "completed",
+    ("partial pass", {"status": "success", "verification_status": "partial_pass"},
+     {"status": "fail", "checks": [{"type": "a", "status": "pass"}, {"type": "b", "status": "fail"}]}, "completed",
      "partial_pass"),
-    ("partial pass in the report", {"status": "success"}, {"status": "partial_pass"}, "completed", "partial_pass"),
-    ("verified", {"status": "success", "verification_status": "verified"}, None, "completed", "verified"),
+    ("partial pass in the report", {"status": "success"},
+     {"outcome": "partial_pass", "checks": [{"name": "a", "status": "pass"}, {"name": "b", "status": "error"}]},
+     "completed", "partial_pass"),
+    ("partial pass without checks", {"status": "success", "verification_status": "partial_pass"}, None, "completed",
+     "unverified"),
+    ("verified", {"status": "success", "verification_status": "verified"},
+     {"status": "pass", "checks": [{"type": "file_exists", "target": "x", "status": "pass"}]}, "completed",
+     "verified"),
+    ("verified without checks", {"status": "success", "verification_status": "verified"}, None, "completed",
+     "unverified"),
+    ("verified over failing checks", {"status": "success", "outcome": "verified"},
+     {"outcome": "verified", "checks": [{"name": "a", "status": "fail"}]}, "dead_letter", "verification_failed"),
     ("no verification", {"status": "success"}, None, "completed", "unverified"),
 ]
 
@@ -130,7 +141,8 @@ REPORTS: list[tuple[str, dict[str, Any], dict[str, Any] | None, str, str]] = [
 @pytest.mark.parametrize(("case", "result", "report", "status", "why"), REPORTS, ids=[r[0] for r in REPORTS])
 async def test_reported_outcome_is_recorded_as_reported(hub, make_agent, case: str, result: dict[str, Any],
                                                          report: dict[str, Any] | None, status: str, why: str):
-    """A task_complete reporting failure ends the attempt as a failure; partial_pass completes as partial_pass."""
+    """A task_complete reporting failure ends the attempt as a failure; partial_pass completes as partial_pass when
+    its checks show it, and a success claimed with no check behind it is recorded as unverified."""
     sim = await make_agent(behaviour="ignore")
     tid = await hub.submit(description=case, max_retries=1)
     rec = await sim.wait_for(is_type("task_assign"))
@@ -399,15 +411,16 @@ async def test_duplicate_complete_is_acked_once_recorded(hub, make_agent):
     sim = await make_agent(behaviour="ignore")
     tid = await hub.submit(description="said twice")
     gen = (await sim.wait_for(is_type("task_assign")))["generation"]
-    report = {"type": "task_complete", "task_id": tid, "generation": gen, "result": {"status": "success", "n": 1}}
+    report = {"type": "task_complete", "task_id": tid, "generation": gen,
+              "result": {"status": "success", "output": "1"}}
     await sim.send(report)
     await sim.wait_for(is_type("task_ack", status="complete"))
     completed_at = hub.hub.queue.tasks[tid].completed_at
-    await sim.send({**report, "result": {"status": "success", "n": 2}})
+    await sim.send({**report, "result": {"status": "success", "output": "2"}})
     await sim.wait_for(lambda m: sum(a["status"] == "complete" for a in sim.acks) == 2)
     task = await hub.task(tid)
     assert [h["event"] for h in task["history"]].count("completed") == 1
-    assert task["result"] == {"status": "success", "n": 1} and task["completed_at"] == completed_at
+    assert task["result"] == {"status": "success", "output": "1"} and task["completed_at"] == completed_at
     assert sim.errors == []
 
 

@@ -23,7 +23,8 @@ async def test_01_basic_two_agents_complete_ten_tasks(hub, make_agent):
         assert task["status"] == "completed"
         assert task["assigned_at"] - task["created_at"] < 5000
         assert (task["tokens_used"] or 0) < 500
-        assert task["result"] == {"status": "success", "output": "smoke-test-result"}
+        assert task["result"] == {"status": "success", "outcome": "unverified", "output": "smoke-test-result"}
+        assert task["outcome"] == "unverified"
     assert a.completed_count >= 1 and b.completed_count >= 1
     assert a.completed_count + b.completed_count == 10
 

@@ -13,6 +13,7 @@ from hub.agents import Agent
 from hub.settings import HubSettings
 from hub.sweeps import Reclaim, due_reclaims
 from hub.tasks import EndReason, Task, TaskStatus, TransitionError
+from shared.payloads import TaskResult, VerificationReport
 
 NOW = 1_700_000_000_000
 AGENT = "agent-a"
@@ -276,32 +277,59 @@ def test_public_view_names_the_priority() -> None:
         "urgent", "high", "normal", "low"]
 
 
+PASS = [{"name": "a", "status": "pass"}]
+MIXED = [{"name": "a", "status": "pass"}, {"name": "b", "status": "fail"}]
+FAIL = [{"name": "a", "status": "fail"}, {"name": "b", "status": "timeout"}]
 OUTCOMES: list[tuple[dict[str, Any], dict[str, Any] | None, str]] = [
-    ({"status": "success"}, None, "unverified"),
-    ({}, None, "unverified"),
-    ({"status": "success", "verification_status": "verified"}, None, "verified"),
-    ({"status": "success", "verification_status": "pass"}, None, "verified"),
-    ({"status": "success"}, {"status": "passed"}, "verified"),
-    ({"status": "success", "verification_status": "partial_pass"}, None, "partial_pass"),
-    ({"status": "success"}, {"status": "partial_pass"}, "partial_pass"),
-    ({"status": "success", "verification_status": "failed"}, None, "failed"),
-    ({"status": "success"}, {"status": "failed"}, "failed"),
-    ({"status": "success", "verification_status": "execution_failed"}, None, "failed"),
-    ({"status": "success", "verification_status": "error"}, None, "failed"),
-    ({"status": "failed"}, None, "failed"),
+    # the sidecar's decision, recorded as is when the checks bear it out
+    ({"status": "success", "outcome": "verified"}, {"outcome": "verified", "checks": PASS}, "verified"),
+    ({"status": "success", "outcome": "partial_pass"}, {"outcome": "partial_pass", "checks": MIXED}, "partial_pass"),
+    ({"status": "success", "outcome": "unverified"}, {"outcome": "unverified", "checks": []}, "unverified"),
+    ({"status": "success", "outcome": "unverified"}, None, "unverified"),
+    ({"status": "success", "outcome": "failed"}, {"outcome": "failed", "checks": FAIL}, "failed"),
+    # ... and corrected when they do not: no check behind a success claim makes it unverified
+    ({"status": "success", "outcome": "verified"}, None, "unverified"),
+    ({"status": "success", "outcome": "verified"}, {"outcome": "verified", "checks": []}, "unverified"),
+    ({"status": "success", "outcome": "partial_pass"}, {"checks": []}, "unverified"),
+    ({"status": "success", "outcome": "verified"}, {"outcome": "verified", "checks": MIXED}, "partial_pass"),
+    ({"status": "success", "outcome": "verified"}, {"outcome": "verified", "checks": FAIL}, "failed"),
+    ({"status": "success", "outcome": "unverified"}, {"checks": PASS}, "verified"),
+    ({"status": "success", "outcome": "verified"}, {"outcome": "failed", "checks": []}, "failed"),
+    # a failure anywhere is a failure
+    ({"status": "failed", "outcome": "verified"}, {"outcome": "verified", "checks": PASS}, "failed"),
     ({"status": "FAILED"}, None, "failed"),
     ({"status": "error"}, None, "failed"),
     ({"status": "timeout"}, None, "failed"),
     ({"status": "failure", "verification_status": "verified"}, None, "failed"),
     ({"status": "failed", "verification_status": "partial_pass"}, None, "failed"),
+    # version-1 results: the same rules over their words
+    ({"status": "success"}, None, "unverified"),
+    ({}, None, "unverified"),
+    ({"status": "success", "verification_status": "verified"}, None, "unverified"),
+    ({"status": "success", "verification_status": "pass"}, None, "unverified"),
+    ({"status": "success"}, {"status": "passed"}, "unverified"),
+    ({"status": "success"}, {"status": "pass", "checks": PASS}, "verified"),
+    ({"status": "success", "verification_status": "verified"}, {"status": "auto_pass", "checks": []}, "unverified"),
+    ({"status": "success", "verification_status": "verified"}, {"status": "skip", "checks": []}, "unverified"),
+    ({"status": "success", "verification_status": "partial_pass"}, None, "unverified"),
+    ({"status": "success", "verification_status": "partial_pass"}, {"status": "fail", "checks": MIXED},
+     "partial_pass"),
+    ({"status": "success"}, {"status": "partial_pass"}, "unverified"),
+    ({"status": "success", "verification_status": "failed"}, None, "failed"),
+    ({"status": "success"}, {"status": "failed"}, "failed"),
+    ({"status": "success"}, {"status": "timeout", "checks": []}, "failed"),
+    ({"status": "success", "verification_status": "execution_failed"}, None, "failed"),
+    ({"status": "success", "verification_status": "error"}, None, "failed"),
     ({"status": "success", "verification_status": "skipped"}, None, "unverified"),
 ]
 
 
 @pytest.mark.parametrize(("result", "report", "outcome"), OUTCOMES)
 def test_outcome_of(result: dict[str, Any], report: dict[str, Any] | None, outcome: str) -> None:
-    """A reported result is classified from its status and verification, never from the agent's say-so alone."""
-    assert T.outcome_of(result, report) == outcome
+    """The sidecar's outcome is recorded when its checks bear it out, corrected to what they show when not, and a
+    reported failure is never a success; version-1 words follow the same rules."""
+    typed = None if report is None else VerificationReport.model_validate(report)
+    assert T.outcome_of(TaskResult.model_validate(result), typed) == outcome
 
 
 # --- the timeout sweep decision (hub/sweeps.due_reclaims) ---------------------------------------------------------

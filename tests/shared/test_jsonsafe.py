@@ -195,5 +195,6 @@ def test_nan_cpu_percent_is_refused() -> None:
 def test_nul_in_free_text_and_free_form_values_is_kept() -> None:
     """NUL and control characters stay in free text and free-form values: they are stored escaped."""
     msg = P.decode_sidecar('{"type":"task_failed","task_id":"t","generation":1,"error":"bad\\u0000\\n",'
-                           '"result":{"out":"a\\u0000b"}}')
-    assert isinstance(msg, P.TaskFailed) and msg.error == "bad\x00\n" and msg.result == {"out": "a\x00b"}
+                           '"result":{"output":"a\\u0000b"}}')
+    assert isinstance(msg, P.TaskFailed) and msg.error == "bad\x00\n"
+    assert msg.result is not None and msg.result.output == "a\x00b"

@@ -14,8 +14,9 @@ import pytest
 from shared.fakes.anthropic_server import FakeAnthropicServer
 from shared.fakes.ollama_server import FakeOllamaServer
 from shared.fakes.script import TEST_HELLO_PY, Script, ScriptedCall, Turn, slow_script
+from shared.payloads import VerificationReport
 from shared.protocol import TaskAssign
-from sidecar.agent.agentic import AgenticConfig, ClaudeExecutor, OllamaExecutor, task_prompt, verification_status
+from sidecar.agent.agentic import AgenticConfig, ClaudeExecutor, OllamaExecutor, final_outcome, task_prompt
 from sidecar.agent.loop import TerminationReason
 from sidecar.agent.trajectory import load_trajectory, script_from_trajectory, trajectory_path
 from sidecar.sandbox.probe import probe_sandbox
@@ -88,11 +89,14 @@ async def test_ollama_executor_hello_world_is_verified(servers, sandbox, make_wo
     assert outcome.status == "success" and outcome.output.startswith("Created hello.py")
     assert (ws / "hello.py").read_text() == 'print("hello")\n' and (ws / "test_hello.py").read_text() == TEST_HELLO_PY
     d = outcome.details
-    assert d["verification_status"] == "verified" and d["verification_report"]["status"] == "pass"
-    assert d["verification_report"]["checks"][0]["target"] == "python3 test_hello.py"
+    assert d["outcome"] == "verified" and d["verification_report"].status == "pass"
+    assert d["verification_report"].outcome == "verified"
+    assert d["verification_report"].checks[0].target == "python3 test_hello.py"
     assert d["termination_reason"] == "completed" and d["iterations_used"] == 4
-    assert (d["model_used"], d["tokens_in"], d["tokens_out"], d["cost_usd"]) == (MODEL, 168, 28, 0.0)
-    assert d["equivalent_claude_cost_usd"] == pytest.approx(168 * 3e-6 + 28 * 15e-6)
+    usage = d["usage"]
+    assert (usage.model, usage.provider, usage.tokens_in, usage.tokens_out, usage.cost_usd) == (
+        MODEL, "ollama", 168, 28, 0.0)
+    assert usage.equivalent_cost_usd == pytest.approx(168 * 3e-6 + 28 * 15e-6)
     assert d["parse_stats"][MODEL]["native"] == 3 and len(d["verification_history"]) == 1
     assert (ws / d["trajectory_path"]).is_file()
     assert [e["tool_name"] for e in events.of("tool_call")] == ["write_file", "write_file", "run_command"]
@@ -107,9 +111,10 @@ async def test_claude_executor_hello_world_is_verified_and_priced(servers, sandb
     outcome = await executor.run(make_task(routing_decision={"target_type": "claude", "selected_model": "claude"}),
                                  ws, events)  # fmt: skip
     d = outcome.details
-    assert outcome.status == "success" and d["verification_status"] == "verified"
-    assert (d["model_used"], d["provider"], d["tokens_in"], d["tokens_out"]) == ("claude-sonnet-4-6", "claude", 168, 28)
-    assert d["cost_usd"] == pytest.approx(168 * 3 / 1e6 + 28 * 15 / 1e6)
+    usage = d["usage"]
+    assert outcome.status == "success" and d["outcome"] == "verified"
+    assert (usage.model, usage.provider, usage.tokens_in, usage.tokens_out) == ("claude-sonnet-4-6", "claude", 168, 28)
+    assert usage.cost_usd == pytest.approx(168 * 3 / 1e6 + 28 * 15 / 1e6)
     assert len(events.of("tool_call")) == 3 and (ws / "hello.py").exists()
     second = server.bodies("/v1/messages")[1]["messages"]
     assert second[-1]["content"][0]["type"] == "tool_result"
@@ -121,8 +126,8 @@ async def test_claude_executor_uses_a_routed_claude_model_and_its_price(servers,
     executor = ClaudeExecutor(sandbox, api_key="test-key", base_url=server.url, max_retries=0)
     outcome = await executor.run(make_task(routing_decision={"selected_model": "claude-opus-4-6"}), make_workspace(),
                                  RecordingSink())  # fmt: skip
-    assert outcome.details["model_used"] == "claude-opus-4-6"
-    assert outcome.details["cost_usd"] == pytest.approx(168 * 5 / 1e6 + 28 * 25 / 1e6)
+    assert outcome.details["usage"].model == "claude-opus-4-6"
+    assert outcome.details["usage"].cost_usd == pytest.approx(168 * 5 / 1e6 + 28 * 25 / 1e6)
     assert server.bodies("/v1/messages")[0]["model"] == "claude-opus-4-6"
 
 
@@ -143,9 +148,9 @@ async def test_failed_check_gets_a_corrective_turn_that_fixes_it(servers, sandbo
     ws = make_workspace()
     outcome = await ollama_executor(server, sandbox).run(make_task(max_verification_retries=1), ws, RecordingSink())
     d = outcome.details
-    assert d["verification_status"] == "verified" and d["verification_attempts"] == 2
-    assert [r["status"] for r in d["verification_history"]] == ["fail", "pass"]
-    assert [r["run_number"] for r in d["verification_history"]] == [1, 2]
+    assert d["outcome"] == "verified" and d["verification_attempts"] == 2
+    assert [r.outcome for r in d["verification_history"]] == ["failed", "verified"]
+    assert [r.run_number for r in d["verification_history"]] == [1, 2]
     retry = server.bodies("/api/chat")[3]["messages"][-1]
     assert retry["role"] == "user" and retry["content"].startswith("VERIFICATION RETRY 1/1")
     assert "FAIL: expected 'hello'" in retry["content"]
@@ -159,8 +164,8 @@ async def test_checks_still_failing_after_the_retries_give_partial_pass(servers,
         make_task(verification_steps=TWO_CHECKS, max_verification_retries=2), make_workspace(), RecordingSink()
     )
     d = outcome.details
-    assert outcome.status == "success" and d["verification_status"] == "partial_pass"
-    assert d["verification_attempts"] == 3 and d["verification_report"]["summary"]["passed"] == 1
+    assert outcome.status == "success" and d["outcome"] == "partial_pass"
+    assert d["verification_attempts"] == 3 and d["verification_report"].summary.passed == 1
 
 
 async def test_wall_clock_exit_keeps_partial_work_and_gives_partial_pass(servers, sandbox, make_workspace) -> None:
@@ -173,7 +178,7 @@ async def test_wall_clock_exit_keeps_partial_work_and_gives_partial_pass(servers
         RecordingSink(),
     )  # fmt: skip
     d = outcome.details
-    assert d["termination_reason"] == "wall_clock" and d["verification_status"] == "partial_pass"
+    assert d["termination_reason"] == "wall_clock" and d["outcome"] == "partial_pass"
     assert d["verification_attempts"] == 1  # no retry once the time is up
     assert (ws / "hello.py").exists() and outcome.status == "success"
 
@@ -185,7 +190,7 @@ async def test_token_budget_exit_keeps_partial_work_and_gives_partial_pass(serve
         make_task(verification_steps=TWO_CHECKS, metadata={"token_budget": 40}), ws, RecordingSink()
     )
     d = outcome.details
-    assert (d["termination_reason"], d["verification_status"], d["iterations_used"]) == (
+    assert (d["termination_reason"], d["outcome"], d["iterations_used"]) == (
         "token_budget",
         "partial_pass",
         1,
@@ -198,18 +203,19 @@ async def test_model_error_with_nothing_done_is_failed(servers, sandbox, make_wo
     server = await servers(FakeOllamaServer, "http_500")
     outcome = await ollama_executor(server, sandbox, max_retries=0).run(make_task(), make_workspace(), RecordingSink())
     assert outcome.status == "failed" and outcome.reason == "model_error"
-    assert outcome.details["verification_status"] == "failed" and "error parsing tool call" in outcome.error
-    assert outcome.details["verification_report"]["status"] == "fail"
+    assert outcome.details["outcome"] == "failed" and "error parsing tool call" in outcome.error
+    assert outcome.details["verification_report"].status == "fail"
 
 
 async def test_no_checks_and_no_work_is_failed_not_verified(servers, sandbox, make_workspace) -> None:
-    """auto_pass (no checks) only verifies a completed loop: three empty replies and no change is failed."""
+    """No checks is unverified only for a completed loop or changed work: three empty replies and no change fail."""
     script = Script(name="mute", turns=[Turn(failure="empty")] * 3)
     outcome = await ollama_executor(await servers(FakeOllamaServer, script), sandbox).run(
         make_task(verification_steps=[]), make_workspace(), RecordingSink()
     )
-    assert outcome.details["verification_report"]["status"] == "auto_pass"
-    assert (outcome.status, outcome.reason, outcome.details["verification_status"]) == (
+    report = outcome.details["verification_report"]
+    assert (report.outcome, report.checks, report.status) == ("unverified", [], None)
+    assert (outcome.status, outcome.reason, outcome.details["outcome"]) == (
         "failed",
         "format_errors",
         "failed",
@@ -219,11 +225,15 @@ async def test_no_checks_and_no_work_is_failed_not_verified(servers, sandbox, ma
 @pytest.mark.parametrize(
     ("report", "ending", "changed", "expected"),
     [
-        ({"status": "pass"}, TerminationReason.COMPLETED, True, "verified"),
-        ({"status": "pass"}, TerminationReason.TOKEN_BUDGET, True, "verified"),
-        ({"status": "auto_pass"}, TerminationReason.COMPLETED, False, "verified"),
-        ({"status": "skip"}, TerminationReason.WALL_CLOCK, True, "partial_pass"),
-        ({"status": "auto_pass"}, TerminationReason.MODEL_ERROR, False, "failed"),
+        ({"status": "pass", "checks": [{"status": "pass"}]}, TerminationReason.COMPLETED, True, "verified"),
+        ({"status": "pass", "checks": [{"status": "pass"}]}, TerminationReason.TOKEN_BUDGET, True, "verified"),
+        ({"outcome": "verified"}, TerminationReason.COMPLETED, True, "unverified"),
+        ({"outcome": "unverified"}, TerminationReason.COMPLETED, False, "unverified"),
+        ({"outcome": "unverified", "skipped": True}, TerminationReason.WALL_CLOCK, True, "unverified"),
+        ({"outcome": "unverified"}, TerminationReason.MODEL_ERROR, False, "failed"),
+        ({"status": "auto_pass"}, TerminationReason.COMPLETED, False, "unverified"),
+        ({"outcome": "failed", "checks": [{"name": "verification", "status": "timeout"}]},
+         TerminationReason.COMPLETED, True, "failed"),
         (
             {"status": "fail", "checks": [{"status": "pass"}, {"status": "fail"}]},
             TerminationReason.COMPLETED,
@@ -244,9 +254,10 @@ async def test_no_checks_and_no_work_is_failed_not_verified(servers, sandbox, ma
         ),
     ],
 )
-def test_verification_status_table(report: dict, ending: TerminationReason, changed: bool, expected: str) -> None:
-    """verified needs every check passing (or no checks and a completed loop); some passing is partial_pass."""
-    assert verification_status(report, ending, changed) == expected
+def test_final_outcome_table(report: dict, ending: TerminationReason, changed: bool, expected: str) -> None:
+    """verified needs every check passing, some passing is partial_pass; with no check the run is unverified when
+    the loop completed or changed the workspace, and failed when it stopped having done nothing."""
+    assert final_outcome(VerificationReport.model_validate(report), ending, changed) == expected
 
 
 async def test_trajectory_does_not_dirty_a_git_workspace(servers, sandbox, make_workspace) -> None:
@@ -259,7 +270,7 @@ async def test_trajectory_does_not_dirty_a_git_workspace(servers, sandbox, make_
     outcome = await ollama_executor(await servers(FakeOllamaServer, script), sandbox).run(
         make_task(verification_steps=[{"type": "git_clean", "target": ""}]), ws, RecordingSink()
     )
-    assert outcome.details["verification_status"] == "verified", outcome.details["verification_report"]
+    assert outcome.details["outcome"] == "verified", outcome.details["verification_report"]
     assert trajectory_path(ws).is_file()
 
 
@@ -281,7 +292,7 @@ async def test_replaying_a_trajectory_reproduces_the_same_tool_calls(
     )
     assert calls_of(second_ws) == calls_of(first_ws) and len(calls_of(first_ws)) == 3
     assert replay.details["parse_stats"] == first.details["parse_stats"]
-    assert replay.details["verification_status"] == first.details["verification_status"] == "verified"
+    assert replay.details["outcome"] == first.details["outcome"] == "verified"
 
 
 # --- wiring details --------------------------------------------------------------------------------------------------

@@ -114,7 +114,8 @@ class Sidecar:
         """
         self.link = RecordingLink()
         self.runner = self._runner()
-        hello = Identify(type="identify", agent_id=self.agent_id, token=self.token, client_type="sidecar")
+        hello = Identify(type="identify", agent_id=self.agent_id, token=self.token, client_type="sidecar",
+                         executors=sorted({"shell", *self.executors}))  # as sidecar.main says what its registry holds
         async with asyncio.TaskGroup() as tg:
             tasks = [
                 tg.create_task(self.runner.run()),
@@ -168,8 +169,9 @@ async def test_task_runs_verifies_and_is_acknowledged(hub, make_sidecar) -> None
         await wait_until(lambda: not sc.runner.state.outbox)
     task = await hub.task(tid)
     assert task["result"]["status"] == "success" and task["result"]["exit_code"] == 0
-    assert task["result"]["verification_status"] == "verified"
-    assert task["verification_report"]["status"] == "pass"
+    assert (task["outcome"], task["result"]["outcome"], task["result"]["verification_status"]) == ("verified",) * 3
+    assert task["verification_report"]["status"] == "pass" and task["verification_report"]["outcome"] == "verified"
+    assert task["verification_report"]["checks"][0]["name"] == "file_exists answer.txt"
     assert completed_events(task) == 1
     assert sc.sent_types()[:2] == ["task_accepted", "task_progress"]
     assert sc.runner.state.active is None
@@ -221,8 +223,37 @@ async def test_failed_command_is_reported_as_failed(hub, make_sidecar) -> None:
         await wait_tasks(hub, [tid], {"dead_letter"})
     task = await hub.task(tid)
     results = [m.result for m in sc.link.sent if isinstance(m, TaskComplete)]
-    assert results and results[0]["status"] == "failed" and results[0]["exit_code"] == 7
-    assert results[0]["verification_status"] == "execution_failed"
+    assert results and results[0].status == "failed" and results[0].exit_code == 7
+    assert (results[0].outcome, results[0].verification_status) == ("failed", "failed")
+    assert completed_events(task) == 0
+
+
+@pytest.mark.parametrize("fields", [{}, {"skip_verification": True, "verification_steps": [
+    {"type": "command_succeeds", "target": "false"}]}], ids=["no steps", "skipped"])  # fmt: skip
+async def test_a_task_without_checks_is_unverified_end_to_end(hub, make_sidecar, fields: dict[str, Any]) -> None:
+    """No verification steps (or skip_verification): the sidecar says unverified and the hub records unverified."""
+    sc = await make_sidecar()
+    async with sc.running():
+        tid = await submit_shell(hub, "echo hi", **fields)
+        await wait_tasks(hub, [tid], {"completed"})
+    task = await hub.task(tid)
+    report = task["verification_report"]
+    assert (task["outcome"], task["result"]["outcome"], report["outcome"]) == ("unverified",) * 3
+    assert (report["checks"], report.get("skipped", False)) == ([], bool(fields))
+
+
+async def test_verification_out_of_time_fails_the_attempt(hub, make_sidecar) -> None:
+    """A check still running at the verification time limit is a timeout: the outcome is failed, the attempt ends
+    as verification_failed (never a success)."""
+    sc = await make_sidecar()
+    async with sc.running():
+        tid = await submit_shell(hub, "echo hi", max_retries=1, verification_timeout_ms=1000,
+                                 verification_steps=[{"type": "command_succeeds", "target": "sleep 30"}])
+        await wait_tasks(hub, [tid], {"dead_letter"})
+    task = await hub.task(tid)
+    assert (task["dead_letter_reason"], task["outcome"]) == ("verification_failed", None)
+    assert task["verification_report"]["outcome"] == "failed"
+    assert [c["status"] for c in task["verification_report"]["checks"]] == ["timeout"]
     assert completed_events(task) == 0
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.runtime.verification import VerificationStep, corrective_prompt, run_verification
+from shared.payloads import VerificationReport
+from sidecar.runtime.verification import VerificationStep, corrective_prompt, run_verification, timed_out_report
 from tests.sidecar.conftest import searchable
 
 PASSING_TEST = "import unittest\n\nclass T(unittest.TestCase):\n    def test_ok(self):\n        self.assertTrue(True)\n"
@@ -39,7 +40,10 @@ def committed(ws: Path) -> Path:
 
 
 async def verify(steps: list, ws: Path, sandbox, **kwargs) -> dict:
-    return await run_verification(steps, ws, sandbox, **kwargs)
+    """The report as it goes on the wire (JSON), for the table assertions."""
+    report = await run_verification(steps, ws, sandbox, **kwargs)
+    assert isinstance(report, VerificationReport)
+    return report.model_dump(mode="json")
 
 
 # (step, workspace preparation, expected check status)
@@ -162,17 +166,48 @@ async def test_invalid_step_is_an_error_check(workspace: Path, sandbox) -> None:
     assert report["checks"][0]["output"] == "verification step 1: missing 'target'"
 
 
-async def test_no_steps_auto_pass(workspace: Path, sandbox) -> None:
-    """A task without verification steps auto-passes with an empty report."""
+async def test_no_steps_is_unverified(workspace: Path, sandbox) -> None:
+    """A task without verification steps gets an empty report whose outcome is unverified (no check ran)."""
     report = await verify([], workspace, sandbox)
-    assert report["status"] == "auto_pass" and report["checks"] == []
+    assert (report["outcome"], report["status"], report["checks"], report["skipped"]) == ("unverified", None, [], False)
     assert report["summary"] == {"total": 0, "passed": 0, "failed": 0, "errors": 0, "timed_out": 0}
 
 
-async def test_skip_runs_nothing(workspace: Path, sandbox) -> None:
-    """skip=True reports skip without running even a failing step."""
+async def test_skip_runs_nothing_and_is_unverified(workspace: Path, sandbox) -> None:
+    """skip=True runs not even a failing step; the report says skipped, its outcome unverified."""
     report = await verify([{"type": "command_succeeds", "target": "false"}], workspace, sandbox, skip=True)
-    assert report["status"] == "skip" and report["checks"] == []
+    assert (report["outcome"], report["checks"], report["skipped"]) == ("unverified", [], True)
+
+
+OUTCOME_CASES = [
+    ("every check passes", [{"type": "file_exists", "target": "src/app.py"},
+                            {"type": "command_succeeds", "target": "true"}], "verified", "pass"),
+    ("some pass", [{"type": "file_exists", "target": "src/app.py"},
+                   {"type": "file_exists", "target": "src/missing.py"}], "partial_pass", "fail"),
+    ("some pass, one errors", [{"type": "deploy_to_prod", "target": "x"},
+                               {"type": "file_exists", "target": "src"}], "partial_pass", "error"),
+    ("none passes", [{"type": "file_exists", "target": "src/missing.py"},
+                     {"type": "command_succeeds", "target": "exit 3"}], "failed", "fail"),
+    ("none can run", [{"type": "deploy_to_prod", "target": "x"}], "failed", "error"),
+    ("no steps", [], "unverified", None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "steps", "outcome", "status"), OUTCOME_CASES, ids=[c[0] for c in OUTCOME_CASES])
+async def test_the_report_decides_the_outcome(workspace: Path, sandbox, case: str, steps: list, outcome: str,
+                                              status: str | None) -> None:
+    """The report's outcome is what its checks show: verified, partial_pass, failed, or unverified with none."""
+    report = await run_verification(steps, workspace, sandbox)
+    assert (report.outcome, report.status, report.verdict()) == (outcome, status, outcome), report
+    assert [c.name for c in report.checks] == [f"{s['type']} {s['target']}" for s in steps]
+
+
+def test_a_run_stopped_at_its_limit_is_failed() -> None:
+    """A verification run stopped at its time limit reports one timed-out check: its outcome is failed."""
+    report = timed_out_report(2, 7.5)
+    assert (report.outcome, report.verdict(), report.status, report.run_number) == ("failed", "failed", "fail", 2)
+    assert [(c.name, c.status) for c in report.checks] == [("verification", "timeout")]
+    assert "7.5 s" in report.checks[0].output and report.timeout_ms == 7500
 
 
 async def test_long_output_is_capped(workspace: Path, sandbox) -> None:
@@ -210,8 +245,9 @@ async def test_corrective_prompt(workspace: Path, sandbox) -> None:
         {"type": "command_succeeds", "target": "seq 1 5000; exit 1", "description": "lint"},
         {"type": "file_exists", "target": "src/app.py"},
     ]
-    report = await verify(steps, workspace, sandbox)
+    report = await run_verification(steps, workspace, sandbox)
     prompt = corrective_prompt(report, "Add a CLI to app.py", 2, 3, "I added it. " + "done " * 1000)
+    assert "(status: partial_pass, 1 of 2 checks passed)" in prompt
     assert prompt.startswith("VERIFICATION RETRY 2/3\n")
     failed_part = prompt.split("Checks that did not pass")[1].split("Checks that passed")[0]
     assert "- command_succeeds `seq 1 5000; exit 1` (lint): FAIL" in failed_part
