@@ -48,7 +48,7 @@ class _DirectTransition(AsyncTransition):
     """``AsyncTransition`` that, when nothing is attached to it (no conditions, no callbacks on it, on its states
     or on the machine), just moves the model to ``dest``; anything attached takes the full path."""
 
-    async def execute(self, event_data: Any) -> bool:
+    async def execute(self, event_data: Any) -> bool:  # type: ignore[override]  # the library's async override
         machine = event_data.machine
         if (self.prepare or self.conditions or self.before or self.after or machine.before_state_change
                 or machine.after_state_change or machine.get_state(self.source).on_exit or not self.dest):
@@ -70,7 +70,7 @@ class AgentMachine(AsyncMachine):
 
     transition_cls = _DirectTransition
 
-    async def callbacks(self, funcs: Any, event_data: Any) -> None:
+    async def callbacks(self, funcs: Any, event_data: Any) -> None:  # type: ignore[override]  # as execute
         if funcs:
             await super().callbacks(funcs, event_data)
 

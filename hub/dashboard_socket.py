@@ -168,7 +168,8 @@ class Dashboard:
             return out
         if kind == "agent_event":
             return {k: event.get(k) for k in ("kind", "event", "agent_id", "timestamp")}
-        return DS.redact(event, 2000)  # kinds from later issues (hub FSM, goals, costs) pass through
+        passed: dict[str, Any] = DS.redact(event, 2000)  # kinds from later issues (hub FSM, goals, costs) pass through
+        return passed
 
     def execution_event(self, event: Event) -> None:
         progress = self.activity.observe(event)

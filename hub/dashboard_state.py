@@ -87,7 +87,8 @@ def task_detail(task: Task) -> dict[str, Any]:
 
 def timeline_entry(event: Mapping[str, Any], limit: int = 1000) -> dict[str, Any]:
     """An execution event for the page: large bodies dropped, strings clipped, secret-named keys masked."""
-    return redact({k: v for k, v in event.items() if k not in {"full", "messages", "kind"}}, limit)
+    entry: dict[str, Any] = redact({k: v for k, v in event.items() if k not in {"full", "messages", "kind"}}, limit)
+    return entry
 
 
 @dataclass

@@ -19,6 +19,7 @@ from hub.socket_counters import SocketCounters
 from hub.store import StoreError
 from hub.tasks import Task
 from hub.waiting import WaitingReasons
+from shared.payloads import RoutingDecision
 from shared.protocol import Message, TaskAssign, TaskCancelled, encode
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,8 @@ def assign_message(task: Task) -> TaskAssign:
         assigned_at=task.assigned_at or 0, metadata=task.metadata, repo=task.repo, branch=task.branch,
         file_hints=task.file_hints, success_criteria=task.success_criteria,
         verification_steps=task.verification_steps, complexity=task.complexity,
-        routing_decision=task.routing_decision, executor=task.executor,
+        routing_decision=RoutingDecision.model_validate(task.routing_decision) if task.routing_decision else None,
+        executor=task.executor,
         skip_verification=task.skip_verification, verification_timeout_ms=task.verification_timeout_ms,
         max_verification_retries=task.max_verification_retries,
     )

@@ -326,9 +326,9 @@ def install(app: FastAPI) -> None:
     settings = hub.settings
     limiter = RateLimiter(settings, settings.data_dir / OVERRIDES_FILE)
     app.state.rate_limiter = limiter
-    app.add_middleware(BodyLimit, hub=hub, max_bytes=settings.max_body_bytes,  # type: ignore[arg-type]
+    app.add_middleware(BodyLimit, hub=hub, max_bytes=settings.max_body_bytes,
                        batch_bytes=settings.max_batch_body_bytes)
-    app.add_middleware(RateLimit, hub=hub, limiter=limiter)  # type: ignore[arg-type]
+    app.add_middleware(RateLimit, hub=hub, limiter=limiter)
 
 
 def note_failed_auth(ws: WebSocket) -> None:

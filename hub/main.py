@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvloop  # faster event loop for the sockets (optional)
     except ImportError:
-        uvloop = None
+        uvloop = None  # type: ignore[assignment]
     try:
         return uvloop.run(serve(settings)) if uvloop is not None else asyncio.run(serve(settings))
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place

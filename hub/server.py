@@ -69,7 +69,6 @@ class HubServer:
             timeout_keep_alive=settings.keep_alive_timeout_s, backlog=min(2048, settings.max_connections),
         )
         self.server = uvicorn.Server(config)
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self.hub.on_fatal = self._fatal
         self._task: asyncio.Task[None] | None = None
         self._lock: DataLock | None = None

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+def ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
 @dataclass(frozen=True)
 class Reclaim:
     task_id: str
@@ -48,7 +52,6 @@ def due_reclaims(
 ) -> list[Reclaim]:
     """Which in-flight attempts have run out of time, and why."""
     out: list[Reclaim] = []
-    ms = lambda s: int(s * 1000)  # noqa: E731
     for task in in_flight:
         agent = connected.get(task.assigned_to or "")
         if agent is None:

@@ -136,7 +136,7 @@ def _uniform_ok(items: list[Any], kind: type, room: bool) -> bool:
     array would otherwise cost a Python step per item). False means: look one by one. ``room``: whether the
     items may still be containers (the array is above the depth limit)."""
     if kind is int:
-        return -MAX_INT <= min(items) and max(items) <= MAX_INT
+        return bool(-MAX_INT <= min(items) and max(items) <= MAX_INT)
     if kind is str:
         joined = "".join(items)  # lone surrogates stay lone when joined: Python never pairs them up
         if joined.isascii():

@@ -294,7 +294,8 @@ class ToolRegistry:
             return f"({rel} is empty)"
         if args.offset > total:
             raise ToolFailure("out_of_range", f"offset {args.offset} is past the end of {rel} ({total} lines)")
-        shown, used, end = [], 0, min(total, args.offset - 1 + args.limit)
+        shown: list[str] = []
+        used, end = 0, min(total, args.offset - 1 + args.limit)
         for number in range(args.offset, end + 1):
             line = f"{number:>6}\t{lines[number - 1]}"
             if shown and used + len(line) > OUTPUT_CAP_CHARS - 200:

@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from sidecar.host import pm2
 from sidecar.host.culture_names import NamesExhausted, pick_name
@@ -156,7 +157,14 @@ class _FileOnlySettings(SidecarSettings):
     """The sidecar's settings from the config alone: pm2 starts it without ``AGENTCOM_*`` variables."""
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls: Any, init_settings: Any, **_: Any) -> tuple[Any, ...]:
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings,)
 
 
