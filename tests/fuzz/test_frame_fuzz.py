@@ -18,7 +18,7 @@ from tests.fuzz.strategies import Raw, Slot, dumps, json_objects, json_values, n
 
 MODELS = (P.Identify, P.Ping, P.TaskAccepted, P.TaskProgress, P.TaskComplete, P.TaskFailed, P.TaskRejected,
           P.TaskRecovering, P.StateReport, P.ResourceReport, P.AgentRestarting)
-ALLOWED_CLOSES = {1000, 1008, 1009, 4000}
+ALLOWED_CLOSES = {1000, 1008, 1009, 4000, 4426}  # 4426: a protocol version this hub does not speak
 """Normal, policy (too many invalid frames, cooldown), frame too big, replaced by a newer connection."""
 
 # Frames mostly name the task the hub just assigned, at its generation (or one off), so that out-of-order reports

@@ -75,11 +75,11 @@ def test_route(case: str, t: Task, agent: tuple[frozenset[str] | None, tuple[str
 
 def test_decision_record_says_when_it_fell_back() -> None:
     """The stored routing decision names the target, the model, the reason and whether it is a fallback."""
-    record = routing_decision(task("complex"), ("qwen",), NOW, frozenset({"ollama"}))
-    assert record == {"effective_tier": "complex", "target_type": "ollama", "selected_model": "qwen",
-                      "classification_reason": "tier complex", "preferred_target": "claude", "fallback_used": True,
-                      "decided_at": NOW}
-    assert routing_decision(task("complex"), ("qwen",), NOW)["target_type"] == "claude"
+    record = routing_decision(task("complex"), ("qwen",), NOW, frozenset({"ollama"})).stored()
+    assert record == {"effective_tier": "complex", "target_type": "ollama", "provider": "ollama",
+                      "selected_model": "qwen", "classification_reason": "tier complex", "preferred_target": "claude",
+                      "fallback_used": True, "decided_at": NOW}
+    assert routing_decision(task("complex"), ("qwen",), NOW).stored()["target_type"] == "claude"
 
 
 def test_a_decision_is_never_larger_than_the_one_a_submission_is_checked_against() -> None:
@@ -90,10 +90,10 @@ def test_a_decision_is_never_larger_than_the_one_a_submission_is_checked_against
         for fields in ({}, {"metadata": {"model": worst}}, {"metadata": {"model": "claude-" + "x" * 249}},
                        {"executor": "ollama"}, {"metadata": {"shell_command": "true"}}):
             t = task(tier, **fields)
-            bound = len(json.dumps(routing_decision(t, (worst,), NOW)))
+            bound = len(json.dumps(routing_decision(t, (worst,), NOW).stored()))
             for executors in ("shell", "ollama", "claude", "shell ollama claude", "ollama claude"):
                 for models in ((), ("q",), (worst,)):
-                    sent = json.dumps(routing_decision(t, models, NOW, frozenset(executors.split())))
+                    sent = json.dumps(routing_decision(t, models, NOW, frozenset(executors.split())).stored())
                     assert len(sent) <= bound, (tier, fields, executors, models)
 
 

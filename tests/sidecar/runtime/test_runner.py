@@ -115,7 +115,8 @@ class Sidecar:
         self.link = RecordingLink()
         self.runner = self._runner()
         hello = Identify(type="identify", agent_id=self.agent_id, token=self.token, client_type="sidecar",
-                         executors=sorted({"shell", *self.executors}))  # as sidecar.main says what its registry holds
+                         executors=sorted({"shell", *self.executors}),  # as sidecar.main: what its registry holds
+                         models=[MODEL] if "ollama" in self.executors else [])
         async with asyncio.TaskGroup() as tg:
             tasks = [
                 tg.create_task(self.runner.run()),
