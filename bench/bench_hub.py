@@ -13,17 +13,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
-
-import multiprocessing
-from multiprocessing.connection import Connection
 
 import httpx
 import psutil

@@ -8,10 +8,9 @@ from typing import Any, TypeVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
-
-from pydantic import BaseModel, ValidationError
 
 from hub.auth import Principal, Role
 from hub.hub import Hub
@@ -75,7 +74,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if any(e.get("type") == "json_invalid" for e in exc.errors()):
             return JSONResponse({"error": "invalid_json", "detail": "the body is not valid JSON"}, status_code=400)
         hub_of(request).n_http_rejections += 1
-        return JSONResponse({"error": "validation_failed", "errors": errors_by_field(exc.errors(), skip_parts=_REQUEST_PARTS, clip=200)}, status_code=422)
+        errors = errors_by_field(exc.errors(), skip_parts=_REQUEST_PARTS, clip=200)
+        return JSONResponse({"error": "validation_failed", "errors": errors}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -14,7 +14,7 @@ the agent cannot run the task at all; the scheduler then looks at the next agent
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from hub.tasks import Task
 from shared.payloads import RoutingDecision

@@ -66,7 +66,9 @@ def due_reclaims(
             settings.state_report_timeout_s
         ):
             out.append(Reclaim(task.id, task.generation, EndReason.AGENT_LOST, "no state_report after reconnect"))
-        elif task.status is TaskStatus.ASSIGNED and now - (task.assigned_at or now) >= ms(settings.acceptance_timeout_s):
+        elif task.status is TaskStatus.ASSIGNED and (
+            now - (task.assigned_at or now) >= ms(settings.acceptance_timeout_s)
+        ):
             out.append(Reclaim(task.id, task.generation, EndReason.TIMEOUT, "not accepted in time"))
         else:
             limit = settings.stuck_working_after_s if task.status is TaskStatus.WORKING else settings.stuck_after_s

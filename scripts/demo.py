@@ -70,10 +70,10 @@ class Demo:
         raise RuntimeError(f"process did not print {marker!r}; see the logs in {self.root}")
 
     def stop_all(self) -> None:
-        for name, proc in reversed(self.procs):
+        for _name, proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for name, proc in reversed(self.procs):
+        for _name, proc in reversed(self.procs):
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:

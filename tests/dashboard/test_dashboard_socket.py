@@ -146,7 +146,7 @@ async def test_throughput_series_follows_task_events(hub, make_agent):
 
 
 def test_a_page_that_falls_behind_gets_a_fresh_snapshot_instead_of_a_backlog():
-    """An outbox over its byte budget is emptied and replaced by one snapshot marker: a slow page never slows the hub."""
+    """An outbox over its byte budget is emptied and replaced by one snapshot marker: a slow page never slows it."""
     from hub.auth import Principal, Role
     from hub.dashboard_socket import _SNAPSHOT, Client
 

@@ -132,8 +132,8 @@ async def test_hostile_fields_render_as_text_and_inject_nothing(hub, browser):
     output, reason, vstatus = hostile("output"), hostile("reason"), hostile("vstatus")
     await sim.send({"type": "task_complete", "task_id": done, "generation": gen, "tokens_used": 7,
                     "result": {"status": "success", "output": output, "reason": reason, "model": hostile("rmodel")},
-                    "verification_report": {"status": vstatus,
-                                            "checks": [{"name": hostile("check"), "status": "passed", "output": hostile("vout")}]},
+                    "verification_report": {"status": vstatus, "checks": [
+                        {"name": hostile("check"), "status": "passed", "output": hostile("vout")}]},
                     "verification_history": [{"report": hostile("vhist")}]})
     await wait_tasks(hub, [done], {"completed"})
 

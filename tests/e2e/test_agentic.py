@@ -75,7 +75,8 @@ async def test_hello_task_is_built_verified_and_streamed(fleet: Fleet, tmp_path:
     trajectory = (await fleet.http.get(f"/api/tasks/{task_id}/trajectory")).json()["events"]
     stored_calls = [e["event"]["tool_name"] for e in trajectory if e["kind"] == "tool_call"]
     assert stored_calls == ["write_file", "write_file", "run_command"]
-    live_calls = [e.get("tool_name") for e in seen if e.get("event_type") == "tool_call" and e.get("task_id") == task_id]
+    live_calls = [e.get("tool_name") for e in seen
+                  if e.get("event_type") == "tool_call" and e.get("task_id") == task_id]
     assert live_calls == stored_calls
     assert all(e.get("iteration") for e in seen if e.get("event_type") == "tool_call")
     parsed = (await fleet.http.get("/api/tasks/parse-stats")).json()["models"]["fake-coder:latest"]

@@ -81,7 +81,7 @@ async def test_disconnecting_agent_dead_letters_the_task(make_hub):
         sim = await sim_for(hub, "flaky", token, behaviour="delay", delay_s=60)
         await sim.wait_for(is_type("task_ack", status="accepted"))
         await sim.kill_connection()
-        await wait_until(hub, lambda: hub.hub.queue.tasks[tid].retry_count == attempt)
+        await wait_until(hub, lambda n=attempt: hub.hub.queue.tasks[tid].retry_count == n)
     task = await hub.task(tid)
     assert (task["status"], task["dead_letter_reason"]) == ("dead_letter", "agent_lost")
     assert events_of(hub, tid).count("assigned") == 3

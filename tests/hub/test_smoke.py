@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-
 from tests.conftest import wait_tasks
 
 
