@@ -12,7 +12,7 @@ import heapq
 import itertools
 import logging
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -499,7 +499,7 @@ class TaskQueue:
 
     # --- retention --------------------------------------------------------------------------------------------
 
-    async def prune(self, doomed: list[Task]) -> int:
+    async def prune(self, doomed: Sequence[Task]) -> int:
         """Forget finished tasks, in memory at once and on disk (with their trajectories) in one commit.
 
         Tasks that are no longer finished, or that a task which may still run depends on, are kept.

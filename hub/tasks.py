@@ -209,7 +209,7 @@ def _finite(value: Any) -> Any:
 
 _MAX_INT = 2**63 - 1  # what SQLite can bind (created_at, updated_at, priority are columns too)
 _REQUIRED = frozenset({"id", "description", "created_at", "updated_at", "status"})
-_NONE = type(None)
+_NONE: type = type(None)
 _INT_FIELDS = ("created_at", "updated_at", "priority", "max_retries", "retry_count", "generation",
                "max_verification_retries", "verification_timeout_ms", "complete_by", "assigned_at", "accepted_at",
                "completed_at", "tokens_used")
