@@ -80,8 +80,9 @@ class FuzzHub:
 
         async def serve() -> None:
             self._stop = asyncio.Event()
+            # No GC freezing: its collector hook is process-wide, and a hub replaced after dying may not remove it.
             settings = HubSettings(host="127.0.0.1", port=0, data_dir=self.root / f"hub-{uuid.uuid4().hex[:6]}",
-                                   **self.overrides)
+                                   **{"gc_freeze": False, **self.overrides})
             self.server = HubServer(settings)
             # A hub that dies stops at once: the request that killed it is answered (or cut) without the 5 s grace.
             self.server.server.config.timeout_graceful_shutdown = 0.2
