@@ -33,8 +33,14 @@ from shared.agent_sim import AgentSim, Received  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic", "--disable-dev-shm-usage",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
 ]
 PRIORITIES = ["urgent", "high", "normal", "normal", "low"]
 
@@ -50,13 +56,32 @@ async def run_round(sims: list[AgentSim], complete: bool, n_tools: int) -> None:
         rec: Received = sim.received[-1]
         await sim.send({"type": "task_accepted", "task_id": rec.task_id, "generation": rec.generation})
         for n in range(1, n_tools + 1):
-            await sim.send({"type": "task_progress", "task_id": rec.task_id, "generation": rec.generation,
-                            "execution_event": {"event_type": "tool_call", "tool_name": "read_file",
-                                                "args_summary": f"path=src/file{n}.py", "result_summary": "42 lines",
-                                                "duration_ms": 12, "iteration": n, "tokens_so_far": 400 * n}})
+            await sim.send(
+                {
+                    "type": "task_progress",
+                    "task_id": rec.task_id,
+                    "generation": rec.generation,
+                    "execution_event": {
+                        "event_type": "tool_call",
+                        "tool_name": "read_file",
+                        "args_summary": f"path=src/file{n}.py",
+                        "result_summary": "42 lines",
+                        "duration_ms": 12,
+                        "iteration": n,
+                        "tokens_so_far": 400 * n,
+                    },
+                }
+            )
         if complete:
-            await sim.send({"type": "task_complete", "task_id": rec.task_id, "generation": rec.generation,
-                            "result": {"status": "success", "output": "ok"}, "tokens_used": 1200})
+            await sim.send(
+                {
+                    "type": "task_complete",
+                    "task_id": rec.task_id,
+                    "generation": rec.generation,
+                    "result": {"status": "success", "output": "ok"},
+                    "tokens_used": 1200,
+                }
+            )
 
     await asyncio.gather(*(one(s) for s in sims))
 
@@ -78,8 +103,10 @@ async def populate(server: HubServer, http: httpx.AsyncClient, n_agents: int, n_
 
     sims = list(await asyncio.gather(*(connect(n) for n in range(n_agents))))
     now = hub.clock.now_ms()
-    bodies = [TaskSubmit(description=f"bench task {n}: refactor module {n % 37}", priority=PRIORITIES[n % 5])
-              for n in range(n_tasks)]
+    bodies = [
+        TaskSubmit(description=f"bench task {n}: refactor module {n % 37}", priority=PRIORITIES[n % 5])
+        for n in range(n_tasks)
+    ]
     await asyncio.gather(*(hub.queue.submit(b.to_task("bench", now)) for b in bodies))
     hub.fleet.scheduler.wake()
     await wait_for(lambda: all(s.received for s in sims))
@@ -118,8 +145,11 @@ async def measure_browser(server: HubServer, sims: list[AgentSim], n_agents: int
         page = await browser.new_page(viewport={"width": 1280, "height": 800})
         started = time.perf_counter()
         await page.goto(f"{server.url}/dashboard#token={server.hub.admin_token}")
-        await poll(page, f"document.querySelectorAll('#agents tr[data-agent-id]').length === {n_agents}"
-                         " && document.querySelectorAll('#tasks tr[data-task-id]').length > 0")
+        await poll(
+            page,
+            f"document.querySelectorAll('#agents tr[data-agent-id]').length === {n_agents}"
+            " && document.querySelectorAll('#tasks tr[data-task-id]').length > 0",
+        )
         visible_s = time.perf_counter() - started
         probe = await page.evaluate("window.agentcom.probe")
         snapshot_render_ms = probe["lastRenderMs"]
@@ -130,19 +160,31 @@ async def measure_browser(server: HubServer, sims: list[AgentSim], n_agents: int
         burst_s = time.perf_counter() - burst_started
         probe = await page.evaluate("window.agentcom.probe")
         await browser.close()
-    return {"visible_s": visible_s, "snapshot_render_ms": snapshot_render_ms, "burst_s": burst_s,
-            "max_render_ms": probe["maxRenderMs"], "batches": probe["batches"],
-            "execution_events": probe["executionEvents"]}
+    return {
+        "visible_s": visible_s,
+        "snapshot_render_ms": snapshot_render_ms,
+        "burst_s": burst_s,
+        "max_render_ms": probe["maxRenderMs"],
+        "batches": probe["batches"],
+        "execution_events": probe["executionEvents"],
+    }
 
 
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        settings = HubSettings(host="127.0.0.1", port=0, data_dir=Path(tmp), sqlite_synchronous="NORMAL",
-                               acceptance_timeout_s=600, presence_ttl_s=600)
+        settings = HubSettings(
+            host="127.0.0.1",
+            port=0,
+            data_dir=Path(tmp),
+            sqlite_synchronous="NORMAL",
+            acceptance_timeout_s=600,
+            presence_ttl_s=600,
+        )
         server = HubServer(settings)
         await server.start()
-        http = httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {server.hub.admin_token}"},
-                                 timeout=30)
+        http = httpx.AsyncClient(
+            base_url=server.url, headers={"Authorization": f"Bearer {server.hub.admin_token}"}, timeout=30
+        )
         sims: list[AgentSim] = []
         try:
             sims = await populate(server, http, args.agents, args.tasks)
@@ -161,8 +203,11 @@ async def main(args: argparse.Namespace) -> None:
                 assert r.status_code == 200, r.text
             socket_s = await measure_socket(server)
             rows = [
-                ("fleet", f"{args.agents} agents, {len(server.hub.queue.tasks)} tasks "
-                          f"({json.dumps(server.hub.queue.stats()['by_status'])})"),
+                (
+                    "fleet",
+                    f"{args.agents} agents, {len(server.hub.queue.tasks)} tasks "
+                    f"({json.dumps(server.hub.queue.stats()['by_status'])})",
+                ),
                 ("snapshot size", f"{len(encoded):,} bytes ({len(gzip.compress(encoded)):,} gzipped)"),
                 ("snapshot build (median of 30)", ms(statistics.median(builds))),
                 ("snapshot build (max of 30)", ms(max(builds))),

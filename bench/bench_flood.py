@@ -42,11 +42,18 @@ class HubProcess:
 
     def __init__(self, data_dir: Path) -> None:
         # The 300 KB tasks pushed at slow agents end cancelled: pruned at once, so "after" shows what sockets left.
-        env = {**os.environ, "AGENTCOM_ADMIN_TOKEN": ADMIN, "AGENTCOM_RETENTION_CANCELLED_MAX": "0",
-               "AGENTCOM_RETENTION_INTERVAL_S": "1"}
+        env = {
+            **os.environ,
+            "AGENTCOM_ADMIN_TOKEN": ADMIN,
+            "AGENTCOM_RETENTION_CANCELLED_MAX": "0",
+            "AGENTCOM_RETENTION_INTERVAL_S": "1",
+        }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hub", "--port", "0", "--data-dir", str(data_dir), "--log-level", "INFO"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         assert self.proc.stdout is not None and self.proc.stderr is not None
         line = self.proc.stdout.readline()
@@ -85,9 +92,14 @@ async def raw_ws(url: str, path: str) -> socket.socket:
     sock.setblocking(False)
     await loop.sock_connect(sock, (parts.hostname, parts.port))
     key = base64.b64encode(os.urandom(16)).decode()
-    await loop.sock_sendall(sock, (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                                   "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    await loop.sock_sendall(
+        sock,
+        (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode(),
+    )
     answer = b""
     while not answer.endswith(b"\r\n\r\n"):
         byte = await loop.sock_recv(sock, 1)
@@ -142,8 +154,15 @@ class Flood:
         sock = await raw_ws(self.hub.url, "/ws")
         self.sockets.append(sock)
         self.n_opened["slow agents"] += 1
-        await send_json(sock, {"protocol_version": PROTOCOL_VERSION, "type": "identify", "agent_id": agent_id,
-                               "token": await self.token(agent_id)})
+        await send_json(
+            sock,
+            {
+                "protocol_version": PROTOCOL_VERSION,
+                "type": "identify",
+                "agent_id": agent_id,
+                "token": await self.token(agent_id),
+            },
+        )
         while time.monotonic() < until:  # big frames it never reads: assigned, then cancelled (and pushed again)
             tid = await self.submit(assign_to=agent_id, metadata={"blob": BLOB}, max_retries=1)
             self.n_big += 1
@@ -189,8 +208,9 @@ class Flood:
         await sim.send({"type": "task_accepted", "task_id": tid, "generation": rec["generation"]})
         for n in range(40):
             event = {"event_type": "tool_call", **{f"k{i}": f"{n}-" + "y" * 990 for i in range(50)}}
-            await sim.send({"type": "task_progress", "task_id": tid, "generation": rec["generation"],
-                            "execution_event": event})
+            await sim.send(
+                {"type": "task_progress", "task_id": tid, "generation": rec["generation"], "execution_event": event}
+            )
         await sim.send({"type": "ping"})
         await sim.wait_for(lambda m: m.get("type") == "pong")
         return tid
@@ -241,18 +261,25 @@ def main() -> None:
     before, during = flood.latencies_ms["before"], flood.latencies_ms["during"]
     rows = [
         ("flood", f"{args.seconds:.0f} s"),
-        ("hub RSS before / peak / after (MiB)", f"{rss['rss_before']:.0f} / {rss['rss_peak']:.0f} / "
-                                                f"{rss['rss_after']:.0f}"),
-        ("sockets opened (slow agents, slow pages, unidentified)",
-         ", ".join(str(v) for v in flood.n_opened.values())),
-        ("dropped: send buffer full / send timeout",
-         f"{hub.counts['send buffer full']} / {hub.counts['send timeout']}"),
-        ("300 KB tasks pushed (cancelled, then pruned by retention)",
-         f"{flood.n_big} (~{flood.n_big * len(BLOB) / 2**20:.0f} MiB of metadata)"),
+        (
+            "hub RSS before / peak / after (MiB)",
+            f"{rss['rss_before']:.0f} / {rss['rss_peak']:.0f} / {rss['rss_after']:.0f}",
+        ),
+        ("sockets opened (slow agents, slow pages, unidentified)", ", ".join(str(v) for v in flood.n_opened.values())),
+        (
+            "dropped: send buffer full / send timeout",
+            f"{hub.counts['send buffer full']} / {hub.counts['send timeout']}",
+        ),
+        (
+            "300 KB tasks pushed (cancelled, then pruned by retention)",
+            f"{flood.n_big} (~{flood.n_big * len(BLOB) / 2**20:.0f} MiB of metadata)",
+        ),
         ("closed: no identify in time", str(hub.counts["no identify"])),
         ("healthy dispatch p50 / max before (ms)", f"{statistics.median(before):.1f} / {max(before):.1f}"),
-        ("healthy dispatch p50 / max during (ms)", f"{statistics.median(during):.1f} / {max(during):.1f}"
-                                                   f"  ({len(during)} tasks)"),
+        (
+            "healthy dispatch p50 / max during (ms)",
+            f"{statistics.median(during):.1f} / {max(during):.1f}  ({len(during)} tasks)",
+        ),
     ]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:

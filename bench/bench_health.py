@@ -53,18 +53,34 @@ def build_database(path: Path, n_tasks: int, n_queued: int) -> float:
             status = TaskStatus.QUEUED
         else:
             status = rng.choices([TaskStatus.COMPLETED, TaskStatus.DEAD_LETTER, TaskStatus.CANCELLED], [96, 3, 1])[0]
-        task = Task(id=f"task-{n:016x}", description=f"stored task {n}: refactor module {n % 97}", created_at=created,
-                    updated_at=created + 1000, status=status, priority=n % 4,
-                    metadata={"repo": "example", "n": n},
-                    needed_capabilities=["nobody-has-this"] if status is TaskStatus.QUEUED else [])
+        task = Task(
+            id=f"task-{n:016x}",
+            description=f"stored task {n}: refactor module {n % 97}",
+            created_at=created,
+            updated_at=created + 1000,
+            status=status,
+            priority=n % 4,
+            metadata={"repo": "example", "n": n},
+            needed_capabilities=["nobody-has-this"] if status is TaskStatus.QUEUED else [],
+        )
         if status is TaskStatus.COMPLETED:
             task.outcome, task.completed_at, task.assigned_to = "verified", created + 1000, f"agent-{n % 10}"
             task.result = {"status": "success", "output": "ok"}
         elif status is TaskStatus.DEAD_LETTER:
             task.dead_letter_reason, task.retry_count = "agent_error", 3
         task.history = [{"event": "queued", "timestamp": created, "details": {"note": "submitted"}}]
-        rows.append((task.id, str(task.status), task.priority, task.created_at, task.updated_at, task.assigned_to,
-                     task.goal_id, task.to_json()))
+        rows.append(
+            (
+                task.id,
+                str(task.status),
+                task.priority,
+                task.created_at,
+                task.updated_at,
+                task.assigned_to,
+                task.goal_id,
+                task.to_json(),
+            )
+        )
     with sqlite3.connect(path) as db:
         db.executemany(UPSERT_TASK, rows)
     return time.perf_counter() - started
@@ -75,7 +91,10 @@ class HubProcess:
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hub", "--port", "0", "--data-dir", str(data_dir), "--log-level", "WARNING"],
-            env={**os.environ, "AGENTCOM_ADMIN_TOKEN": ADMIN, **env}, stdout=subprocess.PIPE, text=True)
+            env={**os.environ, "AGENTCOM_ADMIN_TOKEN": ADMIN, **env},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if "url=" not in line:
@@ -134,8 +153,14 @@ async def time_requests(url: str, path: str, n: int) -> dict[str, Any]:
         client.close()
     samples = samples[5:]  # warm-up excluded
     q = statistics.quantiles(samples, n=100)
-    return {"path": path, "p50_ms": statistics.median(samples), "p95_ms": q[94], "p99_ms": q[98],
-            "max_ms": max(samples), "bytes": size}
+    return {
+        "path": path,
+        "p50_ms": statistics.median(samples),
+        "p95_ms": q[94],
+        "p99_ms": q[98],
+        "max_ms": max(samples),
+        "bytes": size,
+    }
 
 
 async def wait_pruned(url: str, target: int, timeout_s: float) -> tuple[float, list[float]]:
@@ -178,20 +203,33 @@ def main() -> None:
         pristine = Path(tmp) / "pristine.db"
         if args.prune:
             shutil.copy(data_dir / "agentcom.db", pristine)
-        keep_all = {f"AGENTCOM_RETENTION_{k}_MAX": str(10 * args.tasks) for k in ("COMPLETED", "DEAD_LETTER",
-                                                                                    "CANCELLED")}
+        keep_all = {
+            f"AGENTCOM_RETENTION_{k}_MAX": str(10 * args.tasks) for k in ("COMPLETED", "DEAD_LETTER", "CANCELLED")
+        }
         hub = HubProcess(data_dir, keep_all)
         try:
-            results = [asyncio.run(time_requests(hub.url, path, args.requests))
-                       for path in ("/health", "/api/dashboard/state", "/api/tasks?limit=100")]
+            results = [
+                asyncio.run(time_requests(hub.url, path, args.requests))
+                for path in ("/health", "/api/dashboard/state", "/api/tasks?limit=100")
+            ]
         finally:
             hub.stop()
-        print(f"\nAgentCom hub with {args.tasks:,} stored tasks ({args.queued} queued); database written in "
-              f"{build_s:.1f} s; hub start-up (load every task, then accept) {hub.start_s * 1000:,.0f} ms")
+        print(
+            f"\nAgentCom hub with {args.tasks:,} stored tasks ({args.queued} queued); database written in "
+            f"{build_s:.1f} s; hub start-up (load every task, then accept) {hub.start_s * 1000:,.0f} ms"
+        )
         rows = [["endpoint", "p50 ms", "p95 ms", "p99 ms", "max ms", "bytes"]]
         for r in results:
-            rows.append([r["path"], f"{r['p50_ms']:.2f}", f"{r['p95_ms']:.2f}", f"{r['p99_ms']:.2f}",
-                         f"{r['max_ms']:.2f}", f"{r['bytes']:,}"])
+            rows.append(
+                [
+                    r["path"],
+                    f"{r['p50_ms']:.2f}",
+                    f"{r['p95_ms']:.2f}",
+                    f"{r['p99_ms']:.2f}",
+                    f"{r['max_ms']:.2f}",
+                    f"{r['bytes']:,}",
+                ]
+            )
         print(f"{args.requests} sequential keep-alive requests per endpoint, admin token:")
         print(table(rows))
         if args.prune:
@@ -206,9 +244,11 @@ def main() -> None:
                 took, health = asyncio.run(wait_pruned(hub.url, target, 600))
             finally:
                 hub.stop()
-            print(f"\ndefault retention (10,000 kept per finished status): start-up {hub.start_s * 1000:,.0f} ms, "
-                  f"pruned {args.tasks - target:,} tasks (rows and trajectories) in {took:.1f} s; /health meanwhile "
-                  f"p50 {statistics.median(health):.2f} ms, max {max(health):.2f} ms over {len(health)} requests")
+            print(
+                f"\ndefault retention (10,000 kept per finished status): start-up {hub.start_s * 1000:,.0f} ms, "
+                f"pruned {args.tasks - target:,} tasks (rows and trajectories) in {took:.1f} s; /health meanwhile "
+                f"p50 {statistics.median(health):.2f} ms, max {max(health):.2f} ms over {len(health)} requests"
+            )
 
 
 if __name__ == "__main__":

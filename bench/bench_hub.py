@@ -33,11 +33,17 @@ ADMIN = "bench-admin-token"
 
 class HubProcess:
     def __init__(self, data_dir: Path, synchronous: str = "FULL") -> None:
-        env = {**os.environ, "AGENTCOM_ADMIN_TOKEN": ADMIN, "AGENTCOM_SQLITE_SYNCHRONOUS": synchronous,
-               "AGENTCOM_PRESENCE_TTL_S": "600"}
+        env = {
+            **os.environ,
+            "AGENTCOM_ADMIN_TOKEN": ADMIN,
+            "AGENTCOM_SQLITE_SYNCHRONOUS": synchronous,
+            "AGENTCOM_PRESENCE_TTL_S": "600",
+        }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hub", "--port", "0", "--data-dir", str(data_dir), "--log-level", "WARNING"],
-            env=env, stdout=subprocess.PIPE, text=True,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -66,8 +72,9 @@ class Agent:
 
     async def connect(self) -> None:
         self.ws = await websockets.connect(self.ws_url, compression=None, max_size=2**22)
-        await self.ws.send(json.dumps({"type": "identify", "agent_id": self.agent_id, "token": self.token,
-                                       "capabilities": []}))
+        await self.ws.send(
+            json.dumps({"type": "identify", "agent_id": self.agent_id, "token": self.token, "capabilities": []})
+        )
         reply = json.loads(await self.ws.recv())
         assert reply["type"] == "identified", reply
 
@@ -79,10 +86,17 @@ class Agent:
                     continue
                 self.bench.assigned_at[msg["task_id"]] = time.perf_counter()
                 gen = msg["generation"]
-                await self.ws.send(json.dumps({"type": "task_accepted", "task_id": msg["task_id"],
-                                               "generation": gen}))
-                await self.ws.send(json.dumps({"type": "task_complete", "task_id": msg["task_id"],
-                                               "generation": gen, "result": {"status": "success"}}))
+                await self.ws.send(json.dumps({"type": "task_accepted", "task_id": msg["task_id"], "generation": gen}))
+                await self.ws.send(
+                    json.dumps(
+                        {
+                            "type": "task_complete",
+                            "task_id": msg["task_id"],
+                            "generation": gen,
+                            "result": {"status": "success"},
+                        }
+                    )
+                )
                 self.bench.completed += 1
                 if self.bench.completed >= self.bench.target:
                     self.bench.done.set()
@@ -109,7 +123,8 @@ class RawHttp:
         body = json.dumps(payload).encode()
         writer.write(
             f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {ADMIN}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
         )
         status = int((await reader.readline()).split()[1])
         length = 0
@@ -132,8 +147,12 @@ class RawHttp:
 class Bench:
     def __init__(self, hub: HubProcess) -> None:
         self.hub = hub
-        self.http = httpx.AsyncClient(base_url=hub.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30,
-                                      limits=httpx.Limits(max_connections=16))
+        self.http = httpx.AsyncClient(
+            base_url=hub.url,
+            headers={"Authorization": f"Bearer {ADMIN}"},
+            timeout=30,
+            limits=httpx.Limits(max_connections=16),
+        )
         self.raw = RawHttp(hub.url, size=16)
         self.assigned_at: dict[str, float] = {}
         self.completed = 0
@@ -254,8 +273,14 @@ async def throughput(hub: HubProcess, n_agents: int, n_tasks: int, concurrency: 
         await bench.aclose()
     if completed < n_tasks:
         raise RuntimeError(f"only {completed} of {n_tasks} tasks completed")
-    return {"agents": n_agents, "tasks": n_tasks, "batch": batch, "tasks_per_s": n_tasks / elapsed,
-            "submit_per_s": n_tasks / (submitted - start), "elapsed_s": elapsed}
+    return {
+        "agents": n_agents,
+        "tasks": n_tasks,
+        "batch": batch,
+        "tasks_per_s": n_tasks / elapsed,
+        "submit_per_s": n_tasks / (submitted - start),
+        "elapsed_s": elapsed,
+    }
 
 
 async def latency(hub: HubProcess, n_agents: int, n_samples: int) -> dict[str, Any]:
@@ -321,8 +346,16 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 for key, batch in (("throughput", 1), ("throughput_batch", args.batch)):
                     runs = [await throughput(hub, n, args.tasks, args.concurrency, batch) for _ in range(args.repeats)]
                     rates = [r["tasks_per_s"] for r in runs]
-                    results[key].append({"agents": n, "batch": batch, "tasks_per_s": statistics.median(rates),
-                                         "min": min(rates), "max": max(rates), "runs": runs})
+                    results[key].append(
+                        {
+                            "agents": n,
+                            "batch": batch,
+                            "tasks_per_s": statistics.median(rates),
+                            "min": min(rates),
+                            "max": max(rates),
+                            "runs": runs,
+                        }
+                    )
                 results["latency"].append(await latency(hub, n, args.samples))
             finally:
                 hub.stop()
@@ -348,17 +381,28 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     res = asyncio.run(main_async(args))
-    rows = [["agents", "tasks/s (1 POST/task)", f"tasks/s (batch {args.batch})", "dispatch p50 ms", "p95 ms",
-             "p99 ms"]]
+    rows = [["agents", "tasks/s (1 POST/task)", f"tasks/s (batch {args.batch})", "dispatch p50 ms", "p95 ms", "p99 ms"]]
     for tp, tb, lat in zip(res["throughput"], res["throughput_batch"], res["latency"], strict=True):
-        rows.append([str(tp["agents"]), rate(tp), rate(tb),
-                     f"{lat['p50_ms']:.2f}", f"{lat['p95_ms']:.2f}", f"{lat['p99_ms']:.2f}"])
-    print(f"\nAgentCom hub, SQLite synchronous={args.synchronous}, {args.tasks} no-op tasks per run, "
-          f"throughput median (min-max) of {args.repeats} runs")
+        rows.append(
+            [
+                str(tp["agents"]),
+                rate(tp),
+                rate(tb),
+                f"{lat['p50_ms']:.2f}",
+                f"{lat['p95_ms']:.2f}",
+                f"{lat['p99_ms']:.2f}",
+            ]
+        )
+    print(
+        f"\nAgentCom hub, SQLite synchronous={args.synchronous}, {args.tasks} no-op tasks per run, "
+        f"throughput median (min-max) of {args.repeats} runs"
+    )
     print(table(rows))
     rss = res["rss"]
-    print(f"\nhub RSS with {rss['agents']} agents heartbeating: {rss['rss_mb']:.1f} MiB "
-          f"(idle hub {rss['rss_before_mb']:.1f} MiB)")
+    print(
+        f"\nhub RSS with {rss['agents']} agents heartbeating: {rss['rss_mb']:.1f} MiB "
+        f"(idle hub {rss['rss_before_mb']:.1f} MiB)"
+    )
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
 

@@ -52,11 +52,32 @@ class ProfiledHub(HubProcess):
     """A hub process whose event loop's thread runs under cProfile, writing ``profile`` when it stops."""
 
     def __init__(self, data_dir: Path, synchronous: str, profile: Path) -> None:
-        env = {**os.environ, "AGENTCOM_ADMIN_TOKEN": ADMIN, "AGENTCOM_SQLITE_SYNCHRONOUS": synchronous,
-               "AGENTCOM_PRESENCE_TTL_S": "600"}
+        env = {
+            **os.environ,
+            "AGENTCOM_ADMIN_TOKEN": ADMIN,
+            "AGENTCOM_SQLITE_SYNCHRONOUS": synchronous,
+            "AGENTCOM_PRESENCE_TTL_S": "600",
+        }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "hub", "--port", "0", "--data-dir",
-             str(data_dir), "--log-level", "WARNING"], env=env, stdout=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "cProfile",
+                "-o",
+                str(profile),
+                "-m",
+                "hub",
+                "--port",
+                "0",
+                "--data-dir",
+                str(data_dir),
+                "--log-level",
+                "WARNING",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if "url=" not in line:
@@ -83,10 +104,14 @@ class Run:
     def row(self) -> dict[str, Any]:
         from_start = sorted((s.done - self.t0) * 1000 for s in self.samples)
         on_wire = sorted((s.done - s.started) * 1000 for s in self.samples)
-        return {"name": self.name, "count": len(self.samples),
-                "statuses": dict(sorted(Counter(s.status for s in self.samples).items())),
-                "from_start_ms": quantiles(from_start), "on_wire_ms": quantiles(on_wire),
-                "per_s": len(self.samples) / (self.end - self.t0)}
+        return {
+            "name": self.name,
+            "count": len(self.samples),
+            "statuses": dict(sorted(Counter(s.status for s in self.samples).items())),
+            "from_start_ms": quantiles(from_start),
+            "on_wire_ms": quantiles(on_wire),
+            "per_s": len(self.samples) / (self.end - self.t0),
+        }
 
 
 def quantiles(values: list[float]) -> dict[str, float]:
@@ -142,8 +167,12 @@ class HttpxPool:
 
     async def open(self, n: int) -> None:
         await self.http.aclose()
-        self.http = httpx.AsyncClient(base_url=self.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=120,
-                                      limits=httpx.Limits(max_connections=n, max_keepalive_connections=n))
+        self.http = httpx.AsyncClient(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {ADMIN}"},
+            timeout=120,
+            limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
+        )
         await asyncio.gather(*(self.http.get("/health") for _ in range(n)))  # open them all
 
     async def request(self, method: str, path: str, body: bytes | None) -> Sample:
@@ -171,12 +200,10 @@ def cpu_s(pid: int) -> float:
     return float(times.user + times.system)
 
 
-async def burst(hub: HubProcess, pool: Pool, name: str, n: int, method: str, path: str, body: bool
-                ) -> dict[str, Any]:
+async def burst(hub: HubProcess, pool: Pool, name: str, n: int, method: str, path: str, body: bool) -> dict[str, Any]:
     cpu = cpu_s(hub.proc.pid), cpu_s(os.getpid())
     run = Run(name, time.perf_counter())
-    run.samples = await asyncio.gather(*(pool.request(method, path, task_body(i) if body else None)
-                                         for i in range(n)))
+    run.samples = await asyncio.gather(*(pool.request(method, path, task_body(i) if body else None) for i in range(n)))
     run.end = time.perf_counter()
     return {**run.row(), "hub_cpu_s": cpu_s(hub.proc.pid) - cpu[0], "client_cpu_s": cpu_s(os.getpid()) - cpu[1]}
 
@@ -240,8 +267,11 @@ async def drained(http: httpx.AsyncClient, timeout_s: float) -> float:
 
 
 async def measure(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
-    hub = ProfiledHub(data_dir, args.synchronous, args.profile) if args.profile else HubProcess(data_dir,
-                                                                                                args.synchronous)
+    hub = (
+        ProfiledHub(data_dir, args.synchronous, args.profile)
+        if args.profile
+        else HubProcess(data_dir, args.synchronous)
+    )
     http = httpx.AsyncClient(base_url=hub.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60)
     agents: AgentsProcess | None = None
     pool: Pool = RawPool(hub.url) if args.client == "raw" else HttpxPool(hub.url)
@@ -257,13 +287,14 @@ async def measure(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         await pool.open(args.connections)
         await single.open(1)
         n, c = args.requests, args.connections
-        out["runs"].append(await burst(hub, pool, f"GET /nowhere (404), {n} at once, {c} conns", n, "GET",
-                                       "/nowhere", False))
-        out["runs"].append(await burst(hub, pool, f"GET /health, {n} at once, {c} conns", n, "GET", "/health",
-                                       False))
+        out["runs"].append(
+            await burst(hub, pool, f"GET /nowhere (404), {n} at once, {c} conns", n, "GET", "/nowhere", False)
+        )
+        out["runs"].append(await burst(hub, pool, f"GET /health, {n} at once, {c} conns", n, "GET", "/health", False))
         out["rss_before_mb"] = hub.rss_mb()
-        out["runs"].append(await burst(hub, pool, f"POST /api/tasks, {n} at once, {c} conns", n, "POST",
-                                       "/api/tasks", True))
+        out["runs"].append(
+            await burst(hub, pool, f"POST /api/tasks, {n} at once, {c} conns", n, "POST", "/api/tasks", True)
+        )
         out["rss_after_mb"] = hub.rss_mb()
         if agents is not None:
             out["drain_s"] = await drained(http, 120)
@@ -283,8 +314,24 @@ async def measure(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
 
 def print_table(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
     """One row per run kind: each figure is the median over the repeats (req/s also with its min-max)."""
-    rows = [["run", "count", "statuses", "from start p50 ms", "p95", "p99", "max", "on the wire p50 ms", "p95",
-             "p99", "max", "req/s", "hub CPU s", "client CPU s"]]
+    rows = [
+        [
+            "run",
+            "count",
+            "statuses",
+            "from start p50 ms",
+            "p95",
+            "p99",
+            "max",
+            "on the wire p50 ms",
+            "p95",
+            "p99",
+            "max",
+            "req/s",
+            "hub CPU s",
+            "client CPU s",
+        ]
+    ]
     for i, first in enumerate(results[0]["runs"]):
         runs = [res["runs"][i] for res in results]
 
@@ -295,22 +342,31 @@ def print_table(args: argparse.Namespace, results: list[dict[str, Any]]) -> None
         statuses: Counter[int] = Counter()
         for r in runs:
             statuses.update(r["statuses"])
-        rate = f"{statistics.median(rates):,.0f}" + (f" ({min(rates):,.0f}-{max(rates):,.0f})" if len(runs) > 1
-                                                     else "")
-        rows.append([first["name"], str(sum(r["count"] for r in runs)),
-                     " ".join(f"{k or 'error'}:{v}" for k, v in sorted(statuses.items())),
-                     *(f"{med('from_start_ms', q):,.1f}" for q in ("p50", "p95", "p99", "max")),
-                     *(f"{med('on_wire_ms', q):,.1f}" for q in ("p50", "p95", "p99", "max")), rate,
-                     f"{statistics.median(r['hub_cpu_s'] for r in runs):.2f}",
-                     f"{statistics.median(r['client_cpu_s'] for r in runs):.2f}"])
-    print(f"\nAgentCom hub, SQLite synchronous={args.synchronous}, {args.agents} simulated agents draining, "
-          f"client {args.client}, median of {len(results)} run(s) on fresh hubs")
+        rate = f"{statistics.median(rates):,.0f}" + (f" ({min(rates):,.0f}-{max(rates):,.0f})" if len(runs) > 1 else "")
+        rows.append(
+            [
+                first["name"],
+                str(sum(r["count"] for r in runs)),
+                " ".join(f"{k or 'error'}:{v}" for k, v in sorted(statuses.items())),
+                *(f"{med('from_start_ms', q):,.1f}" for q in ("p50", "p95", "p99", "max")),
+                *(f"{med('on_wire_ms', q):,.1f}" for q in ("p50", "p95", "p99", "max")),
+                rate,
+                f"{statistics.median(r['hub_cpu_s'] for r in runs):.2f}",
+                f"{statistics.median(r['client_cpu_s'] for r in runs):.2f}",
+            ]
+        )
+    print(
+        f"\nAgentCom hub, SQLite synchronous={args.synchronous}, {args.agents} simulated agents draining, "
+        f"client {args.client}, median of {len(results)} run(s) on fresh hubs"
+    )
     print(table(rows))
     for res in results:
         store = res["health"]["store"]
         extra = f", drained {res['drain_s']:.2f} s after the burst" if "drain_s" in res else ""
-        print(f"hub: {store['commits']} commits for {store['writes']} writes (max {store['commit_ms_max']} ms), "
-              f"RSS {res['rss_before_mb']:.0f} -> {res['rss_after_mb']:.0f} MiB over the burst{extra}")
+        print(
+            f"hub: {store['commits']} commits for {store['writes']} writes (max {store['commit_ms_max']} ms), "
+            f"RSS {res['rss_before_mb']:.0f} -> {res['rss_after_mb']:.0f} MiB over the burst{extra}"
+        )
 
 
 async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -327,8 +383,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="runs, each on a fresh hub")
     parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--profile", type=Path, help="run the hub under cProfile and write its stats here "
-                        "(read them with: python -m pstats FILE)")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="run the hub under cProfile and write its stats here (read them with: python -m pstats FILE)",
+    )
     args = parser.parse_args()
     results = asyncio.run(main_async(args))
     print_table(args, results)

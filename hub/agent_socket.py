@@ -57,8 +57,9 @@ class AgentSession:
             await previous  # replies leave in the order the frames came in
         await self.conn.send(P.encode(message))
 
-    async def handle_in_order(self, text: str, previous: asyncio.Future[None] | None,
-                              done: asyncio.Future[None]) -> None:
+    async def handle_in_order(
+        self, text: str, previous: asyncio.Future[None] | None, done: asyncio.Future[None]
+    ) -> None:
         """Handle one frame concurrently with its neighbours (their commits coalesce) but reply in order."""
         _previous_frame.set(previous)
         try:
@@ -127,9 +128,15 @@ class AgentSession:
             return True
         now = hub.clock.now_ms()
         agent = Agent(
-            agent_id=msg.agent_id, connected_at=now, name=msg.name, capabilities=frozenset(msg.capabilities),
-            models=tuple(msg.models), sandbox_level=msg.sandbox_level, client_type=msg.client_type,
-            ollama_url=msg.ollama_url, sender=self.conn,
+            agent_id=msg.agent_id,
+            connected_at=now,
+            name=msg.name,
+            capabilities=frozenset(msg.capabilities),
+            models=tuple(msg.models),
+            sandbox_level=msg.sandbox_level,
+            client_type=msg.client_type,
+            ollama_url=msg.ollama_url,
+            sender=self.conn,
             executors=executors_of(msg.executors, msg.client_type, msg.capabilities, msg.ollama_url),
         )
         old = await hub.fleet.connect(agent)
@@ -140,8 +147,12 @@ class AgentSession:
         if old is not None and old.sender is not None:
             await old.sender.close(4000, "replaced by a newer connection")  # only asks: never waits on the old peer
         await self.reply(P.Identified(agent_id=msg.agent_id))
-        logger.info("agent identified agent_id=%s caps=%s sandbox=%s", agent.agent_id, sorted(agent.capabilities),
-                    agent.sandbox_level)
+        logger.info(
+            "agent identified agent_id=%s caps=%s sandbox=%s",
+            agent.agent_id,
+            sorted(agent.capabilities),
+            agent.sandbox_level,
+        )
         hub.fleet.scheduler.wake()
         return True
 
@@ -168,9 +179,13 @@ class AgentSession:
 
     async def on_task_progress(self, agent: Agent, msg: P.TaskProgress) -> None:
         task = self.hub.queue.tasks.get(msg.task_id)
-        if task is None or task.assigned_to != agent.agent_id or self.hub.agents.get(agent.agent_id) is not agent or (
-            task.status not in (TaskStatus.ASSIGNED, TaskStatus.WORKING)
-        ) or (msg.generation is not None and msg.generation != task.generation):
+        if (
+            task is None
+            or task.assigned_to != agent.agent_id
+            or self.hub.agents.get(agent.agent_id) is not agent
+            or (task.status not in (TaskStatus.ASSIGNED, TaskStatus.WORKING))
+            or (msg.generation is not None and msg.generation != task.generation)
+        ):
             self.hub.trajectory.n_refused += 1
             return  # progress for a task this connection does not hold now (or from a replaced socket): dropped
         self.hub.queue.touch(msg.task_id)
@@ -180,9 +195,15 @@ class AgentSession:
     async def on_task_complete(self, agent: Agent, msg: P.TaskComplete) -> None:
         try:
             ack = await self.hub.queue.complete(
-                msg.task_id, agent.agent_id, msg.generation, msg.result, tokens_used=msg.tokens_used,
-                usage=msg.reported_usage, verification_report=msg.verification_report,
-                verification_history=msg.verification_history, on_applied=self._freer(agent, msg.task_id),
+                msg.task_id,
+                agent.agent_id,
+                msg.generation,
+                msg.result,
+                tokens_used=msg.tokens_used,
+                usage=msg.reported_usage,
+                verification_report=msg.verification_report,
+                verification_history=msg.verification_history,
+                on_applied=self._freer(agent, msg.task_id),
             )
         except (TransitionError, TaskNotFound) as exc:
             await self._refused("task_complete_failed", msg.task_id, exc)
@@ -200,9 +221,16 @@ class AgentSession:
     async def on_task_failed(self, agent: Agent, msg: P.TaskFailed) -> None:
         error = msg.error or msg.reason or "unspecified failure"
         try:
-            ack = await self.hub.queue.fail(msg.task_id, agent.agent_id, msg.generation, error, result=msg.result,
-                                            on_applied=self._freer(agent, msg.task_id), usage=msg.reported_usage,
-                                            verification_report=msg.verification_report)
+            ack = await self.hub.queue.fail(
+                msg.task_id,
+                agent.agent_id,
+                msg.generation,
+                error,
+                result=msg.result,
+                on_applied=self._freer(agent, msg.task_id),
+                usage=msg.reported_usage,
+                verification_report=msg.verification_report,
+            )
         except (TransitionError, TaskNotFound) as exc:
             await self._refused("task_fail_failed", msg.task_id, exc)
             return
@@ -210,13 +238,21 @@ class AgentSession:
 
     async def on_task_rejected(self, agent: Agent, msg: P.TaskRejected) -> None:
         task = self.hub.queue.tasks.get(msg.task_id)
-        if task is None or task.assigned_to != agent.agent_id or task.status not in (TaskStatus.ASSIGNED,
-                                                                                        TaskStatus.WORKING):
+        if (
+            task is None
+            or task.assigned_to != agent.agent_id
+            or task.status not in (TaskStatus.ASSIGNED, TaskStatus.WORKING)
+        ):
             await self.reply(P.ErrorReply(error="task_reject_failed: not_assigned_to_you", task_id=msg.task_id))
             return
         try:
-            await self.hub.queue.reclaim(msg.task_id, EndReason.REJECTED, msg.reason or "rejected",
-                                         generation=msg.generation, on_applied=self._freer(agent, msg.task_id))
+            await self.hub.queue.reclaim(
+                msg.task_id,
+                EndReason.REJECTED,
+                msg.reason or "rejected",
+                generation=msg.generation,
+                on_applied=self._freer(agent, msg.task_id),
+            )
         except TransitionError as exc:
             await self._refused("task_reject_failed", msg.task_id, exc)
             return
@@ -224,8 +260,11 @@ class AgentSession:
 
     async def on_task_recovering(self, agent: Agent, msg: P.TaskRecovering) -> None:
         task = self.hub.queue.tasks.get(msg.task_id)
-        if task is not None and task.assigned_to == agent.agent_id and task.status in (TaskStatus.ASSIGNED,
-                                                                                          TaskStatus.WORKING):
+        if (
+            task is not None
+            and task.assigned_to == agent.agent_id
+            and task.status in (TaskStatus.ASSIGNED, TaskStatus.WORKING)
+        ):
             await self._resume(agent, msg.task_id)
             await self.reply(P.TaskContinue(task_id=msg.task_id, generation=task.generation))
         else:
@@ -234,7 +273,8 @@ class AgentSession:
     async def on_state_report(self, agent: Agent, msg: P.StateReport) -> None:
         task = self.hub.queue.tasks.get(msg.task_id)
         ok = (
-            task is not None and task.assigned_to == agent.agent_id
+            task is not None
+            and task.assigned_to == agent.agent_id
             and task.status in (TaskStatus.ASSIGNED, TaskStatus.WORKING)
             and (msg.generation is None or msg.generation == task.generation)
         )

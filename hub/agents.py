@@ -50,8 +50,16 @@ class _DirectTransition(AsyncTransition):
 
     async def execute(self, event_data: Any) -> bool:  # type: ignore[override]  # the library's async override
         machine = event_data.machine
-        if (self.prepare or self.conditions or self.before or self.after or machine.before_state_change
-                or machine.after_state_change or machine.get_state(self.source).on_exit or not self.dest):
+        if (
+            self.prepare
+            or self.conditions
+            or self.before
+            or self.after
+            or machine.before_state_change
+            or machine.after_state_change
+            or machine.get_state(self.source).on_exit
+            or not self.dest
+        ):
             return bool(await super().execute(event_data))
         dest = machine.get_state(self.dest)
         if dest.on_enter or dest.final:
@@ -158,25 +166,34 @@ class Agent:
         }
 
 
-def executors_of(declared: list[str] | None, client_type: str | None, capabilities: list[str],
-                 ollama_url: str | None) -> frozenset[str] | None:
+def executors_of(
+    declared: list[str] | None, client_type: str | None, capabilities: list[str], ollama_url: str | None
+) -> frozenset[str] | None:
     """The executors an agent runs, from its ``identify``: the list it declares, else, for a sidecar from before
     the list existed, what such a sidecar has (shell always, ollama with an ``ollama_url``, claude if its
     capabilities name it: its API key is not sent). Other clients that do not say get None (anything is tried)."""
     if declared is not None:
         return frozenset(declared)
     if client_type == "sidecar":
-        return frozenset({"shell", *(["ollama"] if ollama_url else []), *(["claude"] if "claude" in capabilities
-                                                                         else [])})
+        return frozenset(
+            {"shell", *(["ollama"] if ollama_url else []), *(["claude"] if "claude" in capabilities else [])}
+        )
     return None
 
 
 def finite_resources(report: dict[str, Any]) -> dict[str, Any]:
     """A resource report as it may be shown: numbers that are finite and not negative (the protocol refuses
     others; whatever slipped in is left out, since a JSON encoder writes NaN, which browsers refuse to parse)."""
-    return {k: v for k, v in report.items()
-            if isinstance(k, str) and (v is None or isinstance(v, str) or (isinstance(v, int | float) and (
-                isinstance(v, bool) or (math.isfinite(v) and v >= 0))))}
+    return {
+        k: v
+        for k, v in report.items()
+        if isinstance(k, str)
+        and (
+            v is None
+            or isinstance(v, str)
+            or (isinstance(v, int | float) and (isinstance(v, bool) or (math.isfinite(v) and v >= 0)))
+        )
+    }
 
 
 class AgentRegistry:
@@ -185,8 +202,13 @@ class AgentRegistry:
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._machine = AgentMachine(
-            model=None, states=list(AgentState), transitions=TRANSITIONS, initial=AgentState.IDLE,
-            auto_transitions=False, queued=False, model_attribute="state",
+            model=None,
+            states=list(AgentState),
+            transitions=TRANSITIONS,
+            initial=AgentState.IDLE,
+            auto_transitions=False,
+            queued=False,
+            model_attribute="state",
         )
         self.connected: dict[str, Agent] = {}
         self.departed: dict[str, dict[str, Any]] = {}

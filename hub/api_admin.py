@@ -49,15 +49,27 @@ async def list_tokens(request: Request, _: Principal = Depends(admin)) -> dict[s
 async def revoke_by_prefix(request: Request, prefix: str = "", who: Principal = Depends(admin)) -> dict[str, Any]:
     """Revoke the one token starting with ``prefix`` (the 8 characters listed); 409 if several share it."""
     if len(prefix) != PREFIX_LENGTH or not prefix.isascii() or not prefix.isalnum():
-        raise ApiError(422, "validation_failed", errors=[
-            {"field": "prefix", "error": "invalid_value",
-             "detail": f"the {PREFIX_LENGTH} characters listed by GET /admin/tokens"}])
+        raise ApiError(
+            422,
+            "validation_failed",
+            errors=[
+                {
+                    "field": "prefix",
+                    "error": "invalid_value",
+                    "detail": f"the {PREFIX_LENGTH} characters listed by GET /admin/tokens",
+                }
+            ],
+        )
     try:
         revoked = await hub_of(request).auth.revoke_prefix(prefix)
     except AmbiguousPrefix as exc:
         _audit(who, "revoke_refused", prefix=prefix, matches=len(exc.token_ids))
-        raise ApiError(409, "ambiguous_prefix", detail=f"{len(exc.token_ids)} tokens start with this prefix; "
-                       "revoke by token id", token_ids=exc.token_ids) from None
+        raise ApiError(
+            409,
+            "ambiguous_prefix",
+            detail=f"{len(exc.token_ids)} tokens start with this prefix; revoke by token id",
+            token_ids=exc.token_ids,
+        ) from None
     if not revoked:
         raise ApiError(404, "token_not_found", prefix=prefix)
     _audit(who, "revoke_token", token_id=revoked[0], prefix=prefix)

@@ -23,8 +23,11 @@ async def health(request: Request) -> dict[str, Any]:
         "service": "agent_com",
         "agents_connected": len(hub.agents.connected),
         "uptime_ms": hub.clock.now_ms() - hub.started_at,
-        "tasks": {"queued": stats["queued"], "in_flight": stats["assigned"] + stats["working"],
-                  "quarantined": hub.queue.n_quarantined},
+        "tasks": {
+            "queued": stats["queued"],
+            "in_flight": stats["assigned"] + stats["working"],
+            "quarantined": hub.queue.n_quarantined,
+        },
         "violations": hub.violations.stats(),
         "refused_events": hub.trajectory.n_refused,
         "store": hub.store.stats(),

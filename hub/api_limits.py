@@ -49,8 +49,13 @@ def _limiter(request: Request) -> RateLimiter:
 
 def _agent_key(agent_id: str) -> str:
     if not AGENT_ID.match(agent_id):
-        raise ApiError(422, "validation_failed", errors=[
-            {"field": "agent_id", "error": "invalid_value", "detail": "letters, digits, '.', '_', '-' (max 128)"}])
+        raise ApiError(
+            422,
+            "validation_failed",
+            errors=[
+                {"field": "agent_id", "error": "invalid_value", "detail": "letters, digits, '.', '_', '-' (max 128)"}
+            ],
+        )
     return f"agent:{agent_id}"
 
 
@@ -58,8 +63,11 @@ def _address_key(address: str) -> str:
     try:
         return f"address:{normalise_address(address)}"
     except ValueError:
-        raise ApiError(422, "validation_failed", errors=[
-            {"field": "address", "error": "invalid_value", "detail": "an IPv4 or IPv6 address"}]) from None
+        raise ApiError(
+            422,
+            "validation_failed",
+            errors=[{"field": "address", "error": "invalid_value", "detail": "an IPv4 or IPv6 address"}],
+        ) from None
 
 
 @router.get("/admin/rate-limits")

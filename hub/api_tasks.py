@@ -112,10 +112,16 @@ class TaskSubmit(BaseModel):
     def _timeout_in_range(cls, v: dict[str, Any]) -> dict[str, Any]:
         """``metadata.timeout_ms``, which the hub's sweeps compute with, is a positive number of at most 7 days."""
         timeout_ms = v.get("timeout_ms")
-        if timeout_ms is not None and (not isinstance(timeout_ms, int | float) or isinstance(timeout_ms, bool)
-                                       or not 0 < timeout_ms <= MAX_TASK_TIMEOUT_MS):
-            raise PydanticCustomError("invalid_value", "timeout_ms must be a number of milliseconds in (0, {max}]",
-                                      {"max": MAX_TASK_TIMEOUT_MS, "json_path": "timeout_ms"})
+        if timeout_ms is not None and (
+            not isinstance(timeout_ms, int | float)
+            or isinstance(timeout_ms, bool)
+            or not 0 < timeout_ms <= MAX_TASK_TIMEOUT_MS
+        ):
+            raise PydanticCustomError(
+                "invalid_value",
+                "timeout_ms must be a number of milliseconds in (0, {max}]",
+                {"max": MAX_TASK_TIMEOUT_MS, "json_path": "timeout_ms"},
+            )
         return v
 
     @model_validator(mode="after")
@@ -129,9 +135,11 @@ class TaskSubmit(BaseModel):
         size = len(encode(assign_message(task)).encode())
         if size > MAX_FRAME_BYTES:
             raise PydanticCustomError(
-                "too_large", "handing this task to an agent takes a {size}-byte frame, over the agents' limit of "
+                "too_large",
+                "handing this task to an agent takes a {size}-byte frame, over the agents' limit of "
                 "{limit} bytes: keep large data out of the task (metadata, description, steps)",
-                {"size": size, "limit": MAX_FRAME_BYTES})
+                {"size": size, "limit": MAX_FRAME_BYTES},
+            )
         return self
 
     @field_validator("repo")
@@ -144,22 +152,37 @@ class TaskSubmit(BaseModel):
 
     def to_task(self, submitted_by: str, now_ms: int, idempotency: dict[str, Any] | None = None) -> Task:
         priority = self.priority if isinstance(self.priority, int) else Priority[self.priority.upper()].value
-        assign_to = self.assign_to or (self.metadata.get("assign_to") if isinstance(self.metadata.get("assign_to"),
-                                                                                    str) else None)
+        assign_to = self.assign_to or (
+            self.metadata.get("assign_to") if isinstance(self.metadata.get("assign_to"), str) else None
+        )
         return Task(
-            id=new_task_id(), description=self.description, created_at=now_ms, updated_at=now_ms,
-            priority=priority, metadata=self.metadata, needed_capabilities=sorted(set(self.needed_capabilities)),
-            max_retries=self.max_retries, depends_on=list(dict.fromkeys(self.depends_on)), assign_to=assign_to,
+            id=new_task_id(),
+            description=self.description,
+            created_at=now_ms,
+            updated_at=now_ms,
+            priority=priority,
+            metadata=self.metadata,
+            needed_capabilities=sorted(set(self.needed_capabilities)),
+            max_retries=self.max_retries,
+            depends_on=list(dict.fromkeys(self.depends_on)),
+            assign_to=assign_to,
             complexity_tier=self.complexity_tier,
-            complexity=complexity.build(self.complexity_tier, self.description, len(self.file_hints),
-                                        len(self.verification_steps)),
+            complexity=complexity.build(
+                self.complexity_tier, self.description, len(self.file_hints), len(self.verification_steps)
+            ),
             success_criteria=self.success_criteria,
             verification_steps=[s.model_dump(exclude_none=True) for s in self.verification_steps],
-            file_hints=[h.model_dump(exclude_none=True) for h in self.file_hints], repo=self.repo,
-            branch=self.branch, goal_id=self.goal_id, executor=self.executor,
-            skip_verification=self.skip_verification, verification_timeout_ms=self.verification_timeout_ms,
-            max_verification_retries=self.max_verification_retries, complete_by=self.complete_by,
-            submitted_by=submitted_by, idempotency=idempotency,
+            file_hints=[h.model_dump(exclude_none=True) for h in self.file_hints],
+            repo=self.repo,
+            branch=self.branch,
+            goal_id=self.goal_id,
+            executor=self.executor,
+            skip_verification=self.skip_verification,
+            verification_timeout_ms=self.verification_timeout_ms,
+            max_verification_retries=self.max_verification_retries,
+            complete_by=self.complete_by,
+            submitted_by=submitted_by,
+            idempotency=idempotency,
         )
 
 
@@ -172,22 +195,40 @@ async def _queue(hub: Hub, tasks: list[Task], deps_field: str) -> None:
     try:
         await hub.queue.submit_many(tasks, on_applied=wake)
     except UnknownDependencies as exc:
-        raise ApiError(422, "validation_failed", errors=[
-            {"field": deps_field, "error": "unknown_task", "detail": str(exc), "value": exc.missing}
-        ]) from None
+        raise ApiError(
+            422,
+            "validation_failed",
+            errors=[{"field": deps_field, "error": "unknown_task", "detail": str(exc), "value": exc.missing}],
+        ) from None
 
 
 def _idempotency_key(request: Request, in_body: str | None) -> str | None:
     """The request's idempotency key, from the header or the body (both only if they agree)."""
     header = request.headers.get(IDEMPOTENCY_HEADER)
     if header is not None and not IDEMPOTENCY_KEY.fullmatch(header):
-        raise ApiError(422, "validation_failed", errors=[
-            {"field": IDEMPOTENCY_HEADER, "error": "invalid_value",
-             "detail": "1-255 printable ASCII characters, no spaces"}])
+        raise ApiError(
+            422,
+            "validation_failed",
+            errors=[
+                {
+                    "field": IDEMPOTENCY_HEADER,
+                    "error": "invalid_value",
+                    "detail": "1-255 printable ASCII characters, no spaces",
+                }
+            ],
+        )
     if header is not None and in_body is not None and header != in_body:
-        raise ApiError(422, "validation_failed", errors=[
-            {"field": "idempotency_key", "error": "conflict",
-             "detail": f"differs from the {IDEMPOTENCY_HEADER} header; send one key"}])
+        raise ApiError(
+            422,
+            "validation_failed",
+            errors=[
+                {
+                    "field": "idempotency_key",
+                    "error": "conflict",
+                    "detail": f"differs from the {IDEMPOTENCY_HEADER} header; send one key",
+                }
+            ],
+        )
     return header if header is not None else in_body
 
 
@@ -210,8 +251,9 @@ async def _replay(hub: Hub, who: Principal, key: str, digest: str) -> Submission
     if entry is None:
         return None
     if entry.sha256 != digest:
-        raise ApiError(409, "idempotency_key_reused", detail="this key was used with a different request",
-                       idempotency_key=key)
+        raise ApiError(
+            409, "idempotency_key_reused", detail="this key was used with a different request", idempotency_key=key
+        )
     if entry.committed is not None:
         await asyncio.shield(entry.committed)  # the original is answered only once durable: so is its replay
     return entry
@@ -238,8 +280,12 @@ async def submit_task(request: Request, who: Principal = Depends(writer)) -> JSO
     idempotency = {"key": key, "sha256": digest, "index": 0} if key is not None else None
     task = body.to_task(who.agent_id, hub.clock.now_ms(), idempotency)
     await _queue(hub, [task], "depends_on")
-    out: dict[str, Any] = {"task_id": task.id, "status": str(task.status), "priority": task.priority,
-                           "created_at": task.created_at}
+    out: dict[str, Any] = {
+        "task_id": task.id,
+        "status": str(task.status),
+        "priority": task.priority,
+        "created_at": task.created_at,
+    }
     warnings = [f"unknown field '{k}' ignored" for k in (body.model_extra or {})]
     if len(body.verification_steps) > MAX_STEPS_WITHOUT_WARNING:
         warnings.append(f"{len(body.verification_steps)} verification steps; more than 10 slows every attempt")
@@ -264,25 +310,43 @@ async def submit_batch(request: Request, who: Principal = Depends(writer)) -> JS
     body = await parse_body(request, TaskBatch)
     keyed = [i for i, item in enumerate(body.tasks) if item.idempotency_key is not None]
     if keyed:
-        raise ApiError(422, "validation_failed", errors=[
-            {"field": f"tasks.{i}.idempotency_key", "error": "not_allowed",
-             "detail": "a batch takes one key, at its top level or in the header"} for i in keyed[:20]])
+        raise ApiError(
+            422,
+            "validation_failed",
+            errors=[
+                {
+                    "field": f"tasks.{i}.idempotency_key",
+                    "error": "not_allowed",
+                    "detail": "a batch takes one key, at its top level or in the header",
+                }
+                for i in keyed[:20]
+            ],
+        )
     key = _idempotency_key(request, body.idempotency_key)
     digest = _digest("batch", body) if key is not None else ""
     if key is not None and (earlier := await _replay(hub, who, key, digest)) is not None:
         listed = [_submitted(hub, tid) for tid in earlier.task_ids if tid]
         return JSONResponse({"tasks": listed, "count": len(listed), "duplicate": True}, headers=REPLAYED)
     now = hub.clock.now_ms()
-    tasks = [item.to_task(who.agent_id, now, {"key": key, "sha256": digest, "index": i} if key is not None else None)
-             for i, item in enumerate(body.tasks)]
+    tasks = [
+        item.to_task(who.agent_id, now, {"key": key, "sha256": digest, "index": i} if key is not None else None)
+        for i, item in enumerate(body.tasks)
+    ]
     await _queue(hub, tasks, "tasks.depends_on")
     # Plain data: returned as a JSONResponse, skipping FastAPI's generic (and slow) jsonable_encoder.
-    return JSONResponse({"tasks": [{"task_id": t.id, "status": str(t.status), "priority": t.priority,
-                                    "created_at": t.created_at} for t in tasks], "count": len(tasks)}, status_code=201)
+    return JSONResponse(
+        {
+            "tasks": [
+                {"task_id": t.id, "status": str(t.status), "priority": t.priority, "created_at": t.created_at}
+                for t in tasks
+            ],
+            "count": len(tasks),
+        },
+        status_code=201,
+    )
 
 
-WITHHELD = ("metadata", "result", "verification_report", "verification_history", "history", "last_error",
-            "idempotency")
+WITHHELD = ("metadata", "result", "verification_report", "verification_history", "history", "last_error", "idempotency")
 """What an agent token does not see of a task it neither submitted, holds nor is pinned to."""
 MASK_DEPTH = 64
 
@@ -293,8 +357,10 @@ def mask(value: Any, depth: int = 0) -> Any:
     if depth > MASK_DEPTH:
         return REDACTED
     if isinstance(value, dict):
-        return {k: REDACTED if is_secret_key(str(k)) and not isinstance(v, int | float | None) else mask(v, depth + 1)
-                for k, v in value.items()}
+        return {
+            k: REDACTED if is_secret_key(str(k)) and not isinstance(v, int | float | None) else mask(v, depth + 1)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [mask(v, depth + 1) for v in value]
     return value
@@ -302,7 +368,8 @@ def mask(value: Any, depth: int = 0) -> Any:
 
 def _reads_in_full(who: Principal, task: Task) -> bool:
     return who.role is Role.ADMIN or (
-        who.role is Role.AGENT and who.agent_id in (task.submitted_by, task.assigned_to, task.assign_to))
+        who.role is Role.AGENT and who.agent_id in (task.submitted_by, task.assigned_to, task.assign_to)
+    )
 
 
 def view(task: Task, who: Principal) -> dict[str, Any]:
@@ -325,23 +392,52 @@ def _priority_filter(value: str | None) -> int | None:
     try:
         return Priority[value.upper()].value
     except KeyError:
-        raise ApiError(422, "validation_failed", errors=[
-            {"field": "priority", "error": "invalid_value", "value": value,
-             "detail": "one of urgent, high, normal, low (or 0-3)"}]) from None
+        raise ApiError(
+            422,
+            "validation_failed",
+            errors=[
+                {
+                    "field": "priority",
+                    "error": "invalid_value",
+                    "value": value,
+                    "detail": "one of urgent, high, normal, low (or 0-3)",
+                }
+            ],
+        ) from None
 
 
 @router.get("/api/tasks")
-async def list_tasks(request: Request, status: str | None = None, priority: str | None = None,
-                     assigned_to: str | None = None, goal_id: str | None = None,
-                     limit: Annotated[int, Query(ge=-jsonsafe.MAX_INT, le=jsonsafe.MAX_INT)] = 1000,
-                     offset: Annotated[int, Query(ge=0, le=jsonsafe.MAX_INT)] = 0,
-                     who: Principal = Depends(any_role)) -> dict[str, Any]:
+async def list_tasks(
+    request: Request,
+    status: str | None = None,
+    priority: str | None = None,
+    assigned_to: str | None = None,
+    goal_id: str | None = None,
+    limit: Annotated[int, Query(ge=-jsonsafe.MAX_INT, le=jsonsafe.MAX_INT)] = 1000,
+    offset: Annotated[int, Query(ge=0, le=jsonsafe.MAX_INT)] = 0,
+    who: Principal = Depends(any_role),
+) -> dict[str, Any]:
     if status is not None and status not in TaskStatus.__members__.values():
-        raise ApiError(422, "validation_failed", errors=[
-            {"field": "status", "error": "invalid_value", "value": status,
-             "detail": "one of " + ", ".join(TaskStatus)}])
-    tasks = hub_of(request).queue.list(status or None, _priority_filter(priority), assigned_to, goal_id,
-                                     max(1, min(limit, 10_000)), offset=max(0, min(offset, 10**9)))
+        raise ApiError(
+            422,
+            "validation_failed",
+            errors=[
+                {
+                    "field": "status",
+                    "error": "invalid_value",
+                    "value": status,
+                    "detail": "one of " + ", ".join(TaskStatus),
+                }
+            ],
+        )
+    tasks = hub_of(request).queue.list(
+        status or None,
+        _priority_filter(priority),
+        assigned_to,
+        goal_id,
+        max(1, min(limit, 10_000)),
+        offset=max(0, min(offset, 10**9)),
+    )
     return {"tasks": [view(t, who) for t in tasks], "count": len(tasks)}
 
 
@@ -375,14 +471,18 @@ async def get_task(task_id: str, request: Request, who: Principal = Depends(any_
 
 
 @router.get("/api/tasks/{task_id}/trajectory")
-async def get_trajectory(task_id: str, request: Request,
-                         after_seq: Annotated[int, Query(ge=0, le=jsonsafe.MAX_INT)] = 0,
-                         limit: Annotated[int, Query(ge=-jsonsafe.MAX_INT, le=jsonsafe.MAX_INT)] = 1000,
-                         who: Principal = Depends(any_role)) -> dict[str, Any]:
+async def get_trajectory(
+    task_id: str,
+    request: Request,
+    after_seq: Annotated[int, Query(ge=0, le=jsonsafe.MAX_INT)] = 0,
+    limit: Annotated[int, Query(ge=-jsonsafe.MAX_INT, le=jsonsafe.MAX_INT)] = 1000,
+    who: Principal = Depends(any_role),
+) -> dict[str, Any]:
     task = _task(request, task_id)
     if who.role is Role.AGENT and not _reads_in_full(who, task):
-        raise ApiError(403, "forbidden", detail="an agent token reads the trajectories of its own tasks only",
-                       task_id=task_id)
+        raise ApiError(
+            403, "forbidden", detail="an agent token reads the trajectories of its own tasks only", task_id=task_id
+        )
     events = await hub_of(request).trajectory.read(task_id, after_seq, max(1, min(limit, 10_000)))
     if who.role is Role.VIEWER:
         events = mask(events)

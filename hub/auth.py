@@ -101,8 +101,13 @@ class Auth:
     def _add(self, digest: str, agent_id: str, role: str, prefix: str, created_at: int) -> None:
         tid = token_id(digest)
         self._by_hash[digest] = Principal(agent_id, Role(role), tid)
-        self._meta[digest] = {"token_id": tid, "agent_id": agent_id, "role": role, "prefix": prefix,
-                              "created_at": created_at}
+        self._meta[digest] = {
+            "token_id": tid,
+            "agent_id": agent_id,
+            "role": role,
+            "prefix": prefix,
+            "created_at": created_at,
+        }
 
     async def load(self) -> None:
         """Read every stored token back; StoreError naming the row and the fix if one has a role this hub lacks."""

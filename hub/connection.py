@@ -159,8 +159,9 @@ class Connection:
         self.queued_bytes = 0
         if not self._abort and self.ws.application_state == WebSocketState.CONNECTED:
             try:
-                async with asyncio.timeout_at(self._close_by or asyncio.get_running_loop().time()
-                                              + self._limits.close_timeout_s):
+                async with asyncio.timeout_at(
+                    self._close_by or asyncio.get_running_loop().time() + self._limits.close_timeout_s
+                ):
                     await self.ws.close(code, reason)
             except TimeoutError:
                 self._counters.n_close_aborted += 1

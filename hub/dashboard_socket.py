@@ -51,13 +51,16 @@ STATIC_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(js|css|svg)$")
 MEDIA_TYPES = {"js": "text/javascript", "css": "text/css", "svg": "image/svg+xml"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-                               "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-    "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store",
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
 }
 _SNAPSHOT = object()
 """Outbox marker: build a fresh snapshot when this client's writer reaches it."""
-_templates = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR), autoescape=True,
-                                undefined=jinja2.StrictUndefined)
+_templates = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATE_DIR), autoescape=True, undefined=jinja2.StrictUndefined
+)
 
 
 def _dumps(message: dict[str, Any]) -> str:
@@ -113,22 +116,38 @@ class Dashboard:
         hub = self.hub
         queue = hub.queue
         return DS.build_snapshot(
-            in_flight=queue.in_flight(), queued_in_order=queue.queued_in_order(),
-            recent=queue.recent(DS.RECENT_LIMIT), dead_letter=queue.latest(TaskStatus.DEAD_LETTER, DS.LIST_LIMIT),
-            agents=hub.agents.views(), stats=queue.stats(), series=self.series, activity=self.activity,
-            now_ms=hub.clock.now_ms(), started_at=hub.started_at,
+            in_flight=queue.in_flight(),
+            queued_in_order=queue.queued_in_order(),
+            recent=queue.recent(DS.RECENT_LIMIT),
+            dead_letter=queue.latest(TaskStatus.DEAD_LETTER, DS.LIST_LIMIT),
+            agents=hub.agents.views(),
+            stats=queue.stats(),
+            series=self.series,
+            activity=self.activity,
+            now_ms=hub.clock.now_ms(),
+            started_at=hub.started_at,
         )
 
     def snapshot_message(self, client: Client) -> str:
-        return _dumps({"type": "snapshot", "data": self.snapshot(), "role": str(client.principal.role),
-                       "batch_ms": self.hub.settings.dashboard_batch_ms})
+        return _dumps(
+            {
+                "type": "snapshot",
+                "data": self.snapshot(),
+                "role": str(client.principal.role),
+                "batch_ms": self.hub.settings.dashboard_batch_ms,
+            }
+        )
 
     def metrics(self) -> dict[str, Any]:
         hub = self.hub
         now = hub.clock.now_ms()
         stats = hub.queue.stats()
-        return {"timestamp": now, "queue": stats, "series": self.series.view(now),
-                "health": DS.health(hub.agents.views(), hub.queue.in_flight(), stats, self.series.totals(now), now)}
+        return {
+            "timestamp": now,
+            "queue": stats,
+            "series": self.series.view(now),
+            "health": DS.health(hub.agents.views(), hub.queue.in_flight(), stats, self.series.totals(now), now),
+        }
 
     def broadcast(self, message: dict[str, Any]) -> None:
         if not self.clients:
@@ -241,7 +260,8 @@ def _static_version() -> str:
 def _page(request: Request) -> HTMLResponse:
     hub = hub_of(request)
     html = _templates.get_template("dashboard.html").render(
-        version=_static_version(), batch_ms=hub.settings.dashboard_batch_ms,
+        version=_static_version(),
+        batch_ms=hub.settings.dashboard_batch_ms,
     )
     return HTMLResponse(html, headers=SECURITY_HEADERS)
 
@@ -318,7 +338,7 @@ async def _task_detail(dash: Dashboard, task_id: str, after_seq: int) -> dict[st
     rows = await dash.hub.trajectory.read(task_id, after_seq, settings.subscribe_page_events + 1)
     timeline: list[dict[str, Any]] = []
     size = 0
-    for row in rows[:settings.subscribe_page_events]:
+    for row in rows[: settings.subscribe_page_events]:
         entry = DS.timeline_entry({**row["event"], "seq": row["seq"], "timestamp": row["timestamp"]})
         size += len(_dumps(entry))
         if timeline and size > settings.subscribe_page_bytes:
@@ -326,9 +346,17 @@ async def _task_detail(dash: Dashboard, task_id: str, after_seq: int) -> dict[st
         timeline.append(entry)
     truncated = len(timeline) < len(rows)
     next_after_seq = rows[len(timeline) - 1]["seq"] if timeline else after_seq
-    return {"type": "task_detail", "data": {"task": DS.task_detail(task), "timeline": timeline,
-                                            "progress": dash.activity.tasks.get(task_id), "after_seq": after_seq,
-                                            "next_after_seq": next_after_seq, "truncated": truncated}}
+    return {
+        "type": "task_detail",
+        "data": {
+            "task": DS.task_detail(task),
+            "timeline": timeline,
+            "progress": dash.activity.tasks.get(task_id),
+            "after_seq": after_seq,
+            "next_after_seq": next_after_seq,
+            "truncated": truncated,
+        },
+    }
 
 
 def _after_seq(msg: dict[str, Any]) -> int | None:
@@ -354,8 +382,15 @@ async def _read(ws: WebSocket, dash: Dashboard, client: Client) -> None:
         elif kind == "subscribe_task" and isinstance(msg, dict) and isinstance(msg.get("task_id"), str):
             after_seq = _after_seq(msg)
             if after_seq is None:
-                client.push(_dumps({"type": "error", "error": "invalid_after_seq",
-                                    "detail": f"after_seq must be an integer from 0 to {MAX_SEQ}"}))
+                client.push(
+                    _dumps(
+                        {
+                            "type": "error",
+                            "error": "invalid_after_seq",
+                            "detail": f"after_seq must be an integer from 0 to {MAX_SEQ}",
+                        }
+                    )
+                )
             else:
                 client.push(_dumps(await _task_detail(dash, msg["task_id"][:128], after_seq)))
         elif kind == "ping":

@@ -45,7 +45,8 @@ def redact(value: Any, limit: int = 500, depth: int = 0) -> Any:
         return "…"
     if isinstance(value, Mapping):
         return {
-            str(k): REDACTED if is_secret_key(str(k)) and not isinstance(v, int | float | None)
+            str(k): REDACTED
+            if is_secret_key(str(k)) and not isinstance(v, int | float | None)
             else redact(v, limit, depth + 1)
             for k, v in value.items()
         }
@@ -57,14 +58,28 @@ def redact(value: Any, limit: int = 500, depth: int = 0) -> Any:
 def task_summary(task: Task) -> dict[str, Any]:
     """One task as the panels show it: no metadata, no result body, clipped texts."""
     return {
-        "id": task.id, "description": clip(task.description, 300), "status": str(task.status),
-        "priority": task.priority, "priority_name": Priority(task.priority).name.lower(), "outcome": task.outcome,
-        "assigned_to": task.assigned_to, "submitted_by": task.submitted_by, "created_at": task.created_at,
-        "updated_at": task.updated_at, "assigned_at": task.assigned_at, "accepted_at": task.accepted_at,
-        "completed_at": task.completed_at, "retry_count": task.retry_count, "max_retries": task.max_retries,
-        "last_error": clip(task.last_error, 300), "dead_letter_reason": task.dead_letter_reason,
-        "tokens_used": task.tokens_used, "needed_capabilities": task.needed_capabilities,
-        "goal_id": task.goal_id, "executor": task.executor, "complexity_tier": task.complexity_tier,
+        "id": task.id,
+        "description": clip(task.description, 300),
+        "status": str(task.status),
+        "priority": task.priority,
+        "priority_name": Priority(task.priority).name.lower(),
+        "outcome": task.outcome,
+        "assigned_to": task.assigned_to,
+        "submitted_by": task.submitted_by,
+        "created_at": task.created_at,
+        "updated_at": task.updated_at,
+        "assigned_at": task.assigned_at,
+        "accepted_at": task.accepted_at,
+        "completed_at": task.completed_at,
+        "retry_count": task.retry_count,
+        "max_retries": task.max_retries,
+        "last_error": clip(task.last_error, 300),
+        "dead_letter_reason": task.dead_letter_reason,
+        "tokens_used": task.tokens_used,
+        "needed_capabilities": task.needed_capabilities,
+        "goal_id": task.goal_id,
+        "executor": task.executor,
+        "complexity_tier": task.complexity_tier,
         "waiting_reason": task.waiting_reason,
     }
 
@@ -73,15 +88,22 @@ def task_detail(task: Task) -> dict[str, Any]:
     """Everything the task detail view shows, still without secrets."""
     result = task.result or {}
     return {
-        **task_summary(task), "description": clip(task.description, 10_000), "metadata": redact(task.metadata),
-        "depends_on": task.depends_on, "repo": task.repo, "branch": task.branch, "generation": task.generation,
+        **task_summary(task),
+        "description": clip(task.description, 10_000),
+        "metadata": redact(task.metadata),
+        "depends_on": task.depends_on,
+        "repo": task.repo,
+        "branch": task.branch,
+        "generation": task.generation,
         "success_criteria": [clip(c, 500) for c in task.success_criteria[:20]],
         "file_hints": [clip(h.get("path"), 300) for h in task.file_hints[:20]],
         "verification_status": (task.verification_report or {}).get("outcome"),
         "routing_decision": redact(task.routing_decision) if task.routing_decision else None,
         "result": redact({k: result[k] for k in ("status", "output", "error", "reason") if k in result}, 4000),
-        "history": [{"event": h.get("event"), "timestamp": h.get("timestamp"), "details": redact(h.get("details"))}
-                    for h in task.history[-50:]],
+        "history": [
+            {"event": h.get("event"), "timestamp": h.get("timestamp"), "details": redact(h.get("details"))}
+            for h in task.history[-50:]
+        ],
     }
 
 
@@ -154,10 +176,15 @@ class Series:
         buckets = [self._buckets.get(s, _Bucket()) for s in starts]
         completed, failed = self.totals(now_ms)
         return {
-            "bucket_ms": self.bucket_ms, "start": starts[0], "completed": [b.completed for b in buckets],
-            "failed": [b.failed for b in buckets], "p50_ms": [_percentile(b.latencies_ms, 0.5) for b in buckets],
+            "bucket_ms": self.bucket_ms,
+            "start": starts[0],
+            "completed": [b.completed for b in buckets],
+            "failed": [b.failed for b in buckets],
+            "p50_ms": [_percentile(b.latencies_ms, 0.5) for b in buckets],
             "p95_ms": [_percentile(b.latencies_ms, 0.95) for b in buckets],
-            "window_ms": self.window_ms, "window_completed": completed, "window_failed": failed,
+            "window_ms": self.window_ms,
+            "window_completed": completed,
+            "window_failed": failed,
         }
 
 
@@ -171,8 +198,13 @@ class Activity:
 
     def observe(self, event: Mapping[str, Any]) -> dict[str, Any]:
         task_id = str(event.get("task_id"))
-        progress = self.tasks.pop(task_id, None) or {"events": 0, "tool_calls": 0, "tokens_so_far": None,
-                                                     "iteration": None, "cost_usd": None}
+        progress = self.tasks.pop(task_id, None) or {
+            "events": 0,
+            "tool_calls": 0,
+            "tokens_so_far": None,
+            "iteration": None,
+            "cost_usd": None,
+        }
         self.tasks[task_id] = progress  # re-inserted: the dict stays in least-recently-updated order
         progress["events"] += 1
         progress["last_at"] = event.get("timestamp")
@@ -188,14 +220,22 @@ class Activity:
             del self.tasks[next(iter(self.tasks))]
         if event.get("agent_id"):
             self.agents[str(event["agent_id"])] = {
-                "task_id": task_id, "event_type": clip(event.get("event_type"), 64),
-                "tool_name": clip(event.get("tool_name"), 80), "timestamp": event.get("timestamp"),
+                "task_id": task_id,
+                "event_type": clip(event.get("event_type"), 64),
+                "tool_name": clip(event.get("tool_name"), 80),
+                "timestamp": event.get("timestamp"),
             }
         return progress
 
 
-def health(agents: list[dict[str, Any]], in_flight: Iterable[Task], stats: Mapping[str, Any],
-           totals: tuple[int, int], now_ms: int, stuck_warn_ms: int = STUCK_WARN_MS) -> dict[str, Any]:
+def health(
+    agents: list[dict[str, Any]],
+    in_flight: Iterable[Task],
+    stats: Mapping[str, Any],
+    totals: tuple[int, int],
+    now_ms: int,
+    stuck_warn_ms: int = STUCK_WARN_MS,
+) -> dict[str, Any]:
     """Conditions worth a glance: ``ok`` when none, ``warning`` for any, ``critical`` for a failure rate > 50 %."""
     conditions: list[dict[str, Any]] = []
 
@@ -211,22 +251,34 @@ def health(agents: list[dict[str, Any]], in_flight: Iterable[Task], stats: Mappi
         add("agents_offline", "warning", f"{len(gone)} agent(s) seen before are offline", agents=gone[:20])
     flagged = [a["agent_id"] for a in online if "unresponsive" in a.get("flags", ())]
     if flagged:
-        add("agents_unresponsive", "warning", f"{len(flagged)} agent(s) missed an acceptance deadline",
-            agents=flagged[:20])
+        add(
+            "agents_unresponsive",
+            "warning",
+            f"{len(flagged)} agent(s) missed an acceptance deadline",
+            agents=flagged[:20],
+        )
     stuck = [t.id for t in in_flight if t.status in IN_FLIGHT and now_ms - t.updated_at >= stuck_warn_ms]
     if stuck:
-        add("stuck_tasks", "warning", f"{len(stuck)} task(s) without an update for {stuck_warn_ms // 60_000}+ min",
-            tasks=stuck[:20])
+        add(
+            "stuck_tasks",
+            "warning",
+            f"{len(stuck)} task(s) without an update for {stuck_warn_ms // 60_000}+ min",
+            tasks=stuck[:20],
+        )
     completed, failed = totals
     ended = completed + failed
     if ended >= MIN_ENDED_FOR_RATE and failed / ended > FAILURE_RATE_CRITICAL:
-        add("failure_rate", "critical", f"{round(100 * failed / ended)}% of attempts failed in the last hour",
-            failed=failed, ended=ended)
+        add(
+            "failure_rate",
+            "critical",
+            f"{round(100 * failed / ended)}% of attempts failed in the last hour",
+            failed=failed,
+            ended=ended,
+        )
     dead = int(stats.get("dead_letter", 0))
     if dead:
         add("dead_letter", "warning", f"{dead} task(s) in dead-letter")
-    status = "critical" if any(c["severity"] == "critical" for c in conditions) else (
-        "warning" if conditions else "ok")
+    status = "critical" if any(c["severity"] == "critical" for c in conditions) else ("warning" if conditions else "ok")
     return {"status": status, "conditions": conditions}
 
 
@@ -234,10 +286,20 @@ def agent_view(view: dict[str, Any], activity: Activity) -> dict[str, Any]:
     return {**view, "last_event": activity.agents.get(view["agent_id"])}
 
 
-def build_snapshot(*, in_flight: Iterable[Task], queued_in_order: Iterable[Task], recent: Iterable[Task],
-                   dead_letter: Iterable[Task], agents: list[dict[str, Any]], stats: dict[str, Any], series: Series,
-                   activity: Activity, now_ms: int, started_at: int,
-                   stuck_warn_ms: int = STUCK_WARN_MS) -> dict[str, Any]:
+def build_snapshot(
+    *,
+    in_flight: Iterable[Task],
+    queued_in_order: Iterable[Task],
+    recent: Iterable[Task],
+    dead_letter: Iterable[Task],
+    agents: list[dict[str, Any]],
+    stats: dict[str, Any],
+    series: Series,
+    activity: Activity,
+    now_ms: int,
+    started_at: int,
+    stuck_warn_ms: int = STUCK_WARN_MS,
+) -> dict[str, Any]:
     """The whole picture for a newly connected page, from bounded views (in flight: at most one task per agent;
     the others cut at their limits here), so its cost never grows with the tasks stored."""
     in_flight = [t for t in in_flight if t.status in IN_FLIGHT]
@@ -246,7 +308,9 @@ def build_snapshot(*, in_flight: Iterable[Task], queued_in_order: Iterable[Task]
     dead = [t for t in itertools.islice(dead_letter, LIST_LIMIT) if t.status is TaskStatus.DEAD_LETTER]
     oldest_queued = min((t.created_at for t in queued), default=None)
     return {
-        "timestamp": now_ms, "started_at": started_at, "uptime_ms": now_ms - started_at,
+        "timestamp": now_ms,
+        "started_at": started_at,
+        "uptime_ms": now_ms - started_at,
         "health": health(agents, in_flight, stats, series.totals(now_ms), now_ms, stuck_warn_ms),
         "agents": [agent_view(a, activity) for a in agents],
         "queue": {**stats, "oldest_queued_at": oldest_queued},
@@ -258,6 +322,7 @@ def build_snapshot(*, in_flight: Iterable[Task], queued_in_order: Iterable[Task]
         "series": series.view(now_ms),
         "limits": {"recent": RECENT_LIMIT, "list": LIST_LIMIT},
         # Panels that arrive with their own issues fill these keys; the page shows a panel once one is not null.
-        "hub_fsm": None, "goals": None, "costs": None,
+        "hub_fsm": None,
+        "goals": None,
+        "costs": None,
     }
-

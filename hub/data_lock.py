@@ -51,8 +51,10 @@ class DataLock:
             data_dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(data_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except FileExistsError:
-            raise DataDirError(f"the data dir {data_dir} is not a directory. Pass --data-dir (or "
-                               f"AGENTCOM_DATA_DIR) naming a directory.") from None
+            raise DataDirError(
+                f"the data dir {data_dir} is not a directory. Pass --data-dir (or "
+                f"AGENTCOM_DATA_DIR) naming a directory."
+            ) from None
         except OSError as exc:
             raise _unwritable(data_dir, exc) from None
         try:
@@ -78,7 +80,7 @@ class DataLock:
     def record(self, url: str | None = None) -> None:
         """Write this process's pid (and its URL, once known) into the lock file."""
         assert self._fd is not None
-        data = json.dumps({"pid": os.getpid(), "url": url}).encode()[:RECORD_BYTES - 1]
+        data = json.dumps({"pid": os.getpid(), "url": url}).encode()[: RECORD_BYTES - 1]
         try:
             os.pwrite(self._fd, data.ljust(RECORD_BYTES - 1) + b"\n", 0)
         except OSError as exc:

@@ -27,13 +27,21 @@ logger = logging.getLogger(__name__)
 
 def assign_message(task: Task) -> TaskAssign:
     return TaskAssign(
-        task_id=task.id, description=task.description, generation=task.generation,
-        assigned_at=task.assigned_at or 0, metadata=task.metadata, repo=task.repo, branch=task.branch,
-        file_hints=task.file_hints, success_criteria=task.success_criteria,
-        verification_steps=task.verification_steps, complexity=task.complexity,
+        task_id=task.id,
+        description=task.description,
+        generation=task.generation,
+        assigned_at=task.assigned_at or 0,
+        metadata=task.metadata,
+        repo=task.repo,
+        branch=task.branch,
+        file_hints=task.file_hints,
+        success_criteria=task.success_criteria,
+        verification_steps=task.verification_steps,
+        complexity=task.complexity,
         routing_decision=RoutingDecision.model_validate(task.routing_decision) if task.routing_decision else None,
         executor=task.executor,
-        skip_verification=task.skip_verification, verification_timeout_ms=task.verification_timeout_ms,
+        skip_verification=task.skip_verification,
+        verification_timeout_ms=task.verification_timeout_ms,
         max_verification_retries=task.max_verification_retries,
     )
 
@@ -47,8 +55,9 @@ class Fleet:
         self.version = 0
         """Bumped whenever an agent joins or leaves: what the fleet can run may have changed."""
         self.waiting = WaitingReasons(queue, self._connected, lambda: self.version, self._publish_waiting)
-        self.scheduler = Scheduler(queue.queued_in_order, self._idle, queue.deps_done, self.dispatch,
-                                   explain=self.waiting.slice)
+        self.scheduler = Scheduler(
+            queue.queued_in_order, self._idle, queue.deps_done, self.dispatch, explain=self.waiting.slice
+        )
         self.n_send_failures = 0
         self.socket_counters = SocketCounters()
 
@@ -61,10 +70,19 @@ class Fleet:
 
     def _publish_waiting(self, task: Task) -> None:
         reason = task.waiting_reason
-        self._bus.publish({"kind": "task_event", "event": "task_waiting", "task_id": task.id,
-                           "status": str(task.status), "agent_id": None, "priority": task.priority,
-                           "goal_id": task.goal_id, "timestamp": self._clock.now_ms(),
-                           "reason": reason["code"] if reason else None})
+        self._bus.publish(
+            {
+                "kind": "task_event",
+                "event": "task_waiting",
+                "task_id": task.id,
+                "status": str(task.status),
+                "agent_id": None,
+                "priority": task.priority,
+                "goal_id": task.goal_id,
+                "timestamp": self._clock.now_ms(),
+                "reason": reason["code"] if reason else None,
+            }
+        )
 
     async def send(self, agent: Agent, message: Message) -> bool:
         """Queue ``message`` for the agent; never waits on its socket (a peer that does not read is dropped)."""
@@ -80,8 +98,15 @@ class Fleet:
 
     def _publish_agent(self, event: str, agent: Agent, **extra: Any) -> None:
         # Subscribers look the agent up when they need its details (the dashboard does, once per batch).
-        self._bus.publish({"kind": "agent_event", "event": event, "agent_id": agent.agent_id,
-                           "timestamp": self._clock.now_ms(), **extra})
+        self._bus.publish(
+            {
+                "kind": "agent_event",
+                "event": event,
+                "agent_id": agent.agent_id,
+                "timestamp": self._clock.now_ms(),
+                **extra,
+            }
+        )
 
     async def connect(self, agent: Agent) -> Agent | None:
         """Register a newly identified agent; returns a replaced older connection (the caller closes it).

@@ -33,8 +33,12 @@ class GcPolicy:
     def stats(self) -> dict[str, Any]:
         if self._frozen is None:
             self._frozen = gc.get_freeze_count()
-        return {"full_collections": self.n_full, "full_ms_max": round(self.full_ms_max, 1),
-                "frozen_objects": self._frozen, "thaws": self.n_thaws}
+        return {
+            "full_collections": self.n_full,
+            "full_ms_max": round(self.full_ms_max, 1),
+            "frozen_objects": self._frozen,
+            "thaws": self.n_thaws,
+        }
 
     def install(self) -> None:
         self._installs += 1

@@ -55,8 +55,11 @@ async def parse_body(request: Request, model: type[M]) -> M:
     except ValueError:
         raise ApiError(400, "invalid_json", detail="the body is not valid JSON") from None
     if not isinstance(data, dict):
-        raise ApiError(422, "validation_failed", errors=[
-            {"field": "(body)", "error": "wrong_type", "detail": "the body must be a JSON object"}])
+        raise ApiError(
+            422,
+            "validation_failed",
+            errors=[{"field": "(body)", "error": "wrong_type", "detail": "the body must be a JSON object"}],
+        )
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -50,8 +50,9 @@ class Hub:
         self.clock = clock or SystemClock()
         self.bus = EventBus()
         self.agents = AgentRegistry(self.clock)
-        self.violations = ViolationTracker(self.clock, settings.violation_limit, settings.violation_window_s,
-                                           settings.violation_cooldowns_s)
+        self.violations = ViolationTracker(
+            self.clock, settings.violation_limit, settings.violation_window_s, settings.violation_cooldowns_s
+        )
         self.sockets: set[Socket] = set()
         self.started_at = self.clock.now_ms()
         self.failed: str | None = None

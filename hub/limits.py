@@ -46,13 +46,24 @@ BATCH_PATH = "/api/tasks/batch"
 OVERRIDES_FILE = "rate_limits.json"
 
 
-def _json_response(status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None,
-                   ) -> list[Message]:
+def _json_response(
+    status: int,
+    body: dict[str, Any],
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> list[Message]:
     data = json.dumps(body, separators=(",", ":")).encode()
-    return [{"type": "http.response.start", "status": status,
-             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
-                         *(headers or [])]},
-            {"type": "http.response.body", "body": data}]
+    return [
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+                *(headers or []),
+            ],
+        },
+        {"type": "http.response.body", "body": data},
+    ]
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -119,8 +130,9 @@ class BodyLimit:
 
     async def _refuse(self, send: Send, limit: int) -> None:
         self.hub.n_http_rejections += 1
-        for message in _json_response(413, {"error": "payload_too_large", "limit_bytes": limit},
-                                      [(b"connection", b"close")]):
+        for message in _json_response(
+            413, {"error": "payload_too_large", "limit_bytes": limit}, [(b"connection", b"close")]
+        ):
             await send(message)
 
 
@@ -135,8 +147,12 @@ class Refusal:
     """What ran dry: ``token`` (the principal's bucket), ``address`` or ``auth_failures``."""
 
     def body(self) -> dict[str, Any]:
-        return {"error": "rate_limited", "retry_after_ms": int(self.retry_after_s * 1000) + 1, "tier": self.tier,
-                "scope": self.scope}
+        return {
+            "error": "rate_limited",
+            "retry_after_ms": int(self.retry_after_s * 1000) + 1,
+            "tier": self.tier,
+            "scope": self.scope,
+        }
 
 
 class RateLimiter:
@@ -145,8 +161,10 @@ class RateLimiter:
     def __init__(self, settings: HubSettings, path: Path | None = None) -> None:
         self.enabled = settings.rate_limits_enabled
         self.tiers: dict[str, RL.Limit] = {
-            Role.ADMIN: RL.Limit(*settings.rate_limit_admin), Role.AGENT: RL.Limit(*settings.rate_limit_agent),
-            Role.VIEWER: RL.Limit(*settings.rate_limit_viewer), "anonymous": RL.Limit(*settings.rate_limit_anonymous),
+            Role.ADMIN: RL.Limit(*settings.rate_limit_admin),
+            Role.AGENT: RL.Limit(*settings.rate_limit_agent),
+            Role.VIEWER: RL.Limit(*settings.rate_limit_viewer),
+            "anonymous": RL.Limit(*settings.rate_limit_anonymous),
             "auth_failures": RL.Limit(*settings.rate_limit_auth_failures),
         }
         self.backoff_s = settings.rate_limit_backoff_s
@@ -161,8 +179,10 @@ class RateLimiter:
         self._load()
 
     def __repr__(self) -> str:
-        return (f"<RateLimiter buckets={len(self._buckets)} failing={len(self._failures)} refused={self.n_refused} "
-                f"overrides={len(self.overrides)}>")
+        return (
+            f"<RateLimiter buckets={len(self._buckets)} failing={len(self._failures)} refused={self.n_refused} "
+            f"overrides={len(self.overrides)}>"
+        )
 
     @staticmethod
     def now() -> float:
@@ -202,8 +222,9 @@ class RateLimiter:
         """Book a failed authentication (a 401, a refused identify) against the client address."""
         self.n_auth_failures += 1
         limit = self.tiers["auth_failures"]
-        self._keep(self._failures, address, RL.charge(self._failures.get(address), limit, now, self.backoff_s,
-                                                      self.quiet_s))
+        self._keep(
+            self._failures, address, RL.charge(self._failures.get(address), limit, now, self.backoff_s, self.quiet_s)
+        )
 
     def auth_blocked_s(self, address: str, now: float) -> float:
         return RL.wait_s(self._failures.get(address), self.tiers["auth_failures"], now)
@@ -228,12 +249,18 @@ class RateLimiter:
 
     def view(self) -> dict[str, Any]:
         return {
-            "enabled": self.enabled, "persisted": self._path is not None,
+            "enabled": self.enabled,
+            "persisted": self._path is not None,
             "tiers": {name: limit.view() for name, limit in self.tiers.items()},
-            "backoff_s": list(self.backoff_s), "quiet_s": self.quiet_s,
+            "backoff_s": list(self.backoff_s),
+            "quiet_s": self.quiet_s,
             "overrides": [{"key": k, **v.view()} for k, v in sorted(self.overrides.items())],
-            "stats": {"refused": self.n_refused, "auth_failures": self.n_auth_failures,
-                      "buckets": len(self._buckets), "failing_addresses": len(self._failures)},
+            "stats": {
+                "refused": self.n_refused,
+                "auth_failures": self.n_auth_failures,
+                "buckets": len(self._buckets),
+                "failing_addresses": len(self._failures),
+            },
         }
 
     def _load(self) -> None:
@@ -241,8 +268,9 @@ class RateLimiter:
             return
         try:
             data = json.loads(self._path.read_text())
-            self.overrides = {str(k): RL.Limit(float(v["capacity"]), float(v["refill_per_s"]))
-                              for k, v in data["overrides"].items()}
+            self.overrides = {
+                str(k): RL.Limit(float(v["capacity"]), float(v["refill_per_s"])) for k, v in data["overrides"].items()
+            }
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             logger.error("ignoring unreadable rate-limit overrides in %s (%s); the tiers apply", self._path, exc)
 
@@ -251,8 +279,16 @@ class RateLimiter:
             return
         self._path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"overrides": {k: {"capacity": v.capacity, "refill_per_s": v.refill_per_s}
-                                                 for k, v in self.overrides.items()}}, indent=1))
+        tmp.write_text(
+            json.dumps(
+                {
+                    "overrides": {
+                        k: {"capacity": v.capacity, "refill_per_s": v.refill_per_s} for k, v in self.overrides.items()
+                    }
+                },
+                indent=1,
+            )
+        )
         os.replace(tmp, self._path)
 
 
@@ -326,8 +362,7 @@ def install(app: FastAPI) -> None:
     settings = hub.settings
     limiter = RateLimiter(settings, settings.data_dir / OVERRIDES_FILE)
     app.state.rate_limiter = limiter
-    app.add_middleware(BodyLimit, hub=hub, max_bytes=settings.max_body_bytes,
-                       batch_bytes=settings.max_batch_body_bytes)
+    app.add_middleware(BodyLimit, hub=hub, max_bytes=settings.max_body_bytes, batch_bytes=settings.max_batch_body_bytes)
     app.add_middleware(RateLimit, hub=hub, limiter=limiter)
 
 

@@ -23,8 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from(args: argparse.Namespace) -> HubSettings:
-    overrides = {k: v for k, v in {"host": args.host, "port": args.port, "data_dir": args.data_dir}.items()
-                 if v is not None}
+    overrides = {
+        k: v for k, v in {"host": args.host, "port": args.port, "data_dir": args.data_dir}.items() if v is not None
+    }
     return HubSettings(**overrides)
 
 
@@ -42,8 +43,12 @@ def raise_file_limit(max_connections: int) -> None:
         new = want if hard == resource.RLIM_INFINITY else min(want, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
         if new < want:
-            logger.warning("open files limited to %d (hard limit): fewer than max_connections=%d sockets fit; raise "
-                           "it (ulimit -n) or lower AGENTCOM_MAX_CONNECTIONS", new, max_connections)
+            logger.warning(
+                "open files limited to %d (hard limit): fewer than max_connections=%d sockets fit; raise "
+                "it (ulimit -n) or lower AGENTCOM_MAX_CONNECTIONS",
+                new,
+                max_connections,
+            )
 
 
 async def serve(settings: HubSettings) -> int:
@@ -73,9 +78,12 @@ async def serve(settings: HubSettings) -> int:
         return 1
     except Exception as exc:
         logger.critical("the hub failed to start", exc_info=True)
-        print(f"agentcom hub: cannot start: unexpected {type(exc).__name__}: {exc}. This is a bug (the traceback "
-              f"is above); the start was undone, the data dir left as it was. Please report it.",
-              file=sys.stderr, flush=True)
+        print(
+            f"agentcom hub: cannot start: unexpected {type(exc).__name__}: {exc}. This is a bug (the traceback "
+            f"is above); the start was undone, the data dir left as it was. Please report it.",
+            file=sys.stderr,
+            flush=True,
+        )
         return 1
     try:
         (settings.data_dir / "hub.url").write_text(url + "\n")
@@ -89,8 +97,9 @@ async def serve(settings: HubSettings) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every callback phase at INFO
     try:
         settings = settings_from(args)

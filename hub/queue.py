@@ -58,8 +58,16 @@ class Submission:
 
 def _row(task: Task) -> PutTask:
     def build() -> TaskRow:
-        return TaskRow(task.id, str(task.status), task.priority, task.created_at, task.updated_at, task.assigned_to,
-                       task.goal_id, task.to_json())
+        return TaskRow(
+            task.id,
+            str(task.status),
+            task.priority,
+            task.created_at,
+            task.updated_at,
+            task.assigned_to,
+            task.goal_id,
+            task.to_json(),
+        )
 
     return PutTask(task.id, build)
 
@@ -168,8 +176,12 @@ class TaskQueue:
         for status in T.FINAL:
             ordered = sorted(self._by_status[status].values(), key=lambda t: t.updated_at)
             self._by_status[status] = {t.id: t for t in ordered}
-        self._recent = OrderedDict((t.id, t) for t in sorted(
-            heapq.nlargest(RECENT_KEPT, self.tasks.values(), key=lambda t: t.updated_at), key=lambda t: t.updated_at))
+        self._recent = OrderedDict(
+            (t.id, t)
+            for t in sorted(
+                heapq.nlargest(RECENT_KEPT, self.tasks.values(), key=lambda t: t.updated_at), key=lambda t: t.updated_at
+            )
+        )
 
     def queued_in_order(self) -> Iterable[Task]:
         """Queued tasks, most urgent lane first, FIFO (by time of queueing) inside a lane.
@@ -199,8 +211,10 @@ class TaskQueue:
 
     def depended_on(self, task: Task) -> bool:
         """Whether a stored task that may still run (anything not completed) depends on ``task``."""
-        return any((dep := self.tasks.get(d)) is not None and dep.status is not TaskStatus.COMPLETED
-                   for d in self._dependents.get(task.id, ()))
+        return any(
+            (dep := self.tasks.get(d)) is not None and dep.status is not TaskStatus.COMPLETED
+            for d in self._dependents.get(task.id, ())
+        )
 
     def assigned_to(self, agent_id: str) -> Task | None:
         for task in self._in_flight.values():
@@ -263,11 +277,19 @@ class TaskQueue:
         if committed.cancelled() or committed.exception() is not None:
             return  # never committed: nothing happened
         for event, task, extra in events:
-            self._bus.publish({
-                "kind": "task_event", "event": event, "task_id": task.id, "status": str(task.status),
-                "agent_id": task.assigned_to, "priority": task.priority, "goal_id": task.goal_id,
-                "timestamp": task.updated_at, **extra,
-            })
+            self._bus.publish(
+                {
+                    "kind": "task_event",
+                    "event": event,
+                    "task_id": task.id,
+                    "status": str(task.status),
+                    "agent_id": task.assigned_to,
+                    "priority": task.priority,
+                    "goal_id": task.goal_id,
+                    "timestamp": task.updated_at,
+                    **extra,
+                }
+            )
 
     async def _commit(self, changed: list[Task], events: list[tuple[str, Task, dict[str, Any]]]) -> None:
         await self._persist(changed, events)
@@ -305,8 +327,10 @@ class TaskQueue:
             self.tasks[task.id] = task
             for dep in task.depends_on:
                 self._dependents.setdefault(dep, set()).add(task.id)
-            doomed = next((d for d in task.depends_on if self.tasks[d].status in {TaskStatus.DEAD_LETTER,
-                                                                                   TaskStatus.CANCELLED}), None)
+            doomed = next(
+                (d for d in task.depends_on if self.tasks[d].status in {TaskStatus.DEAD_LETTER, TaskStatus.CANCELLED}),
+                None,
+            )
             if doomed is not None:
                 T.fail_dependency(task, doomed, task.created_at)
         self.n_submitted += len(batch)
@@ -337,10 +361,17 @@ class TaskQueue:
         return task
 
     async def complete(
-        self, task_id: str, agent_id: str, generation: int, result: TaskResult, *,
-        tokens_used: int | None = None, usage: Usage | None = None,
+        self,
+        task_id: str,
+        agent_id: str,
+        generation: int,
+        result: TaskResult,
+        *,
+        tokens_used: int | None = None,
+        usage: Usage | None = None,
         verification_report: VerificationReport | None = None,
-        verification_history: list[VerificationReport] | None = None, on_applied: OnApplied | None = None,
+        verification_history: list[VerificationReport] | None = None,
+        on_applied: OnApplied | None = None,
     ) -> str:
         """Record a reported result; returns the ack status (``complete``, ``retried`` or ``dead_letter``).
 
@@ -353,8 +384,9 @@ class TaskQueue:
         outcome = T.outcome_of(result, verification_report)
         claimed = T.claimed_outcome(result, verification_report)
         if claimed is not None and claimed != outcome:
-            logger.warning("task %s: reported outcome %s does not match its checks; recording %s", task_id, claimed,
-                           outcome)
+            logger.warning(
+                "task %s: reported outcome %s does not match its checks; recording %s", task_id, claimed, outcome
+            )
         stored = result.model_dump(mode="json", exclude_unset=True)
         report = None if verification_report is None else _stored_report(verification_report)
         history = None if verification_history is None else [_stored_report(r) for r in verification_history]
@@ -369,12 +401,23 @@ class TaskQueue:
             task.usage = _stored(usage)
             error = str(result.error or result.output or "reported failure")[:500]
             ack = await self._end(task, reason, error, result=stored, on_applied=on_applied)
-            logger.info("task %s %s outcome=failed reason=%s agent=%s generation=%d", task_id, ack, reason, agent_id,
-                        generation)
+            logger.info(
+                "task %s %s outcome=failed reason=%s agent=%s generation=%d", task_id, ack, reason, agent_id, generation
+            )
             return ack
         now = self._clock.now_ms()
-        T.complete(task, agent_id, generation, stored, outcome, now, tokens_used=used,
-                   verification_report=report, verification_history=history, usage=_stored(usage))
+        T.complete(
+            task,
+            agent_id,
+            generation,
+            stored,
+            outcome,
+            now,
+            tokens_used=used,
+            verification_report=report,
+            verification_history=history,
+            usage=_stored(usage),
+        )
         committed = self._persist([task], [("task_completed", task, {"outcome": outcome})])
         logger.info("task %s completed outcome=%s agent=%s generation=%d", task_id, outcome, agent_id, generation)
         if on_applied is not None:
@@ -382,9 +425,18 @@ class TaskQueue:
         await committed
         return "complete"
 
-    async def fail(self, task_id: str, agent_id: str, generation: int, error: str,
-                   result: TaskResult | None = None, on_applied: OnApplied | None = None, *,
-                   usage: Usage | None = None, verification_report: VerificationReport | None = None) -> str:
+    async def fail(
+        self,
+        task_id: str,
+        agent_id: str,
+        generation: int,
+        error: str,
+        result: TaskResult | None = None,
+        on_applied: OnApplied | None = None,
+        *,
+        usage: Usage | None = None,
+        verification_report: VerificationReport | None = None,
+    ) -> str:
         """Record that the agent could not produce a result: the attempt ends as ``agent_error``."""
         task = self.get(task_id)
         T.require_status(task, T.IN_FLIGHT)
@@ -397,26 +449,47 @@ class TaskQueue:
             task.verification_report = _stored_report(verification_report)
         stored = None if result is None else result.model_dump(mode="json", exclude_unset=True)
         ack = await self._end(task, EndReason.AGENT_ERROR, error, result=stored, on_applied=on_applied)
-        logger.info("task %s %s outcome=failed reason=%s agent=%s generation=%d", task_id, ack, EndReason.AGENT_ERROR,
-                    agent_id, generation)
+        logger.info(
+            "task %s %s outcome=failed reason=%s agent=%s generation=%d",
+            task_id,
+            ack,
+            EndReason.AGENT_ERROR,
+            agent_id,
+            generation,
+        )
         return ack
 
-    async def reclaim(self, task_id: str, reason: EndReason, error: str, generation: int | None = None,
-                      on_applied: OnApplied | None = None) -> str:
+    async def reclaim(
+        self,
+        task_id: str,
+        reason: EndReason,
+        error: str,
+        generation: int | None = None,
+        on_applied: OnApplied | None = None,
+    ) -> str:
         """End an in-flight attempt for a reason the agent did not report (lost, timed out, stuck, rejected)."""
         task = self.get(task_id)
         T.check_generation(task, generation)
         return await self._end(task, reason, error, on_applied=on_applied)
 
-    async def _end(self, task: Task, reason: EndReason, error: str, result: dict[str, Any] | None = None,
-                   on_applied: OnApplied | None = None) -> str:
+    async def _end(
+        self,
+        task: Task,
+        reason: EndReason,
+        error: str,
+        result: dict[str, Any] | None = None,
+        on_applied: OnApplied | None = None,
+    ) -> str:
         now = self._clock.now_ms()
         agent_id = task.assigned_to
         status = T.end_attempt(task, reason, error, now, result=result)
         changed = [task]
         events: list[tuple[str, Task, dict[str, Any]]] = [
-            ("task_retried" if status == "retried" else "task_dead_letter", task, {"reason": str(reason),
-                                                                                   "from_agent": agent_id})
+            (
+                "task_retried" if status == "retried" else "task_dead_letter",
+                task,
+                {"reason": str(reason), "from_agent": agent_id},
+            )
         ]
         if status == "dead_letter":
             cascaded = self._cascade(task, now)
@@ -433,8 +506,11 @@ class TaskQueue:
         agent_id = task.assigned_to if task.status in T.IN_FLIGHT else None
         previous = T.cancel(task, self._clock.now_ms(), by)
         changed = [task, *self._cascade(task, task.updated_at)]
-        await self._commit(changed, [("task_cancelled", task, {"previous_status": str(previous)})]
-                           + [("task_dead_letter", t, {"reason": "dependency_failed"}) for t in changed[1:]])
+        await self._commit(
+            changed,
+            [("task_cancelled", task, {"previous_status": str(previous)})]
+            + [("task_dead_letter", t, {"reason": "dependency_failed"}) for t in changed[1:]],
+        )
         return previous, agent_id
 
     async def retry(self, task_id: str, by: str | None = None) -> Task:
@@ -447,8 +523,10 @@ class TaskQueue:
         while stack:
             for dep_id in sorted(self._dependents.get(stack.pop(), ())):
                 dep = self.tasks.get(dep_id)
-                if dep is not None and dep.status is TaskStatus.DEAD_LETTER and (
-                    dep.dead_letter_reason == EndReason.DEPENDENCY_FAILED
+                if (
+                    dep is not None
+                    and dep.status is TaskStatus.DEAD_LETTER
+                    and (dep.dead_letter_reason == EndReason.DEPENDENCY_FAILED)
                 ):
                     T.retry(dep, now, by)
                     revived.append(dep)
@@ -464,24 +542,37 @@ class TaskQueue:
 
     # --- queries ----------------------------------------------------------------------------------------------
 
-    def list(self, status: str | None = None, priority: int | None = None, assigned_to: str | None = None,
-             goal_id: str | None = None, limit: int = 1000, offset: int = 0) -> list[Task]:
+    def list(
+        self,
+        status: str | None = None,
+        priority: int | None = None,
+        assigned_to: str | None = None,
+        goal_id: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> list[Task]:
         """Matching tasks ordered by (priority, created_at), ``offset`` skipped, at most ``limit``.
 
         Walks the per-priority indexes (already in that order) and stops once enough match; only when a status
         is rare enough that walking would skip far more tasks than it holds are that status's tasks picked by a
         bounded heap instead. Neither sorts every stored task.
         """
+
         def wanted(t: Task) -> bool:
-            return (status is None or t.status == status) and (priority is None or t.priority == priority) and (
-                assigned_to is None or t.assigned_to == assigned_to) and (goal_id is None or t.goal_id == goal_id)
+            return (
+                (status is None or t.status == status)
+                and (priority is None or t.priority == priority)
+                and (assigned_to is None or t.assigned_to == assigned_to)
+                and (goal_id is None or t.goal_id == goal_id)
+            )
 
         want = offset + limit
         if status is not None:
             holding = self._by_status[TaskStatus(status)]
             if len(holding) * len(holding) < want * len(self.tasks):  # cheaper than walking past the others
-                top = heapq.nsmallest(want, (t for t in holding.values() if wanted(t)),
-                                      key=lambda t: (t.priority, t.created_at))
+                top = heapq.nsmallest(
+                    want, (t for t in holding.values() if wanted(t)), key=lambda t: (t.priority, t.created_at)
+                )
                 return top[offset:]
         lanes = self._by_priority if priority is None else [self._by_priority[priority]]
         walk = (t for lane in lanes for t in lane.values() if wanted(t))
@@ -512,8 +603,9 @@ class TaskQueue:
         ids = [t.id for t in gone]
         await self._store.write([*map(DeleteTask, ids), *map(DeleteTrajectory, ids)])
         if gone:
-            self._bus.publish({"kind": "retention", "event": "tasks_pruned", "count": len(gone),
-                               "timestamp": self._clock.now_ms()})
+            self._bus.publish(
+                {"kind": "retention", "event": "tasks_pruned", "count": len(gone), "timestamp": self._clock.now_ms()}
+            )
         return len(gone)
 
     def _forget(self, task: Task) -> None:
@@ -548,5 +640,6 @@ class TaskQueue:
             for model, counts in per_model.items():
                 if isinstance(counts, dict):
                     total.setdefault(str(model), Counter()).update(
-                        {str(k): v for k, v in counts.items() if isinstance(v, int)})
+                        {str(k): v for k, v in counts.items() if isinstance(v, int)}
+                    )
         return {model: dict(sorted(counts.items())) for model, counts in sorted(total.items())}

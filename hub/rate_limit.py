@@ -25,8 +25,7 @@ class Limit:
         return self.capacity <= 0
 
     def view(self) -> dict[str, float | bool]:
-        return {"unlimited": True} if self.unlimited else {"capacity": self.capacity,
-                                                          "refill_per_s": self.refill_per_s}
+        return {"unlimited": True} if self.unlimited else {"capacity": self.capacity, "refill_per_s": self.refill_per_s}
 
 
 UNLIMITED = Limit(0.0, 0.0)
@@ -59,8 +58,14 @@ def refilled(bucket: Bucket, limit: Limit, now: float) -> Bucket:
     return Bucket(tokens, now, bucket.strikes, bucket.shut_until, bucket.last_refusal)
 
 
-def take(bucket: Bucket | None, limit: Limit, now: float, backoff_s: tuple[float, ...] = (),
-         quiet_s: float = 60.0, cost: float = 1.0) -> tuple[Bucket | None, Decision]:
+def take(
+    bucket: Bucket | None,
+    limit: Limit,
+    now: float,
+    backoff_s: tuple[float, ...] = (),
+    quiet_s: float = 60.0,
+    cost: float = 1.0,
+) -> tuple[Bucket | None, Decision]:
     """Spend ``cost`` from ``bucket`` (None: a fresh, full one) at ``now``; returns the new bucket and the decision."""
     if limit.unlimited:
         return None, Decision(True)
@@ -69,16 +74,21 @@ def take(bucket: Bucket | None, limit: Limit, now: float, backoff_s: tuple[float
     if now < b.shut_until:  # still shut from the last time it ran dry
         return Bucket(b.tokens, now, strikes, b.shut_until, now), Decision(False, b.shut_until - now, 0.0)
     if b.tokens >= cost:
-        return Bucket(b.tokens - cost, now, strikes, b.shut_until, b.last_refusal), Decision(True, 0.0,
-                                                                                            b.tokens - cost)
+        return Bucket(b.tokens - cost, now, strikes, b.shut_until, b.last_refusal), Decision(True, 0.0, b.tokens - cost)
     refill_s = (cost - b.tokens) / limit.refill_per_s if limit.refill_per_s > 0 else math.inf
     step = backoff_s[min(strikes, len(backoff_s) - 1)] if backoff_s else 0.0
     wait = max(refill_s, step)
     return Bucket(b.tokens, now, strikes + 1, now + wait, now), Decision(False, wait, 0.0)
 
 
-def charge(bucket: Bucket | None, limit: Limit, now: float, backoff_s: tuple[float, ...] = (),
-           quiet_s: float = 60.0, cost: float = 1.0) -> Bucket | None:
+def charge(
+    bucket: Bucket | None,
+    limit: Limit,
+    now: float,
+    backoff_s: tuple[float, ...] = (),
+    quiet_s: float = 60.0,
+    cost: float = 1.0,
+) -> Bucket | None:
     """Spend ``cost`` for something that already happened (a failed authentication): never refused, but a bucket
     left dry is shut as :func:`take` shuts one, with the next step of the backoff."""
     if limit.unlimited:

@@ -32,15 +32,19 @@ class RetentionPolicy:
     @classmethod
     def from_settings(cls, settings: HubSettings) -> RetentionPolicy:
         return cls(
-            max_kept={TaskStatus.COMPLETED: settings.retention_completed_max,
-                      TaskStatus.DEAD_LETTER: settings.retention_dead_letter_max,
-                      TaskStatus.CANCELLED: settings.retention_cancelled_max},
-            max_age_ms=int(settings.retention_max_age_s * 1000), batch=settings.retention_batch,
+            max_kept={
+                TaskStatus.COMPLETED: settings.retention_completed_max,
+                TaskStatus.DEAD_LETTER: settings.retention_dead_letter_max,
+                TaskStatus.CANCELLED: settings.retention_cancelled_max,
+            },
+            max_age_ms=int(settings.retention_max_age_s * 1000),
+            batch=settings.retention_batch,
         )
 
 
-def due_for_pruning(oldest_first: Iterable[Task], held: int, max_kept: int, cutoff_ms: int,
-                    kept: Callable[[Task], bool], limit: int) -> list[Task]:
+def due_for_pruning(
+    oldest_first: Iterable[Task], held: int, max_kept: int, cutoff_ms: int, kept: Callable[[Task], bool], limit: int
+) -> list[Task]:
     """The tasks to prune among ``held`` tasks of one status, given oldest first: those beyond ``max_kept`` and
     those last changed before ``cutoff_ms``, except those ``kept`` says must stay (they still count as held).
 
@@ -65,8 +69,9 @@ async def prune_once(hub: Hub, policy: RetentionPolicy) -> int:
     for status, max_kept in policy.max_kept.items():
         while True:
             cutoff = hub.clock.now_ms() - policy.max_age_ms
-            doomed = due_for_pruning(queue.oldest(status), queue.count(status), max_kept, cutoff,
-                                     queue.depended_on, policy.batch)
+            doomed = due_for_pruning(
+                queue.oldest(status), queue.count(status), max_kept, cutoff, queue.depended_on, policy.batch
+            )
             if not doomed:
                 break
             pruned = await queue.prune(doomed)

@@ -124,8 +124,14 @@ def decision_record(chosen: Route, now_ms: int) -> RoutingDecision:
     decision for an agent that did not say what it runs with the longest model name, which is what a submission is
     checked against (a fallback names the same preferred target)."""
     return RoutingDecision(
-        target=chosen.target, provider=PROVIDERS.get(chosen.target), model=chosen.model, reason=chosen.reason,
-        tier=chosen.tier, preferred_target=chosen.preferred, fallback_used=chosen.fallback, decided_at=now_ms,
+        target=chosen.target,
+        provider=PROVIDERS.get(chosen.target),
+        model=chosen.model,
+        reason=chosen.reason,
+        tier=chosen.tier,
+        preferred_target=chosen.preferred,
+        fallback_used=chosen.fallback,
+        decided_at=now_ms,
     )
 
 

@@ -33,22 +33,29 @@ class StartupError(Exception):
 def bind(host: str, port: int) -> socket.socket:
     """A socket bound to ``host:port`` (uvicorn listens on it), or StartupError naming the cause."""
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                            flags=socket.AI_PASSIVE)[0]
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
         sock = socket.socket(family, kind, proto)
     except OSError as exc:
-        raise StartupError(f"cannot listen on {host}:{port} ({exc.strerror or exc}). Pass --host (or AGENTCOM_HOST) "
-                           f"naming an address of this machine, e.g. 127.0.0.1.") from None
+        raise StartupError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}). Pass --host (or AGENTCOM_HOST) "
+            f"naming an address of this machine, e.g. 127.0.0.1."
+        ) from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise StartupError(f"port {port} on {host} is already in use by another process. Stop that process, or "
-                               f"start the hub with another --port (or AGENTCOM_PORT; 0 picks a free one).") from None
-        raise StartupError(f"cannot listen on {host}:{port} ({exc.strerror or exc}). Pass another --host or --port "
-                           f"(ports below 1024 need privileges).") from None
+            raise StartupError(
+                f"port {port} on {host} is already in use by another process. Stop that process, or "
+                f"start the hub with another --port (or AGENTCOM_PORT; 0 picks a free one)."
+            ) from None
+        raise StartupError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}). Pass another --host or --port "
+            f"(ports below 1024 need privileges)."
+        ) from None
     return sock
 
 
@@ -60,13 +67,21 @@ class HubServer:
         self.app = create_app(settings, clock)
         self.hub: Hub = self.app.state.hub
         config = uvicorn.Config(
-            self.app, host=settings.host, port=settings.port,
-            ws_per_message_deflate=False, ws_max_size=settings.max_frame_bytes,
-            ws_ping_interval=settings.ws_ping_interval_s, ws_ping_timeout=settings.ws_ping_interval_s,
-            log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5,
+            self.app,
+            host=settings.host,
+            port=settings.port,
+            ws_per_message_deflate=False,
+            ws_max_size=settings.max_frame_bytes,
+            ws_ping_interval=settings.ws_ping_interval_s,
+            ws_ping_timeout=settings.ws_ping_interval_s,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
             # httptools and websockets-sansio, with header, connection and close bounds (hub/server_protocols.py).
             **server_protocols.uvicorn_options(settings),
-            timeout_keep_alive=settings.keep_alive_timeout_s, backlog=min(2048, settings.max_connections),
+            timeout_keep_alive=settings.keep_alive_timeout_s,
+            backlog=min(2048, settings.max_connections),
         )
         self.server = uvicorn.Server(config)
         self.hub.on_fatal = self._fatal

@@ -76,7 +76,8 @@ class HubHttpProtocol(HttpToolsProtocol):
         phrase = {408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Service Unavailable"}
         self.transport.write(
             f"HTTP/1.1 {status} {phrase[status]}\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode() + body
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+            + body
         )
         self.transport.close()
 
@@ -139,10 +140,15 @@ class HubWebSocketProtocol(WebSocketsSansIOProtocol):
 
 def protocols(settings: HubSettings) -> tuple[type[HubHttpProtocol], type[HubWebSocketProtocol]]:
     """The two protocol classes, with this hub's limits."""
-    http = type("HubHttpProtocol", (HubHttpProtocol,), {
-        "header_timeout_s": settings.header_timeout_s, "max_header_bytes": settings.max_header_bytes,
-        "max_connections": settings.max_connections,
-    })
+    http = type(
+        "HubHttpProtocol",
+        (HubHttpProtocol,),
+        {
+            "header_timeout_s": settings.header_timeout_s,
+            "max_header_bytes": settings.max_header_bytes,
+            "max_connections": settings.max_connections,
+        },
+    )
     ws = type("HubWebSocketProtocol", (HubWebSocketProtocol,), {"close_timeout_s": settings.close_timeout_s})
     return http, ws
 

@@ -32,12 +32,23 @@ class StorageGuard:
 
 
 async def _refuse(send: Send, reason: str) -> None:
-    body = json.dumps({
-        "error": "insufficient_storage", "reason": reason, "retry_after_s": RETRY_AFTER_S,
-        "detail": "the hub cannot store anything until disk space is freed; nothing was changed, retry later",
-    }).encode()
-    await send({"type": "http.response.start", "status": 507, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"retry-after", str(RETRY_AFTER_S).encode()),
-    ]})
+    body = json.dumps(
+        {
+            "error": "insufficient_storage",
+            "reason": reason,
+            "retry_after_s": RETRY_AFTER_S,
+            "detail": "the hub cannot store anything until disk space is freed; nothing was changed, retry later",
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 507,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(RETRY_AFTER_S).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

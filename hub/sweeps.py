@@ -47,8 +47,12 @@ def task_timeout_ms(task: Task) -> float | None:
 
 
 def due_reclaims(
-    in_flight: Iterable[Task], connected: dict[str, Agent], departed_at: dict[str, int], started_at: int,
-    now: int, settings: HubSettings,
+    in_flight: Iterable[Task],
+    connected: dict[str, Agent],
+    departed_at: dict[str, int],
+    started_at: int,
+    now: int,
+    settings: HubSettings,
 ) -> list[Reclaim]:
     """Which in-flight attempts have run out of time, and why."""
     out: list[Reclaim] = []
@@ -58,8 +62,9 @@ def due_reclaims(
             # An agent not seen since the hub started gets the longer restart grace: its sidecar may be backing
             # off (up to a minute) and holds results in its outbox that must not be fenced out.
             left_at = departed_at.get(task.assigned_to or "")
-            gone_since, grace_s = (left_at, settings.reconnect_grace_s) if left_at is not None else (
-                started_at, settings.restart_grace_s)
+            gone_since, grace_s = (
+                (left_at, settings.reconnect_grace_s) if left_at is not None else (started_at, settings.restart_grace_s)
+            )
             if now - gone_since >= ms(grace_s):
                 out.append(Reclaim(task.id, task.generation, EndReason.AGENT_LOST, "agent disconnected"))
         elif agent.awaiting_report_since is not None and now - agent.awaiting_report_since >= ms(
@@ -82,15 +87,20 @@ def due_reclaims(
 async def sweep_once(hub: Hub) -> int:
     now = hub.clock.now_ms()
     departed = {aid: int(v.get("disconnected_at", now)) for aid, v in hub.agents.departed.items()}
-    reclaims = due_reclaims(hub.queue.in_flight(), hub.agents.connected, departed, hub.started_at, now,
-                            hub.settings)
+    reclaims = due_reclaims(hub.queue.in_flight(), hub.agents.connected, departed, hub.started_at, now, hub.settings)
     for r in reclaims:
         task = hub.queue.tasks[r.task_id]
         agent_id = task.assigned_to
         # Earlier reclaims awaited their commits: a report may have arrived since. Decide again on the state now.
         departed = {aid: int(v.get("disconnected_at", now)) for aid, v in hub.agents.departed.items()}
-        still = due_reclaims([task] if task.status in (TaskStatus.ASSIGNED, TaskStatus.WORKING) else [],
-                             hub.agents.connected, departed, hub.started_at, hub.clock.now_ms(), hub.settings)
+        still = due_reclaims(
+            [task] if task.status in (TaskStatus.ASSIGNED, TaskStatus.WORKING) else [],
+            hub.agents.connected,
+            departed,
+            hub.started_at,
+            hub.clock.now_ms(),
+            hub.settings,
+        )
         if not still or still[0].reason is not r.reason or task.generation != r.generation:
             continue
         try:

@@ -210,22 +210,58 @@ def _finite(value: Any) -> Any:
 _MAX_INT = 2**63 - 1  # what SQLite can bind (created_at, updated_at, priority are columns too)
 _REQUIRED = frozenset({"id", "description", "created_at", "updated_at", "status"})
 _NONE: type = type(None)
-_INT_FIELDS = ("created_at", "updated_at", "priority", "max_retries", "retry_count", "generation",
-               "max_verification_retries", "verification_timeout_ms", "complete_by", "assigned_at", "accepted_at",
-               "completed_at", "tokens_used")
+_INT_FIELDS = (
+    "created_at",
+    "updated_at",
+    "priority",
+    "max_retries",
+    "retry_count",
+    "generation",
+    "max_verification_retries",
+    "verification_timeout_ms",
+    "complete_by",
+    "assigned_at",
+    "accepted_at",
+    "completed_at",
+    "tokens_used",
+)
 _SHAPE: tuple[tuple[str, frozenset[type]], ...] = (
     *((name, frozenset({str})) for name in ("id", "description", "status")),
     *((name, frozenset({int})) for name in _INT_FIELDS[:7]),
     *((name, frozenset({int, _NONE})) for name in _INT_FIELDS[7:]),
-    *((name, frozenset({str, _NONE})) for name in ("assign_to", "complexity_tier", "repo", "branch", "goal_id",
-                                                   "executor", "submitted_by", "assigned_to", "outcome",
-                                                   "last_error", "dead_letter_reason")),
+    *(
+        (name, frozenset({str, _NONE}))
+        for name in (
+            "assign_to",
+            "complexity_tier",
+            "repo",
+            "branch",
+            "goal_id",
+            "executor",
+            "submitted_by",
+            "assigned_to",
+            "outcome",
+            "last_error",
+            "dead_letter_reason",
+        )
+    ),
     ("skip_verification", frozenset({bool})),
     ("metadata", frozenset({dict})),
-    *((name, frozenset({dict, _NONE})) for name in ("complexity", "routing_decision", "result",
-                                                    "verification_report", "usage")),
-    *((name, frozenset({list})) for name in ("needed_capabilities", "depends_on", "success_criteria",
-                                             "verification_steps", "file_hints", "history")),
+    *(
+        (name, frozenset({dict, _NONE}))
+        for name in ("complexity", "routing_decision", "result", "verification_report", "usage")
+    ),
+    *(
+        (name, frozenset({list}))
+        for name in (
+            "needed_capabilities",
+            "depends_on",
+            "success_criteria",
+            "verification_steps",
+            "file_hints",
+            "history",
+        )
+    ),
     ("verification_history", frozenset({list, _NONE})),
 )
 """Stored field -> the exact types it may have (a field left out takes the dataclass default)."""
@@ -236,10 +272,29 @@ _ELEMENTS: tuple[tuple[str, frozenset[type]], ...] = (
 
 _FIELD_NAMES = tuple(f.name for f in fields(Task) if f.name not in {"static_json", "static_of"})
 STATIC_FIELDS = (
-    "id", "description", "created_at", "metadata", "needed_capabilities", "max_retries", "depends_on", "assign_to",
-    "complexity_tier", "complexity", "success_criteria", "verification_steps", "file_hints", "repo", "branch",
-    "goal_id", "executor", "skip_verification", "verification_timeout_ms", "max_verification_retries",
-    "complete_by", "submitted_by", "idempotency",
+    "id",
+    "description",
+    "created_at",
+    "metadata",
+    "needed_capabilities",
+    "max_retries",
+    "depends_on",
+    "assign_to",
+    "complexity_tier",
+    "complexity",
+    "success_criteria",
+    "verification_steps",
+    "file_hints",
+    "repo",
+    "branch",
+    "goal_id",
+    "executor",
+    "skip_verification",
+    "verification_timeout_ms",
+    "max_verification_retries",
+    "complete_by",
+    "submitted_by",
+    "idempotency",
 )
 """Set at submission and never changed afterwards (only the functions in this module change a task; see to_json)."""
 _static_values = attrgetter(*STATIC_FIELDS)

@@ -53,20 +53,23 @@ class Trajectory:
         # Strict: a non-finite number that slipped past the edge fails here, before the store writer sees it.
         payload = json.dumps({**body, **identity}, separators=(",", ":"), default=str, allow_nan=False)
         if len(payload) > MAX_PAYLOAD_BYTES:
-            payload = json.dumps({"event_type": kind, "truncated": True, "text": payload[:MAX_PAYLOAD_BYTES],
-                                  **identity})
+            payload = json.dumps(
+                {"event_type": kind, "truncated": True, "text": payload[:MAX_PAYLOAD_BYTES], **identity}
+            )
         await self._store.write([AppendTrajectory(TrajectoryRow(task_id, seq, now, kind, payload))])
         # Published once stored, so whoever is told of it can also read it back.
-        self._bus.publish({**{k: v for k, v in body.items() if k not in {"full", "messages"}},
-                           "kind": "execution_event", **identity})
+        self._bus.publish(
+            {**{k: v for k, v in body.items() if k not in {"full", "messages"}}, "kind": "execution_event", **identity}
+        )
 
     async def read(self, task_id: str, after_seq: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         """Events after ``after_seq`` in order, at most ``limit`` (both clamped to what SQLite can bind)."""
         after_seq = min(max(after_seq, 0), MAX_SEQ)
         limit = min(max(limit, 1), MAX_SEQ)
         rows = await self._store.read_trajectory(task_id, after_seq, limit)
-        return [{"seq": r.seq, "timestamp": r.ts, "kind": r.kind, "event": _event(task_id, r.seq, r.payload)}
-                for r in rows]
+        return [
+            {"seq": r.seq, "timestamp": r.ts, "kind": r.kind, "event": _event(task_id, r.seq, r.payload)} for r in rows
+        ]
 
 
 def _event(task_id: str, seq: int, payload: str) -> Any:

@@ -23,18 +23,36 @@ import httpx
 AGENTS = ("gcu-sleeper-service", "gcu-so-much-for-subtlety")
 SHELL_TASKS = [  # (description, command, priority, checks run afterwards in the same sandbox)
     ("Count the lines of /etc/os-release", "wc -l < /etc/os-release", "urgent", []),
-    ("Write the first 20 primes to primes.txt",
-     "python3 -c \"print(*[n for n in range(2, 72) if all(n % d for d in range(2, n))], file=open('primes.txt','w'))\"",
-     "high", [{"type": "command_succeeds", "target": "test $(wc -w < primes.txt) -eq 20"}]),
-    ("Make a tarball of a generated file", "seq 1 1000 > numbers.txt && tar czf numbers.tgz numbers.txt", "normal",
-     [{"type": "file_exists", "target": "numbers.tgz"},
-      {"type": "command_succeeds", "target": "tar tzf numbers.tgz | grep -qx numbers.txt"}]),
-    ("Checksum a generated file", "seq 1 5000 | sha256sum > sum.txt", "normal",
-     [{"type": "command_succeeds", "target": "grep -Eq '^[0-9a-f]{64} ' sum.txt"}]),
+    (
+        "Write the first 20 primes to primes.txt",
+        'python3 -c "print(*[n for n in range(2, 72) if all(n % d for d in range(2, n))],'
+        " file=open('primes.txt','w'))\"",
+        "high",
+        [{"type": "command_succeeds", "target": "test $(wc -w < primes.txt) -eq 20"}],
+    ),
+    (
+        "Make a tarball of a generated file",
+        "seq 1 1000 > numbers.txt && tar czf numbers.tgz numbers.txt",
+        "normal",
+        [
+            {"type": "file_exists", "target": "numbers.tgz"},
+            {"type": "command_succeeds", "target": "tar tzf numbers.tgz | grep -qx numbers.txt"},
+        ],
+    ),
+    (
+        "Checksum a generated file",
+        "seq 1 5000 | sha256sum > sum.txt",
+        "normal",
+        [{"type": "command_succeeds", "target": "grep -Eq '^[0-9a-f]{64} ' sum.txt"}],
+    ),
     ("Show the sandbox identity", "id && echo HOME=$HOME && ls -la", "low", []),
-    ("Try to reach the network (the sandbox has none)",
-     "python3 -c \"import socket; socket.create_connection(('1.1.1.1', 53), 2)\" && echo online || echo 'no network'",
-     "low", []),
+    (  # the hub itself, on this machine: inside the sandbox's own network namespace nothing answers
+        "Try to reach the hub from the sandbox (it has no network)",
+        "python3 -c \"import socket; socket.create_connection(('127.0.0.1', HUB_PORT), 2)\" && echo online"
+        " || echo 'no network'",
+        "low",
+        [],
+    ),
 ]
 GOAL_ID = "goal-demo"
 HELLO_TASK = "Create hello.py printing hello and a test for it (test_hello.py, runnable with python3)."
@@ -53,8 +71,14 @@ class Demo:
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         logf = open(self.root / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=logf, text=True, env={**os.environ, **(env or {})},
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=logf,
+            text=True,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
         self.procs.append((name, proc))
         return proc
 
@@ -81,8 +105,11 @@ class Demo:
                 proc.wait()
 
     def start_hub(self) -> str:
-        proc = self.spawn("hub", [self.python, "-m", "hub", "--port", "0", "--data-dir", str(self.root / "hub")],
-                          env={"AGENTCOM_ADMIN_TOKEN": self.admin_token})
+        proc = self.spawn(
+            "hub",
+            [self.python, "-m", "hub", "--port", "0", "--data-dir", str(self.root / "hub")],
+            env={"AGENTCOM_ADMIN_TOKEN": self.admin_token},
+        )
         return self.wait_line(proc, "agentcom hub ready").split("url=", 1)[1]
 
     def start_model(self) -> tuple[str, str, bool]:
@@ -97,25 +124,34 @@ class Demo:
                 log(f"  Ollama at {url} has no models; using the shipped fake instead")
             except (httpx.HTTPError, ValueError):
                 log(f"  Ollama at {url} does not answer; using the shipped fake instead")
-        proc = self.spawn("fake-ollama", [self.python, "-m", "shared.fakes.ollama_server", "--port", "0",
-                                          "--script", "hello_world"])
+        proc = self.spawn(
+            "fake-ollama", [self.python, "-m", "shared.fakes.ollama_server", "--port", "0", "--script", "hello_world"]
+        )
         line = self.wait_line(proc, "http://")
-        url = line[line.index("http://"):].split()[0]
+        url = line[line.index("http://") :].split()[0]
         return url, "fake-coder:latest", False
 
     def start_sidecar(self, hub_url: str, agent_id: str, token: str, ollama_url: str, model: str, slot: int) -> None:
         home = self.root / agent_id
         home.mkdir(parents=True, exist_ok=True)
         config = {
-            "agent_id": agent_id, "token": token, "hub_url": hub_url, "capabilities": ["shell", "code"],
-            "workspace_root": str(home / "workspaces"), "state_dir": str(home / "state"),
-            "ollama_url": ollama_url, "models": [model],
+            "agent_id": agent_id,
+            "token": token,
+            "hub_url": hub_url,
+            "capabilities": ["shell", "code"],
+            "workspace_root": str(home / "workspaces"),
+            "state_dir": str(home / "state"),
+            "ollama_url": ollama_url,
+            "models": [model],
         }
         path = home / "sidecar.json"
         path.write_text(json.dumps(config, indent=2))
         path.chmod(0o600)
-        self.spawn(agent_id, [self.python, "-m", "sidecar", "--config", str(path)],
-                   env={"AGENTCOM_SIDECAR_SANDBOX__UID_BASE": str(200_000 + 1000 * slot)})
+        self.spawn(
+            agent_id,
+            [self.python, "-m", "sidecar", "--config", str(path)],
+            env={"AGENTCOM_SIDECAR_SANDBOX__UID_BASE": str(200_000 + 1000 * slot)},
+        )
 
 
 def summarise(tasks: list[dict[str, Any]]) -> tuple[str, bool]:
@@ -123,8 +159,16 @@ def summarise(tasks: list[dict[str, Any]]) -> tuple[str, bool]:
     ok = True
     for t in tasks:
         secs = ((t.get("completed_at") or t["updated_at"]) - t["created_at"]) / 1000
-        rows.append((t["description"][:46], t.get("assigned_to") or "-", t["status"], t.get("outcome") or "-",
-                     str(t["retry_count"] + (t["status"] != "dead_letter")), f"{secs:.1f}"))
+        rows.append(
+            (
+                t["description"][:46],
+                t.get("assigned_to") or "-",
+                t["status"],
+                t.get("outcome") or "-",
+                str(t["retry_count"] + (t["status"] != "dead_letter")),
+                f"{secs:.1f}",
+            )
+        )
         ok = ok and t["status"] == "completed" and t.get("outcome") != "failed"
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
@@ -144,8 +188,10 @@ def run_demo(args: argparse.Namespace) -> int:
         viewer = http.post("/admin/tokens", json={"agent_id": "demo-viewer", "role": "viewer"}).json()["token"]
         log(f"  dashboard: {hub_url}/dashboard#token={viewer}")
         ollama_url, model, real = demo.start_model()
-        log(f"  model: {model} at {ollama_url}" + ("" if real else
-            "  (no Ollama reachable: the shipped fake Ollama replays a scripted trajectory)"))
+        log(
+            f"  model: {model} at {ollama_url}"
+            + ("" if real else "  (no Ollama reachable: the shipped fake Ollama replays a scripted trajectory)")
+        )
         for slot, agent_id in enumerate(AGENTS):
             token = http.post("/admin/tokens", json={"agent_id": agent_id}).json()["token"]
             demo.start_sidecar(hub_url, agent_id, token, ollama_url, model, slot)
@@ -157,24 +203,49 @@ def run_demo(args: argparse.Namespace) -> int:
         agents = http.get("/api/agents").json()["agents"]
         for a in agents:
             log(f"  agent {a['agent_id']}: online, sandbox {a.get('sandbox_level')}")
-        body = [{"description": d, "priority": p, "executor": "shell", "metadata": {"shell_command": c},
-                 "verification_steps": checks} for d, c, p, checks in SHELL_TASKS]
-        body.append({"description": HELLO_TASK, "priority": "high", "executor": "ollama",
-                     "complexity_tier": "standard", "max_verification_retries": 2,
-                     "metadata": {"model": model},
-                     "verification_steps": [{"type": "file_exists", "target": "hello.py"},
-                                            {"type": "test_passes", "target": "python3 test_hello.py"}]})
+        body = [
+            {
+                "description": d,
+                "priority": p,
+                "executor": "shell",
+                "metadata": {"shell_command": c.replace("HUB_PORT", str(http.base_url.port))},
+                "verification_steps": checks,
+            }
+            for d, c, p, checks in SHELL_TASKS
+        ]
+        body.append(
+            {
+                "description": HELLO_TASK,
+                "priority": "high",
+                "executor": "ollama",
+                "complexity_tier": "standard",
+                "max_verification_retries": 2,
+                "metadata": {"model": model},
+                "verification_steps": [
+                    {"type": "file_exists", "target": "hello.py"},
+                    {"type": "test_passes", "target": "python3 test_hello.py"},
+                ],
+            }
+        )
         for task in body:
             task["goal_id"] = GOAL_ID
         ids = [t["task_id"] for t in http.post("/api/tasks/batch", json={"tasks": body}).json()["tasks"]]
-        final = http.post("/api/tasks", json={
-            "description": "Sign off the batch once every other task is done", "goal_id": GOAL_ID,
-            "executor": "shell", "metadata": {"shell_command": "echo all done > signed-off.txt"},
-            "depends_on": ids, "verification_steps": [{"type": "file_exists", "target": "signed-off.txt"}],
-        }).json()
+        final = http.post(
+            "/api/tasks",
+            json={
+                "description": "Sign off the batch once every other task is done",
+                "goal_id": GOAL_ID,
+                "executor": "shell",
+                "metadata": {"shell_command": "echo all done > signed-off.txt"},
+                "depends_on": ids,
+                "verification_steps": [{"type": "file_exists", "target": "signed-off.txt"}],
+            },
+        ).json()
         ids.append(final["task_id"])
-        log(f"== submitted {len(ids)} tasks for {GOAL_ID}: {len(SHELL_TASKS)} shell, 1 for the model, "
-            "1 that waits for all of them")
+        log(
+            f"== submitted {len(ids)} tasks for {GOAL_ID}: {len(SHELL_TASKS)} shell, 1 for the model, "
+            "1 that waits for all of them"
+        )
         deadline = time.monotonic() + args.timeout
         last = ""
         while True:
@@ -197,8 +268,10 @@ def run_demo(args: argparse.Namespace) -> int:
         log(table)
         hello = next(t for t in tasks if t["description"] == HELLO_TASK)
         steps = (hello.get("verification_report") or {}).get("checks", [])
-        log(f"  model task: {hello.get('outcome')}; checks: "
-            + (", ".join(f"{c['type']}={c['status']}" for c in steps) or "none ran"))
+        log(
+            f"  model task: {hello.get('outcome')}; checks: "
+            + (", ".join(f"{c['type']}={c['status']}" for c in steps) or "none ran")
+        )
         trajectory = http.get(f"/api/tasks/{hello['id']}/trajectory").json()["events"]
         calls = [e["event"] for e in trajectory if e["kind"] == "tool_call"]
         log("  model task tool calls: " + (", ".join(c.get("tool_name", "?") for c in calls) or "none"))

@@ -45,8 +45,9 @@ def hub_url_from(value: str) -> str:
 def check_name(name: str) -> str:
     """``name`` if the hub accepts it as an agent id (the pattern of ``POST /admin/tokens``)."""
     if not AGENT_ID.fullmatch(name):
-        raise UsageError(f"--name {name!r}: letters, digits, '.', '_' and '-', starting with a letter or digit "
-                         "(at most 128)")
+        raise UsageError(
+            f"--name {name!r}: letters, digits, '.', '_' and '-', starting with a letter or digit (at most 128)"
+        )
     return name
 
 
@@ -87,8 +88,11 @@ def _admin_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hub", required=True, help="the hub's URL, e.g. http://hub-host:4000")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--admin-token-file", metavar="FILE", help="file holding the hub's admin token")
-    group.add_argument("--admin-token", metavar="TOKEN",
-                       help="the admin token (visible in `ps`: prefer the file or AGENTCOM_ADMIN_TOKEN)")
+    group.add_argument(
+        "--admin-token",
+        metavar="TOKEN",
+        help="the admin token (visible in `ps`: prefer the file or AGENTCOM_ADMIN_TOKEN)",
+    )
 
 
 def add_onboard_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,8 +103,11 @@ def add_onboard_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ollama-url", help="a local Ollama, e.g. http://127.0.0.1:11434 (enables the model executor)")
     parser.add_argument("--models", type=_csv, default=[], help="comma-separated model names this agent serves")
     parser.add_argument("--uid-base", type=int, help="first of the sandbox's 1000 uids (default: a free range here)")
-    parser.add_argument("--rejoin", action="store_true",
-                        help="the name is already registered: revoke its token, mint a new one, reuse its home")
+    parser.add_argument(
+        "--rejoin",
+        action="store_true",
+        help="the name is already registered: revoke its token, mint a new one, reuse its home",
+    )
     parser.add_argument("--no-pm2", action="store_true", help="do not start under pm2; print the command instead")
     parser.add_argument("--no-test", action="store_true", help="skip the test task")
 

@@ -63,9 +63,17 @@ class AgentSim:
         self.ws = await websockets.connect(self.ws_url, compression=None, max_size=2**22)
         self._reader = asyncio.create_task(self._read(), name=f"sim-{self.agent_id}")
         if identify:
-            await self.send({"type": "identify", "agent_id": self.agent_id, "token": self.token,
-                             "name": f"smoke-{self.agent_id}", "status": "idle", "capabilities": self.capabilities,
-                             "client_type": "smoke_test"})
+            await self.send(
+                {
+                    "type": "identify",
+                    "agent_id": self.agent_id,
+                    "token": self.token,
+                    "name": f"smoke-{self.agent_id}",
+                    "status": "idle",
+                    "capabilities": self.capabilities,
+                    "client_type": "smoke_test",
+                }
+            )
             await asyncio.wait_for(self.identified.wait(), 10)
         return self
 
@@ -117,8 +125,9 @@ class AgentSim:
         if self.behaviour == "ignore":
             return
         if self.behaviour == "reject":
-            await self.send({"type": "task_rejected", "task_id": rec.task_id, "generation": rec.generation,
-                             "reason": "busy"})
+            await self.send(
+                {"type": "task_rejected", "task_id": rec.task_id, "generation": rec.generation, "reason": "busy"}
+            )
             return
         await self.send({"type": "task_accepted", "task_id": rec.task_id, "generation": rec.generation})
         if self.behaviour == "delay":
@@ -138,12 +147,26 @@ class AgentSim:
     async def finish(self, rec: Received) -> None:
         self.n_reports += 1
         if self.behaviour == "fail":
-            await self.send({"type": "task_failed", "task_id": rec.task_id, "generation": rec.generation,
-                             "error": "smoke-test-failure"})
+            await self.send(
+                {
+                    "type": "task_failed",
+                    "task_id": rec.task_id,
+                    "generation": rec.generation,
+                    "error": "smoke-test-failure",
+                }
+            )
         else:
             usage = {} if self.usage is None else {"usage": self.usage}
-            await self.send({"type": "task_complete", "task_id": rec.task_id, "generation": rec.generation,
-                             "result": self.result, "tokens_used": 0, **usage})
+            await self.send(
+                {
+                    "type": "task_complete",
+                    "task_id": rec.task_id,
+                    "generation": rec.generation,
+                    "result": self.result,
+                    "tokens_used": 0,
+                    **usage,
+                }
+            )
 
     async def wait_for(self, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 10) -> dict[str, Any]:
         """Wait for (and return) the first received message matching ``predicate``."""

@@ -85,8 +85,9 @@ def _text(s: str) -> None:
     try:
         s.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise UnsafeJson(INVALID_UNICODE, f"a lone surrogate (U+{ord(s[exc.start]):04X}) is not valid Unicode text"
-                         ) from None
+        raise UnsafeJson(
+            INVALID_UNICODE, f"a lone surrogate (U+{ord(s[exc.start]):04X}) is not valid Unicode text"
+        ) from None
 
 
 def _key(k: Any) -> None:

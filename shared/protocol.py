@@ -276,8 +276,17 @@ hub_adapter: TypeAdapter[HubMessage] = TypeAdapter(HubMessage)
 SIDECAR_TYPES: tuple[str, ...] = tuple(
     m.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
     for m in (
-        Identify, Ping, TaskAccepted, TaskProgress, TaskComplete, TaskFailed, TaskRejected, TaskRecovering,
-        StateReport, ResourceReport, AgentRestarting,
+        Identify,
+        Ping,
+        TaskAccepted,
+        TaskProgress,
+        TaskComplete,
+        TaskFailed,
+        TaskRejected,
+        TaskRecovering,
+        StateReport,
+        ResourceReport,
+        AgentRestarting,
     )
 )
 
@@ -306,8 +315,11 @@ _ERROR_CODES = {
 
 
 def _is_type_tag(part: object) -> bool:
-    return isinstance(part, str) and (part in {"int", "float", "str", "bool", "dict", "list", "none"}
-                                      or "[" in part or part.startswith(("constrained-", "function-")))
+    return isinstance(part, str) and (
+        part in {"int", "float", "str", "bool", "dict", "list", "none"}
+        or "[" in part
+        or part.startswith(("constrained-", "function-"))
+    )
 
 
 def field_errors(exc: ValidationError, skip_prefix: int = 0) -> list[JsonObject]:
@@ -325,8 +337,11 @@ def errors_by_field(
     for err in errors:
         # A field accepting several types reports once per member ("cpu_percent.float", "cpu_percent.int"):
         # name the field, once.
-        loc = [jsonsafe.printable(str(p), 64) for p in err["loc"][skip_prefix:]
-               if not _is_type_tag(p) and p not in skip_parts]
+        loc = [
+            jsonsafe.printable(str(p), 64)
+            for p in err["loc"][skip_prefix:]
+            if not _is_type_tag(p) and p not in skip_parts
+        ]
         if inner := (err.get("ctx") or {}).get("json_path"):  # where inside a free-form field (shared/jsonsafe.py)
             loc.append(inner)
         code = _ERROR_CODES.get(err["type"], "wrong_type" if err["type"].endswith("_type") else "invalid_value")

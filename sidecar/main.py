@@ -95,12 +95,16 @@ def build_registry(settings: SidecarSettings, sandbox: Sandbox) -> ExecutorRegis
     )
     if settings.ollama_url:
         executors["ollama"] = OllamaExecutor(
-            sandbox, host=settings.ollama_url, default_model=settings.models[0] if settings.models else None,
+            sandbox,
+            host=settings.ollama_url,
+            default_model=settings.models[0] if settings.models else None,
             config=config,
         )
     if settings.anthropic_api_key is not None:
         executors["claude"] = ClaudeExecutor(
-            sandbox, api_key=settings.anthropic_api_key.get_secret_value(), base_url=settings.anthropic_base_url,
+            sandbox,
+            api_key=settings.anthropic_api_key.get_secret_value(),
+            base_url=settings.anthropic_base_url,
             config=config,
         )
     return ExecutorRegistry(executors)

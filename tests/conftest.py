@@ -29,8 +29,9 @@ class HubHandle:
         self.ws_url = server.ws_url
         self.data_dir = data_dir
         self.admin_token = server.hub.admin_token
-        self.http = httpx.AsyncClient(base_url=self.url, headers={"Authorization": f"Bearer {self.admin_token}"},
-                                      timeout=10)
+        self.http = httpx.AsyncClient(
+            base_url=self.url, headers={"Authorization": f"Bearer {self.admin_token}"}, timeout=10
+        )
 
     async def mint_token(self, agent_id: str, role: str = "agent") -> str:
         r = await self.http.post("/admin/tokens", json={"agent_id": agent_id, "role": role})

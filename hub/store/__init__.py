@@ -34,8 +34,19 @@ from hub.store.records import (
 )
 
 __all__ = [
-    "AppendTrajectory", "Change", "DeleteTask", "DeleteToken", "DeleteTrajectory", "PutTask", "PutToken", "RawTask",
-    "Store", "StoreError", "TaskRow", "TokenRow", "TrajectoryRow",
+    "AppendTrajectory",
+    "Change",
+    "DeleteTask",
+    "DeleteToken",
+    "DeleteTrajectory",
+    "PutTask",
+    "PutToken",
+    "RawTask",
+    "Store",
+    "StoreError",
+    "TaskRow",
+    "TokenRow",
+    "TrajectoryRow",
 ]
 
 

@@ -20,11 +20,15 @@ def open_error(path: Path, exc: sqlite3.Error) -> str:
     """What to tell an operator about a database that cannot be opened: the cause and the fix."""
     code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
     if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
-        fix = (f"The file is damaged or is not an AgentCom database; it was left unchanged. Restore it from a backup, "
-               f"or move it aside (mv {path} {path}.broken) to start with an empty database.")
+        fix = (
+            f"The file is damaged or is not an AgentCom database; it was left unchanged. Restore it from a backup, "
+            f"or move it aside (mv {path} {path}.broken) to start with an empty database."
+        )
     elif code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH):
-        fix = (f"Make {path.parent} and the files in it (agentcom.db, agentcom.db-wal, agentcom.db-shm) readable "
-               f"and writable by this user, or pass --data-dir naming a directory that is.")
+        fix = (
+            f"Make {path.parent} and the files in it (agentcom.db, agentcom.db-wal, agentcom.db-shm) readable "
+            f"and writable by this user, or pass --data-dir naming a directory that is."
+        )
     elif code == sqlite3.SQLITE_FULL:
         fix = f"The disk holding {path.parent} is full: free some space and start again."
     elif code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
@@ -37,9 +41,11 @@ def open_error(path: Path, exc: sqlite3.Error) -> str:
 def unknown_role(path: Path, role: object, known_roles: Iterable[str]) -> str:
     """What to tell an operator about a stored token whose role this hub does not know: the row and the fix."""
     roles = ", ".join(f"'{r}'" for r in known_roles)
-    return (f"the tokens table of {path} holds a token this hub cannot read ({str(role)[:64]!r} is not a valid "
-            f"Role). Remove or correct that row, e.g. sqlite3 {path} "
-            f"\"DELETE FROM tokens WHERE role NOT IN ({roles})\", then start again.")
+    return (
+        f"the tokens table of {path} holds a token this hub cannot read ({str(role)[:64]!r} is not a valid "
+        f"Role). Remove or correct that row, e.g. sqlite3 {path} "
+        f'"DELETE FROM tokens WHERE role NOT IN ({roles})", then start again.'
+    )
 
 
 def table(sql: str) -> str:

@@ -25,8 +25,10 @@ def pending(path: Path, version: int) -> tuple[list[tuple[int, str]], int]:
     every = migrations()
     latest = every[-1][0] if every else 0
     if version > latest:
-        raise StoreError(f"the database {path} was written by a newer hub (schema version {version}, this "
-                         f"hub knows up to {latest}). Run that newer hub, or restore a backup made by this one.")
+        raise StoreError(
+            f"the database {path} was written by a newer hub (schema version {version}, this "
+            f"hub knows up to {latest}). Run that newer hub, or restore a backup made by this one."
+        )
     return [(number, sql) for number, sql in every if number > version], latest
 
 

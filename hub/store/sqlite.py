@@ -130,6 +130,7 @@ def _unstorable(group: list[tuple[list[Write], asyncio.Future[None]]]) -> dict[i
 async def _connect(path: Path, **kwargs: Any) -> aiosqlite.Connection:
     """aiosqlite.connect, except that a cancellation lets the connection finish opening and closes it: otherwise its
     thread would go on creating the file after the caller has cleaned up."""
+
     async def connect() -> aiosqlite.Connection:
         return await aiosqlite.connect(path, **kwargs)
 
@@ -146,8 +147,14 @@ class SqliteStore:
     """The hub's database (a :class:`hub.store.Store`): writes go through the writer task on one connection (see
     :meth:`_commit`); reads and WAL checkpoints go through a second one."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path, reader: aiosqlite.Connection,
-                 wal_limit_bytes: int = WAL_LIMIT_BYTES, synchronous: str = "FULL") -> None:
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        path: Path,
+        reader: aiosqlite.Connection,
+        wal_limit_bytes: int = WAL_LIMIT_BYTES,
+        synchronous: str = "FULL",
+    ) -> None:
         self._db = db
         self.synchronous = synchronous
         self._syncer: WalSyncer | None = None
@@ -397,8 +404,9 @@ class SqliteStore:
                     fut.set_result(None)
             return
 
-    def _rows(self, group: list[tuple[list[Write], asyncio.Future[None]]]
-              ) -> tuple[dict[str, list[Sequence[Any]]], dict[int, str]]:
+    def _rows(
+        self, group: list[tuple[list[Write], asyncio.Future[None]]]
+    ) -> tuple[dict[str, list[Sequence[Any]]], dict[int, str]]:
         """The group's rows by statement, and the batches (by index) whose deferred rows failed to build."""
         by_sql: dict[str, list[Sequence[Any]]] = {}
         deferred: dict[str, dict[str, Deferred]] = {}
@@ -420,11 +428,16 @@ class SqliteStore:
                     failed[sql, d.key] = f"building the {table(sql)} row {d.key!r} raised {exc!r}"
         if not failed:
             return by_sql, {}
-        return by_sql, {i: failed[key] for i, (writes, _) in enumerate(group) for sql, params in writes
-                        if isinstance(params, Deferred) and (key := (sql, params.key)) in failed}
+        return by_sql, {
+            i: failed[key]
+            for i, (writes, _) in enumerate(group)
+            for sql, params in writes
+            if isinstance(params, Deferred) and (key := (sql, params.key)) in failed
+        }
 
-    def _refuse(self, group: list[tuple[list[Write], asyncio.Future[None]]], bad: dict[int, str]
-                ) -> list[tuple[list[Write], asyncio.Future[None]]]:
+    def _refuse(
+        self, group: list[tuple[list[Write], asyncio.Future[None]]], bad: dict[int, str]
+    ) -> list[tuple[list[Write], asyncio.Future[None]]]:
         """Fail the ``bad`` batches alone and return the rest of the group."""
         for i, reason in bad.items():
             logger.error("store refused a batch of %d writes: unencodable row: %s", len(group[i][0]), reason)
@@ -436,8 +449,11 @@ class SqliteStore:
     def _disk_is_full(self, exc: Exception) -> None:
         self.n_disk_full += 1
         if self.degraded is None:
-            logger.error("the disk is full (%s): writes wait and are retried; state-changing requests are refused "
-                         "until space is freed", exc)
+            logger.error(
+                "the disk is full (%s): writes wait and are retried; state-changing requests are refused "
+                "until space is freed",
+                exc,
+            )
         self.degraded = f"disk full: {exc}"
 
     @staticmethod

@@ -37,8 +37,13 @@ class WalSyncer:
     @classmethod
     async def start(cls, wal: Path) -> WalSyncer:
         proc = await asyncio.create_subprocess_exec(  # -S -I: it needs os and sys only, so it starts in ~12 ms
-            sys.executable, "-S", "-I", str(HELPER), str(wal),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-S",
+            "-I",
+            str(HELPER),
+            str(wal),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
         )
         syncer = cls(proc)
         try:

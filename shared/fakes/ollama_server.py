@@ -131,9 +131,14 @@ class FakeOllamaServer(ScriptedServer):
             message["thinking"] = turn.thinking
         if turn.tool_calls:
             message["tool_calls"] = [
-                {"id": f"call_{uuid4().hex[:8]}",
-                 "function": {"index": i, "name": c.name,
-                              "arguments": c.arguments if c.raw_arguments is None else c.raw_arguments}}
+                {
+                    "id": f"call_{uuid4().hex[:8]}",
+                    "function": {
+                        "index": i,
+                        "name": c.name,
+                        "arguments": c.arguments if c.raw_arguments is None else c.raw_arguments,
+                    },
+                }
                 for i, c in enumerate(turn.tool_calls)
             ]
         return message

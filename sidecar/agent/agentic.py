@@ -168,8 +168,9 @@ class AgenticExecutor:
             result = await loop.run(prompt, guardrails)
             report = await self._verify(task, workspace, attempt + 1, task_deadline)
             history.append(report)
-            trajectory.add("verification", attempt=loop.attempt, report=report.model_dump(mode="json",
-                                                                                          exclude_none=True))
+            trajectory.add(
+                "verification", attempt=loop.attempt, report=report.model_dump(mode="json", exclude_none=True)
+            )
             trajectory.save()
             verdict, passed = report.verdict(), sum(check.status == "pass" for check in report.checks)
             await events.emit("verification", f"run {attempt + 1}: {verdict} ({passed}/{len(report.checks)} checks "

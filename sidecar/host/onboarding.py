@@ -135,8 +135,9 @@ def is_free_dir(path: Path) -> bool:
     return not path.exists() or (path.is_dir() and not any(path.iterdir()))
 
 
-def sidecar_config(name: str, token: str, hub: str, home: Path, args: argparse.Namespace,
-                   uid_base: int) -> dict[str, Any]:
+def sidecar_config(
+    name: str, token: str, hub: str, home: Path, args: argparse.Namespace, uid_base: int
+) -> dict[str, Any]:
     config: dict[str, Any] = {
         "agent_id": name,
         "token": token,
@@ -230,8 +231,10 @@ class Onboard:
             elif args.rejoin:
                 out.ok(f"home {self.home} exists and is reused (--rejoin)")
             else:
-                out.fail(f"home {self.home} already exists: offboard that agent first, choose another --name/--home, "
-                         "or pass --rejoin to re-register it")
+                out.fail(
+                    f"home {self.home} already exists: offboard that agent first, choose another --name/--home, "
+                    "or pass --rejoin to re-register it"
+                )
         else:
             out.ok(f"agent homes go under {agents_base()} (the name is picked next)")
         return out.failures == 0
@@ -262,7 +265,8 @@ class Onboard:
             raise StepFailed(
                 f"agent name {name} {what}. If this is that agent's machine coming back, re-run with --rejoin "
                 f"(its old token is revoked and a new one minted); to free the name: agentcom offboard --name {name} "
-                f"--hub {self.hub} --admin-token-file FILE; or choose another --name")
+                f"--hub {self.hub} --admin-token-file FILE; or choose another --name"
+            )
         if args.rejoin:
             r = self.http.delete(f"/admin/tokens/{name}")
             if r.status_code == 200:
@@ -270,8 +274,10 @@ class Onboard:
             elif r.status_code != 404:
                 raise StepFailed(f"could not revoke the old token of {name}: HTTP {r.status_code}")
             if online:
-                out.warn(f"{name} is online now: its pm2 process here is replaced; a sidecar elsewhere still using the "
-                         "old token is refused when it reconnects")
+                out.warn(
+                    f"{name} is online now: its pm2 process here is replaced; a sidecar elsewhere still using the "
+                    "old token is refused when it reconnects"
+                )
         r = self.http.post("/admin/tokens", json={"agent_id": name})
         if r.status_code != 201:
             raise StepFailed(f"the hub did not mint a token for {name}: HTTP {r.status_code} {r.text[:200]}")
@@ -320,11 +326,15 @@ class Onboard:
                 last_pm2 = time.monotonic()
                 stopped, status = pm2.gave_up(app_name(name))
                 if stopped:
-                    raise StepFailed(f"the sidecar stopped (pm2 status {status}); its log:\n        "
-                                     + tail(_read(self.home / "logs" / "sidecar.log")))
+                    raise StepFailed(
+                        f"the sidecar stopped (pm2 status {status}); its log:\n        "
+                        + tail(_read(self.home / "logs" / "sidecar.log"))
+                    )
             if time.monotonic() > deadline:
-                raise StepFailed(f"{name} did not come online within {ONLINE_TIMEOUT_S:.0f} s; its log:\n        "
-                                 + tail(_read(self.home / "logs" / "sidecar.log")))
+                raise StepFailed(
+                    f"{name} did not come online within {ONLINE_TIMEOUT_S:.0f} s; its log:\n        "
+                    + tail(_read(self.home / "logs" / "sidecar.log"))
+                )
             time.sleep(0.3)
         level = view.get("sandbox_level")
         (out.ok if level == "bwrap" else out.warn)(f"{name} is online (sandbox {level})")
@@ -336,14 +346,19 @@ class Onboard:
             "assign_to": name,
             "max_retries": 1,
             "metadata": {"shell_command": f'echo "{line}"', "onboarding_test": True},
-            "verification_steps": [{"type": "command_succeeds", "target": "test -d . && test -w .",
-                                    "description": "the task's workspace exists and is writable"}],
+            "verification_steps": [
+                {
+                    "type": "command_succeeds",
+                    "target": "test -d . && test -w .",
+                    "description": "the task's workspace exists and is writable",
+                }
+            ],
         }
         r = self.http.post("/api/tasks", json=body)
         if r.status_code != 201:
             raise StepFailed(f"the hub refused the test task: HTTP {r.status_code} {r.text[:200]}")
         task_id = r.json()["task_id"]
-        out.ok(f"submitted urgent test task {task_id}: echo \"{line}\"")
+        out.ok(f'submitted urgent test task {task_id}: echo "{line}"')
         t0, deadline = time.monotonic(), time.monotonic() + PROOF_TIMEOUT_S
         while True:
             task = self.http.get(f"/api/tasks/{task_id}").json()
@@ -382,8 +397,7 @@ def onboard(args: argparse.Namespace, hub: str, admin_token: str, name: str | No
     out = Report()
     total = 5
     out.say(f"== agentcom onboard: hub {hub}")
-    with httpx.Client(base_url=hub, headers={"Authorization": f"Bearer {admin_token}"},
-                      timeout=HTTP_TIMEOUT_S) as http:
+    with httpx.Client(base_url=hub, headers={"Authorization": f"Bearer {admin_token}"}, timeout=HTTP_TIMEOUT_S) as http:
         job = Onboard(args, hub, http, out, name, home)
         out.step(1, total, "pre-flight checks")
         if not job.preflight():
@@ -412,10 +426,14 @@ def onboard(args: argparse.Namespace, hub: str, admin_token: str, name: str | No
             out.fail(str(exc) if isinstance(exc, (StepFailed, Pm2Error)) else _why(exc))
             out.say(f"== FAIL: onboarding {job.name or 'the agent'} stopped at {out.current}")
             if registered:
-                out.say(f"  it is registered and its files are in {job.home}; fix the cause, then re-run with "
-                        f"--name {job.name} --rejoin, or remove it:")
-                out.say(f"  agentcom offboard --name {job.name} --hub {hub} --admin-token-file FILE"
-                        + (f" --home {job.home}" if args.home else ""))
+                out.say(
+                    f"  it is registered and its files are in {job.home}; fix the cause, then re-run with "
+                    f"--name {job.name} --rejoin, or remove it:"
+                )
+                out.say(
+                    f"  agentcom offboard --name {job.name} --hub {hub} --admin-token-file FILE"
+                    + (f" --home {job.home}" if args.home else "")
+                )
             return EXIT_FAIL
     assert job.name is not None
     out.say(f"== PASS: {verdict} ({time.monotonic() - job.started_at:.1f} s)")
@@ -425,8 +443,10 @@ def onboard(args: argparse.Namespace, hub: str, admin_token: str, name: str | No
         out.say(f"  logs:       pm2 logs {app_name(job.name)}   (file: {job.home}/logs/sidecar.log)")
         out.say(f"  restart:    pm2 restart {app_name(job.name)}")
     out.say(f"  give work:  POST {hub}/api/tasks with an admin or agent token (or the dashboard)")
-    out.say(f"  remove:     agentcom offboard --name {job.name} --hub {hub} --admin-token-file FILE"
-            + (f" --home {job.home}" if args.home else ""))
+    out.say(
+        f"  remove:     agentcom offboard --name {job.name} --hub {hub} --admin-token-file FILE"
+        + (f" --home {job.home}" if args.home else "")
+    )
     return EXIT_OK
 
 
@@ -452,8 +472,9 @@ def offboard(args: argparse.Namespace, hub: str, admin_token: str, name: str, ho
         pm2.stop(app, out)
     out.step(2, 3, f"revoke the token of {name}")
     try:
-        r = httpx.delete(f"{hub}/admin/tokens/{name}", headers={"Authorization": f"Bearer {admin_token}"},
-                         timeout=HTTP_TIMEOUT_S)
+        r = httpx.delete(
+            f"{hub}/admin/tokens/{name}", headers={"Authorization": f"Bearer {admin_token}"}, timeout=HTTP_TIMEOUT_S
+        )
         if r.status_code == 200:
             out.ok(f"revoked {r.json().get('revoked', '?')} token(s)")
         elif r.status_code == 404:
@@ -480,5 +501,3 @@ def offboard(args: argparse.Namespace, hub: str, admin_token: str, name: str, ho
         return EXIT_FAIL
     out.say(f"== PASS: {name} is offboarded")
     return EXIT_OK
-
-

@@ -51,8 +51,15 @@ def pm2_env() -> dict[str, str]:
 
 def pm2(*args: str, timeout: float = PM2_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
     """Run ``pm2 ARGS...``; its output is captured, its exit code left to the caller."""
-    return subprocess.run(["pm2", *args], env=pm2_env(), capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL, check=False)
+    return subprocess.run(
+        ["pm2", *args],
+        env=pm2_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
 
 
 def pm2_processes() -> list[dict[str, Any]]:
@@ -82,24 +89,26 @@ def ecosystem(name: str, config: Path, home: Path) -> dict[str, Any]:
     """The pm2 process file's content for one agent's sidecar."""
     app = app_name(name)
     return {
-        "apps": [{
-            "name": app,
-            "script": sys.executable,
-            "args": ["-m", "sidecar", "--config", str(config)],
-            "interpreter": "none",
-            "cwd": str(SIDECAR_ROOT),
-            "autorestart": True,
-            "max_restarts": 50,
-            "min_uptime": "5s",
-            "restart_delay": 2000,
-            "max_memory_restart": "500M",
-            "kill_timeout": 15000,
-            "stop_exit_codes": [EXIT_CONFIG],
-            "merge_logs": True,
-            "out_file": str(home / "logs" / "sidecar.log"),
-            "error_file": str(home / "logs" / "sidecar.log"),
-            "env": {"PM2_PROCESS_NAME": app, "PYTHONUNBUFFERED": "1"},
-        }],
+        "apps": [
+            {
+                "name": app,
+                "script": sys.executable,
+                "args": ["-m", "sidecar", "--config", str(config)],
+                "interpreter": "none",
+                "cwd": str(SIDECAR_ROOT),
+                "autorestart": True,
+                "max_restarts": 50,
+                "min_uptime": "5s",
+                "restart_delay": 2000,
+                "max_memory_restart": "500M",
+                "kill_timeout": 15000,
+                "stop_exit_codes": [EXIT_CONFIG],
+                "merge_logs": True,
+                "out_file": str(home / "logs" / "sidecar.log"),
+                "error_file": str(home / "logs" / "sidecar.log"),
+                "env": {"PM2_PROCESS_NAME": app, "PYTHONUNBUFFERED": "1"},
+            }
+        ],
     }
 
 
@@ -107,8 +116,10 @@ def write_ecosystem(name: str, config: Path, home: Path) -> Path:
     """Write the process file into ``home``; ``pm2 start`` on it runs the sidecar."""
     path = home / ECOSYSTEM_NAME
     body = json.dumps(ecosystem(name, config, home), indent=2)
-    path.write_text(f"// Written by `agentcom onboard` for agent {name}: `pm2 start {path}` runs its sidecar.\n"
-                    f"module.exports = {body};\n")
+    path.write_text(
+        f"// Written by `agentcom onboard` for agent {name}: `pm2 start {path}` runs its sidecar.\n"
+        f"module.exports = {body};\n"
+    )
     return path
 
 
@@ -125,8 +136,9 @@ def start(app: str, eco: Path, out: Progress) -> None:
     proc = pm2_find(app)
     if proc is None:
         raise Pm2Error(f"pm2 start returned but lists no process {app}")
-    out.ok(f"pm2 runs {app} (pid {proc.get('pid')}, status {proc.get('pm2_env', {}).get('status')}); "
-           f"process file {eco}")
+    out.ok(
+        f"pm2 runs {app} (pid {proc.get('pid')}, status {proc.get('pm2_env', {}).get('status')}); process file {eco}"
+    )
     saved = pm2("save")
     if saved.returncode == 0:
         out.ok("pm2 save: the process list survives a pm2 restart (run `pm2 startup` once for reboots)")

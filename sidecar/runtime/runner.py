@@ -170,8 +170,9 @@ class Runner:
                         action = await asyncio.shield(future)
                     break
                 except TimeoutError:
-                    logger.warning("no state_report_ack for task %s (attempt %d); asking again",
-                                   active.task.task_id, attempt)
+                    logger.warning(
+                        "no state_report_ack for task %s (attempt %d); asking again", active.task.task_id, attempt
+                    )
         finally:
             self._reports.pop(active.task.task_id, None)
         await self._decide(active, action)
@@ -328,19 +329,21 @@ class Runner:
             history = [report] if report is not None else []
             verdict = "failed" if report is None else report.outcome or report.verdict()
             attempts = len(history)
-        result = TaskResult.model_validate({
-            **details,
-            "status": outcome.status,
-            "outcome": verdict,
-            "verification_status": verdict,  # its version-1 name, which older hubs read
-            "output": outcome.output,
-            "exit_code": outcome.exit_code,
-            "reason": outcome.reason,
-            "error": outcome.error,
-            "executor": executor.name,
-            "execution_ms": int((time.monotonic() - started) * 1000),
-            "verification_attempts": attempts,
-        })
+        result = TaskResult.model_validate(
+            {
+                **details,
+                "status": outcome.status,
+                "outcome": verdict,
+                "verification_status": verdict,  # its version-1 name, which older hubs read
+                "output": outcome.output,
+                "exit_code": outcome.exit_code,
+                "reason": outcome.reason,
+                "error": outcome.error,
+                "executor": executor.name,
+                "execution_ms": int((time.monotonic() - started) * 1000),
+                "verification_attempts": attempts,
+            }
+        )
         other = self._current.task if self._current is not None and self._current.task is not task else None
         busy = frozenset({self.workspaces.path_for(other)}) if other is not None else frozenset()
         self.workspaces.finished(workspace, succeeded=verdict == "verified", keep=busy)

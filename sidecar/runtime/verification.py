@@ -233,31 +233,54 @@ async def run_verification(
     return report_of(checks, run_number=run_number, started_at=started_at, duration_ms=duration_ms)
 
 
-def report_of(checks: list[Check], *, run_number: int, started_at: int | None = None, duration_ms: int = 0,
-              skipped: bool = False, timeout_ms: int | None = None) -> VerificationReport:
+def report_of(
+    checks: list[Check],
+    *,
+    run_number: int,
+    started_at: int | None = None,
+    duration_ms: int = 0,
+    skipped: bool = False,
+    timeout_ms: int | None = None,
+) -> VerificationReport:
     """The report on ``checks``: the outcome they show, their aggregate status and counts."""
 
     def count(name: str) -> int:
         return sum(check.status == name for check in checks)
 
     statuses = {check.status for check in checks}
-    status = None if not checks else "error" if "error" in statuses else (
-        "fail" if statuses & {"fail", "timeout"} else "pass")
-    summary = CheckSummary(total=len(checks), passed=count("pass"), failed=count("fail"), errors=count("error"),
-                           timed_out=count("timeout"))
+    status = (
+        None
+        if not checks
+        else "error"
+        if "error" in statuses
+        else ("fail" if statuses & {"fail", "timeout"} else "pass")
+    )
+    summary = CheckSummary(
+        total=len(checks), passed=count("pass"), failed=count("fail"), errors=count("error"), timed_out=count("timeout")
+    )
     return VerificationReport(
         outcome=outcome_from_checks(check.status for check in checks),
-        status=status, checks=checks, skipped=skipped, summary=summary, run_number=run_number,
-        started_at=started_at, duration_ms=duration_ms, timeout_ms=timeout_ms,
+        status=status,
+        checks=checks,
+        skipped=skipped,
+        summary=summary,
+        run_number=run_number,
+        started_at=started_at,
+        duration_ms=duration_ms,
+        timeout_ms=timeout_ms,
     )
 
 
 def timed_out_report(run_number: int, timeout_s: float) -> VerificationReport:
     """The report of a run stopped at its time limit before it finished: one ``verification`` check, timed out."""
-    check = Check(name="verification", status="timeout",
-                  output=f"verification did not finish within {timeout_s:g} s and was stopped")
-    return report_of([check], run_number=run_number, duration_ms=int(timeout_s * 1000),
-                     timeout_ms=int(timeout_s * 1000))
+    check = Check(
+        name="verification",
+        status="timeout",
+        output=f"verification did not finish within {timeout_s:g} s and was stopped",
+    )
+    return report_of(
+        [check], run_number=run_number, duration_ms=int(timeout_s * 1000), timeout_ms=int(timeout_s * 1000)
+    )
 
 
 # --- the retry prompt ----------------------------------------------------------------------------------------------

@@ -45,7 +45,10 @@ async def _probe_failure(sandbox: WrappedSandbox) -> str | None:
 
 
 async def probe_sandbox(
-    prefer: SandboxLevel | None = None, *, uid_base: int = DEFAULT_UID_BASE, kill_grace_s: float = 3.0,
+    prefer: SandboxLevel | None = None,
+    *,
+    uid_base: int = DEFAULT_UID_BASE,
+    kill_grace_s: float = 3.0,
     uid_lock_dir: Path = UID_LOCK_DIR,
 ) -> WrappedSandbox:
     """Return the strongest sandbox that actually runs a command here (async: each candidate runs ``true``).

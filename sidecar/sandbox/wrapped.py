@@ -41,6 +41,7 @@ _WRAPPER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 _READ_CHUNK_BYTES = 64 * 1024
 _DRAIN_TIMEOUT_S = 2.0
 
+
 def chown_workspace(workspace: Path, uid: int, uid_base: int) -> None:
     """Give every entry of ``workspace`` to ``uid`` so the command can change what the sidecar or an earlier run wrote.
 
@@ -180,16 +181,18 @@ async def run_process(
     """Run ``wrapper`` to completion or timeout; never raises for the command's own failure."""
     started = time.monotonic()
     stdin_data = wrapper.stdin_data
-    spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
-        *wrapper.argv,
-        stdin=asyncio.subprocess.PIPE if stdin_data is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,
-        env=_WRAPPER_ENV,
-        cwd="/",
-        pass_fds=wrapper.pass_fds,
-    ))
+    spawn = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
+            *wrapper.argv,
+            stdin=asyncio.subprocess.PIPE if stdin_data is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+            env=_WRAPPER_ENV,
+            cwd="/",
+            pass_fds=wrapper.pass_fds,
+        )
+    )
     try:
         proc = await asyncio.shield(spawn)
     except OSError as exc:

@@ -22,9 +22,20 @@ pytestmark = [pytest.mark.browser, needs_chromium]
 
 
 def tool_call(task_id: str, generation: int, n: int, tool: str, tokens: int) -> dict:
-    return {"type": "task_progress", "task_id": task_id, "generation": generation, "execution_event": {
-        "event_type": "tool_call", "tool_name": tool, "args_summary": f"path=src/step{n}.py",
-        "result_summary": f"{n * 10} lines", "duration_ms": 40 * n, "iteration": n, "tokens_so_far": tokens}}
+    return {
+        "type": "task_progress",
+        "task_id": task_id,
+        "generation": generation,
+        "execution_event": {
+            "event_type": "tool_call",
+            "tool_name": tool,
+            "args_summary": f"path=src/step{n}.py",
+            "result_summary": f"{n * 10} lines",
+            "duration_ms": 40 * n,
+            "iteration": n,
+            "tokens_so_far": tokens,
+        },
+    }
 
 
 async def connect_sim(hub, agent_id: str | None = None, **kwargs) -> AgentSim:
@@ -98,8 +109,15 @@ async def test_task_moves_queued_working_completed_with_live_tool_calls(hub, ope
     await expect(page.locator('#detail-counters [data-counter="tools"]')).to_contain_text("2")
     await expect(page.locator('#agents tr[data-agent-id="sim-worker"]')).to_contain_text("run_tests")
 
-    await sim.send({"type": "task_complete", "task_id": tid, "generation": gen, "tokens_used": 3100,
-                    "result": {"status": "success", "output": "all green"}})
+    await sim.send(
+        {
+            "type": "task_complete",
+            "task_id": tid,
+            "generation": gen,
+            "tokens_used": 3100,
+            "result": {"status": "success", "output": "all green"},
+        }
+    )
     await expect(row).to_have_attribute("data-status", "completed")
     await expect(page.locator("#detail-head")).to_contain_text("completed")
     await expect(page.locator("#detail-body pre.output")).to_contain_text("all green")
@@ -165,20 +183,29 @@ async def test_page_reconnects_and_takes_a_fresh_snapshot(hub, open_dashboard):
 
 async def test_screenshots_of_a_busy_fleet(hub, open_dashboard):
     """Saves artifacts/dashboard*.png (1280x800, task detail, phone width) with agents working and tool calls."""
-    workers = [await connect_sim(hub, f"builder-{n}", behaviour="ignore", capabilities=["code", "python"])
-               for n in range(1, 4)]
+    workers = [
+        await connect_sim(hub, f"builder-{n}", behaviour="ignore", capabilities=["code", "python"]) for n in range(1, 4)
+    ]
     helper = await connect_sim(hub, "docs-writer", capabilities=["docs"])
-    for n, (text, prio) in enumerate([("Fix the flaky store test", "urgent"), ("Refactor the parser", "high"),
-                                      ("Add retries to the HTTP client", "normal"), ("Write the queue docs", "low"),
-                                      ("Profile the scheduler", "normal"), ("Bump dependencies", "low")]):
+    for n, (text, prio) in enumerate(
+        [
+            ("Fix the flaky store test", "urgent"),
+            ("Refactor the parser", "high"),
+            ("Add retries to the HTTP client", "normal"),
+            ("Write the queue docs", "low"),
+            ("Profile the scheduler", "normal"),
+            ("Bump dependencies", "low"),
+        ]
+    ):
         await hub.submit(description=text, priority=prio, needed_capabilities=["docs"] if n > 2 else [])
     for sim in workers:
-        rec = (await sim.wait_for(lambda m: m.get("type") == "task_assign"))
+        rec = await sim.wait_for(lambda m: m.get("type") == "task_assign")
         await sim.send({"type": "task_accepted", "task_id": rec["task_id"], "generation": rec["generation"]})
         for n, tool in enumerate(["read_file", "grep", "run_tests"], 1):
             await sim.send(tool_call(rec["task_id"], rec["generation"], n, tool, 700 * n))
-        await sim.send({"type": "resource_report", "cpu_percent": 35.0, "ram_used_bytes": 3 << 30,
-                        "ram_total_bytes": 16 << 30})
+        await sim.send(
+            {"type": "resource_report", "cpu_percent": 35.0, "ram_used_bytes": 3 << 30, "ram_total_bytes": 16 << 30}
+        )
     await hub.submit(description="Waiting for a GPU agent", needed_capabilities=["gpu"])
     ARTIFACTS.mkdir(exist_ok=True)
 
@@ -204,8 +231,9 @@ async def test_stays_responsive_with_100_agents_and_1000_tasks(make_hub, open_da
     hub = await make_hub(sqlite_synchronous="NORMAL")
     sims = list(await asyncio.gather(*(connect_sim(hub, f"fleet-{n:03d}", behaviour="ignore") for n in range(100))))
     now = hub.hub.clock.now_ms()
-    await asyncio.gather(*(hub.hub.queue.submit(TaskSubmit(description=f"scale task {n}").to_task("admin", now))
-                           for n in range(1000)))
+    await asyncio.gather(
+        *(hub.hub.queue.submit(TaskSubmit(description=f"scale task {n}").to_task("admin", now)) for n in range(1000))
+    )
     hub.hub.fleet.scheduler.wake()
     await asyncio.gather(*(s.wait_for(lambda m: m.get("type") == "task_assign") for s in sims))
 
@@ -223,8 +251,14 @@ async def test_stays_responsive_with_100_agents_and_1000_tasks(make_hub, open_da
         rec = sim.received[-1]
         await sim.send({"type": "task_accepted", "task_id": rec.task_id, "generation": rec.generation})
         await sim.send(tool_call(rec.task_id, rec.generation, 1, "read_file", 500))
-        await sim.send({"type": "task_complete", "task_id": rec.task_id, "generation": rec.generation,
-                        "result": {"status": "success"}})
+        await sim.send(
+            {
+                "type": "task_complete",
+                "task_id": rec.task_id,
+                "generation": rec.generation,
+                "result": {"status": "success"},
+            }
+        )
 
     await asyncio.gather(*(finish(s) for s in sims))
     await expect(page.locator('#counts [data-count="completed"]')).to_contain_text("100 completed")

@@ -113,10 +113,22 @@ async def test_tool_calls_go_out_at_once_and_subscribe_sends_the_trajectory(hub,
     async with websockets.connect(dash_url(hub, f"?token={hub.admin_token}")) as ws:
         await recv(ws, "snapshot")
         for n in (1, 2):
-            await sim.send({"type": "task_progress", "task_id": tid, "generation": assign["generation"],
-                            "execution_event": {"event_type": "tool_call", "tool_name": f"tool{n}",
-                                                "args_summary": "a", "result_summary": "r", "duration_ms": 5,
-                                                "iteration": n, "tokens_so_far": 10 * n}})
+            await sim.send(
+                {
+                    "type": "task_progress",
+                    "task_id": tid,
+                    "generation": assign["generation"],
+                    "execution_event": {
+                        "event_type": "tool_call",
+                        "tool_name": f"tool{n}",
+                        "args_summary": "a",
+                        "result_summary": "r",
+                        "duration_ms": 5,
+                        "iteration": n,
+                        "tokens_so_far": 10 * n,
+                    },
+                }
+            )
             live = await recv(ws, "execution_event")
             assert live["data"]["tool_name"] == f"tool{n}" and live["data"]["seq"] == n
             assert live["progress"]["tool_calls"] == n and live["progress"]["tokens_so_far"] == 10 * n

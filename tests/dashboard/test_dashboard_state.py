@@ -11,8 +11,14 @@ NOW = 1_700_000_000_000
 
 
 def make_task(n: int, status: TaskStatus = TaskStatus.QUEUED, **fields) -> Task:
-    task = Task(id=f"task-{n:016x}", description=f"task number {n} " + "x" * 80, created_at=NOW - 60_000 + n,
-                updated_at=NOW - 30_000 + n, status=status, **fields)
+    task = Task(
+        id=f"task-{n:016x}",
+        description=f"task number {n} " + "x" * 80,
+        created_at=NOW - 60_000 + n,
+        updated_at=NOW - 30_000 + n,
+        status=status,
+        **fields,
+    )
     if status in (TaskStatus.ASSIGNED, TaskStatus.WORKING):
         task.assigned_to = f"agent-{n % 100}"
     if status is TaskStatus.COMPLETED:
@@ -21,14 +27,31 @@ def make_task(n: int, status: TaskStatus = TaskStatus.QUEUED, **fields) -> Task:
 
 
 def agent(n: int, status: str = "online", **extra) -> dict:
-    return {"agent_id": f"agent-{n}", "name": f"agent-{n}", "status": status, "fsm_state": "idle", "flags": [],
-            "capabilities": ["code"], "resources": {}, "last_seen": NOW, "last_state_change": NOW, **extra}
+    return {
+        "agent_id": f"agent-{n}",
+        "name": f"agent-{n}",
+        "status": status,
+        "fsm_state": "idle",
+        "flags": [],
+        "capabilities": ["code"],
+        "resources": {},
+        "last_seen": NOW,
+        "last_state_change": NOW,
+        **extra,
+    }
 
 
 def test_metadata_secrets_are_redacted_at_any_depth():
     """Values under keys naming a token, key, secret or password never reach the page."""
-    out = DS.redact({"api_key": "sk-1", "nested": {"GITHUB_TOKEN": "ghp", "ok": "fine"},
-                     "list": [{"client_secret": "s"}], "password": "p", "note": "y" * 900})
+    out = DS.redact(
+        {
+            "api_key": "sk-1",
+            "nested": {"GITHUB_TOKEN": "ghp", "ok": "fine"},
+            "list": [{"client_secret": "s"}],
+            "password": "p",
+            "note": "y" * 900,
+        }
+    )
     text = json.dumps(out)
     assert [w for w in ("sk-1", "ghp", '"s"', '"p"') if w in text] == []
     assert out["nested"]["ok"] == "fine" and out["api_key"] == DS.REDACTED
@@ -47,7 +70,9 @@ def test_task_summary_has_no_metadata_or_result_body():
 
 def test_health_is_ok_with_agents_and_no_trouble():
     assert DS.health([agent(1)], [], {"by_status": {}, "dead_letter": 0}, (5, 0), NOW) == {
-        "status": "ok", "conditions": []}
+        "status": "ok",
+        "conditions": [],
+    }
 
 
 def test_health_reports_each_condition():
@@ -90,12 +115,27 @@ def test_series_seeds_from_task_records():
 def test_activity_counts_tool_calls_and_tokens():
     activity = DS.Activity(max_tasks=2)
     for n in range(3):
-        activity.observe({"task_id": "t1", "agent_id": "a1", "event_type": "tool_call", "tool_name": f"tool{n}",
-                          "iteration": n, "tokens_so_far": 100 * n, "cost_usd": 0.01})
+        activity.observe(
+            {
+                "task_id": "t1",
+                "agent_id": "a1",
+                "event_type": "tool_call",
+                "tool_name": f"tool{n}",
+                "iteration": n,
+                "tokens_so_far": 100 * n,
+                "cost_usd": 0.01,
+            }
+        )
     activity.observe({"task_id": "t1", "agent_id": "a1", "event_type": "output", "text": "hi"})
     assert activity.tasks["t1"] | {"last_at": None} == {
-        "events": 4, "tool_calls": 3, "tokens_so_far": 200, "iteration": 2, "cost_usd": 0.03, "last_tool": "tool2",
-        "last_at": None}
+        "events": 4,
+        "tool_calls": 3,
+        "tokens_so_far": 200,
+        "iteration": 2,
+        "cost_usd": 0.03,
+        "last_tool": "tool2",
+        "last_at": None,
+    }
     assert activity.agents["a1"]["event_type"] == "output"
     activity.observe({"task_id": "t2"}), activity.observe({"task_id": "t3"})
     assert list(activity.tasks) == ["t2", "t3"], "bounded, least recently updated dropped first"
@@ -110,11 +150,18 @@ def test_snapshot_of_100_agents_and_1000_tasks_is_small_and_fast():
     stats = {"by_status": {"queued": 450}, "by_priority": {}, "dead_letter": 90, "total": 1000}
     queued = [t for t in tasks.values() if t.status is TaskStatus.QUEUED]
     by_update = sorted(tasks.values(), key=lambda t: t.updated_at, reverse=True)
-    snap = DS.build_snapshot(in_flight=[t for t in tasks.values() if t.status is TaskStatus.WORKING],
-                             queued_in_order=iter(queued), recent=iter(by_update),
-                             dead_letter=(t for t in by_update if t.status is TaskStatus.DEAD_LETTER),
-                             agents=agents, stats=stats, series=DS.Series(), activity=DS.Activity(), now_ms=NOW,
-                             started_at=NOW - 1000)
+    snap = DS.build_snapshot(
+        in_flight=[t for t in tasks.values() if t.status is TaskStatus.WORKING],
+        queued_in_order=iter(queued),
+        recent=iter(by_update),
+        dead_letter=(t for t in by_update if t.status is TaskStatus.DEAD_LETTER),
+        agents=agents,
+        stats=stats,
+        series=DS.Series(),
+        activity=DS.Activity(),
+        now_ms=NOW,
+        started_at=NOW - 1000,
+    )
     text = json.dumps(snap)  # its build time is measured by bench/bench_dashboard.py, not asserted here
     assert len(snap["recent_tasks"]) == 100 and len(snap["queued_tasks"]) == 100
     assert len(snap["dead_letter_tasks"]) == 90 and len(snap["in_flight_tasks"]) == 100

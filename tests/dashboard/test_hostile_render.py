@@ -83,10 +83,22 @@ async def identify(sim: AgentSim, **fields: object) -> None:
 
 
 def tool_event(label: str, task_id: str, generation: int, n: int) -> dict:
-    return {"type": "task_progress", "task_id": task_id, "generation": generation, "execution_event": {
-        "event_type": "tool_call", "tool_name": hostile(f"{label}-tool"), "args_summary": hostile(f"{label}-args"),
-        "result_summary": hostile(f"{label}-out"), "model": hostile(f"{label}-model"), "duration_ms": 5 * n,
-        "iteration": n, "tokens_so_far": 100 * n, hostile("evkey"): hostile("evval")}}
+    return {
+        "type": "task_progress",
+        "task_id": task_id,
+        "generation": generation,
+        "execution_event": {
+            "event_type": "tool_call",
+            "tool_name": hostile(f"{label}-tool"),
+            "args_summary": hostile(f"{label}-args"),
+            "result_summary": hostile(f"{label}-out"),
+            "model": hostile(f"{label}-model"),
+            "duration_ms": 5 * n,
+            "iteration": n,
+            "tokens_so_far": 100 * n,
+            hostile("evkey"): hostile("evval"),
+        },
+    }
 
 
 async def test_hostile_fields_render_as_text_and_inject_nothing(hub, browser):
@@ -103,8 +115,15 @@ async def test_hostile_fields_render_as_text_and_inject_nothing(hub, browser):
     agent_id, name, cap = hostile("agent-id"), hostile("agent-name"), hostile("cap")
     client, sandbox = hostile("client"), hostile("sandbox")
     sim = AgentSim(hub.ws_url, agent_id, hub.admin_token, behaviour="ignore")
-    await identify(sim, name=name, capabilities=[cap], client_type=client, sandbox_level=sandbox,
-                   models=[hostile("model")], status=hostile("status"))
+    await identify(
+        sim,
+        name=name,
+        capabilities=[cap],
+        client_type=client,
+        sandbox_level=sandbox,
+        models=[hostile("model")],
+        status=hostile("status"),
+    )
     agent_row = page.locator("#agents tr[data-agent-id]")
     await expect(agent_row).to_have_count(1)
     for text in (agent_id, name, cap, client, sandbox):
@@ -120,21 +139,41 @@ async def test_hostile_fields_render_as_text_and_inject_nothing(hub, browser):
     # 1: completed, with tool calls, a free-form event, a result and a verification report.
     done_desc = hostile("done-desc")
     metadata = {hostile("meta-key"): hostile("meta-value"), "nested": {hostile("deep-key"): [hostile("deep")]}}
-    done, gen = await run(done_desc, metadata=metadata, success_criteria=[hostile("criterion")],
-                          file_hints=[{"path": hostile("hint"), "reason": hostile("hint-why")}],
-                          repo=hostile("repo"), branch=hostile("branch"))
+    done, gen = await run(
+        done_desc,
+        metadata=metadata,
+        success_criteria=[hostile("criterion")],
+        file_hints=[{"path": hostile("hint"), "reason": hostile("hint-why")}],
+        repo=hostile("repo"),
+        branch=hostile("branch"),
+    )
     calls = [tool_event("done", done, gen, n) for n in (1, 2)]
     for call in calls:
         await sim.send(call)
     note_type, note_text = hostile("note-type"), hostile("note-text")
-    await sim.send({"type": "task_progress", "task_id": done, "generation": gen,
-                    "execution_event": {"event_type": note_type, "text": note_text}})
+    await sim.send(
+        {
+            "type": "task_progress",
+            "task_id": done,
+            "generation": gen,
+            "execution_event": {"event_type": note_type, "text": note_text},
+        }
+    )
     output, reason, vstatus = hostile("output"), hostile("reason"), hostile("vstatus")
-    await sim.send({"type": "task_complete", "task_id": done, "generation": gen, "tokens_used": 7,
-                    "result": {"status": "success", "output": output, "reason": reason, "model": hostile("rmodel")},
-                    "verification_report": {"status": vstatus, "checks": [
-                        {"name": hostile("check"), "status": "passed", "output": hostile("vout")}]},
-                    "verification_history": [{"report": hostile("vhist")}]})
+    await sim.send(
+        {
+            "type": "task_complete",
+            "task_id": done,
+            "generation": gen,
+            "tokens_used": 7,
+            "result": {"status": "success", "output": output, "reason": reason, "model": hostile("rmodel")},
+            "verification_report": {
+                "status": vstatus,
+                "checks": [{"name": hostile("check"), "status": "passed", "output": hostile("vout")}],
+            },
+            "verification_history": [{"report": hostile("vhist")}],
+        }
+    )
     await wait_tasks(hub, [done], {"completed"})
 
     # 2: failed with a hostile error, to dead-letter.

@@ -26,6 +26,7 @@ async def recv(ws, kind: str, predicate=lambda msg: True, timeout_s: float = 10)
 def waiting_of(task_id: str):
     def check(msg: dict) -> bool:
         return any(e.get("task_id") == task_id and e["event"] == "task_waiting" for e in msg["data"])
+
     return check
 
 
@@ -53,8 +54,11 @@ async def test_snapshot_and_events_carry_the_waiting_reason(make_hub):
         await sim.connect(identify=False)
         try:
             await sim.send({"type": "identify", "agent_id": agent_id, "token": token, "executors": ["claude"]})
-            assigned = await recv(ws, "events", lambda m: any(
-                e.get("task_id") == tid and e["event"] == "task_assigned" for e in m["data"]))
+            assigned = await recv(
+                ws,
+                "events",
+                lambda m: any(e.get("task_id") == tid and e["event"] == "task_assigned" for e in m["data"]),
+            )
             item = next(e for e in assigned["data"] if e["event"] == "task_assigned")
             assert item["task"]["waiting_reason"] is None
         finally:

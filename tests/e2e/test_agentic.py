@@ -45,12 +45,19 @@ async def test_hello_task_is_built_verified_and_streamed(fleet: Fleet, tmp_path:
             watcher = tg.create_task(watch_dashboard(hub.url, viewer["token"], seen, ready))
             await asyncio.wait_for(ready.wait(), 10)
             agent = "gcu-zero-gravitas"
-            await fleet.add_sidecar(agent, ollama_url=ollama.url, models=["fake-coder:latest"],
-                                    capabilities=["shell", "code"])
-            r = await fleet.http.post("/api/tasks", json={
-                "description": HELLO, "executor": "ollama", "complexity_tier": "standard",
-                "verification_steps": CHECKS, "max_verification_retries": 1,
-            })
+            await fleet.add_sidecar(
+                agent, ollama_url=ollama.url, models=["fake-coder:latest"], capabilities=["shell", "code"]
+            )
+            r = await fleet.http.post(
+                "/api/tasks",
+                json={
+                    "description": HELLO,
+                    "executor": "ollama",
+                    "complexity_tier": "standard",
+                    "verification_steps": CHECKS,
+                    "max_verification_retries": 1,
+                },
+            )
             assert r.status_code == 201, r.text
             task_id = r.json()["task_id"]
             (task,) = await fleet.wait_status([task_id], {"completed", "dead_letter"}, timeout_s=90)
@@ -75,8 +82,9 @@ async def test_hello_task_is_built_verified_and_streamed(fleet: Fleet, tmp_path:
     trajectory = (await fleet.http.get(f"/api/tasks/{task_id}/trajectory")).json()["events"]
     stored_calls = [e["event"]["tool_name"] for e in trajectory if e["kind"] == "tool_call"]
     assert stored_calls == ["write_file", "write_file", "run_command"]
-    live_calls = [e.get("tool_name") for e in seen
-                  if e.get("event_type") == "tool_call" and e.get("task_id") == task_id]
+    live_calls = [
+        e.get("tool_name") for e in seen if e.get("event_type") == "tool_call" and e.get("task_id") == task_id
+    ]
     assert live_calls == stored_calls
     assert all(e.get("iteration") for e in seen if e.get("event_type") == "tool_call")
     parsed = (await fleet.http.get("/api/tasks/parse-stats")).json()["models"]["fake-coder:latest"]
@@ -88,11 +96,20 @@ async def test_claude_executor_runs_the_same_task(fleet: Fleet) -> None:
     async with FakeAnthropicServer(script="hello_world") as anthropic:
         await fleet.start_hub()
         assert fleet.http is not None
-        await fleet.add_sidecar("gcu-fate-amenable-to-change", anthropic_api_key="test-key",
-                                anthropic_base_url=anthropic.url, capabilities=["shell", "code"])
-        r = await fleet.http.post("/api/tasks", json={
-            "description": HELLO, "executor": "claude", "verification_steps": CHECKS,
-        })
+        await fleet.add_sidecar(
+            "gcu-fate-amenable-to-change",
+            anthropic_api_key="test-key",
+            anthropic_base_url=anthropic.url,
+            capabilities=["shell", "code"],
+        )
+        r = await fleet.http.post(
+            "/api/tasks",
+            json={
+                "description": HELLO,
+                "executor": "claude",
+                "verification_steps": CHECKS,
+            },
+        )
         task_id = r.json()["task_id"]
         (task,) = await fleet.wait_status([task_id], {"completed", "dead_letter"}, timeout_s=90)
     assert task["status"] == "completed", task

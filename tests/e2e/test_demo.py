@@ -41,9 +41,21 @@ def test_demo_completes_every_task_and_stops_its_processes(tmp_path):
     leaves no process behind."""
     env = {k: v for k, v in os.environ.items() if k != "OLLAMA_HOST"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "scripts.agentcom", "demo", "--data-dir", str(tmp_path / "demo"), "--timeout", "120",
-         "--keep-running"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "scripts.agentcom",
+            "demo",
+            "--data-dir",
+            str(tmp_path / "demo"),
+            "--timeout",
+            "120",
+            "--keep-running",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
     assert proc.stdout is not None
     lines: list[str] = []

@@ -23,9 +23,14 @@ async def test_complex_task_runs_on_the_local_model_of_a_sidecar_without_claude(
         await fleet.add_sidecar(agent, ollama_url=ollama.url, models=["fake-coder:latest"], capabilities=["shell"])
         view = (await fleet.http.get(f"/api/agents/{agent}")).json()
         assert view["executors"] == ["ollama", "shell"]
-        r = await fleet.http.post("/api/tasks", json={
-            "description": HELLO, "complexity_tier": "complex", "verification_steps": CHECKS,
-        })
+        r = await fleet.http.post(
+            "/api/tasks",
+            json={
+                "description": HELLO,
+                "complexity_tier": "complex",
+                "verification_steps": CHECKS,
+            },
+        )
         assert r.status_code == 201, r.text
         task_id = r.json()["task_id"]
         (task,) = await fleet.wait_status([task_id], {"completed", "dead_letter"}, timeout_s=90)

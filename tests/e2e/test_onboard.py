@@ -41,8 +41,16 @@ def base_env(home: Path, pm2_home: Path | None = None) -> dict[str, str]:
 
 
 def agentcom(*args: str, env: dict[str, str], timeout: float = 100) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "scripts.agentcom", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout * SCALE, stdin=subprocess.DEVNULL, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "scripts.agentcom", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout * SCALE,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -68,8 +76,14 @@ def pm2_home() -> Iterator[Path]:
 
 
 def pm2_list(pm2_home: Path) -> list[dict[str, Any]]:
-    done = subprocess.run(["pm2", "jlist"], env={**os.environ, "PM2_HOME": str(pm2_home), "PM2_DISCRETE_MODE": "true"},
-                          capture_output=True, text=True, timeout=30, check=True)
+    done = subprocess.run(
+        ["pm2", "jlist"],
+        env={**os.environ, "PM2_HOME": str(pm2_home), "PM2_DISCRETE_MODE": "true"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -142,8 +156,19 @@ async def test_onboard_runs_an_agent_under_pm2_and_offboard_removes_it(fleet: Fl
 
     # Someone else wants the same name: refused with a clear way out, nothing created.
     other = tmp_path / "other"
-    clash = agentcom("onboard", "--hub", hub.url, "--admin-token-file", str(admin_file), "--name", name,
-                     "--home", str(other), "--no-pm2", env=env)
+    clash = agentcom(
+        "onboard",
+        "--hub",
+        hub.url,
+        "--admin-token-file",
+        str(admin_file),
+        "--name",
+        name,
+        "--home",
+        str(other),
+        "--no-pm2",
+        env=env,
+    )
     assert clash.returncode == 1, clash.stdout + clash.stderr
     assert f"agent name {name} already has 1 token(s)" in clash.stdout and "--rejoin" in clash.stdout
     assert not other.exists()
@@ -187,8 +212,9 @@ def test_onboard_fails_fast_when_the_hub_does_not_answer(tmp_path: Path):
     home.mkdir()
     url = f"http://127.0.0.1:{free_port()}"
     t0 = time.monotonic()
-    done = agentcom("onboard", "--hub", url, "--admin-token", "not-a-real-token", "--no-pm2", env=base_env(home),
-                    timeout=30)
+    done = agentcom(
+        "onboard", "--hub", url, "--admin-token", "not-a-real-token", "--no-pm2", env=base_env(home), timeout=30
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     assert time.monotonic() - t0 < 15 * SCALE
     assert f"FAIL  hub {url} does not answer /health" in done.stdout
@@ -199,14 +225,18 @@ def test_onboard_fails_fast_when_the_hub_does_not_answer(tmp_path: Path):
     assert not (home / ".agentcom").exists()
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--hub", "http://127.0.0.1:9"], "no admin token"),
-    (["--hub", "ftp://x", "--admin-token", "t"], "--hub must look like http://host:port"),
-    (["--hub", "http://127.0.0.1:9", "--admin-token", "t", "--name", "bad name!"], "--name 'bad name!'"),
-    (["--hub", "http://127.0.0.1:9", "--admin-token", "t", "--rejoin"], "--rejoin needs --name"),
-])
-def test_onboard_bad_arguments_exit_2(args: list[str], message: str, monkeypatch: pytest.MonkeyPatch,
-                                      capsys: pytest.CaptureFixture[str]):
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--hub", "http://127.0.0.1:9"], "no admin token"),
+        (["--hub", "ftp://x", "--admin-token", "t"], "--hub must look like http://host:port"),
+        (["--hub", "http://127.0.0.1:9", "--admin-token", "t", "--name", "bad name!"], "--name 'bad name!'"),
+        (["--hub", "http://127.0.0.1:9", "--admin-token", "t", "--rejoin"], "--rejoin needs --name"),
+    ],
+)
+def test_onboard_bad_arguments_exit_2(
+    args: list[str], message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
     """Bad or missing arguments exit 2 with a message naming the problem, before any check runs."""
     monkeypatch.delenv("AGENTCOM_ADMIN_TOKEN", raising=False)
     assert agentcom_main(["onboard", *args]) == 2

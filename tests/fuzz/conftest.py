@@ -31,13 +31,17 @@ from hub.sweeps import sweep_once
 
 EXAMPLES = int(os.environ.get("AGENTCOM_FUZZ_EXAMPLES", "600"))
 FUZZ = settings(
-    max_examples=EXAMPLES, deadline=None, derandomize=True, print_blob=True,
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
 )
 """Settings of every fuzz test: a bounded, deterministic budget."""
 
 QUIET_PRNG_WARNING = pytest.mark.filterwarnings(
-    "ignore:It looks like `register_random`:hypothesis.errors.HypothesisWarning")
+    "ignore:It looks like `register_random`:hypothesis.errors.HypothesisWarning"
+)
 """Hypothesis warns, on its first example in a process whose other threads hold no reference to its own PRNG, that
 the PRNG might be collected; harmless here (it is kept in a thread-local), but the suite turns warnings into errors."""
 
@@ -81,8 +85,12 @@ class FuzzHub:
         async def serve() -> None:
             self._stop = asyncio.Event()
             # No GC freezing: its collector hook is process-wide, and a hub replaced after dying may not remove it.
-            settings = HubSettings(host="127.0.0.1", port=0, data_dir=self.root / f"hub-{uuid.uuid4().hex[:6]}",
-                                   **{"gc_freeze": False, **self.overrides})
+            settings = HubSettings(
+                host="127.0.0.1",
+                port=0,
+                data_dir=self.root / f"hub-{uuid.uuid4().hex[:6]}",
+                **{"gc_freeze": False, **self.overrides},
+            )
             self.server = HubServer(settings)
             # A hub that dies stops at once: the request that killed it is answered (or cut) without the 5 s grace.
             self.server.server.config.timeout_graceful_shutdown = 0.2
@@ -121,6 +129,7 @@ class FuzzHub:
         if self.http is not None:
             self.http.close()
         if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+
             def halt() -> None:  # no graceful wait for open connections: a test hub holds nothing worth it
                 if self.server is not None:
                     self.server.server.force_exit = True

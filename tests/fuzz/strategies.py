@@ -51,14 +51,47 @@ def dumps(value: Any, ctx: dict[str, Any] | None = None) -> str:
 
 
 NASTY_STRINGS = (
-    "", " ", "\x00", "a\x00b", "\ud800", "\udfff", "x\ud83dy", "\ufeff", "\u202e", "\uffff", "\U0010ffff",
-    "<img src=x onerror=window.__pwned=1>", '"><svg onload=alert(1)>', "</script>", "javascript:alert(1)",
-    "'; DROP TABLE tasks; --", "../../../../etc/passwd", "%s%n%x", "${jndi:ldap://x/a}", "{{7*7}}", "\r\nX-Injected: 1",
-    "NaN", "Infinity", "-1", "0", "1e400", "null", "true", "[]", "{}", "task-", "task-0000000000000000",
-    "urgent", "queued", "__proto__", "constructor", "token", "api_key", "timeout_ms",
+    "",
+    " ",
+    "\x00",
+    "a\x00b",
+    "\ud800",
+    "\udfff",
+    "x\ud83dy",
+    "\ufeff",
+    "\u202e",
+    "\uffff",
+    "\U0010ffff",
+    "<img src=x onerror=window.__pwned=1>",
+    '"><svg onload=alert(1)>',
+    "</script>",
+    "javascript:alert(1)",
+    "'; DROP TABLE tasks; --",
+    "../../../../etc/passwd",
+    "%s%n%x",
+    "${jndi:ldap://x/a}",
+    "{{7*7}}",
+    "\r\nX-Injected: 1",
+    "NaN",
+    "Infinity",
+    "-1",
+    "0",
+    "1e400",
+    "null",
+    "true",
+    "[]",
+    "{}",
+    "task-",
+    "task-0000000000000000",
+    "urgent",
+    "queued",
+    "__proto__",
+    "constructor",
+    "token",
+    "api_key",
+    "timeout_ms",
 )
 NUMBER_TOKENS = ("1e400", "-1e400", "1e-400", "-0", "0.0", "1E+308", "NaN", "Infinity", "-Infinity", "-0.0e0")
-
 
 
 def rarely(unusual: st.SearchStrategy[Any], usual: st.SearchStrategy[Any], one_in: int = 8) -> st.SearchStrategy[Any]:
@@ -84,11 +117,16 @@ numbers = st.one_of(
 )
 depths = st.one_of(st.sampled_from([900, 1_000, 3_000, 10_000, 100_000]), st.integers(1, 150_000))
 deep = st.tuples(depths, st.booleans()).map(
-    lambda t: Raw("[" * t[0] + "]" * t[0]) if t[1] else Raw('{"a":' * t[0] + "1" + "}" * t[0]))
+    lambda t: Raw("[" * t[0] + "]" * t[0]) if t[1] else Raw('{"a":' * t[0] + "1" + "}" * t[0])
+)
 leaves = st.one_of(st.none(), st.booleans(), numbers, texts)
 keys = st.one_of(st.text(max_size=12), st.sampled_from(NASTY_STRINGS), lone_surrogates)
-json_values = rarely(deep, st.recursive(
-    leaves, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4), max_leaves=12))
+json_values = rarely(
+    deep,
+    st.recursive(
+        leaves, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4), max_leaves=12
+    ),
+)
 json_objects = rarely(deep.map(lambda d: Raw('{"k":' + d + "}")), st.dictionaries(keys, json_values, max_size=5))
 
 
@@ -131,15 +169,22 @@ def plausible(annotation: Any, metadata: typing.Iterable[Any] = ()) -> st.Search
         if "pattern" in c:
             return st.from_regex(c["pattern"], fullmatch=True).filter(lambda s: len(s) <= c.get("max_length", 64))
         lo, hi = c.get("min_length", 0), min(c.get("max_length", 64), 64)
-        return st.one_of(st.text(min_size=lo, max_size=hi),
-                         st.sampled_from(NASTY_STRINGS).filter(lambda s: lo <= len(s) <= hi))
+        return st.one_of(
+            st.text(min_size=lo, max_size=hi), st.sampled_from(NASTY_STRINGS).filter(lambda s: lo <= len(s) <= hi)
+        )
     if annotation is int:
         lo = c.get("ge", c["gt"] + 1 if "gt" in c else None)
         hi = c.get("le", c["lt"] - 1 if "lt" in c else None)
         return st.integers(lo, hi)
     if annotation is float:
-        return st.floats(c.get("ge", c.get("gt")), c.get("le", c.get("lt")), allow_nan=False, allow_infinity=False,
-                         exclude_min="gt" in c, exclude_max="lt" in c)
+        return st.floats(
+            c.get("ge", c.get("gt")),
+            c.get("le", c.get("lt")),
+            allow_nan=False,
+            allow_infinity=False,
+            exclude_min="gt" in c,
+            exclude_max="lt" in c,
+        )
     if origin in (list, tuple, typing.Sequence) or annotation in (list, tuple):
         item = plausible(args[0]) if args else json_values
         return st.lists(item, min_size=c.get("min_length", 0), max_size=min(c.get("max_length", 3), 3))

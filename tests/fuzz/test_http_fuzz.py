@@ -73,8 +73,9 @@ def _query_value() -> st.SearchStrategy[str]:
     )
 
 
-queries = st.lists(st.tuples(st.one_of(st.sampled_from(QUERY_KEYS), st.text(max_size=8).map(quote)), _query_value()),
-                   max_size=4)
+queries = st.lists(
+    st.tuples(st.one_of(st.sampled_from(QUERY_KEYS), st.text(max_size=8).map(quote)), _query_value()), max_size=4
+)
 
 
 def _body(model: Any) -> st.SearchStrategy[bytes | None]:
@@ -103,8 +104,17 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
         "url": path,
         "body": draw(_body(model)) if method not in ("GET", "HEAD") or draw(st.integers(0, 9)) == 0 else None,
         "token": draw(st.sampled_from(["admin", "agent", "viewer", "none", "bad", "malformed"])),
-        "content_type": draw(st.sampled_from(["application/json", None, "application/x-www-form-urlencoded",
-                                              "text/plain; charset=latin-1", "application/json; charset=utf-16"])),
+        "content_type": draw(
+            st.sampled_from(
+                [
+                    "application/json",
+                    None,
+                    "application/x-www-form-urlencoded",
+                    "text/plain; charset=latin-1",
+                    "application/json; charset=utf-16",
+                ]
+            )
+        ),
     }
 
 
@@ -123,8 +133,12 @@ def _headers(fuzz: FuzzHub, tokens: dict[str, Any], req: dict[str, Any]) -> dict
 
 
 def _tokens(fuzz: FuzzHub) -> dict[str, Any]:
-    return {"admin": fuzz.hub.admin_token, "agent": fuzz.mint(AGENT_ID), "viewer": fuzz.mint(VIEWER_ID, "viewer"),
-            "started": fuzz.started}
+    return {
+        "admin": fuzz.hub.admin_token,
+        "agent": fuzz.mint(AGENT_ID),
+        "viewer": fuzz.mint(VIEWER_ID, "viewer"),
+        "started": fuzz.started,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -186,8 +200,9 @@ def test_http_requests_never_5xx_and_the_hub_holds(
     for req in batch:
         COUNTS["HTTP requests"] += 1
         try:
-            response = fuzz_hub.http.request(req["method"], req["url"], content=req["body"],
-                                             headers=_headers(fuzz_hub, tokens, req))
+            response = fuzz_hub.http.request(
+                req["method"], req["url"], content=req["body"], headers=_headers(fuzz_hub, tokens, req)
+            )
         except httpx.HTTPError as exc:
             raise AssertionError(f"no answer: {exc!r}") from None
         _check(response, req)

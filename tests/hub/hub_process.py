@@ -39,13 +39,22 @@ def hub_env(**extra: str) -> dict[str, str]:
 
 async def spawn(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub", "--data-dir", str(data_dir), "--log-level", "WARNING", *args,
-        cwd=REPO, env=env or hub_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "hub",
+        "--data-dir",
+        str(data_dir),
+        "--log-level",
+        "WARNING",
+        *args,
+        cwd=REPO,
+        env=env or hub_env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
 
 
-async def run_to_exit(data_dir: Path, *args: str, env: dict[str, str] | None = None,
-                      timeout_s: float = 30) -> Exited:
+async def run_to_exit(data_dir: Path, *args: str, env: dict[str, str] | None = None, timeout_s: float = 30) -> Exited:
     """Run a hub that is expected to exit by itself; a hub still running after ``timeout_s`` fails the test."""
     proc = await spawn(data_dir, "--port", "0", *args, env=env)
     try:
@@ -94,8 +103,11 @@ def tmpfs(path: Path, size_kib: int) -> Iterator[Path]:
     path.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
         pytest.skip("mounting a small filesystem needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k,mode=0755", "tmpfs", str(path)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k,mode=0755", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     try:

@@ -116,8 +116,15 @@ async def test_machine_with_callbacks_takes_the_full_path(attach: str) -> None:
     """The agent machine's short cut applies only with nothing attached: a callback or condition added to it (as
     a later feature might) still runs, and a failing condition still stops the transition."""
     calls: list[str] = []
-    machine = AgentMachine(model=None, states=list(A), transitions=TRANSITIONS, initial=A.IDLE,
-                           auto_transitions=False, queued=False, model_attribute="state")
+    machine = AgentMachine(
+        model=None,
+        states=list(A),
+        transitions=TRANSITIONS,
+        initial=A.IDLE,
+        auto_transitions=False,
+        queued=False,
+        model_attribute="state",
+    )
     agent = Agent(agent_id="x", connected_at=0)
     machine.add_model(agent)
     if attach in ("before", "after"):

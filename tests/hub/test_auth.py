@@ -32,8 +32,7 @@ async def test_tokens_are_stored_hashed(hub):
         assert secret.encode() not in raw
     with sqlite3.connect(hub.data_dir / "agentcom.db") as db:
         rows = dict(db.execute("SELECT agent_id, token_hash FROM tokens").fetchall())
-    assert rows == {"hashed-agent": hashlib.sha256(token.encode()).hexdigest(),
-                    "hashed-viewer": hash_token(viewer)}
+    assert rows == {"hashed-agent": hashlib.sha256(token.encode()).hexdigest(), "hashed-viewer": hash_token(viewer)}
 
 
 async def test_generated_admin_token_file_is_private(hub):
@@ -71,8 +70,10 @@ async def test_token_listing_shows_prefixes_not_tokens(hub):
     for secret in (token, viewer, hash_token(token), hash_token(viewer)):
         assert secret not in r.text and secret[8:24] not in r.text
     listed = [{k: v for k, v in t.items() if k not in ("created_at", "token_id")} for t in r.json()["tokens"]]
-    assert listed == [{"agent_id": "listed", "role": "agent", "prefix": token[:8]},
-                      {"agent_id": "watcher", "role": "viewer", "prefix": viewer[:8]}]
+    assert listed == [
+        {"agent_id": "listed", "role": "agent", "prefix": token[:8]},
+        {"agent_id": "watcher", "role": "viewer", "prefix": viewer[:8]},
+    ]
     assert len({t["token_id"] for t in r.json()["tokens"]}) == 2
 
 
@@ -170,13 +171,21 @@ async def test_agent_token_cannot_act_as_another_agent(hub, make_agent):
     await sim.close()
     assert hub.hub.agents.get("victim").sender is not None and victim.ws is not None
     tid = await hub.submit(description="still served", assign_to="victim")
-    await victim.wait_for(lambda m: m.get("type") == "task_ack" and m.get("task_id") == tid
-                          and m["status"] == "complete")
+    await victim.wait_for(
+        lambda m: m.get("type") == "task_ack" and m.get("task_id") == tid and m["status"] == "complete"
+    )
 
 
 async def test_what_needs_a_token(hub):
     """Health is open; the agent list, tasks and admin routes need a token."""
-    expected = {"/health": 200, "/api/agents": 401, "/api/agents/x": 401, "/api/tasks": 401, "/api/tasks/stats": 401,
-                "/api/tasks/dead-letter": 401, "/admin/tokens": 401}
+    expected = {
+        "/health": 200,
+        "/api/agents": 401,
+        "/api/agents/x": 401,
+        "/api/tasks": 401,
+        "/api/tasks/stats": 401,
+        "/api/tasks/dead-letter": 401,
+        "/admin/tokens": 401,
+    }
     async with client(hub, None) as c:
         assert {path: (await c.get(path)).status_code for path in expected} == expected

@@ -168,8 +168,10 @@ async def test_an_ambiguous_prefix_revokes_nothing(make_hub, tmp_path):
     await first.server.stop()
     tokens = ["abcdef12" + secrets.token_hex(28) for _ in range(2)]
     with sqlite3.connect(data_dir / "agentcom.db") as db:
-        db.executemany("INSERT INTO tokens (token_hash, agent_id, role, prefix, created_at) VALUES (?, ?, ?, ?, ?)",
-                       [(hash_token(t), f"twin-{i}", "agent", t[:8], i) for i, t in enumerate(tokens)])
+        db.executemany(
+            "INSERT INTO tokens (token_hash, agent_id, role, prefix, created_at) VALUES (?, ?, ?, ?, ?)",
+            [(hash_token(t), f"twin-{i}", "agent", t[:8], i) for i, t in enumerate(tokens)],
+        )
     hub = await make_hub(data_dir=data_dir)
     r = await hub.http.delete("/admin/tokens", params={"prefix": "abcdef12"})
     assert (r.status_code, r.json()["error"]) == (409, "ambiguous_prefix")
@@ -209,8 +211,15 @@ async def test_the_hub_sets_event_identity_not_the_agent(hub):
             await recv(dash, "snapshot")
             tid, gen = await take_task(ws, hub, description="watched", assign_to="honest")
             victim = await hub.submit(description="someone else's", assign_to="nobody")
-            fake = {"event_type": "tool_call", "tool_name": "read_file", "seq": 999, "task_id": victim,
-                    "agent_id": "mallory", "timestamp": 1, "kind": "task_event"}
+            fake = {
+                "event_type": "tool_call",
+                "tool_name": "read_file",
+                "seq": 999,
+                "task_id": victim,
+                "agent_id": "mallory",
+                "timestamp": 1,
+                "kind": "task_event",
+            }
             before = hub.hub.clock.now_ms()
             await send(ws, {"type": "task_progress", "task_id": tid, "generation": gen, "execution_event": fake})
             live = (await recv(dash, "execution_event"))["data"]
@@ -224,7 +233,12 @@ async def test_the_hub_sets_event_identity_not_the_agent(hub):
         row = stored[0]
         assert (row["seq"], row["kind"], row["timestamp"]) == (1, "tool_call", live["timestamp"])
         assert {k: row["event"].get(k) for k in ("task_id", "agent_id", "seq", "timestamp", "kind")} == {
-            "task_id": tid, "agent_id": "honest", "seq": 1, "timestamp": live["timestamp"], "kind": None}
+            "task_id": tid,
+            "agent_id": "honest",
+            "seq": 1,
+            "timestamp": live["timestamp"],
+            "kind": None,
+        }
         assert (await hub.http.get(f"/api/tasks/{victim}/trajectory")).json()["count"] == 0
     finally:
         await ws.close()
@@ -237,16 +251,16 @@ async def test_progress_only_for_the_task_held_now(hub):
     ws = await agent_socket(hub, "reporter", token)
     try:
         first, gen = await take_task(ws, hub, description="first", assign_to="reporter")
-        await send(ws, {"type": "task_complete", "task_id": first, "generation": gen,
-                        "result": {"status": "success"}})
+        await send(ws, {"type": "task_complete", "task_id": first, "generation": gen, "result": {"status": "success"}})
         await recv(ws, "task_ack")
         held, gen = await take_task(ws, hub, description="held", assign_to="reporter")
         other = await hub.submit(description="not mine", assign_to="nobody")
         event = {"event_type": "tool_call", "tool_name": "x"}
         base = (await hub.http.get("/health")).json()["refused_events"]
         for task_id, generation in ((other, None), (held, gen - 1), (first, None), ("task-missing", None)):
-            await send(ws, {"type": "task_progress", "task_id": task_id, "generation": generation,
-                            "execution_event": event})
+            await send(
+                ws, {"type": "task_progress", "task_id": task_id, "generation": generation, "execution_event": event}
+            )
         await send(ws, {"type": "task_progress", "task_id": held, "generation": gen, "execution_event": event})
         await send(ws, {"type": "ping"})
         await recv(ws, "pong")  # replies follow every earlier frame's handling
@@ -259,8 +273,12 @@ async def test_progress_only_for_the_task_held_now(hub):
 
 # --- who reads what --------------------------------------------------------------------------------------------
 
-SECRETS = {"api_key": "sk-live-0123456789", "nested": {"password": "hunter2", "fine": "visible-value"},
-           "items": [{"client_secret": "cs-abc"}], "tokens_budget": 5000}
+SECRETS = {
+    "api_key": "sk-live-0123456789",
+    "nested": {"password": "hunter2", "fine": "visible-value"},
+    "items": [{"client_secret": "cs-abc"}],
+    "tokens_budget": 5000,
+}
 
 
 async def dead_letter_task(hub: HubHandle, **body: Any) -> str:
@@ -285,17 +303,34 @@ async def test_viewers_never_see_secret_looking_values(hub):
     ws = await agent_socket(hub, "worker", agent)
     try:
         tid, gen = await take_task(ws, hub, description="with secrets", assign_to="worker", metadata=SECRETS)
-        await send(ws, {"type": "task_progress", "task_id": tid, "generation": gen, "execution_event": {
-            "event_type": "tool_call", "args": {"env": {"GITHUB_TOKEN": "ghp_secretvalue"}, "path": "visible-value"},
-            "api_key": "sk-live-0123456789", "password": "hunter2", "client_secret": "cs-abc"}})
+        await send(
+            ws,
+            {
+                "type": "task_progress",
+                "task_id": tid,
+                "generation": gen,
+                "execution_event": {
+                    "event_type": "tool_call",
+                    "args": {"env": {"GITHUB_TOKEN": "ghp_secretvalue"}, "path": "visible-value"},
+                    "api_key": "sk-live-0123456789",
+                    "password": "hunter2",
+                    "client_secret": "cs-abc",
+                },
+            },
+        )
         await send(ws, {"type": "ping"})
         await recv(ws, "pong")
         dead = await dead_letter_task(hub, metadata=SECRETS)
         async with client(hub, viewer) as c:
             task = (await c.get(f"/api/tasks/{tid}")).json()
             assert task["metadata"]["api_key"] == "[redacted]" and task["metadata"]["tokens_budget"] == 5000
-            for path in (f"/api/tasks/{tid}", "/api/tasks", "/api/tasks/dead-letter", f"/api/tasks/{dead}",
-                         f"/api/tasks/{tid}/trajectory"):
+            for path in (
+                f"/api/tasks/{tid}",
+                "/api/tasks",
+                "/api/tasks/dead-letter",
+                f"/api/tasks/{dead}",
+                f"/api/tasks/{tid}/trajectory",
+            ):
                 r = await c.get(path)
                 assert r.status_code == 200, path
                 assert_masked(r.text)
@@ -313,8 +348,9 @@ async def test_an_agent_reads_in_full_only_its_own_tasks(hub):
     (listed under ``withheld``) and their trajectories are refused; the admin reads everything."""
     alice, bob = await hub.mint_token("alice"), await hub.mint_token("bob")
     async with client(hub, alice) as a, client(hub, bob) as b:
-        mine = (await a.post("/api/tasks", json={"description": "alice's", "metadata": SECRETS,
-                                                 "assign_to": "nobody"})).json()["task_id"]
+        mine = (
+            await a.post("/api/tasks", json={"description": "alice's", "metadata": SECRETS, "assign_to": "nobody"})
+        ).json()["task_id"]
         for_bob = await hub.submit(description="pinned to bob", metadata=SECRETS, assign_to="bob")
         assert (await a.get(f"/api/tasks/{mine}")).json()["metadata"] == SECRETS
         assert (await b.get(f"/api/tasks/{for_bob}")).json()["metadata"] == SECRETS

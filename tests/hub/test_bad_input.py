@@ -32,8 +32,13 @@ async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tupl
     server = HubServer(HubSettings(host="127.0.0.1", port=0, data_dir=data_dir))
     await server.start()
     handle = HubHandle(server, data_dir)
-    tokens = {"admin": handle.admin_token, "agent": await handle.mint_token("submitter"),
-              "viewer": await handle.mint_token("watcher", "viewer"), "none": "", "bad": "not-a-token"}
+    tokens = {
+        "admin": handle.admin_token,
+        "agent": await handle.mint_token("submitter"),
+        "viewer": await handle.mint_token("watcher", "viewer"),
+        "none": "",
+        "bad": "not-a-token",
+    }
     yield handle, tokens
     await handle.http.aclose()
     await server.stop()
@@ -60,6 +65,7 @@ async def assert_serves_a_task(handle: HubHandle) -> None:
 
 # --- HTTP ----------------------------------------------------------------------------------------------------------
 
+
 def fields(*pairs: str) -> list[tuple[str, str]]:
     return [tuple(p.split(":")) for p in pairs]  # type: ignore[misc]
 
@@ -68,59 +74,241 @@ OK = {"description": "fine"}
 # (case, method, path, token role, body: dict/list -> JSON, bytes -> raw, None -> no body,
 #  status, error code, [(field, code)] for validation errors)
 HTTP: list[tuple[str, str, str, str, Any, int, str, list[tuple[str, str]]]] = [
-    ("missing description", "POST", "/api/tasks", "admin", {"priority": "high"}, 422, "validation_failed",
-     fields("description:required")),
-    ("description not a string", "POST", "/api/tasks", "admin", {"description": 123}, 422, "validation_failed",
-     fields("description:wrong_type")),
-    ("empty description", "POST", "/api/tasks", "admin", {"description": ""}, 422, "validation_failed",
-     fields("description:invalid_value")),
-    ("description over 10000 characters", "POST", "/api/tasks", "admin", {"description": "x" * 10_001}, 422,
-     "validation_failed", fields("description:too_long")),
-    ("unknown priority name", "POST", "/api/tasks", "admin", {**OK, "priority": "critical"}, 422,
-     "validation_failed", fields("priority:invalid_value")),
-    ("priority out of range", "POST", "/api/tasks", "admin", {**OK, "priority": 7}, 422, "validation_failed",
-     fields("priority:invalid_value")),
-    ("priority a boolean", "POST", "/api/tasks", "admin", {**OK, "priority": True}, 422, "validation_failed",
-     fields("priority:invalid_value")),
-    ("max_retries as a string", "POST", "/api/tasks", "admin", {**OK, "max_retries": "3"}, 422,
-     "validation_failed", fields("max_retries:wrong_type")),
-    ("max_retries zero", "POST", "/api/tasks", "admin", {**OK, "max_retries": 0}, 422, "validation_failed",
-     fields("max_retries:invalid_value")),
-    ("needed_capabilities not a list", "POST", "/api/tasks", "admin", {**OK, "needed_capabilities": "code"}, 422,
-     "validation_failed", fields("needed_capabilities:wrong_type")),
-    ("metadata not an object", "POST", "/api/tasks", "admin", {**OK, "metadata": []}, 422, "validation_failed",
-     fields("metadata:wrong_type")),
-    ("verification step of unknown type", "POST", "/api/tasks", "admin",
-     {**OK, "verification_steps": [{"type": "vibes", "target": "x"}]}, 422, "validation_failed",
-     fields("verification_steps.0.type:invalid_value")),
-    ("verification step without target", "POST", "/api/tasks", "admin",
-     {**OK, "verification_steps": [{"type": "file_exists", "target": "a"}, {"type": "file_exists"}]}, 422,
-     "validation_failed", fields("verification_steps.1.target:required")),
-    ("verification step not an object", "POST", "/api/tasks", "admin", {**OK, "verification_steps": ["ls"]}, 422,
-     "validation_failed", fields("verification_steps.0:wrong_type")),
-    ("file hint without path", "POST", "/api/tasks", "admin", {**OK, "file_hints": [{"reason": "r"}]}, 422,
-     "validation_failed", fields("file_hints.0.path:required")),
-    ("unknown complexity tier", "POST", "/api/tasks", "admin", {**OK, "complexity_tier": "mega"}, 422,
-     "validation_failed", fields("complexity_tier:invalid_value")),
-    ("too many verification retries", "POST", "/api/tasks", "admin", {**OK, "max_verification_retries": 6}, 422,
-     "validation_failed", fields("max_verification_retries:invalid_value")),
-    ("unknown depends_on ids", "POST", "/api/tasks", "admin", {**OK, "depends_on": ["task-gone", "task-never"]},
-     422, "validation_failed", fields("depends_on:unknown_task")),
+    (
+        "missing description",
+        "POST",
+        "/api/tasks",
+        "admin",
+        {"priority": "high"},
+        422,
+        "validation_failed",
+        fields("description:required"),
+    ),
+    (
+        "description not a string",
+        "POST",
+        "/api/tasks",
+        "admin",
+        {"description": 123},
+        422,
+        "validation_failed",
+        fields("description:wrong_type"),
+    ),
+    (
+        "empty description",
+        "POST",
+        "/api/tasks",
+        "admin",
+        {"description": ""},
+        422,
+        "validation_failed",
+        fields("description:invalid_value"),
+    ),
+    (
+        "description over 10000 characters",
+        "POST",
+        "/api/tasks",
+        "admin",
+        {"description": "x" * 10_001},
+        422,
+        "validation_failed",
+        fields("description:too_long"),
+    ),
+    (
+        "unknown priority name",
+        "POST",
+        "/api/tasks",
+        "admin",
+        {**OK, "priority": "critical"},
+        422,
+        "validation_failed",
+        fields("priority:invalid_value"),
+    ),
+    (
+        "priority out of range",
+        "POST",
+        "/api/tasks",
+        "admin",
+        {**OK, "priority": 7},
+        422,
+        "validation_failed",
+        fields("priority:invalid_value"),
+    ),
+    (
+        "priority a boolean",
+        "POST",
+        "/api/tasks",
+        "admin",
+        {**OK, "priority": True},
+        422,
+        "validation_failed",
+        fields("priority:invalid_value"),
+    ),
+    (
+        "max_retries as a string",
+        "POST",
+        "/api/tasks",
+        "admin",
+        {**OK, "max_retries": "3"},
+        422,
+        "validation_failed",
+        fields("max_retries:wrong_type"),
+    ),
+    (
+        "max_retries zero",
+        "POST",
+        "/api/tasks",
+        "admin",
+        {**OK, "max_retries": 0},
+        422,
+        "validation_failed",
+        fields("max_retries:invalid_value"),
+    ),
+    (
+        "needed_capabilities not a list",
+        "POST",
+        "/api/tasks",
+        "admin",
+        {**OK, "needed_capabilities": "code"},
+        422,
+        "validation_failed",
+        fields("needed_capabilities:wrong_type"),
+    ),
+    (
+        "metadata not an object",
+        "POST",
+        "/api/tasks",
+        "admin",
+        {**OK, "metadata": []},
+        422,
+        "validation_failed",
+        fields("metadata:wrong_type"),
+    ),
+    (
+        "verification step of unknown type",
+        "POST",
+        "/api/tasks",
+        "admin",
+        {**OK, "verification_steps": [{"type": "vibes", "target": "x"}]},
+        422,
+        "validation_failed",
+        fields("verification_steps.0.type:invalid_value"),
+    ),
+    (
+        "verification step without target",
+        "POST",
+        "/api/tasks",
+        "admin",
+        {**OK, "verification_steps": [{"type": "file_exists", "target": "a"}, {"type": "file_exists"}]},
+        422,
+        "validation_failed",
+        fields("verification_steps.1.target:required"),
+    ),
+    (
+        "verification step not an object",
+        "POST",
+        "/api/tasks",
+        "admin",
+        {**OK, "verification_steps": ["ls"]},
+        422,
+        "validation_failed",
+        fields("verification_steps.0:wrong_type"),
+    ),
+    (
+        "file hint without path",
+        "POST",
+        "/api/tasks",
+        "admin",
+        {**OK, "file_hints": [{"reason": "r"}]},
+        422,
+        "validation_failed",
+        fields("file_hints.0.path:required"),
+    ),
+    (
+        "unknown complexity tier",
+        "POST",
+        "/api/tasks",
+        "admin",
+        {**OK, "complexity_tier": "mega"},
+        422,
+        "validation_failed",
+        fields("complexity_tier:invalid_value"),
+    ),
+    (
+        "too many verification retries",
+        "POST",
+        "/api/tasks",
+        "admin",
+        {**OK, "max_verification_retries": 6},
+        422,
+        "validation_failed",
+        fields("max_verification_retries:invalid_value"),
+    ),
+    (
+        "unknown depends_on ids",
+        "POST",
+        "/api/tasks",
+        "admin",
+        {**OK, "depends_on": ["task-gone", "task-never"]},
+        422,
+        "validation_failed",
+        fields("depends_on:unknown_task"),
+    ),
     ("body not JSON", "POST", "/api/tasks", "admin", b"{description: oops", 400, "invalid_json", []),
-    ("body a JSON array", "POST", "/api/tasks", "admin", [{"description": "x"}], 422, "validation_failed",
-     fields("(body):wrong_type")),
-    ("body a JSON string", "POST", "/api/tasks", "admin", "describe me", 422, "validation_failed",
-     fields("(body):wrong_type")),
+    (
+        "body a JSON array",
+        "POST",
+        "/api/tasks",
+        "admin",
+        [{"description": "x"}],
+        422,
+        "validation_failed",
+        fields("(body):wrong_type"),
+    ),
+    (
+        "body a JSON string",
+        "POST",
+        "/api/tasks",
+        "admin",
+        "describe me",
+        422,
+        "validation_failed",
+        fields("(body):wrong_type"),
+    ),
     ("empty body", "POST", "/api/tasks", "admin", None, 422, "validation_failed", fields("(body):wrong_type")),
     ("unknown route", "GET", "/api/nothing-here", "admin", None, 404, "not_found", []),
     ("unknown task", "GET", "/api/tasks/task-0000000000000000", "admin", None, 404, "task_not_found", []),
-    ("cancel an unknown task", "POST", "/api/tasks/task-0000000000000000/cancel", "admin", None, 404,
-     "task_not_found", []),
+    (
+        "cancel an unknown task",
+        "POST",
+        "/api/tasks/task-0000000000000000/cancel",
+        "admin",
+        None,
+        404,
+        "task_not_found",
+        [],
+    ),
     ("wrong method", "PUT", "/api/tasks", "admin", OK, 405, "method_not_allowed", []),
-    ("bad status filter", "GET", "/api/tasks?status=sleeping", "admin", None, 422, "validation_failed",
-     fields("status:invalid_value")),
-    ("bad priority filter", "GET", "/api/tasks?priority=asap", "admin", None, 422, "validation_failed",
-     fields("priority:invalid_value")),
+    (
+        "bad status filter",
+        "GET",
+        "/api/tasks?status=sleeping",
+        "admin",
+        None,
+        422,
+        "validation_failed",
+        fields("status:invalid_value"),
+    ),
+    (
+        "bad priority filter",
+        "GET",
+        "/api/tasks?priority=asap",
+        "admin",
+        None,
+        422,
+        "validation_failed",
+        fields("priority:invalid_value"),
+    ),
     ("missing token", "GET", "/api/tasks", "none", None, 401, "unauthorized", []),
     ("bad token", "POST", "/api/tasks", "bad", OK, 401, "unauthorized", []),
     ("agent token lists tokens", "GET", "/admin/tokens", "agent", None, 403, "forbidden", []),
@@ -128,22 +316,55 @@ HTTP: list[tuple[str, str, str, str, Any, int, str, list[tuple[str, str]]]] = [
     ("agent token revokes tokens", "DELETE", "/admin/tokens/submitter", "agent", None, 403, "forbidden", []),
     ("viewer token submits a task", "POST", "/api/tasks", "viewer", OK, 403, "forbidden", []),
     ("viewer token mints a token", "POST", "/admin/tokens", "viewer", {"agent_id": "evil"}, 403, "forbidden", []),
-    ("token for a bad agent_id", "POST", "/admin/tokens", "admin", {"agent_id": "has space"}, 422,
-     "validation_failed", fields("agent_id:invalid_value")),
-    ("token with the admin role", "POST", "/admin/tokens", "admin", {"agent_id": "x", "role": "admin"}, 422,
-     "validation_failed", fields("role:invalid_value")),
-    ("token request with an unknown field", "POST", "/admin/tokens", "admin", {"agent_id": "x", "rol": "viewer"},
-     422, "validation_failed", fields("rol:unknown_field")),
-    ("revoke an unknown agent's tokens", "DELETE", "/admin/tokens/nobody", "admin", None, 404, "token_not_found",
-     []),
+    (
+        "token for a bad agent_id",
+        "POST",
+        "/admin/tokens",
+        "admin",
+        {"agent_id": "has space"},
+        422,
+        "validation_failed",
+        fields("agent_id:invalid_value"),
+    ),
+    (
+        "token with the admin role",
+        "POST",
+        "/admin/tokens",
+        "admin",
+        {"agent_id": "x", "role": "admin"},
+        422,
+        "validation_failed",
+        fields("role:invalid_value"),
+    ),
+    (
+        "token request with an unknown field",
+        "POST",
+        "/admin/tokens",
+        "admin",
+        {"agent_id": "x", "rol": "viewer"},
+        422,
+        "validation_failed",
+        fields("rol:unknown_field"),
+    ),
+    ("revoke an unknown agent's tokens", "DELETE", "/admin/tokens/nobody", "admin", None, 404, "token_not_found", []),
 ]
 
 
 @module_loop
-@pytest.mark.parametrize(("case", "method", "path", "role", "body", "status", "error", "errs"), HTTP,
-                         ids=[row[0] for row in HTTP])
-async def test_http_bad_input(shared: tuple[HubHandle, dict[str, str]], case: str, method: str, path: str,
-                              role: str, body: Any, status: int, error: str, errs: list[tuple[str, str]]) -> None:
+@pytest.mark.parametrize(
+    ("case", "method", "path", "role", "body", "status", "error", "errs"), HTTP, ids=[row[0] for row in HTTP]
+)
+async def test_http_bad_input(
+    shared: tuple[HubHandle, dict[str, str]],
+    case: str,
+    method: str,
+    path: str,
+    role: str,
+    body: Any,
+    status: int,
+    error: str,
+    errs: list[tuple[str, str]],
+) -> None:
     """A malformed or unauthorised HTTP request gets its exact status and JSON error, and changes nothing."""
     handle, tokens = shared
     n_tasks = len(handle.hub.queue.tasks)
@@ -173,15 +394,19 @@ GOOD: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("priority by name", {**OK, "priority": "urgent"}, {"priority": 0, "priority_name": "urgent"}),
     ("priority by number", {**OK, "priority": 1}, {"priority": 1, "priority_name": "high"}),
     ("repo normalised", {**OK, "repo": " https://github.com/o/r.git/ "}, {"repo": "https://github.com/o/r"}),
-    ("capabilities deduplicated and sorted", {**OK, "needed_capabilities": ["b", "a", "b"]},
-     {"needed_capabilities": ["a", "b"]}),
+    (
+        "capabilities deduplicated and sorted",
+        {**OK, "needed_capabilities": ["b", "a", "b"]},
+        {"needed_capabilities": ["a", "b"]},
+    ),
 ]
 
 
 @module_loop
 @pytest.mark.parametrize(("case", "body", "expect"), GOOD, ids=[g[0] for g in GOOD])
-async def test_http_good_input_at_the_edges(shared: tuple[HubHandle, dict[str, str]], case: str,
-                                            body: dict[str, Any], expect: dict[str, Any]) -> None:
+async def test_http_good_input_at_the_edges(
+    shared: tuple[HubHandle, dict[str, str]], case: str, body: dict[str, Any], expect: dict[str, Any]
+) -> None:
     """Valid bodies at the limits are accepted (201) and stored as normalised."""
     handle, _ = shared
     r = await handle.http.post("/api/tasks", json={**body, "assign_to": "no-such-agent"})
@@ -195,12 +420,16 @@ async def test_unknown_fields_are_ignored_with_a_warning(shared: tuple[HubHandle
     """Unknown fields in a task body are ignored and named in the response's warnings; 11 steps warn too."""
     handle, tokens = shared
     steps = [{"type": "file_exists", "target": f"f{n}"} for n in range(11)]
-    r = await handle.http.post("/api/tasks", json={**OK, "colour": "blue", "verification_steps": steps,
-                                                   "assign_to": "no-such-agent"},
-                               headers={"Authorization": f"Bearer {tokens['agent']}"})
+    r = await handle.http.post(
+        "/api/tasks",
+        json={**OK, "colour": "blue", "verification_steps": steps, "assign_to": "no-such-agent"},
+        headers={"Authorization": f"Bearer {tokens['agent']}"},
+    )
     assert r.status_code == 201
-    assert r.json()["warnings"] == ["unknown field 'colour' ignored",
-                                    "11 verification steps; more than 10 slows every attempt"]
+    assert r.json()["warnings"] == [
+        "unknown field 'colour' ignored",
+        "11 verification steps; more than 10 slows every attempt",
+    ]
     assert (await handle.task(r.json()["task_id"]))["submitted_by"] == "submitter"
 
 
@@ -211,45 +440,127 @@ TYPES = list(SIDECAR_TYPES)
 #  expected reply projection, counts as a violation)
 WS: list[tuple[str, bool, str | bytes, dict[str, Any], bool]] = [
     ("invalid JSON", True, "{type: ping", {"error": "invalid_json"}, True),
-    ("non-object JSON", True, "[1, 2, 3]", {"error": "invalid_json", "detail": "a frame must be a JSON object"},
-     True),
-    ("missing type", True, '{"task_id": "t"}', {"error": "validation_failed", "fields": [("type", "required")]},
-     True),
-    ("type not a string", True, '{"type": ["ping"]}',
-     {"error": "validation_failed", "fields": [("type", "wrong_type")]}, True),
-    ("unknown type", True, '{"type": "self_destruct"}',
-     {"error": "unknown_message_type", "message_type": "self_destruct", "fields": [("type", "unknown_message_type")],
-      "known_types": TYPES}, True),
-    ("missing required fields", True, '{"type": "task_complete"}',
-     {"error": "validation_failed", "message_type": "task_complete",
-      "fields": [("task_id", "required"), ("generation", "required")]}, True),
-    ("wrong types", True, '{"type": "task_complete", "task_id": 5, "generation": "1", "result": []}',
-     {"error": "validation_failed", "message_type": "task_complete",
-      "fields": [("task_id", "wrong_type"), ("generation", "wrong_type"), ("result", "wrong_type")]}, True),
-    ("too-long agent_id", False, '{"type": "identify", "agent_id": "' + "a" * 129 + '", "token": "$TOKEN"}',
-     {"error": "validation_failed", "message_type": "identify", "fields": [("agent_id", "too_long")]}, True),
-    ("message before identify", False, '{"type": "ping"}', {"error": "not_identified", "message_type": "ping"},
-     True),
-    ("task report before identify", False, '{"type": "task_complete", "task_id": "t", "generation": 1}',
-     {"error": "not_identified", "message_type": "task_complete"}, True),
-    ("token of another agent", False, '{"type": "identify", "agent_id": "$AGENT", "token": "$OTHER"}',
-     {"error": "token_agent_mismatch", "message_type": "identify"}, True),
-    ("viewer token", False, '{"type": "identify", "agent_id": "$AGENT", "token": "$VIEWER"}',
-     {"error": "token_agent_mismatch", "message_type": "identify"}, True),
-    ("unknown token", False, '{"type": "identify", "agent_id": "$AGENT", "token": "nope"}',
-     {"error": "invalid_token", "message_type": "identify"}, True),
-    ("re-identify as someone else", True, '{"type": "identify", "agent_id": "$OTHERID", "token": "$OTHER"}',
-     {"error": "already_identified", "detail": "$AGENT"}, True),
-    ("binary frame", True, b'{"type": "ping"}',
-     {"error": "invalid_json", "detail": "binary frames are not accepted; send JSON text"}, True),
-    ("binary garbage", False, b"\x00\xff\x13", {"error": "invalid_json",
-                                                "detail": "binary frames are not accepted; send JSON text"}, True),
-    ("result for an unknown task", True, '{"type": "task_complete", "task_id": "task-nope", "generation": 1}',
-     {"error": "task_complete_failed: not_found", "task_id": "task-nope", "detail": "task-nope"}, False),
-    ("failure for an unknown task", True, '{"type": "task_failed", "task_id": "task-nope", "generation": 1}',
-     {"error": "task_fail_failed: not_found", "task_id": "task-nope", "detail": "task-nope"}, False),
-    ("rejection of a task not held", True, '{"type": "task_rejected", "task_id": "task-nope"}',
-     {"error": "task_reject_failed: not_assigned_to_you", "task_id": "task-nope"}, False),
+    ("non-object JSON", True, "[1, 2, 3]", {"error": "invalid_json", "detail": "a frame must be a JSON object"}, True),
+    ("missing type", True, '{"task_id": "t"}', {"error": "validation_failed", "fields": [("type", "required")]}, True),
+    (
+        "type not a string",
+        True,
+        '{"type": ["ping"]}',
+        {"error": "validation_failed", "fields": [("type", "wrong_type")]},
+        True,
+    ),
+    (
+        "unknown type",
+        True,
+        '{"type": "self_destruct"}',
+        {
+            "error": "unknown_message_type",
+            "message_type": "self_destruct",
+            "fields": [("type", "unknown_message_type")],
+            "known_types": TYPES,
+        },
+        True,
+    ),
+    (
+        "missing required fields",
+        True,
+        '{"type": "task_complete"}',
+        {
+            "error": "validation_failed",
+            "message_type": "task_complete",
+            "fields": [("task_id", "required"), ("generation", "required")],
+        },
+        True,
+    ),
+    (
+        "wrong types",
+        True,
+        '{"type": "task_complete", "task_id": 5, "generation": "1", "result": []}',
+        {
+            "error": "validation_failed",
+            "message_type": "task_complete",
+            "fields": [("task_id", "wrong_type"), ("generation", "wrong_type"), ("result", "wrong_type")],
+        },
+        True,
+    ),
+    (
+        "too-long agent_id",
+        False,
+        '{"type": "identify", "agent_id": "' + "a" * 129 + '", "token": "$TOKEN"}',
+        {"error": "validation_failed", "message_type": "identify", "fields": [("agent_id", "too_long")]},
+        True,
+    ),
+    ("message before identify", False, '{"type": "ping"}', {"error": "not_identified", "message_type": "ping"}, True),
+    (
+        "task report before identify",
+        False,
+        '{"type": "task_complete", "task_id": "t", "generation": 1}',
+        {"error": "not_identified", "message_type": "task_complete"},
+        True,
+    ),
+    (
+        "token of another agent",
+        False,
+        '{"type": "identify", "agent_id": "$AGENT", "token": "$OTHER"}',
+        {"error": "token_agent_mismatch", "message_type": "identify"},
+        True,
+    ),
+    (
+        "viewer token",
+        False,
+        '{"type": "identify", "agent_id": "$AGENT", "token": "$VIEWER"}',
+        {"error": "token_agent_mismatch", "message_type": "identify"},
+        True,
+    ),
+    (
+        "unknown token",
+        False,
+        '{"type": "identify", "agent_id": "$AGENT", "token": "nope"}',
+        {"error": "invalid_token", "message_type": "identify"},
+        True,
+    ),
+    (
+        "re-identify as someone else",
+        True,
+        '{"type": "identify", "agent_id": "$OTHERID", "token": "$OTHER"}',
+        {"error": "already_identified", "detail": "$AGENT"},
+        True,
+    ),
+    (
+        "binary frame",
+        True,
+        b'{"type": "ping"}',
+        {"error": "invalid_json", "detail": "binary frames are not accepted; send JSON text"},
+        True,
+    ),
+    (
+        "binary garbage",
+        False,
+        b"\x00\xff\x13",
+        {"error": "invalid_json", "detail": "binary frames are not accepted; send JSON text"},
+        True,
+    ),
+    (
+        "result for an unknown task",
+        True,
+        '{"type": "task_complete", "task_id": "task-nope", "generation": 1}',
+        {"error": "task_complete_failed: not_found", "task_id": "task-nope", "detail": "task-nope"},
+        False,
+    ),
+    (
+        "failure for an unknown task",
+        True,
+        '{"type": "task_failed", "task_id": "task-nope", "generation": 1}',
+        {"error": "task_fail_failed: not_found", "task_id": "task-nope", "detail": "task-nope"},
+        False,
+    ),
+    (
+        "rejection of a task not held",
+        True,
+        '{"type": "task_rejected", "task_id": "task-nope"}',
+        {"error": "task_reject_failed: not_assigned_to_you", "task_id": "task-nope"},
+        False,
+    ),
 ]
 
 
@@ -265,8 +576,14 @@ def project(reply: dict[str, Any]) -> dict[str, Any]:
 
 @module_loop
 @pytest.mark.parametrize(("case", "identify", "frame", "expected", "violation"), WS, ids=[w[0] for w in WS])
-async def test_ws_bad_frames(shared: tuple[HubHandle, dict[str, str]], case: str, identify: bool,
-                             frame: str | bytes, expected: dict[str, Any], violation: bool) -> None:
+async def test_ws_bad_frames(
+    shared: tuple[HubHandle, dict[str, str]],
+    case: str,
+    identify: bool,
+    frame: str | bytes,
+    expected: dict[str, Any],
+    violation: bool,
+) -> None:
     """A malformed or unauthorised frame is answered with the precise error; the socket and the hub stay up."""
     handle, tokens = shared
     agent_id, other_id = f"bad-{uuid.uuid4().hex[:6]}", f"other-{uuid.uuid4().hex[:6]}"
@@ -279,8 +596,13 @@ async def test_ws_bad_frames(shared: tuple[HubHandle, dict[str, str]], case: str
             assert sim.ws is not None
             await sim.ws.send(frame)
         else:
-            for key, value in (("$OTHERID", other_id), ("$AGENT", agent_id), ("$TOKEN", token), ("$OTHER", other),
-                               ("$VIEWER", tokens["viewer"])):
+            for key, value in (
+                ("$OTHERID", other_id),
+                ("$AGENT", agent_id),
+                ("$TOKEN", token),
+                ("$OTHER", other),
+                ("$VIEWER", tokens["viewer"]),
+            ):
                 frame = frame.replace(key, value)
             await sim.send_raw(frame)
         reply = await sim.wait_for(lambda m: m.get("type") == "error")
@@ -288,7 +610,8 @@ async def test_ws_bad_frames(shared: tuple[HubHandle, dict[str, str]], case: str
         assert handle.hub.violations.n_violations == before + int(violation)
         await sim.send({"type": "ping"})
         answer = await sim.wait_for(
-            lambda m: m.get("type") == "pong" or (m.get("error") == "not_identified" and m is not reply))
+            lambda m: m.get("type") == "pong" or (m.get("error") == "not_identified" and m is not reply)
+        )
         assert answer["type"] == ("pong" if identify else "error"), "the socket is still served"
         if case == "re-identify as someone else":
             assert handle.hub.agents.get(agent_id) is not None and handle.hub.agents.get(other_id) is None
@@ -434,6 +757,9 @@ async def test_replies_keep_frame_order_around_a_binary_frame(hub, make_agent) -
     await sim.ws.send(b"\x00")
     await sim.send({"type": "ping"})
     await sim.wait_for(lambda m: m.get("type") == "pong")
-    replies = [m.get("status") or m.get("error") or m["type"] for m in sim.inbox
-               if m["type"] not in ("task_assign", "identified")]
+    replies = [
+        m.get("status") or m.get("error") or m["type"]
+        for m in sim.inbox
+        if m["type"] not in ("task_assign", "identified")
+    ]
     assert replies == ["accepted", "complete", "invalid_json", "pong"]

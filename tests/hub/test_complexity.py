@@ -22,20 +22,31 @@ INFER: list[tuple[str, str, int, int, str, float | None]] = [
     ("complex keyword beats trivial keyword", "rename and migrate the tables", 0, 0, "complex", 0.7),
     ("complex with every booster", "Refactor and migrate " + LONG, 5, 4, "complex", 1.0),
     ("complex with many files", "redesign the page", 5, 0, "complex", 0.8),
-    ("reference example: standard", "Add a new optional field to the user settings page for notification "
-     "preferences", 2, 0, "standard", 0.67),
+    (
+        "reference example: standard",
+        "Add a new optional field to the user settings page for notification preferences",
+        2,
+        0,
+        "standard",
+        0.67,
+    ),
     ("all votes standard", " ".join(["w"] * 20), 2, 2, "standard", 1.0),
     ("all votes complex", LONG, 5, 5, "complex", 1.0),
     ("two complex votes", LONG, 4, 0, "complex", 0.67),
     ("three-way tie favours standard", LONG, 0, 2, "standard", 0.33),
-    ("a trivial majority without a trivial keyword is raised to standard", "Write number 5 to file", 0, 0,
-     "standard", None),
+    (
+        "a trivial majority without a trivial keyword is raised to standard",
+        "Write number 5 to file",
+        0,
+        0,
+        "standard",
+        None,
+    ),
     ("trivial majority of two, raised", "Write number 5 to file", 0, 5, "standard", None),
 ]
 
 
-@pytest.mark.parametrize(("case", "text", "files", "steps", "tier", "confidence"), INFER,
-                         ids=[c for c, *_ in INFER])
+@pytest.mark.parametrize(("case", "text", "files", "steps", "tier", "confidence"), INFER, ids=[c for c, *_ in INFER])
 def test_infer(case: str, text: str, files: int, steps: int, tier: str, confidence: float | None) -> None:
     """The inferred tier follows AgentCom's keyword rules, then a three-way vote with ties favouring standard."""
     out = infer(text, files, steps)

@@ -33,11 +33,28 @@ class HubProcess:
         self.url = ""
 
     async def start(self) -> str:
-        env = {**os.environ, "AGENTCOM_ADMIN_TOKEN": self.admin_token, "AGENTCOM_ACCEPTANCE_TIMEOUT_S": "1",
-               "AGENTCOM_RECONNECT_GRACE_S": "20", "AGENTCOM_SWEEP_INTERVAL_S": "0.05", "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "AGENTCOM_ADMIN_TOKEN": self.admin_token,
+            "AGENTCOM_ACCEPTANCE_TIMEOUT_S": "1",
+            "AGENTCOM_RECONNECT_GRACE_S": "20",
+            "AGENTCOM_SWEEP_INTERVAL_S": "0.05",
+            "PYTHONUNBUFFERED": "1",
+        }
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "hub", "--port", "0", "--data-dir", str(self.data_dir), "--log-level", "WARNING",
-            cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=self.log,
+            sys.executable,
+            "-m",
+            "hub",
+            "--port",
+            "0",
+            "--data-dir",
+            str(self.data_dir),
+            "--log-level",
+            "WARNING",
+            cwd=REPO,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=self.log,
         )
         assert self.proc.stdout is not None
         async with asyncio.timeout(30 * SCALE):
@@ -104,16 +121,18 @@ class DurableSim:
         self.ws = await websockets.connect(ws_url, compression=None)
         self.identified = asyncio.Event()
         self.reader = asyncio.create_task(self._read(self.ws))
-        await self._send({"type": "identify", "agent_id": self.agent_id, "token": self.token,
-                          "client_type": "durable_sim"})
+        await self._send(
+            {"type": "identify", "agent_id": self.agent_id, "token": self.token, "client_type": "durable_sim"}
+        )
         await asyncio.wait_for(self.identified.wait(), 10 * SCALE)
         for message in list(self.outbox.values()):
             self.n_resent += 1
             await self._send(message)
         for task_id, generation in list(self.active.items()):
             self.n_state_reports += 1
-            await self._send({"type": "state_report", "task_id": task_id, "generation": generation,
-                              "status": "working"})
+            await self._send(
+                {"type": "state_report", "task_id": task_id, "generation": generation, "status": "working"}
+            )
 
     async def _send(self, message: dict[str, Any]) -> None:
         try:
@@ -165,8 +184,13 @@ class DurableSim:
         if self.active.get(task_id) != generation:
             return  # cancelled or aborted meanwhile
         del self.active[task_id]
-        message = {"type": "task_complete", "task_id": task_id, "generation": generation,
-                   "result": {"status": "success", "output": self.agent_id}, "tokens_used": 1}
+        message = {
+            "type": "task_complete",
+            "task_id": task_id,
+            "generation": generation,
+            "result": {"status": "success", "output": self.agent_id},
+            "tokens_used": 1,
+        }
         self.outbox[task_id] = message  # kept until acknowledged
         await self._send(message)
         if task_id == self.held_task:
@@ -197,8 +221,9 @@ async def test_sigkill_mid_run_loses_nothing_and_completes_nothing_twice(tmp_pat
         async with httpx.AsyncClient(base_url=first.url, headers=headers, timeout=30) as http:
             submitted = []
             for start in range(0, N_TASKS, 25):
-                replies = await asyncio.gather(*(http.post("/api/tasks", json={"description": f"job {n}"})
-                                                 for n in range(start, start + 25)))
+                replies = await asyncio.gather(
+                    *(http.post("/api/tasks", json={"description": f"job {n}"}) for n in range(start, start + 25))
+                )
                 assert all(r.status_code == 201 for r in replies)
                 submitted += [r.json()["task_id"] for r in replies]
             tokens = {}
@@ -218,10 +243,12 @@ async def test_sigkill_mid_run_loses_nothing_and_completes_nothing_twice(tmp_pat
             if len(done) == N_TASKS:
                 finished.set()
 
-        sims = [DurableSim("resender", tokens["resender"], on_complete, hold="until_killed"),
-                DurableSim("reporter", tokens["reporter"], on_complete, hold="until_continue"),
-                DurableSim("plain-1", tokens["plain-1"], on_complete),
-                DurableSim("plain-2", tokens["plain-2"], on_complete)]
+        sims = [
+            DurableSim("resender", tokens["resender"], on_complete, hold="until_killed"),
+            DurableSim("reporter", tokens["reporter"], on_complete, hold="until_continue"),
+            DurableSim("plain-1", tokens["plain-1"], on_complete),
+            DurableSim("plain-2", tokens["plain-2"], on_complete),
+        ]
         try:
             for sim in sims:
                 await sim.connect(first.ws_url)
@@ -258,7 +285,8 @@ async def test_sigkill_mid_run_loses_nothing_and_completes_nothing_twice(tmp_pat
     assert set(by_id) == set(submitted), "no task lost, none invented"
     assert [t for t in tasks if t["status"] != "completed"] == []
     assert {tid: sum(h["event"] == "completed" for h in by_id[tid]["history"]) for tid in submitted} == {
-        tid: 1 for tid in submitted}, "every task completed exactly once"
+        tid: 1 for tid in submitted
+    }, "every task completed exactly once"
     assert len(acks) == len(set(acks)) == N_TASKS, "each result acknowledged once, to the agent that made it"
     assert KILL_AFTER <= n_before < N_TASKS
     assert sims[0].n_resent >= 1 and sims[1].n_state_reports >= 1

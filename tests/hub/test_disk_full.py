@@ -47,8 +47,9 @@ async def test_store_waits_out_a_full_disk(tmp_path: Path) -> None:
         s = await SqliteStore.open(path)
         writer = asyncio.create_task(s.run_writer())
         try:
-            await asyncio.gather(*(s.write([(UPSERT_TASK, (f"t{n}", "queued", 2, n, n, None, None, "{}"))])
-                                   for n in range(20)))
+            await asyncio.gather(
+                *(s.write([(UPSERT_TASK, (f"t{n}", "queued", 2, n, n, None, None, "{}"))]) for n in range(20))
+            )
             wal = path.with_name("store.db-wal").stat().st_size
             big = "x" * (wal + 512 * 1024)  # more than the WAL can hold without growing
             filler = fill(disk)
@@ -56,6 +57,7 @@ async def test_store_waits_out_a_full_disk(tmp_path: Path) -> None:
 
             async def degraded() -> bool:
                 return s.degraded is not None
+
             await until(degraded)
             assert "database or disk is full" in s.stats()["degraded"]
             assert not waiting.done(), "nothing is answered that is not on disk"
@@ -86,16 +88,20 @@ async def test_hub_on_a_full_disk_answers_507_then_resumes_losing_nothing(tmp_pa
         proc = await spawn(data_dir, "--port", "0", env=env)
         url = await wait_ready(proc)
         async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60 * SCALE) as http:
-            before = [(await http.post("/api/tasks", json={"description": f"before {n}"})).json()["task_id"]
-                      for n in range(20)]
+            before = [
+                (await http.post("/api/tasks", json={"description": f"before {n}"})).json()["task_id"]
+                for n in range(20)
+            ]
             wal = (data_dir / "agentcom.db-wal").stat().st_size
             big = "y" * (wal + 300 * 1024)  # more than the WAL can hold without growing
             filler = fill(disk)
             in_flight = asyncio.ensure_future(
-                http.post("/api/tasks", json={"description": "in flight", "metadata": {"blob": big}}))
+                http.post("/api/tasks", json={"description": "in flight", "metadata": {"blob": big}})
+            )
 
             async def degraded() -> bool:
                 return (await http.get("/health")).json()["status"] == "degraded"
+
             await until(degraded)
             health = (await http.get("/health")).json()
             assert "disk full" in health["reason"] and health["store"]["degraded"] == health["reason"]
@@ -114,6 +120,7 @@ async def test_hub_on_a_full_disk_answers_507_then_resumes_losing_nothing(tmp_pa
 
             async def healthy() -> bool:
                 return (await http.get("/health")).json()["status"] == "ok"
+
             await until(healthy)
             after = await http.post("/api/tasks", json={"description": "after"})
             assert after.status_code == 201
@@ -130,5 +137,8 @@ async def test_hub_on_a_full_disk_answers_507_then_resumes_losing_nothing(tmp_pa
         finally:
             assert (await stop(proc))[0] == 0
     assert {t["id"]: t["description"] for t in tasks} == {
-        **{tid: f"before {n}" for n, tid in enumerate(before)}, waited: "in flight", after.json()["task_id"]: "after"}
+        **{tid: f"before {n}" for n, tid in enumerate(before)},
+        waited: "in flight",
+        after.json()["task_id"]: "after",
+    }
     assert blob == big

@@ -80,6 +80,7 @@ async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[HubH
 
 # --- HTTP ----------------------------------------------------------------------------------------------------------
 
+
 def body(meta: str = "{}", **fields: str) -> bytes:
     """A raw submission: ``metadata`` and extra fields spliced in as JSON text, unparsed."""
     extra = "".join(f',"{k}":{v}' for k, v in fields.items())
@@ -93,74 +94,234 @@ def nested(depth: int) -> str:
 SEVEN_DAYS = MAX_TASK_TIMEOUT_MS
 # (case, path, raw body, status, error code, [(field, code)])
 HTTP: list[tuple[str, str, bytes, int, str, list[tuple[str, str]]]] = [
-    ("lone surrogate in a metadata value", "/api/tasks", body(r'{"a":"\ud800"}'), 422, "validation_failed",
-     [("metadata.a", "invalid_unicode")]),
-    ("lone surrogate in a metadata key", "/api/tasks", body(r'{"x":{"\udc00":1}}'), 422, "validation_failed",
-     [("metadata.x.\\udc00", "invalid_unicode")]),
-    ("lone surrogate in the description", "/api/tasks", rb'{"description":"a\ud800b"}', 422, "validation_failed",
-     [("description", "invalid_unicode")]),
-    ("lone surrogate as an unknown field's name", "/api/tasks", rb'{"description":"x","\ud800":1}', 422,
-     "validation_failed", [("\\ud800", "invalid_unicode")]),
-    ("lone surrogate in a capability", "/api/tasks", body(needed_capabilities=r'["\ud800"]'), 422,
-     "validation_failed", [("needed_capabilities.0", "invalid_unicode")]),
+    (
+        "lone surrogate in a metadata value",
+        "/api/tasks",
+        body(r'{"a":"\ud800"}'),
+        422,
+        "validation_failed",
+        [("metadata.a", "invalid_unicode")],
+    ),
+    (
+        "lone surrogate in a metadata key",
+        "/api/tasks",
+        body(r'{"x":{"\udc00":1}}'),
+        422,
+        "validation_failed",
+        [("metadata.x.\\udc00", "invalid_unicode")],
+    ),
+    (
+        "lone surrogate in the description",
+        "/api/tasks",
+        rb'{"description":"a\ud800b"}',
+        422,
+        "validation_failed",
+        [("description", "invalid_unicode")],
+    ),
+    (
+        "lone surrogate as an unknown field's name",
+        "/api/tasks",
+        rb'{"description":"x","\ud800":1}',
+        422,
+        "validation_failed",
+        [("\\ud800", "invalid_unicode")],
+    ),
+    (
+        "lone surrogate in a capability",
+        "/api/tasks",
+        body(needed_capabilities=r'["\ud800"]'),
+        422,
+        "validation_failed",
+        [("needed_capabilities.0", "invalid_unicode")],
+    ),
     ("NaN in metadata", "/api/tasks", body('{"x":NaN}'), 422, "validation_failed", [("metadata.x", "not_finite")]),
-    ("Infinity in metadata", "/api/tasks", body('{"x":[1,Infinity]}'), 422, "validation_failed",
-     [("metadata.x.1", "not_finite")]),
-    ("-Infinity in metadata", "/api/tasks", body('{"x":{"y":-Infinity}}'), 422, "validation_failed",
-     [("metadata.x.y", "not_finite")]),
+    (
+        "Infinity in metadata",
+        "/api/tasks",
+        body('{"x":[1,Infinity]}'),
+        422,
+        "validation_failed",
+        [("metadata.x.1", "not_finite")],
+    ),
+    (
+        "-Infinity in metadata",
+        "/api/tasks",
+        body('{"x":{"y":-Infinity}}'),
+        422,
+        "validation_failed",
+        [("metadata.x.y", "not_finite")],
+    ),
     ("1e400 in metadata", "/api/tasks", body('{"x":1e400}'), 422, "validation_failed", [("metadata.x", "not_finite")]),
-    ("NaN as max_retries", "/api/tasks", body(max_retries="NaN"), 422, "validation_failed",
-     [("max_retries", "not_finite")]),
-    ("5,000-digit integer in metadata", "/api/tasks", body('{"n":' + "9" * 5000 + "}"), 422, "validation_failed",
-     [("metadata.n", "out_of_range")]),
-    ("2**63 in metadata", "/api/tasks", body('{"n":' + str(2**63) + "}"), 422, "validation_failed",
-     [("metadata.n", "out_of_range")]),
-    ("5,000-digit priority", "/api/tasks", body(priority="9" * 5000), 422, "validation_failed",
-     [("priority", "out_of_range")]),
-    ("metadata 100,000 levels deep", "/api/tasks", body('{"x":' + nested(DEEP) + "}"), 422, "validation_failed",
-     [("(body)", "too_deep")]),
-    ("metadata 300 levels deep", "/api/tasks", body(nested(300)), 422, "validation_failed",
-     [("metadata" + ".0" * (jsonsafe.MAX_DEPTH - 1), "too_deep")]),
-    ("NUL in a capability", "/api/tasks", body(needed_capabilities=r'["a\u0000"]'), 422, "validation_failed",
-     [("needed_capabilities.0", "invalid_characters")]),
-    ("escape sequence in assign_to", "/api/tasks", body(assign_to=r'"x\u001b[2J"'), 422, "validation_failed",
-     [("assign_to", "invalid_characters")]),
-    ("NUL in depends_on", "/api/tasks", body(depends_on=r'["task-\u0000"]'), 422, "validation_failed",
-     [("depends_on.0", "invalid_characters")]),
-    ("newline in goal_id", "/api/tasks", body(goal_id=r'"g\n1"'), 422, "validation_failed",
-     [("goal_id", "invalid_characters")]),
-    ("timeout_ms Infinity", "/api/tasks", body('{"timeout_ms":Infinity}'), 422, "validation_failed",
-     [("metadata.timeout_ms", "not_finite")]),
-    ("timeout_ms 1e308", "/api/tasks", body('{"timeout_ms":1e308}'), 422, "validation_failed",
-     [("metadata.timeout_ms", "invalid_value")]),
-    ("timeout_ms over 7 days", "/api/tasks", body('{"timeout_ms":' + str(SEVEN_DAYS + 1) + "}"), 422,
-     "validation_failed", [("metadata.timeout_ms", "invalid_value")]),
-    ("timeout_ms a string", "/api/tasks", body('{"timeout_ms":"600000"}'), 422, "validation_failed",
-     [("metadata.timeout_ms", "invalid_value")]),
-    ("timeout_ms zero", "/api/tasks", body('{"timeout_ms":0}'), 422, "validation_failed",
-     [("metadata.timeout_ms", "invalid_value")]),
-    ("timeout_ms negative", "/api/tasks", body('{"timeout_ms":-1}'), 422, "validation_failed",
-     [("metadata.timeout_ms", "invalid_value")]),
-    ("timeout_ms true", "/api/tasks", body('{"timeout_ms":true}'), 422, "validation_failed",
-     [("metadata.timeout_ms", "invalid_value")]),
-    ("complete_by past the year 9999", "/api/tasks", body(complete_by="9" * 18), 422, "validation_failed",
-     [("complete_by", "invalid_value")]),
-    ("complete_by negative", "/api/tasks", body(complete_by="-1"), 422, "validation_failed",
-     [("complete_by", "invalid_value")]),
-    ("NaN in the second task of a batch", "/api/tasks/batch",
-     b'{"tasks":[{"description":"ok"},{"description":"x","metadata":{"v":NaN}}]}', 422, "validation_failed",
-     [("tasks.1.metadata.v", "not_finite")]),
+    (
+        "NaN as max_retries",
+        "/api/tasks",
+        body(max_retries="NaN"),
+        422,
+        "validation_failed",
+        [("max_retries", "not_finite")],
+    ),
+    (
+        "5,000-digit integer in metadata",
+        "/api/tasks",
+        body('{"n":' + "9" * 5000 + "}"),
+        422,
+        "validation_failed",
+        [("metadata.n", "out_of_range")],
+    ),
+    (
+        "2**63 in metadata",
+        "/api/tasks",
+        body('{"n":' + str(2**63) + "}"),
+        422,
+        "validation_failed",
+        [("metadata.n", "out_of_range")],
+    ),
+    (
+        "5,000-digit priority",
+        "/api/tasks",
+        body(priority="9" * 5000),
+        422,
+        "validation_failed",
+        [("priority", "out_of_range")],
+    ),
+    (
+        "metadata 100,000 levels deep",
+        "/api/tasks",
+        body('{"x":' + nested(DEEP) + "}"),
+        422,
+        "validation_failed",
+        [("(body)", "too_deep")],
+    ),
+    (
+        "metadata 300 levels deep",
+        "/api/tasks",
+        body(nested(300)),
+        422,
+        "validation_failed",
+        [("metadata" + ".0" * (jsonsafe.MAX_DEPTH - 1), "too_deep")],
+    ),
+    (
+        "NUL in a capability",
+        "/api/tasks",
+        body(needed_capabilities=r'["a\u0000"]'),
+        422,
+        "validation_failed",
+        [("needed_capabilities.0", "invalid_characters")],
+    ),
+    (
+        "escape sequence in assign_to",
+        "/api/tasks",
+        body(assign_to=r'"x\u001b[2J"'),
+        422,
+        "validation_failed",
+        [("assign_to", "invalid_characters")],
+    ),
+    (
+        "NUL in depends_on",
+        "/api/tasks",
+        body(depends_on=r'["task-\u0000"]'),
+        422,
+        "validation_failed",
+        [("depends_on.0", "invalid_characters")],
+    ),
+    (
+        "newline in goal_id",
+        "/api/tasks",
+        body(goal_id=r'"g\n1"'),
+        422,
+        "validation_failed",
+        [("goal_id", "invalid_characters")],
+    ),
+    (
+        "timeout_ms Infinity",
+        "/api/tasks",
+        body('{"timeout_ms":Infinity}'),
+        422,
+        "validation_failed",
+        [("metadata.timeout_ms", "not_finite")],
+    ),
+    (
+        "timeout_ms 1e308",
+        "/api/tasks",
+        body('{"timeout_ms":1e308}'),
+        422,
+        "validation_failed",
+        [("metadata.timeout_ms", "invalid_value")],
+    ),
+    (
+        "timeout_ms over 7 days",
+        "/api/tasks",
+        body('{"timeout_ms":' + str(SEVEN_DAYS + 1) + "}"),
+        422,
+        "validation_failed",
+        [("metadata.timeout_ms", "invalid_value")],
+    ),
+    (
+        "timeout_ms a string",
+        "/api/tasks",
+        body('{"timeout_ms":"600000"}'),
+        422,
+        "validation_failed",
+        [("metadata.timeout_ms", "invalid_value")],
+    ),
+    (
+        "timeout_ms zero",
+        "/api/tasks",
+        body('{"timeout_ms":0}'),
+        422,
+        "validation_failed",
+        [("metadata.timeout_ms", "invalid_value")],
+    ),
+    (
+        "timeout_ms negative",
+        "/api/tasks",
+        body('{"timeout_ms":-1}'),
+        422,
+        "validation_failed",
+        [("metadata.timeout_ms", "invalid_value")],
+    ),
+    (
+        "timeout_ms true",
+        "/api/tasks",
+        body('{"timeout_ms":true}'),
+        422,
+        "validation_failed",
+        [("metadata.timeout_ms", "invalid_value")],
+    ),
+    (
+        "complete_by past the year 9999",
+        "/api/tasks",
+        body(complete_by="9" * 18),
+        422,
+        "validation_failed",
+        [("complete_by", "invalid_value")],
+    ),
+    (
+        "complete_by negative",
+        "/api/tasks",
+        body(complete_by="-1"),
+        422,
+        "validation_failed",
+        [("complete_by", "invalid_value")],
+    ),
+    (
+        "NaN in the second task of a batch",
+        "/api/tasks/batch",
+        b'{"tasks":[{"description":"ok"},{"description":"x","metadata":{"v":NaN}}]}',
+        422,
+        "validation_failed",
+        [("tasks.1.metadata.v", "not_finite")],
+    ),
     ("a body that is not JSON", "/api/tasks", b'{"description": "x", ', 400, "invalid_json", []),
-    ("a lone surrogate in an unterminated string", "/api/tasks", rb'{"description": "\ud800', 400, "invalid_json",
-     []),
+    ("a lone surrogate in an unterminated string", "/api/tasks", rb'{"description": "\ud800', 400, "invalid_json", []),
 ]
 
 
 @module_loop
 @pytest.mark.parametrize(("case", "path", "raw", "status", "code", "errors"), HTTP, ids=[c[0] for c in HTTP])
-async def test_hostile_bodies_are_refused_naming_the_field(shared: HubHandle, case: str, path: str, raw: bytes,
-                                                           status: int, code: str,
-                                                           errors: list[tuple[str, str]]) -> None:
+async def test_hostile_bodies_are_refused_naming_the_field(
+    shared: HubHandle, case: str, path: str, raw: bytes, status: int, code: str, errors: list[tuple[str, str]]
+) -> None:
     """A body with a value the hub could not store, reload or show is a 4xx JSON error naming the field."""
     before = len(shared.hub.queue.tasks)
     r = await shared.http.post(path, content=raw, headers={"Content-Type": "application/json"})
@@ -173,22 +334,32 @@ async def test_hostile_bodies_are_refused_naming_the_field(shared: HubHandle, ca
 
 
 OK_BODIES: list[tuple[str, dict[str, Any]]] = [
-    ("NUL and control characters in free text", {"description": "a\x00b\x1b[31m\n", "metadata": {"k": "\x00\x7f"},
-                                                 "success_criteria": ["tab\there"]}),
+    (
+        "NUL and control characters in free text",
+        {"description": "a\x00b\x1b[31m\n", "metadata": {"k": "\x00\x7f"}, "success_criteria": ["tab\there"]},
+    ),
     ("astral and non-ASCII text", {"description": "😀 ✓ é", "metadata": {"ключ": "漢字"}}),
     ("timeout_ms of exactly 7 days", {"description": "long", "metadata": {"timeout_ms": SEVEN_DAYS}}),
     ("timeout_ms as a float", {"description": "float", "metadata": {"timeout_ms": 1500.5}}),
-    ("the largest 64-bit integers and floats", {"description": "big", "metadata": {
-        "i": jsonsafe.MAX_INT, "j": -jsonsafe.MAX_INT, "f": 1.7976931348623157e308}}),
-    ("metadata as deep as the body allows", {"description": "deep",
-                                             "metadata": {"x": json.loads(nested(jsonsafe.MAX_DEPTH - 2))}}),
+    (
+        "the largest 64-bit integers and floats",
+        {
+            "description": "big",
+            "metadata": {"i": jsonsafe.MAX_INT, "j": -jsonsafe.MAX_INT, "f": 1.7976931348623157e308},
+        },
+    ),
+    (
+        "metadata as deep as the body allows",
+        {"description": "deep", "metadata": {"x": json.loads(nested(jsonsafe.MAX_DEPTH - 2))}},
+    ),
 ]
 
 
 @module_loop
 @pytest.mark.parametrize(("case", "submitted"), OK_BODIES, ids=[c for c, _ in OK_BODIES])
-async def test_awkward_but_safe_values_are_stored_as_sent(shared: HubHandle, case: str,
-                                                          submitted: dict[str, Any]) -> None:
+async def test_awkward_but_safe_values_are_stored_as_sent(
+    shared: HubHandle, case: str, submitted: dict[str, Any]
+) -> None:
     """Values inside the limits (NUL, astral text, the largest numbers) are accepted and read back unchanged."""
     tid = await shared.submit(**submitted)
     stored = strict_json((await shared.http.get(f"/api/tasks/{tid}")).content)
@@ -246,32 +417,75 @@ async def test_hub_still_completes_work_after_the_hostile_bodies(shared: HubHand
 # --- agent frames --------------------------------------------------------------------------------------------------
 
 REPORTS: list[tuple[str, str, list[tuple[str, str]]]] = [
-    ("lone surrogate in a result value", r'{"type":"task_complete","task_id":"$T","generation":$G,'
-     r'"result":{"status":"success","out":"\ud800"}}', [("result.out", "invalid_unicode")]),
-    ("lone surrogate in a result key", r'{"type":"task_complete","task_id":"$T","generation":$G,'
-     r'"result":{"\ud800":1}}', [("result.\\ud800", "invalid_unicode")]),
-    ("lone surrogate in the error text", r'{"type":"task_failed","task_id":"$T","generation":$G,'
-     r'"error":"bad \udfff"}', [("error", "invalid_unicode")]),
-    ("NaN in the verification report", '{"type":"task_complete","task_id":"$T","generation":$G,'
-     '"verification_report":{"status":"pass","score":NaN}}', [("verification_report.score", "not_finite")]),
-    ("Infinity in the verification history", '{"type":"task_complete","task_id":"$T","generation":$G,'
-     '"verification_history":[{"ms":Infinity}]}', [("verification_history.0.ms", "not_finite")]),
-    ("1e400 in a failure result", '{"type":"task_failed","task_id":"$T","generation":$G,"result":{"x":1e400}}',
-     [("result.x", "not_finite")]),
-    ("5,000-digit integer in a result", '{"type":"task_complete","task_id":"$T","generation":$G,"result":{"n":'
-     + "9" * 5000 + "}}", [("result.n", "out_of_range")]),
-    ("result 100,000 levels deep", '{"type":"task_complete","task_id":"$T","generation":$G,"result":{"x":'
-     + nested(DEEP) + "}}", [("(body)", "too_deep")]),
-    ("tokens_used past 64 bits", '{"type":"task_complete","task_id":"$T","generation":$G,"tokens_used":'
-     + "9" * 30 + "}", [("tokens_used", "invalid_value")]),
-    ("lone surrogate in an execution event", r'{"type":"task_progress","task_id":"$T","generation":$G,'
-     r'"execution_event":{"event_type":"tool_call","text":"\ud83d"}}', [("execution_event.text", "invalid_unicode")]),
-    ("NaN in an execution event", '{"type":"task_progress","task_id":"$T","generation":$G,'
-     '"execution_event":{"event_type":"tokens","n":NaN}}', [("execution_event.n", "not_finite")]),
-    ("generation past 64 bits", '{"type":"task_accepted","task_id":"$T","generation":' + "9" * 40 + "}",
-     [("generation", "invalid_value")]),
-    ("NaN cpu_percent", '{"type":"resource_report","cpu_percent":NaN}',
-     [("cpu_percent", "invalid_value"), ("cpu_percent", "wrong_type")]),
+    (
+        "lone surrogate in a result value",
+        r'{"type":"task_complete","task_id":"$T","generation":$G,'
+        r'"result":{"status":"success","out":"\ud800"}}',
+        [("result.out", "invalid_unicode")],
+    ),
+    (
+        "lone surrogate in a result key",
+        r'{"type":"task_complete","task_id":"$T","generation":$G,'
+        r'"result":{"\ud800":1}}',
+        [("result.\\ud800", "invalid_unicode")],
+    ),
+    (
+        "lone surrogate in the error text",
+        r'{"type":"task_failed","task_id":"$T","generation":$G,'
+        r'"error":"bad \udfff"}',
+        [("error", "invalid_unicode")],
+    ),
+    (
+        "NaN in the verification report",
+        '{"type":"task_complete","task_id":"$T","generation":$G,"verification_report":{"status":"pass","score":NaN}}',
+        [("verification_report.score", "not_finite")],
+    ),
+    (
+        "Infinity in the verification history",
+        '{"type":"task_complete","task_id":"$T","generation":$G,"verification_history":[{"ms":Infinity}]}',
+        [("verification_history.0.ms", "not_finite")],
+    ),
+    (
+        "1e400 in a failure result",
+        '{"type":"task_failed","task_id":"$T","generation":$G,"result":{"x":1e400}}',
+        [("result.x", "not_finite")],
+    ),
+    (
+        "5,000-digit integer in a result",
+        '{"type":"task_complete","task_id":"$T","generation":$G,"result":{"n":' + "9" * 5000 + "}}",
+        [("result.n", "out_of_range")],
+    ),
+    (
+        "result 100,000 levels deep",
+        '{"type":"task_complete","task_id":"$T","generation":$G,"result":{"x":' + nested(DEEP) + "}}",
+        [("(body)", "too_deep")],
+    ),
+    (
+        "tokens_used past 64 bits",
+        '{"type":"task_complete","task_id":"$T","generation":$G,"tokens_used":' + "9" * 30 + "}",
+        [("tokens_used", "invalid_value")],
+    ),
+    (
+        "lone surrogate in an execution event",
+        r'{"type":"task_progress","task_id":"$T","generation":$G,'
+        r'"execution_event":{"event_type":"tool_call","text":"\ud83d"}}',
+        [("execution_event.text", "invalid_unicode")],
+    ),
+    (
+        "NaN in an execution event",
+        '{"type":"task_progress","task_id":"$T","generation":$G,"execution_event":{"event_type":"tokens","n":NaN}}',
+        [("execution_event.n", "not_finite")],
+    ),
+    (
+        "generation past 64 bits",
+        '{"type":"task_accepted","task_id":"$T","generation":' + "9" * 40 + "}",
+        [("generation", "invalid_value")],
+    ),
+    (
+        "NaN cpu_percent",
+        '{"type":"resource_report","cpu_percent":NaN}',
+        [("cpu_percent", "invalid_value"), ("cpu_percent", "wrong_type")],
+    ),
 ]
 
 
@@ -298,8 +512,14 @@ async def test_hostile_reports_are_refused_and_never_reach_the_task(make_hub) ->
         assert (task["status"], task["result"], task["verification_report"]) == ("working", None, None)
         r = await handle.http.get(f"/api/tasks/{tid}/trajectory")
         assert r.status_code == 200 and r.json()["count"] == 0
-        await sim.send({"type": "task_complete", "task_id": tid, "generation": gen,
-                        "result": {"status": "success", "output": "nul \x00 kept", "pi": 3.14}})
+        await sim.send(
+            {
+                "type": "task_complete",
+                "task_id": tid,
+                "generation": gen,
+                "result": {"status": "success", "output": "nul \x00 kept", "pi": 3.14},
+            }
+        )
         await wait_tasks(handle, [tid], {"completed"})
         assert strict_json((await handle.http.get(f"/api/tasks/{tid}")).content)["result"]["output"] == "nul \x00 kept"
     finally:
@@ -314,13 +534,18 @@ async def test_hostile_identify_is_refused_and_a_clean_one_then_works(hub) -> No
     await sim.connect(identify=False)
     try:
         frames = [
-            ('{"type":"identify","agent_id":"ident\\u0000","token":"' + token + '"}', "agent_id",
-             "invalid_characters"),
+            ('{"type":"identify","agent_id":"ident\\u0000","token":"' + token + '"}', "agent_id", "invalid_characters"),
             (r'{"type":"identify","agent_id":"id\ud800","token":"' + token + '"}', "agent_id", "invalid_unicode"),
-            ('{"type":"identify","agent_id":"ident","token":"' + token + '","pm2_info":{"mem":1e400}}',
-             "pm2_info.mem", "not_finite"),
-            ('{"type":"identify","agent_id":"ident","token":"' + token + '","name":"x\\u001b]0;pwn\\u0007"}', "name",
-             "invalid_characters"),
+            (
+                '{"type":"identify","agent_id":"ident","token":"' + token + '","pm2_info":{"mem":1e400}}',
+                "pm2_info.mem",
+                "not_finite",
+            ),
+            (
+                '{"type":"identify","agent_id":"ident","token":"' + token + '","name":"x\\u001b]0;pwn\\u0007"}',
+                "name",
+                "invalid_characters",
+            ),
         ]
         for frame, field, code in frames:
             before, seen = hub.hub.violations.n_violations, len(sim.errors)
@@ -362,18 +587,42 @@ async def test_resources_are_shown_finite_even_if_a_bad_value_slipped_in(hub, ma
 
 def test_finite_resources_keeps_only_finite_non_negative_numbers() -> None:
     """finite_resources drops NaN, infinities and negative numbers and keeps everything else."""
-    report = {"cpu_percent": math.nan, "ram_used_bytes": 5, "vram_used_bytes": math.inf, "x": -1, "ok": 0.5,
-              "reported_at": 1, "note": "s", "none": None, "flag": True}
-    assert finite_resources(report) == {"ram_used_bytes": 5, "ok": 0.5, "reported_at": 1, "note": "s", "none": None,
-                                        "flag": True}
+    report = {
+        "cpu_percent": math.nan,
+        "ram_used_bytes": 5,
+        "vram_used_bytes": math.inf,
+        "x": -1,
+        "ok": 0.5,
+        "reported_at": 1,
+        "note": "s",
+        "none": None,
+        "flag": True,
+    }
+    assert finite_resources(report) == {
+        "ram_used_bytes": 5,
+        "ok": 0.5,
+        "reported_at": 1,
+        "note": "s",
+        "none": None,
+        "flag": True,
+    }
     assert Agent("a", 0, resources={"cpu_percent": math.nan}).view()["resources"] == {}
 
 
 # --- stored values: sweeps, start, quarantine ---------------------------------------------------------------------
 
+
 def task_row(task_id: str, now: int, **fields: Any) -> Task:
-    task = Task(id=task_id, description=f"stored {task_id}", created_at=now, updated_at=now, generation=1,
-                status=TaskStatus.WORKING, assigned_at=now, accepted_at=now)
+    task = Task(
+        id=task_id,
+        description=f"stored {task_id}",
+        created_at=now,
+        updated_at=now,
+        generation=1,
+        status=TaskStatus.WORKING,
+        assigned_at=now,
+        accepted_at=now,
+    )
     for name, value in fields.items():
         setattr(task, name, value)
     return task
@@ -397,8 +646,16 @@ def write_rows(data_dir: Path, rows: list[tuple[Any, ...]]) -> None:
 
 
 def row_of(task: Task, body: str | None = None) -> tuple[Any, ...]:
-    return (task.id, str(task.status), task.priority, task.created_at, task.updated_at, task.assigned_to,
-            task.goal_id, body if body is not None else task.to_json())
+    return (
+        task.id,
+        str(task.status),
+        task.priority,
+        task.created_at,
+        task.updated_at,
+        task.assigned_to,
+        task.goal_id,
+        body if body is not None else task.to_json(),
+    )
 
 
 UNUSABLE_TIMEOUTS: list[Any] = [math.inf, -math.inf, math.nan, 1e308, 10**30, "soon", -5, 0, True, [1], {"ms": 1}]
@@ -414,8 +671,9 @@ def test_due_reclaims_treats_an_unusable_timeout_as_absent(value: Any) -> None:
     agent = Agent("a", now)
     quiet_s = settings.stuck_working_after_s + 1
     due = due_reclaims([task], {"a": agent}, {}, now, now + int(quiet_s * 1000), settings)
-    finite_positive = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and (
-        value > 0)
+    finite_positive = (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and (value > 0)
+    )
     assert [r.reason for r in due] == ([] if finite_positive else [EndReason.STUCK])
     later = now + MAX_TASK_TIMEOUT_MS + int((settings.stuck_after_timeout_grace_s + 1) * 1000)
     assert [r.reason for r in due_reclaims([task], {"a": agent}, {}, now, later, settings)] == [EndReason.STUCK]
@@ -430,8 +688,9 @@ async def test_stored_unusable_timeouts_never_stop_the_sweeps(tmp_path: Path) ->
     clock = ManualClock()
     now = clock.now_ms()
     values = [math.inf, math.nan, 1e308, 10**30, "soon", -5]
-    held = [task_row(f"task-held-{n}", now, assigned_to="agent-x", metadata={"timeout_ms": v})
-            for n, v in enumerate(values)]
+    held = [
+        task_row(f"task-held-{n}", now, assigned_to="agent-x", metadata={"timeout_ms": v}) for n, v in enumerate(values)
+    ]
     lost = task_row("task-lost", now, assigned_to="agent-gone", max_retries=5)
     write_rows(data_dir, [row_of(t) for t in [*held, lost]])
     assert "Infinity" in held[0].to_json() and "NaN" in held[1].to_json()
@@ -448,8 +707,9 @@ async def test_stored_unusable_timeouts_never_stop_the_sweeps(tmp_path: Path) ->
             with second.hub.bus.subscribe() as events:
                 clock.advance(31)
                 async with asyncio.timeout(10 * SCALE):
-                    while not ((e := await events.get()).get("task_id") == "task-lost"
-                               and e.get("event") == "task_retried"):
+                    while not (
+                        (e := await events.get()).get("task_id") == "task-lost" and e.get("event") == "task_retried"
+                    ):
                         pass
             assert all(second.hub.queue.tasks[t.id].status is TaskStatus.WORKING for t in held)
             assert second.hub.failed is None
@@ -463,28 +723,79 @@ async def test_stored_unusable_timeouts_never_stop_the_sweeps(tmp_path: Path) ->
 GARBAGE: list[tuple[str, bytes | str]] = [
     ("task-garbage", "{not json"),
     ("task-array", "[1, 2]"),
-    ("task-wrong-type", json.dumps({"id": "task-wrong-type", "description": "d", "created_at": 1, "updated_at": 1,
-                                    "status": "queued", "priority": "high"})),
-    ("task-unknown-status", json.dumps({"id": "task-unknown-status", "description": "d", "created_at": 1,
-                                        "updated_at": 1, "status": "exploded"})),
-    ("task-priority", json.dumps({"id": "task-priority", "description": "d", "created_at": 1, "updated_at": 1,
-                                  "status": "queued", "priority": 9})),
+    (
+        "task-wrong-type",
+        json.dumps(
+            {
+                "id": "task-wrong-type",
+                "description": "d",
+                "created_at": 1,
+                "updated_at": 1,
+                "status": "queued",
+                "priority": "high",
+            }
+        ),
+    ),
+    (
+        "task-unknown-status",
+        json.dumps(
+            {"id": "task-unknown-status", "description": "d", "created_at": 1, "updated_at": 1, "status": "exploded"}
+        ),
+    ),
+    (
+        "task-priority",
+        json.dumps(
+            {
+                "id": "task-priority",
+                "description": "d",
+                "created_at": 1,
+                "updated_at": 1,
+                "status": "queued",
+                "priority": 9,
+            }
+        ),
+    ),
     ("task-missing", json.dumps({"id": "task-missing", "description": "d", "status": "queued"})),
-    ("task-huge-int", json.dumps({"id": "task-huge-int", "description": "d", "created_at": 10**30,
-                                  "updated_at": 1, "status": "queued"})),
-    ("task-bad-deps", json.dumps({"id": "task-bad-deps", "description": "d", "created_at": 1, "updated_at": 1,
-                                  "status": "queued", "depends_on": [1, {"x": 2}]})),
-    ("task-other-id", json.dumps({"id": "task-someone-else", "description": "d", "created_at": 1, "updated_at": 1,
-                                  "status": "queued"})),
-    ("task-bad-utf8", b'{"id": "task-bad-utf8", "description": "\xff\xfe", "created_at": 1, "updated_at": 1, '
-                      b'"status": "queued"}'),
-    ("task-deep", '{"id": "task-deep", "description": "d", "created_at": 1, "updated_at": 1, "status": "queued", '
-                  '"metadata": {"x": ' + nested(DEEP) + "}}"),
+    (
+        "task-huge-int",
+        json.dumps(
+            {"id": "task-huge-int", "description": "d", "created_at": 10**30, "updated_at": 1, "status": "queued"}
+        ),
+    ),
+    (
+        "task-bad-deps",
+        json.dumps(
+            {
+                "id": "task-bad-deps",
+                "description": "d",
+                "created_at": 1,
+                "updated_at": 1,
+                "status": "queued",
+                "depends_on": [1, {"x": 2}],
+            }
+        ),
+    ),
+    (
+        "task-other-id",
+        json.dumps(
+            {"id": "task-someone-else", "description": "d", "created_at": 1, "updated_at": 1, "status": "queued"}
+        ),
+    ),
+    (
+        "task-bad-utf8",
+        b'{"id": "task-bad-utf8", "description": "\xff\xfe", "created_at": 1, "updated_at": 1, "status": "queued"}',
+    ),
+    (
+        "task-deep",
+        '{"id": "task-deep", "description": "d", "created_at": 1, "updated_at": 1, "status": "queued", '
+        '"metadata": {"x": ' + nested(DEEP) + "}}",
+    ),
 ]
 
 
-async def test_unreadable_rows_are_quarantined_and_the_rest_is_served(tmp_path: Path,
-                                                                      caplog: pytest.LogCaptureFixture) -> None:
+async def test_unreadable_rows_are_quarantined_and_the_rest_is_served(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Rows that cannot be read back are skipped at start, left untouched on disk, counted in /health and named in
     one warning each; the other tasks are intact and the hub serves."""
     data_dir = tmp_path / "hub"
@@ -493,9 +804,13 @@ async def test_unreadable_rows_are_quarantined_and_the_rest_is_served(tmp_path: 
     with database(data_dir) as db:
         db.executemany(
             "INSERT INTO tasks (id, status, priority, created_at, updated_at, body) VALUES (?, 'queued', 2, 1, 1,"
-            " CAST(? AS TEXT))", GARBAGE)
-        db.execute("INSERT INTO trajectory (task_id, seq, ts, kind, payload) VALUES (?, 1, 1, 'x', ?)",
-                   (next(iter(good)), '{"text": "\\ud800", "n": NaN}'))
+            " CAST(? AS TEXT))",
+            GARBAGE,
+        )
+        db.execute(
+            "INSERT INTO trajectory (task_id, seq, ts, kind, payload) VALUES (?, 1, 1, 'x', ?)",
+            (next(iter(good)), '{"text": "\\ud800", "n": NaN}'),
+        )
         on_disk = db.execute("SELECT id, CAST(body AS BLOB) FROM tasks ORDER BY id").fetchall()
     caplog.set_level(logging.WARNING, logger="hub.queue")
     async with running(data_dir) as second:
@@ -522,20 +837,20 @@ CORRUPT: list[tuple[str, str]] = [
     ("not an object", "[]"),
     ("status unknown", '{"id":"t","description":"d","created_at":1,"updated_at":1,"status":"lost"}'),
     ("status missing", '{"id":"t","description":"d","created_at":1,"updated_at":1}'),
-    ("priority a bool", '{"id":"t","description":"d","created_at":1,"updated_at":1,"status":"queued",'
-                        '"priority":true}'),
-    ("priority negative", '{"id":"t","description":"d","created_at":1,"updated_at":1,"status":"queued",'
-                          '"priority":-1}'),
-    ("metadata a list", '{"id":"t","description":"d","created_at":1,"updated_at":1,"status":"queued",'
-                        '"metadata":[]}'),
-    ("metadata null", '{"id":"t","description":"d","created_at":1,"updated_at":1,"status":"queued",'
-                      '"metadata":null}'),
+    ("priority a bool", '{"id":"t","description":"d","created_at":1,"updated_at":1,"status":"queued","priority":true}'),
+    ("priority negative", '{"id":"t","description":"d","created_at":1,"updated_at":1,"status":"queued","priority":-1}'),
+    ("metadata a list", '{"id":"t","description":"d","created_at":1,"updated_at":1,"status":"queued","metadata":[]}'),
+    ("metadata null", '{"id":"t","description":"d","created_at":1,"updated_at":1,"status":"queued","metadata":null}'),
     ("created_at a float", '{"id":"t","description":"d","created_at":1.5,"updated_at":1,"status":"queued"}'),
     ("created_at NaN", '{"id":"t","description":"d","created_at":NaN,"updated_at":1,"status":"queued"}'),
-    ("generation past 64 bits", '{"id":"t","description":"d","created_at":1,"updated_at":1,"status":"queued",'
-                                '"generation":' + "9" * 25 + "}"),
-    ("history of strings", '{"id":"t","description":"d","created_at":1,"updated_at":1,"status":"queued",'
-                           '"history":["x"]}'),
+    (
+        "generation past 64 bits",
+        '{"id":"t","description":"d","created_at":1,"updated_at":1,"status":"queued","generation":' + "9" * 25 + "}",
+    ),
+    (
+        "history of strings",
+        '{"id":"t","description":"d","created_at":1,"updated_at":1,"status":"queued","history":["x"]}',
+    ),
     ("lone surrogate", r'{"id":"t\ud800","description":"d","created_at":1,"updated_at":1,"status":"queued"}'),
 ]
 
@@ -551,8 +866,10 @@ def test_task_from_json_refuses_corrupt_bodies(case: str, text: str) -> None:
 
 def test_task_from_json_reads_non_finite_numbers_as_null() -> None:
     """NaN and Infinity stored by earlier versions in free-form fields are read back as null."""
-    task = Task.from_json('{"id":"t","description":"NaN Infinity","created_at":1,"updated_at":1,"status":"queued",'
-                          '"metadata":{"a":NaN,"b":[Infinity,1.5],"c":"NaN"}}')
+    task = Task.from_json(
+        '{"id":"t","description":"NaN Infinity","created_at":1,"updated_at":1,"status":"queued",'
+        '"metadata":{"a":NaN,"b":[Infinity,1.5],"c":"NaN"}}'
+    )
     assert task.metadata == {"a": None, "b": [None, 1.5], "c": "NaN"} and task.description == "NaN Infinity"
 
 

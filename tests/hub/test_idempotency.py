@@ -29,8 +29,12 @@ async def test_a_retry_returns_the_original_task(hub):
     again = await hub.http.post("/api/tasks", json=BODY, headers={"Idempotency-Key": "retry-1"})
     assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
     assert again.json() == {**first.json(), "duplicate": True}
-    reordered = {"metadata": {"b": [1, 2], "a": 1}, "assign_to": "nobody", "description": "exactly once",
-                 "idempotency_key": "retry-1"}  # the key in the body instead, fields in another order
+    reordered = {
+        "metadata": {"b": [1, 2], "a": 1},
+        "assign_to": "nobody",
+        "description": "exactly once",
+        "idempotency_key": "retry-1",
+    }  # the key in the body instead, fields in another order
     third = await hub.http.post("/api/tasks", json=reordered)
     assert (third.status_code, third.json()["task_id"]) == (200, first.json()["task_id"])
     assert (await hub.http.get("/api/tasks")).json()["count"] == 1
@@ -40,8 +44,9 @@ async def test_a_retry_returns_the_original_task(hub):
 async def test_a_reused_key_with_another_body_is_refused(hub):
     """The same key with a different body is refused with 409 idempotency_key_reused and creates nothing."""
     await hub.http.post("/api/tasks", json=BODY, headers={"Idempotency-Key": "once"})
-    r = await hub.http.post("/api/tasks", json={**BODY, "description": "something else"},
-                            headers={"Idempotency-Key": "once"})
+    r = await hub.http.post(
+        "/api/tasks", json={**BODY, "description": "something else"}, headers={"Idempotency-Key": "once"}
+    )
     assert (r.status_code, r.json()["error"]) == (409, "idempotency_key_reused")
     r = await hub.http.post("/api/tasks/batch", json={"tasks": [BODY]}, headers={"Idempotency-Key": "once"})
     assert (r.status_code, r.json()["error"]) == (409, "idempotency_key_reused")
@@ -66,8 +71,9 @@ async def test_keys_are_scoped_per_submitter(hub):
 
 async def test_racing_retries_make_one_task(hub):
     """Identical requests in flight at once (single and batch) yield one submission: every answer names it."""
-    answers = await asyncio.gather(*[hub.http.post("/api/tasks", json=BODY, headers={"Idempotency-Key": "race"})
-                                     for _ in range(8)])
+    answers = await asyncio.gather(
+        *[hub.http.post("/api/tasks", json=BODY, headers={"Idempotency-Key": "race"}) for _ in range(8)]
+    )
     assert sorted(r.status_code for r in answers) == [200] * 7 + [201]
     assert len({r.json()["task_id"] for r in answers}) == 1
     batch = {"tasks": [BODY, {**BODY, "description": "second"}], "idempotency_key": "race-batch"}

@@ -51,7 +51,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in state and (found := visit(nxt)) is not None:
                 return found
         path.pop()
@@ -67,10 +67,10 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_hub_module_imports_no_web_framework() -> None:
     """Importing hub.hub (the Hub and everything it needs) in a fresh interpreter loads no fastapi, starlette or
     uvicorn module."""
-    code = ("import sys, hub.hub\n"
-            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {WEB!r}))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          cwd=HUB.parent, check=True)
+    code = f"import sys, hub.hub\nprint(sorted(m for m in sys.modules if m.split('.')[0] in {WEB!r}))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=HUB.parent, check=True
+    )
     assert done.stdout.strip() == "[]", done.stdout
 
 
@@ -94,8 +94,12 @@ SQL = re.compile(r"\b(SELECT|INSERT|DELETE|UPDATE|PRAGMA|CREATE TABLE|CREATE IND
 
 def test_no_sql_outside_the_store_package() -> None:
     """No hub module outside hub/store/ holds SQL text (statements, pragmas): the store speaks records."""
-    found = [f"{path.relative_to(HUB.parent)}:{n}: {line.strip()}"
-             for path in sorted(HUB.rglob("*.py")) if HUB / "store" not in path.parents
-             for n, line in enumerate(path.read_text().splitlines(), 1) if SQL.search(line)]
+    found = [
+        f"{path.relative_to(HUB.parent)}:{n}: {line.strip()}"
+        for path in sorted(HUB.rglob("*.py"))
+        if HUB / "store" not in path.parents
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if SQL.search(line)
+    ]
     assert found == []
     assert any(SQL.search(p.read_text()) for p in (HUB / "store").rglob("*.py")), "the pattern finds SQL at all"

@@ -17,8 +17,11 @@ from tests.conftest import HubHandle
 MakeHub = Callable[..., Awaitable[HubHandle]]
 
 
-async def raw_request(handle: HubHandle, head: str, body_parts: Sequence[bytes] = (),
-                      ) -> tuple[int, dict[str, str], dict[str, Any]]:
+async def raw_request(
+    handle: HubHandle,
+    head: str,
+    body_parts: Sequence[bytes] = (),
+) -> tuple[int, dict[str, str], dict[str, Any]]:
     """Send a hand-written HTTP/1.1 request (headers, then each body part as written) and read the answer."""
     host, port = handle.url.split("//", 1)[1].split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
@@ -48,8 +51,10 @@ def chunk(data: bytes) -> bytes:
 
 
 def post_head(handle: HubHandle, path: str, extra: str) -> str:
-    return (f"POST {path} HTTP/1.1\nHost: hub\nAuthorization: Bearer {handle.admin_token}\n"
-            f"Content-Type: application/json\n{extra}\n")
+    return (
+        f"POST {path} HTTP/1.1\nHost: hub\nAuthorization: Bearer {handle.admin_token}\n"
+        f"Content-Type: application/json\n{extra}\n"
+    )
 
 
 async def test_declared_oversized_body_is_refused_before_it_is_sent(make_hub: MakeHub) -> None:
@@ -66,14 +71,12 @@ async def test_chunked_body_is_counted_as_it_streams(make_hub: MakeHub) -> None:
     handle = await make_hub(max_body_bytes=4096)
     description = "x" * 3000
     payload = json.dumps({"description": description}).encode()
-    parts = [chunk(payload[i:i + 1000]) for i in range(0, len(payload), 1000)] + [b"0\r\n\r\n"]
-    status, _, body = await raw_request(handle, post_head(handle, "/api/tasks", "Transfer-Encoding: chunked\n"),
-                                        parts)
+    parts = [chunk(payload[i : i + 1000]) for i in range(0, len(payload), 1000)] + [b"0\r\n\r\n"]
+    status, _, body = await raw_request(handle, post_head(handle, "/api/tasks", "Transfer-Encoding: chunked\n"), parts)
     assert status == 201, body  # under the cap: accepted
     big = json.dumps({"description": "y" * 8000}).encode()
-    parts = [chunk(big[i:i + 1000]) for i in range(0, len(big), 1000)] + [b"0\r\n\r\n"]
-    status, _, body = await raw_request(handle, post_head(handle, "/api/tasks", "Transfer-Encoding: chunked\n"),
-                                        parts)
+    parts = [chunk(big[i : i + 1000]) for i in range(0, len(big), 1000)] + [b"0\r\n\r\n"]
+    status, _, body = await raw_request(handle, post_head(handle, "/api/tasks", "Transfer-Encoding: chunked\n"), parts)
     assert status == 413 and body == {"error": "payload_too_large", "limit_bytes": 4096}
     assert handle.hub.queue.stats()["total"] == 1
 
@@ -86,8 +89,9 @@ async def test_batch_endpoint_has_its_own_larger_cap(make_hub: MakeHub) -> None:
     assert r.status_code == 413 and r.json()["limit_bytes"] == 16 * 1024
     r = await handle.http.post("/api/tasks/batch", json=batch)
     assert r.status_code == 201 and r.json()["count"] == 20
-    r = await handle.http.post("/api/tasks/batch", content=b"[" + b" " * (300 * 1024) + b"]",
-                               headers={"Content-Type": "application/json"})
+    r = await handle.http.post(
+        "/api/tasks/batch", content=b"[" + b" " * (300 * 1024) + b"]", headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 413 and r.json() == {"error": "payload_too_large", "limit_bytes": 256 * 1024}
 
 
@@ -185,15 +189,24 @@ async def test_admin_overrides_per_agent_and_address_persist(make_hub: MakeHub) 
         assert [(await agent.get("/api/tasks/stats")).status_code for _ in range(3)] == [200, 200, 200]
 
 
-@pytest.mark.parametrize(("path", "body", "status", "error"), [
-    ("/admin/rate-limits/agents/a", {"capacity": 0, "refill_per_s": 1}, 422, "validation_failed"),
-    ("/admin/rate-limits/agents/a", {"capacity": 5}, 422, "validation_failed"),
-    ("/admin/rate-limits/agents/a", {"capacity": 5, "refill_per_s": 1, "unlimited": True}, 422, "validation_failed"),
-    ("/admin/rate-limits/addresses/not-an-ip", {"unlimited": True}, 422, "validation_failed"),
-    ("/admin/rate-limits/agents/..bad", {"unlimited": True}, 422, "validation_failed"),
-])
-async def test_bad_overrides_are_refused(hub: HubHandle, path: str, body: dict[str, Any], status: int,
-                                         error: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "body", "status", "error"),
+    [
+        ("/admin/rate-limits/agents/a", {"capacity": 0, "refill_per_s": 1}, 422, "validation_failed"),
+        ("/admin/rate-limits/agents/a", {"capacity": 5}, 422, "validation_failed"),
+        (
+            "/admin/rate-limits/agents/a",
+            {"capacity": 5, "refill_per_s": 1, "unlimited": True},
+            422,
+            "validation_failed",
+        ),
+        ("/admin/rate-limits/addresses/not-an-ip", {"unlimited": True}, 422, "validation_failed"),
+        ("/admin/rate-limits/agents/..bad", {"unlimited": True}, 422, "validation_failed"),
+    ],
+)
+async def test_bad_overrides_are_refused(
+    hub: HubHandle, path: str, body: dict[str, Any], status: int, error: str
+) -> None:
     """Overrides are validated: both numbers in range or unlimited, a real address, a plausible agent id."""
     r = await hub.http.put(path, json=body)
     assert (r.status_code, r.json()["error"]) == (status, error), r.text

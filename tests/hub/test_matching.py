@@ -21,8 +21,16 @@ NOW = 1_700_000_000_000
 
 
 def task(tier: str = "standard", needs: tuple[str, ...] = (), assign_to: str | None = None, **fields: Any) -> Task:
-    return Task(id="t", description="d", created_at=NOW, updated_at=NOW, needed_capabilities=list(needs),
-                assign_to=assign_to, complexity={"effective_tier": tier}, **fields)
+    return Task(
+        id="t",
+        description="d",
+        created_at=NOW,
+        updated_at=NOW,
+        needed_capabilities=list(needs),
+        assign_to=assign_to,
+        complexity={"effective_tier": tier},
+        **fields,
+    )
 
 
 def runs(aid: str, executors: str | None, *models: str, caps: tuple[str, ...] = ()) -> Candidate:
@@ -37,23 +45,63 @@ REASONS: list[tuple[str, Task, list[Candidate], str | None, str]] = [
     ("nobody connected", task(), [], "no_agent_connected", "no agent is connected"),
     ("runnable by a connected agent", task(), [LOCAL], None, ""),
     ("complex runs on a local model: no reason", task("complex"), [LOCAL], None, ""),
-    ("complex, no agent with claude or a model", task("complex"), [BARE], "no_agent_with_executor",
-     "needs executor claude or ollama; connected agents offer shell"),
-    ("explicit executor nobody has", task(executor="claude"), [BARE, LOCAL], "no_agent_with_executor",
-     "needs executor claude; connected agents offer ollama, shell"),
-    ("capability nobody has", task(needs=("gpu",)), [LOCAL, CLOUD], "no_agent_with_capabilities",
-     "needs capabilities gpu; connected agents offer code"),
-    ("capabilities and executor on different agents", task(needs=("code",), executor="claude"), [LOCAL, CLOUD],
-     "no_agent_with_executor", "needs executor claude; connected agents offer ollama, shell"),
-    ("pinned to an agent not connected", task(assign_to="ghost"), [LOCAL], "pinned_agent_not_connected",
-     "pinned to agent ghost, which is not connected"),
-    ("pinned to a connected agent that cannot run it", task("complex", assign_to="bare"), [BARE, CLOUD],
-     "no_agent_with_executor", "agent bare offers shell"),
+    (
+        "complex, no agent with claude or a model",
+        task("complex"),
+        [BARE],
+        "no_agent_with_executor",
+        "needs executor claude or ollama; connected agents offer shell",
+    ),
+    (
+        "explicit executor nobody has",
+        task(executor="claude"),
+        [BARE, LOCAL],
+        "no_agent_with_executor",
+        "needs executor claude; connected agents offer ollama, shell",
+    ),
+    (
+        "capability nobody has",
+        task(needs=("gpu",)),
+        [LOCAL, CLOUD],
+        "no_agent_with_capabilities",
+        "needs capabilities gpu; connected agents offer code",
+    ),
+    (
+        "capabilities and executor on different agents",
+        task(needs=("code",), executor="claude"),
+        [LOCAL, CLOUD],
+        "no_agent_with_executor",
+        "needs executor claude; connected agents offer ollama, shell",
+    ),
+    (
+        "pinned to an agent not connected",
+        task(assign_to="ghost"),
+        [LOCAL],
+        "pinned_agent_not_connected",
+        "pinned to agent ghost, which is not connected",
+    ),
+    (
+        "pinned to a connected agent that cannot run it",
+        task("complex", assign_to="bare"),
+        [BARE, CLOUD],
+        "no_agent_with_executor",
+        "agent bare offers shell",
+    ),
     ("pinned to a connected agent that can", task(assign_to="local"), [BARE, LOCAL], None, ""),
-    ("a pinned model nobody serves", task(metadata={"model": "llama3"}), [LOCAL], "no_agent_with_model",
-     "needs model llama3 (ollama or claude); connected agents offer models qwen"),
-    ("ollama without any model", task(executor="ollama"), [runs("o", "ollama")], "no_agent_with_model",
-     "needs a model to run with ollama"),
+    (
+        "a pinned model nobody serves",
+        task(metadata={"model": "llama3"}),
+        [LOCAL],
+        "no_agent_with_model",
+        "needs model llama3 (ollama or claude); connected agents offer models qwen",
+    ),
+    (
+        "ollama without any model",
+        task(executor="ollama"),
+        [runs("o", "ollama")],
+        "no_agent_with_model",
+        "needs a model to run with ollama",
+    ),
     ("an agent that did not say can run anything", task(executor="claude"), [runs("old", None)], None, ""),
 ]
 
@@ -84,15 +132,26 @@ async def offering(hub: HubHandle) -> AsyncIterator[AgentFactory]:
     """Factory: an agent whose identify frame says what it runs (``executors``, ``models``), behaving as asked."""
     sims: list[AgentSim] = []
 
-    async def connect(executors: list[str] | None, models: list[str] | None = None, agent_id: str | None = None,
-                      behaviour: str = "ignore", **identify: Any) -> AgentSim:
+    async def connect(
+        executors: list[str] | None,
+        models: list[str] | None = None,
+        agent_id: str | None = None,
+        behaviour: str = "ignore",
+        **identify: Any,
+    ) -> AgentSim:
         agent_id = agent_id or f"m-{uuid.uuid4().hex[:8]}"
         token = await hub.mint_token(agent_id)
         sim = AgentSim(hub.ws_url, agent_id, token, behaviour=behaviour)  # type: ignore[arg-type]
         await sim.connect(identify=False)
         sims.append(sim)
-        frame = {"type": "identify", "agent_id": agent_id, "token": token, "client_type": "test",
-                 "models": models or [], **identify}
+        frame = {
+            "type": "identify",
+            "agent_id": agent_id,
+            "token": token,
+            "client_type": "test",
+            "models": models or [],
+            **identify,
+        }
         if executors is not None:
             frame["executors"] = executors
         await sim.send(frame)
@@ -125,7 +184,10 @@ async def test_complex_task_goes_to_a_local_model_on_an_agent_without_claude(hub
     await wait_tasks(hub, [tid], {"completed"})
     decision = sim.received[0].message["routing_decision"]
     assert (decision["target_type"], decision["selected_model"], decision["fallback_used"]) == (
-        "ollama", "qwen3:8b", True)
+        "ollama",
+        "qwen3:8b",
+        True,
+    )
     assert decision["effective_tier"] == "complex"
     assert (await hub.task(tid))["routing_decision"]["target_type"] == "ollama"
 
@@ -149,8 +211,10 @@ async def test_waiting_reason_appears_and_clears_when_a_capable_agent_connects(h
     first = await hub.submit(description="Migrate the store", complexity_tier="complex")
     await wait_until(hub, lambda: reason_code(hub, first) is not None)
     shown = (await hub.task(first))["waiting_reason"]
-    assert shown == {"code": "no_agent_with_executor",
-                     "detail": "needs executor claude or ollama; connected agents offer shell"}
+    assert shown == {
+        "code": "no_agent_with_executor",
+        "detail": "needs executor claude or ollama; connected agents offer shell",
+    }
     assert (await hub.task(first))["status"] == "queued"
 
     cloud = await offering(["claude"])

@@ -27,16 +27,20 @@ TABLE: dict[str, tuple[list[float], list[tuple[bool, float]]]] = {
     "a burst up to capacity passes": ([0, 0, 0], [(True, 0), (True, 0), (True, 0)]),
     "one over is refused for the first backoff step": ([0, 0, 0, 0], [(True, 0)] * 3 + [(False, 1.0)]),
     "refused again while shut: same deadline, no escalation": (
-        [0, 0, 0, 0, 0.5], [(True, 0)] * 3 + [(False, 1.0), (False, 0.5)]),
+        [0, 0, 0, 0, 0.5],
+        [(True, 0)] * 3 + [(False, 1.0), (False, 0.5)],
+    ),
     "after the wait it has refilled": ([0, 0, 0, 0, 1.0], [(True, 0)] * 3 + [(False, 1.0), (True, 0)]),
     "refill is continuous": ([0, 0, 0, 2.0, 2.0, 2.0], [(True, 0)] * 5 + [(False, 1.0)]),
     "refill never exceeds capacity": ([0, 100.0, 100.0, 100.0, 100.0], [(True, 0)] * 4 + [(False, 1.0)]),
     "running dry again escalates the backoff": (
         [0, 0, 0, 0, 1.0, 1.0, 3.0, 3.0, 3.0, 3.0],
-        [(True, 0)] * 3 + [(False, 1.0), (True, 0), (False, 2.0), (True, 0), (True, 0), (False, 5.0), (False, 5.0)]),
+        [(True, 0)] * 3 + [(False, 1.0), (True, 0), (False, 2.0), (True, 0), (True, 0), (False, 5.0), (False, 5.0)],
+    ),
     "quiet for quiet_s starts the backoff over": (
         [0, 0, 0, 0, 1.0, 1.0, 200.0, 200.0, 200.0, 200.0],
-        [(True, 0)] * 3 + [(False, 1.0), (True, 0), (False, 2.0), (True, 0), (True, 0), (True, 0), (False, 1.0)]),
+        [(True, 0)] * 3 + [(False, 1.0), (True, 0), (False, 2.0), (True, 0), (True, 0), (True, 0), (False, 1.0)],
+    ),
 }
 
 

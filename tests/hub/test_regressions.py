@@ -113,41 +113,89 @@ async def test_agent_restarting_is_accepted(hub, make_agent):
 REPORTS: list[tuple[str, dict[str, Any], dict[str, Any] | None, str, str]] = [
     ("result status failed", {"status": "failed", "error": "it broke"}, None, "dead_letter", "agent_error"),
     ("result status error", {"status": "error", "output": "traceback"}, None, "dead_letter", "agent_error"),
-    ("verification_status failed", {"status": "success", "verification_status": "failed"}, None, "dead_letter",
-     "verification_failed"),
-    ("verification report failed", {"status": "success"}, {"status": "failed", "checks": []}, "dead_letter",
-     "verification_failed"),
-    ("verification execution_failed", {"status": "success", "verification_status": "execution_failed"}, None,
-     "dead_letter", "verification_failed"),
-    ("partial pass", {"status": "success", "verification_status": "partial_pass"},
-     {"status": "fail", "checks": [{"type": "a", "status": "pass"}, {"type": "b", "status": "fail"}]}, "completed",
-     "partial_pass"),
-    ("partial pass in the report", {"status": "success"},
-     {"outcome": "partial_pass", "checks": [{"name": "a", "status": "pass"}, {"name": "b", "status": "error"}]},
-     "completed", "partial_pass"),
-    ("partial pass without checks", {"status": "success", "verification_status": "partial_pass"}, None, "completed",
-     "unverified"),
-    ("verified", {"status": "success", "verification_status": "verified"},
-     {"status": "pass", "checks": [{"type": "file_exists", "target": "x", "status": "pass"}]}, "completed",
-     "verified"),
-    ("verified without checks", {"status": "success", "verification_status": "verified"}, None, "completed",
-     "unverified"),
-    ("verified over failing checks", {"status": "success", "outcome": "verified"},
-     {"outcome": "verified", "checks": [{"name": "a", "status": "fail"}]}, "dead_letter", "verification_failed"),
+    (
+        "verification_status failed",
+        {"status": "success", "verification_status": "failed"},
+        None,
+        "dead_letter",
+        "verification_failed",
+    ),
+    (
+        "verification report failed",
+        {"status": "success"},
+        {"status": "failed", "checks": []},
+        "dead_letter",
+        "verification_failed",
+    ),
+    (
+        "verification execution_failed",
+        {"status": "success", "verification_status": "execution_failed"},
+        None,
+        "dead_letter",
+        "verification_failed",
+    ),
+    (
+        "partial pass",
+        {"status": "success", "verification_status": "partial_pass"},
+        {"status": "fail", "checks": [{"type": "a", "status": "pass"}, {"type": "b", "status": "fail"}]},
+        "completed",
+        "partial_pass",
+    ),
+    (
+        "partial pass in the report",
+        {"status": "success"},
+        {"outcome": "partial_pass", "checks": [{"name": "a", "status": "pass"}, {"name": "b", "status": "error"}]},
+        "completed",
+        "partial_pass",
+    ),
+    (
+        "partial pass without checks",
+        {"status": "success", "verification_status": "partial_pass"},
+        None,
+        "completed",
+        "unverified",
+    ),
+    (
+        "verified",
+        {"status": "success", "verification_status": "verified"},
+        {"status": "pass", "checks": [{"type": "file_exists", "target": "x", "status": "pass"}]},
+        "completed",
+        "verified",
+    ),
+    (
+        "verified without checks",
+        {"status": "success", "verification_status": "verified"},
+        None,
+        "completed",
+        "unverified",
+    ),
+    (
+        "verified over failing checks",
+        {"status": "success", "outcome": "verified"},
+        {"outcome": "verified", "checks": [{"name": "a", "status": "fail"}]},
+        "dead_letter",
+        "verification_failed",
+    ),
     ("no verification", {"status": "success"}, None, "completed", "unverified"),
 ]
 
 
 @pytest.mark.parametrize(("case", "result", "report", "status", "why"), REPORTS, ids=[r[0] for r in REPORTS])
-async def test_reported_outcome_is_recorded_as_reported(hub, make_agent, case: str, result: dict[str, Any],
-                                                         report: dict[str, Any] | None, status: str, why: str):
+async def test_reported_outcome_is_recorded_as_reported(
+    hub, make_agent, case: str, result: dict[str, Any], report: dict[str, Any] | None, status: str, why: str
+):
     """A task_complete reporting failure ends the attempt as a failure; partial_pass completes as partial_pass when
     its checks show it, and a success claimed with no check behind it is recorded as unverified."""
     sim = await make_agent(behaviour="ignore")
     tid = await hub.submit(description=case, max_retries=1)
     rec = await sim.wait_for(is_type("task_assign"))
-    message: dict[str, Any] = {"type": "task_complete", "task_id": tid, "generation": rec["generation"],
-                               "result": result, "tokens_used": 7}
+    message: dict[str, Any] = {
+        "type": "task_complete",
+        "task_id": tid,
+        "generation": rec["generation"],
+        "result": result,
+        "tokens_used": 7,
+    }
     if report is not None:
         message["verification_report"] = report
     await sim.send(message)
@@ -169,8 +217,14 @@ async def test_reported_failure_is_retried_while_retries_remain(hub, make_agent)
     sim = await make_agent(behaviour="ignore")
     tid = await hub.submit(description="flaky", max_retries=2)
     first = await sim.wait_for(is_type("task_assign"))
-    await sim.send({"type": "task_complete", "task_id": tid, "generation": first["generation"],
-                    "result": {"status": "failed", "error": "flaky test"}})
+    await sim.send(
+        {
+            "type": "task_complete",
+            "task_id": tid,
+            "generation": first["generation"],
+            "result": {"status": "failed", "error": "flaky test"},
+        }
+    )
     assert (await sim.wait_for(is_type("task_ack", task_id=tid)))["status"] == "retried"
     second = await sim.wait_for(lambda m: m.get("type") == "task_assign" and m is not first)
     assert second["generation"] > first["generation"]
@@ -184,12 +238,16 @@ async def test_reported_failure_is_retried_while_retries_remain(hub, make_agent)
 async def test_unknown_dependency_is_a_422_naming_the_ids(hub):
     """depends_on naming unknown tasks is refused with 422 listing exactly the unknown ids, not a 500."""
     known = await hub.submit(description="exists")
-    r = await hub.http.post("/api/tasks", json={"description": "x", "depends_on": [known, "task-missing-1",
-                                                                                   "task-missing-2"]})
+    r = await hub.http.post(
+        "/api/tasks", json={"description": "x", "depends_on": [known, "task-missing-1", "task-missing-2"]}
+    )
     assert r.status_code == 422
     (error,) = r.json()["errors"]
-    assert (error["field"], error["error"], error["value"]) == ("depends_on", "unknown_task",
-                                                                ["task-missing-1", "task-missing-2"])
+    assert (error["field"], error["error"], error["value"]) == (
+        "depends_on",
+        "unknown_task",
+        ["task-missing-1", "task-missing-2"],
+    )
     assert known not in error["detail"] and "task-missing-1" in error["detail"]
     assert len(hub.hub.queue.tasks) == 1
 
@@ -197,10 +255,15 @@ async def test_unknown_dependency_is_a_422_naming_the_ids(hub):
 async def test_unknown_dependency_in_a_batch_is_a_422_and_queues_nothing(hub):
     """A batch naming unknown dependencies is refused whole with 422 listing them, and queues none of its tasks."""
     known = await hub.submit(description="exists", assign_to="nobody")
-    r = await hub.http.post("/api/tasks/batch", json={"tasks": [
-        {"description": "a", "depends_on": [known]},
-        {"description": "b", "depends_on": ["task-missing-2", "task-missing-1"]},
-    ]})
+    r = await hub.http.post(
+        "/api/tasks/batch",
+        json={
+            "tasks": [
+                {"description": "a", "depends_on": [known]},
+                {"description": "b", "depends_on": ["task-missing-2", "task-missing-1"]},
+            ]
+        },
+    )
     assert r.status_code == 422
     (error,) = r.json()["errors"]
     assert (error["error"], error["value"]) == ("unknown_task", ["task-missing-1", "task-missing-2"])
@@ -376,19 +439,37 @@ async def test_stale_reports_are_rejected_and_change_nothing(hub, make_agent):
     before = copy.deepcopy(hub.hub.queue.tasks[tid].as_dict())
 
     refused = [
-        (sim, {"type": "task_complete", "task_id": tid, "generation": gen - 1, "result": {"status": "success"}},
-         "task_complete_failed: stale_generation"),
-        (sim, {"type": "task_complete", "task_id": tid, "generation": gen - 1, "result": {"status": "failed"}},
-         "task_complete_failed: stale_generation"),
-        (sim, {"type": "task_failed", "task_id": tid, "generation": gen + 1, "error": "x"},
-         "task_fail_failed: stale_generation"),
+        (
+            sim,
+            {"type": "task_complete", "task_id": tid, "generation": gen - 1, "result": {"status": "success"}},
+            "task_complete_failed: stale_generation",
+        ),
+        (
+            sim,
+            {"type": "task_complete", "task_id": tid, "generation": gen - 1, "result": {"status": "failed"}},
+            "task_complete_failed: stale_generation",
+        ),
+        (
+            sim,
+            {"type": "task_failed", "task_id": tid, "generation": gen + 1, "error": "x"},
+            "task_fail_failed: stale_generation",
+        ),
         (sim, {"type": "task_accepted", "task_id": tid, "generation": gen - 1}, "task_accept_failed: stale_generation"),
-        (intruder, {"type": "task_complete", "task_id": tid, "generation": gen, "result": {}},
-         "task_complete_failed: not_assigned_to_you"),
-        (intruder, {"type": "task_failed", "task_id": tid, "generation": gen, "error": "x"},
-         "task_fail_failed: not_assigned_to_you"),
-        (intruder, {"type": "task_accepted", "task_id": tid, "generation": gen},
-         "task_accept_failed: not_assigned_to_you"),
+        (
+            intruder,
+            {"type": "task_complete", "task_id": tid, "generation": gen, "result": {}},
+            "task_complete_failed: not_assigned_to_you",
+        ),
+        (
+            intruder,
+            {"type": "task_failed", "task_id": tid, "generation": gen, "error": "x"},
+            "task_fail_failed: not_assigned_to_you",
+        ),
+        (
+            intruder,
+            {"type": "task_accepted", "task_id": tid, "generation": gen},
+            "task_accept_failed: not_assigned_to_you",
+        ),
     ]
     for who, message, error in refused:
         n = len(who.errors)
@@ -402,7 +483,7 @@ async def test_stale_reports_are_rejected_and_change_nothing(hub, make_agent):
     await sim.send({"type": "task_complete", "task_id": tid, "generation": gen, "result": {"status": "success"}})
     assert (await sim.wait_for(is_type("task_ack", status="complete")))["task_id"] == tid
     await sim.send({"type": "task_complete", "task_id": tid, "generation": gen - 1, "result": {}})
-    assert (await sim.wait_for(lambda m: m.get("error", "").startswith("task_complete_failed: invalid")))
+    assert await sim.wait_for(lambda m: m.get("error", "").startswith("task_complete_failed: invalid"))
     assert hub.hub.queue.tasks[tid].status == "completed"
 
 
@@ -411,8 +492,12 @@ async def test_duplicate_complete_is_acked_once_recorded(hub, make_agent):
     sim = await make_agent(behaviour="ignore")
     tid = await hub.submit(description="said twice")
     gen = (await sim.wait_for(is_type("task_assign")))["generation"]
-    report = {"type": "task_complete", "task_id": tid, "generation": gen,
-              "result": {"status": "success", "output": "1"}}
+    report = {
+        "type": "task_complete",
+        "task_id": tid,
+        "generation": gen,
+        "result": {"status": "success", "output": "1"},
+    }
     await sim.send(report)
     await sim.wait_for(is_type("task_ack", status="complete"))
     completed_at = hub.hub.queue.tasks[tid].completed_at
@@ -433,12 +518,18 @@ async def test_reports_for_a_finished_task_are_refused_alike(hub, make_agent):
     await sim.wait_for(is_type("task_cancelled", task_id=tid))
     before = copy.deepcopy(hub.hub.queue.tasks[tid].as_dict())
     reports = [
-        ({"type": "task_complete", "task_id": tid, "generation": gen, "result": {"status": "success"}},
-         "task_complete_failed: invalid_state"),
-        ({"type": "task_complete", "task_id": tid, "generation": gen, "result": {"status": "failed"}},
-         "task_complete_failed: invalid_state"),
-        ({"type": "task_failed", "task_id": tid, "generation": gen, "error": "late"},
-         "task_fail_failed: invalid_state"),
+        (
+            {"type": "task_complete", "task_id": tid, "generation": gen, "result": {"status": "success"}},
+            "task_complete_failed: invalid_state",
+        ),
+        (
+            {"type": "task_complete", "task_id": tid, "generation": gen, "result": {"status": "failed"}},
+            "task_complete_failed: invalid_state",
+        ),
+        (
+            {"type": "task_failed", "task_id": tid, "generation": gen, "error": "late"},
+            "task_fail_failed: invalid_state",
+        ),
     ]
     for n, (message, error) in enumerate(reports):
         await sim.send(message)
@@ -455,5 +546,6 @@ async def test_parse_stats_are_summed_per_model_across_tasks(hub, make_agent):
     await wait_tasks(hub, ids, {"completed"})
     r = await hub.http.get("/api/tasks/parse-stats")
     assert r.status_code == 200
-    assert r.json()["models"] == {"coder:7b": {"final_answer": 3, "format_error": 0, "hermes": 3, "native": 6,
-                                               "replies": 12}}
+    assert r.json()["models"] == {
+        "coder:7b": {"final_answer": 3, "format_error": 0, "hermes": 3, "native": 6, "replies": 12}
+    }

@@ -47,15 +47,19 @@ async def assert_counts_exact(handle: HubHandle) -> dict[str, Any]:
     assert stats["by_priority"] == {p: queued.get(p, 0) for p in ("urgent", "high", "normal", "low")}
     assert stats["by_outcome"] == dict(Counter(t["outcome"] for t in tasks if t["status"] == "completed"))
     health = (await handle.http.get("/health")).json()["tasks"]
-    assert health == {"queued": by_status["queued"], "in_flight": by_status["assigned"] + by_status["working"],
-                      "quarantined": 0}
+    assert health == {
+        "queued": by_status["queued"],
+        "in_flight": by_status["assigned"] + by_status["working"],
+        "quarantined": 0,
+    }
     snap = (await handle.http.get("/api/dashboard/state")).json()
     dead = sorted((t for t in tasks if t["status"] == "dead_letter"), key=lambda t: t["updated_at"], reverse=True)
     assert [t["id"] for t in snap["dead_letter_tasks"]] == [t["id"] for t in dead][:100]
     recent = sorted(tasks, key=lambda t: t["updated_at"], reverse=True)[:100]
     assert {t["id"] for t in snap["recent_tasks"]} == {t["id"] for t in recent}
     assert {t["id"] for t in snap["in_flight_tasks"]} == {
-        t["id"] for t in tasks if t["status"] in ("assigned", "working")}
+        t["id"] for t in tasks if t["status"] in ("assigned", "working")
+    }
     return stats  # type: ignore[no-any-return]
 
 
@@ -89,8 +93,9 @@ async def test_counters_stay_exact_across_every_transition(hub: HubHandle, make_
 
     second = await hub.submit(description="done well")
     rec = await next_assignment(sim, 2)
-    await sim.send({"type": "task_complete", "task_id": second, "generation": rec.generation,
-                    "result": {"status": "success"}})
+    await sim.send(
+        {"type": "task_complete", "task_id": second, "generation": rec.generation, "result": {"status": "success"}}
+    )
     await sim.wait_for(lambda m: m.get("type") == "task_ack" and m.get("status") == "complete")
     assert (await hub.task(second))["status"] == "completed"
     await assert_counts_exact(hub)  # complete
@@ -104,8 +109,11 @@ async def test_counters_stay_exact_across_every_transition(hub: HubHandle, make_
     assert stats["by_status"]["cancelled"] == 0
 
     assert (await hub.http.post(f"/api/tasks/{waiting[2]}/cancel")).status_code == 200
-    policy = RetentionPolicy(max_kept={s: 0 for s in (TaskStatus.COMPLETED, TaskStatus.DEAD_LETTER,
-                                                      TaskStatus.CANCELLED)}, max_age_ms=10**12, batch=1000)
+    policy = RetentionPolicy(
+        max_kept={s: 0 for s in (TaskStatus.COMPLETED, TaskStatus.DEAD_LETTER, TaskStatus.CANCELLED)},
+        max_age_ms=10**12,
+        batch=1000,
+    )
     assert await prune_once(hub.hub, policy) >= 2
     stats = await assert_counts_exact(hub)  # prune
     assert stats["by_status"]["completed"] == stats["by_status"]["cancelled"] == 0
@@ -113,26 +121,45 @@ async def test_counters_stay_exact_across_every_transition(hub: HubHandle, make_
 
 
 def done(task_id: str, *, updated_at: int, depended: bool = False) -> tuple[Task, bool]:
-    return Task(id=task_id, description="d", created_at=0, updated_at=updated_at, status=TaskStatus.COMPLETED), \
-        depended
+    return Task(id=task_id, description="d", created_at=0, updated_at=updated_at, status=TaskStatus.COMPLETED), depended
 
 
-@pytest.mark.parametrize(("case", "tasks", "max_kept", "limit", "pruned"), [
-    ("under the count and young: nothing", [done("a", updated_at=50), done("b", updated_at=60)], 5, 10, []),
-    ("over the count: the oldest go", [done("a", updated_at=50), done("b", updated_at=60),
-                                       done("c", updated_at=70)], 1, 10, ["a", "b"]),
-    ("too old: pruned whatever the count", [done("a", updated_at=1), done("b", updated_at=2),
-                                            done("c", updated_at=70)], 5, 10, ["a", "b"]),
-    ("depended on: kept, still counted", [done("a", updated_at=50, depended=True), done("b", updated_at=60),
-                                          done("c", updated_at=70)], 1, 10, ["b", "c"]),
-    ("at most the batch limit", [done(str(n), updated_at=n) for n in range(1, 6)], 0, 2, ["1", "2"]),
-])
-def test_due_for_pruning(case: str, tasks: list[tuple[Task, bool]], max_kept: int, limit: int,
-                         pruned: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("case", "tasks", "max_kept", "limit", "pruned"),
+    [
+        ("under the count and young: nothing", [done("a", updated_at=50), done("b", updated_at=60)], 5, 10, []),
+        (
+            "over the count: the oldest go",
+            [done("a", updated_at=50), done("b", updated_at=60), done("c", updated_at=70)],
+            1,
+            10,
+            ["a", "b"],
+        ),
+        (
+            "too old: pruned whatever the count",
+            [done("a", updated_at=1), done("b", updated_at=2), done("c", updated_at=70)],
+            5,
+            10,
+            ["a", "b"],
+        ),
+        (
+            "depended on: kept, still counted",
+            [done("a", updated_at=50, depended=True), done("b", updated_at=60), done("c", updated_at=70)],
+            1,
+            10,
+            ["b", "c"],
+        ),
+        ("at most the batch limit", [done(str(n), updated_at=n) for n in range(1, 6)], 0, 2, ["1", "2"]),
+    ],
+)
+def test_due_for_pruning(
+    case: str, tasks: list[tuple[Task, bool]], max_kept: int, limit: int, pruned: list[str]
+) -> None:
     """Oldest first: beyond the count or past the age, except tasks something may still need."""
     protected = {t.id for t, depended in tasks if depended}
-    out = due_for_pruning([t for t, _ in tasks], len(tasks), max_kept, cutoff_ms=10,
-                          kept=lambda t: t.id in protected, limit=limit)
+    out = due_for_pruning(
+        [t for t, _ in tasks], len(tasks), max_kept, cutoff_ms=10, kept=lambda t: t.id in protected, limit=limit
+    )
     assert [t.id for t in out] == pruned
 
 
@@ -149,23 +176,35 @@ async def work(sim: AgentSim, seen: int, outcome: str) -> str:
     rec = await next_assignment(sim, seen)
     gen = rec.generation
     await sim.send({"type": "task_accepted", "task_id": rec.task_id, "generation": gen})
-    await sim.send({"type": "task_progress", "task_id": rec.task_id, "generation": gen,
-                    "execution_event": {"event_type": "tool_call", "tool_name": "read_file"}})
+    await sim.send(
+        {
+            "type": "task_progress",
+            "task_id": rec.task_id,
+            "generation": gen,
+            "execution_event": {"event_type": "tool_call", "tool_name": "read_file"},
+        }
+    )
     if outcome == "complete":
-        await sim.send({"type": "task_complete", "task_id": rec.task_id, "generation": gen,
-                        "result": {"status": "success"}})
+        await sim.send(
+            {"type": "task_complete", "task_id": rec.task_id, "generation": gen, "result": {"status": "success"}}
+        )
     else:
         await sim.send({"type": "task_failed", "task_id": rec.task_id, "generation": gen, "error": "no"})
-    await sim.wait_for(lambda m: m.get("type") == "task_ack" and m.get("task_id") == rec.task_id
-                       and m.get("status") != "accepted")
+    await sim.wait_for(
+        lambda m: m.get("type") == "task_ack" and m.get("task_id") == rec.task_id and m.get("status") != "accepted"
+    )
     return rec.task_id
 
 
 async def test_retention_prunes_memory_and_disk_keeps_what_live_tasks_need(make_hub: MakeHub) -> None:
     """With small limits, finished tasks beyond them leave the API and the database (trajectories too), a completed
     task a queued one depends on stays, counts stay exact, and a restart agrees; then age prunes the rest."""
-    policy = {"retention_completed_max": 2, "retention_dead_letter_max": 1, "retention_cancelled_max": 1,
-              "retention_interval_s": 0.05}
+    policy = {
+        "retention_completed_max": 2,
+        "retention_dead_letter_max": 1,
+        "retention_cancelled_max": 1,
+        "retention_interval_s": 0.05,
+    }
     handle = await make_hub(**policy)
     token = await handle.mint_token("worker")
     sim = AgentSim(handle.ws_url, "worker", token, behaviour="ignore")
@@ -198,7 +237,14 @@ async def test_retention_prunes_memory_and_disk_keeps_what_live_tasks_need(make_
     await wait_until(handle, lambda: set(handle.hub.queue.tasks) == kept)
     stats = await assert_counts_exact(handle)
     assert stats["by_status"] | {"total": stats["total"]} == {
-        "queued": 1, "assigned": 0, "working": 0, "completed": 2, "dead_letter": 1, "cancelled": 1, "total": 5}
+        "queued": 1,
+        "assigned": 0,
+        "working": 0,
+        "completed": 2,
+        "dead_letter": 1,
+        "cancelled": 1,
+        "total": 5,
+    }
     for tid in gone:
         assert (await handle.http.get(f"/api/tasks/{tid}")).status_code == 404
     assert (await handle.task(parent))["status"] == "completed", "a queued task depends on it"
@@ -229,14 +275,16 @@ def test_retention_settings_have_the_documented_defaults() -> None:
 async def test_pruning_forgets_idempotency_keys_and_sequence_counters(make_hub: MakeHub) -> None:
     """A pruned task takes its idempotency key and trajectory counter with it: nothing per task outlives it."""
     handle = await make_hub(retention_cancelled_max=0, retention_interval_s=0.05)
-    r = await handle.http.post("/api/tasks", json={"description": "keyed", **NOBODY},
-                               headers={"Idempotency-Key": "once-only"})
+    r = await handle.http.post(
+        "/api/tasks", json={"description": "keyed", **NOBODY}, headers={"Idempotency-Key": "once-only"}
+    )
     assert r.status_code == 201, r.text
     first = r.json()["task_id"]
     handle.hub.trajectory._seq(first)  # as if an agent had streamed one event for it
     assert (await handle.http.post(f"/api/tasks/{first}/cancel")).status_code == 200
     await wait_until(handle, lambda: first not in handle.hub.queue.tasks)
     assert not handle.hub.queue.submissions and first not in handle.hub.trajectory._next_seq
-    again = await handle.http.post("/api/tasks", json={"description": "keyed", **NOBODY},
-                                   headers={"Idempotency-Key": "once-only"})
+    again = await handle.http.post(
+        "/api/tasks", json={"description": "keyed", **NOBODY}, headers={"Idempotency-Key": "once-only"}
+    )
     assert again.status_code == 201 and again.json()["task_id"] != first, again.text

@@ -13,11 +13,27 @@ from tests.conftest import wait_tasks
 NOW = 1_700_000_000_000
 
 
-def task(tid: str, needs: tuple[str, ...] = (), assign_to: str | None = None, depends_on: tuple[str, ...] = (),
-         priority: int = 2, tier: str | None = None, **fields: Any) -> Task:
-    return Task(id=tid, description=tid, created_at=NOW, updated_at=NOW, priority=priority,
-                needed_capabilities=list(needs), assign_to=assign_to, depends_on=list(depends_on),
-                complexity={"effective_tier": tier} if tier else None, **fields)
+def task(
+    tid: str,
+    needs: tuple[str, ...] = (),
+    assign_to: str | None = None,
+    depends_on: tuple[str, ...] = (),
+    priority: int = 2,
+    tier: str | None = None,
+    **fields: Any,
+) -> Task:
+    return Task(
+        id=tid,
+        description=tid,
+        created_at=NOW,
+        updated_at=NOW,
+        priority=priority,
+        needed_capabilities=list(needs),
+        assign_to=assign_to,
+        depends_on=list(depends_on),
+        complexity={"effective_tier": tier} if tier else None,
+        **fields,
+    )
 
 
 def agent(aid: str, *caps: str) -> Candidate:
@@ -53,52 +69,136 @@ def test_eligible(case: str, t: Task, a: Candidate, ok: bool) -> None:
 PLANS: list[tuple[str, list[Task], list[Candidate], set[str], list[tuple[str, str]]]] = [
     ("nothing queued", [], [agent("a")], set(), []),
     ("no idle agent", [task("t1")], [], set(), []),
-    ("one task per agent", [task("t1"), task("t2"), task("t3")], [agent("a"), agent("b")], set(),
-     [("t1", "a"), ("t2", "b")]),
-    ("queue order kept, longest idle agent first", [task("t1"), task("t2")], [agent("old"), agent("new")], set(),
-     [("t1", "old"), ("t2", "new")]),
-    ("spread: every idle agent gets one", [task(f"t{n}") for n in range(4)],
-     [agent(x) for x in "abcd"], set(), [("t0", "a"), ("t1", "b"), ("t2", "c"), ("t3", "d")]),
-    ("capable agent chosen over the longer idle one", [task("t1", ("gpu",))], [agent("a"), agent("b", "gpu")],
-     set(), [("t1", "b")]),
-    ("no capable agent: the task waits, the next one goes", [task("t1", ("gpu",)), task("t2")], [agent("a")],
-     set(), [("t2", "a")]),
-    ("specialist left for the task that needs it", [task("t1"), task("t2", ("gpu",))],
-     [agent("a"), agent("g", "gpu")], set(), [("t1", "a"), ("t2", "g")]),
-    ("pinned task skips other agents", [task("t1", assign_to="b"), task("t2")], [agent("a"), agent("b")], set(),
-     [("t1", "b"), ("t2", "a")]),
-    ("pinned to an absent agent: it waits", [task("t1", assign_to="z"), task("t2")], [agent("a")], set(),
-     [("t2", "a")]),
-    ("dependency not done: skipped", [task("t1", depends_on=("d1",)), task("t2")], [agent("a"), agent("b")],
-     set(), [("t2", "a")]),
+    (
+        "one task per agent",
+        [task("t1"), task("t2"), task("t3")],
+        [agent("a"), agent("b")],
+        set(),
+        [("t1", "a"), ("t2", "b")],
+    ),
+    (
+        "queue order kept, longest idle agent first",
+        [task("t1"), task("t2")],
+        [agent("old"), agent("new")],
+        set(),
+        [("t1", "old"), ("t2", "new")],
+    ),
+    (
+        "spread: every idle agent gets one",
+        [task(f"t{n}") for n in range(4)],
+        [agent(x) for x in "abcd"],
+        set(),
+        [("t0", "a"), ("t1", "b"), ("t2", "c"), ("t3", "d")],
+    ),
+    (
+        "capable agent chosen over the longer idle one",
+        [task("t1", ("gpu",))],
+        [agent("a"), agent("b", "gpu")],
+        set(),
+        [("t1", "b")],
+    ),
+    (
+        "no capable agent: the task waits, the next one goes",
+        [task("t1", ("gpu",)), task("t2")],
+        [agent("a")],
+        set(),
+        [("t2", "a")],
+    ),
+    (
+        "specialist left for the task that needs it",
+        [task("t1"), task("t2", ("gpu",))],
+        [agent("a"), agent("g", "gpu")],
+        set(),
+        [("t1", "a"), ("t2", "g")],
+    ),
+    (
+        "pinned task skips other agents",
+        [task("t1", assign_to="b"), task("t2")],
+        [agent("a"), agent("b")],
+        set(),
+        [("t1", "b"), ("t2", "a")],
+    ),
+    (
+        "pinned to an absent agent: it waits",
+        [task("t1", assign_to="z"), task("t2")],
+        [agent("a")],
+        set(),
+        [("t2", "a")],
+    ),
+    (
+        "dependency not done: skipped",
+        [task("t1", depends_on=("d1",)), task("t2")],
+        [agent("a"), agent("b")],
+        set(),
+        [("t2", "a")],
+    ),
     ("dependency done: scheduled", [task("t1", depends_on=("d1",))], [agent("a")], {"d1"}, [("t1", "a")]),
     ("every dependency must be done", [task("t1", depends_on=("d1", "d2"))], [agent("a")], {"d1"}, []),
-    ("complex: the agent with claude, over the longer idle one without", [task("t1", tier="complex")],
-     [runs("local", "shell ollama", "qwen"), runs("cloud", "shell claude")], set(), [("t1", "cloud")]),
-    ("complex, nobody idle has claude: a local model", [task("t1", tier="complex")],
-     [runs("bare", "shell"), runs("local", "shell ollama", "qwen")], set(), [("t1", "local")]),
-    ("complex, nobody idle can run it: it waits, the next one goes", [task("t1", tier="complex"), task("t2",
-     metadata={"shell_command": "true"})], [runs("bare", "shell")], set(), [("t2", "bare")]),
-    ("standard prefers the local model", [task("t1", tier="standard")],
-     [runs("cloud", "claude"), runs("local", "ollama", "qwen")], set(), [("t1", "local")]),
+    (
+        "complex: the agent with claude, over the longer idle one without",
+        [task("t1", tier="complex")],
+        [runs("local", "shell ollama", "qwen"), runs("cloud", "shell claude")],
+        set(),
+        [("t1", "cloud")],
+    ),
+    (
+        "complex, nobody idle has claude: a local model",
+        [task("t1", tier="complex")],
+        [runs("bare", "shell"), runs("local", "shell ollama", "qwen")],
+        set(),
+        [("t1", "local")],
+    ),
+    (
+        "complex, nobody idle can run it: it waits, the next one goes",
+        [task("t1", tier="complex"), task("t2", metadata={"shell_command": "true"})],
+        [runs("bare", "shell")],
+        set(),
+        [("t2", "bare")],
+    ),
+    (
+        "standard prefers the local model",
+        [task("t1", tier="standard")],
+        [runs("cloud", "claude"), runs("local", "ollama", "qwen")],
+        set(),
+        [("t1", "local")],
+    ),
     ("an explicit executor has no fallback", [task("t1", executor="ollama")], [runs("cloud", "claude")], set(), []),
-    ("a pinned model needs an agent serving it", [task("t1", metadata={"model": "llama3"})],
-     [runs("q", "ollama", "qwen"), runs("l", "ollama", "qwen", "llama3")], set(), [("t1", "l")]),
+    (
+        "a pinned model needs an agent serving it",
+        [task("t1", metadata={"model": "llama3"})],
+        [runs("q", "ollama", "qwen"), runs("l", "ollama", "qwen", "llama3")],
+        set(),
+        [("t1", "l")],
+    ),
     ("ollama without a model runs nothing on it", [task("t1")], [runs("a", "shell ollama")], set(), []),
-    ("agents that did not say are handed anything", [task("t1", tier="complex", executor="claude")], [agent("a")],
-     set(), [("t1", "a")]),
-    ("impossible shapes are passed over, the others still placed",
-     [*(task(f"x{n}", executor="claude") for n in range(3)), task("t1")], [runs("a", "ollama", "qwen")], set(),
-     [("t1", "a")]),
-    ("a fallback taken leaves the preferred agent to the next task",
-     [task("t1", tier="complex"), task("t2", tier="complex")],
-     [runs("local", "ollama", "qwen"), runs("cloud", "claude")], set(), [("t1", "cloud"), ("t2", "local")]),
+    (
+        "agents that did not say are handed anything",
+        [task("t1", tier="complex", executor="claude")],
+        [agent("a")],
+        set(),
+        [("t1", "a")],
+    ),
+    (
+        "impossible shapes are passed over, the others still placed",
+        [*(task(f"x{n}", executor="claude") for n in range(3)), task("t1")],
+        [runs("a", "ollama", "qwen")],
+        set(),
+        [("t1", "a")],
+    ),
+    (
+        "a fallback taken leaves the preferred agent to the next task",
+        [task("t1", tier="complex"), task("t2", tier="complex")],
+        [runs("local", "ollama", "qwen"), runs("cloud", "claude")],
+        set(),
+        [("t1", "cloud"), ("t2", "local")],
+    ),
 ]
 
 
 @pytest.mark.parametrize(("case", "queued", "idle", "done", "pairs"), PLANS, ids=[c for c, *_ in PLANS])
-def test_plan(case: str, queued: list[Task], idle: list[Candidate], done: set[str],
-              pairs: list[tuple[str, str]]) -> None:
+def test_plan(
+    case: str, queued: list[Task], idle: list[Candidate], done: set[str], pairs: list[tuple[str, str]]
+) -> None:
     """Queued tasks are paired, in queue order, with the first idle agent that may and can run them (on the preferred
     target when one can, else on a fallback), one task per agent."""
     out = plan(queued, idle, lambda t: all(d in done for d in t.depends_on))

@@ -57,8 +57,10 @@ class RawPeer:
     async def websocket(cls, handle: HubHandle, path: str) -> RawPeer:
         """Open a WebSocket: read the 101 answer (byte by byte, so nothing after it), then never read again."""
         key = base64.b64encode(os.urandom(16)).decode()
-        head = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        head = (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
         peer = await cls.open(handle, head.encode())
         answer = b""
         async with asyncio.timeout(10 * SCALE):
@@ -95,8 +97,15 @@ async def raw_agent(handle: HubHandle, agent_id: str) -> RawPeer:
     """An agent that identifies over a raw socket and never reads a byte of what the hub sends."""
     token = await handle.mint_token(agent_id)
     peer = await RawPeer.websocket(handle, "/ws")
-    await peer.send_json({"protocol_version": PROTOCOL_VERSION, "type": "identify", "agent_id": agent_id,
-                          "token": token, "capabilities": []})
+    await peer.send_json(
+        {
+            "protocol_version": PROTOCOL_VERSION,
+            "type": "identify",
+            "agent_id": agent_id,
+            "token": token,
+            "capabilities": [],
+        }
+    )
     await wait_until(handle, lambda: handle.hub.agents.get(agent_id) is not None)
     return peer
 
@@ -136,8 +145,9 @@ async def connect_sim(handle: HubHandle, agent_id: str, token: str | None = None
 
 async def test_non_reading_agent_never_delays_others_and_is_dropped_over_its_budget(make_hub):
     """An agent that stops reading holds up no one (deliveries, cancels, sweeps) and is dropped past its byte budget."""
-    hub = await make_hub(send_buffer_bytes=2 * 1024 * 1024, send_timeout_s=60, acceptance_timeout_s=1,
-                         sweep_interval_s=0.05)
+    hub = await make_hub(
+        send_buffer_bytes=2 * 1024 * 1024, send_timeout_s=60, acceptance_timeout_s=1, sweep_interval_s=0.05
+    )
     slow = await raw_agent(hub, "slow")
     conn = await stall(hub, "slow")
 
@@ -165,8 +175,9 @@ async def test_non_reading_agent_never_delays_others_and_is_dropped_over_its_bud
 
 async def test_agent_whose_writes_stall_is_dropped_at_the_send_deadline(make_hub):
     """A write the peer does not take within send_timeout_s drops the socket, and its task is reclaimed as usual."""
-    hub = await make_hub(send_timeout_s=0.5, send_buffer_bytes=64 * 1024 * 1024, reconnect_grace_s=0,
-                         sweep_interval_s=0.05)
+    hub = await make_hub(
+        send_timeout_s=0.5, send_buffer_bytes=64 * 1024 * 1024, reconnect_grace_s=0, sweep_interval_s=0.05
+    )
     slow = await raw_agent(hub, "stalled")
     conn = connection_of(hub, "stalled")
     for _ in range(30):
@@ -221,8 +232,9 @@ async def big_trajectory(hub: HubHandle, agent_id: str, n_events: int) -> str:
     await sim.send({"type": "task_accepted", "task_id": tid, "generation": rec["generation"]})
     for n in range(n_events):
         event = {"event_type": "tool_call", **{f"k{i}": f"{n}-" + "y" * 990 for i in range(50)}}
-        await sim.send({"type": "task_progress", "task_id": tid, "generation": rec["generation"],
-                        "execution_event": event})
+        await sim.send(
+            {"type": "task_progress", "task_id": tid, "generation": rec["generation"], "execution_event": event}
+        )
     await wait_until(hub, lambda: hub.hub.trajectory._next_seq.get(tid, 1) > n_events)
     await sim.close()
     return tid
@@ -341,8 +353,9 @@ async def test_reconnect_replacing_a_stalled_socket_never_waits_on_it(make_hub):
     tid = await hub.submit(description="held", assign_to="phoenix", max_retries=3)
     task = hub.hub.queue.tasks[tid]
     await wait_until(hub, lambda: task.status == "assigned")
-    await old.send_json({"protocol_version": PROTOCOL_VERSION, "type": "task_accepted", "task_id": tid,
-                         "generation": task.generation})
+    await old.send_json(
+        {"protocol_version": PROTOCOL_VERSION, "type": "task_accepted", "task_id": tid, "generation": task.generation}
+    )
     await wait_until(hub, lambda: task.status == "working")
 
     token = await hub.mint_token("phoenix")

@@ -67,9 +67,11 @@ async def test_unknown_token_role_fails_fast_naming_the_row_and_the_fix(tmp_path
     sync helper (already started) ends, no admin token is generated, the row is still there."""
     data_dir = tmp_path / "hub"
     data_dir.mkdir()
-    make_db(data_dir / "agentcom.db",
-            "INSERT INTO tokens VALUES ('h1', 'boss', 'superuser', 'abcd1234', 1)",
-            "INSERT INTO tasks VALUES ('t1', 'queued', 2, 1, 1, NULL, NULL, '{}')")
+    make_db(
+        data_dir / "agentcom.db",
+        "INSERT INTO tokens VALUES ('h1', 'boss', 'superuser', 'abcd1234', 1)",
+        "INSERT INTO tasks VALUES ('t1', 'queued', 2, 1, 1, NULL, NULL, '{}')",
+    )
     exited = await run_to_exit(data_dir)
     assert exited.code == 1
     assert "Traceback" not in exited.stderr
@@ -128,7 +130,8 @@ async def test_read_only_data_dir_fails_fast(tmp_path: Path) -> None:
         assert exited.message == (
             f"agentcom hub: cannot start: cannot write to the data dir {data_dir} (Read-only file system). Make it a "
             f"writable directory for this user (uid {os.geteuid()}), e.g. remount it read-write or fix its owner and "
-            f"mode, or pass --data-dir (or AGENTCOM_DATA_DIR) naming one that is.")
+            f"mode, or pass --data-dir (or AGENTCOM_DATA_DIR) naming one that is."
+        )
         assert {p.name: p.read_bytes() for p in data_dir.iterdir()} == before
         remount(disk, "rw")
 
@@ -149,7 +152,8 @@ async def test_port_in_use_fails_fast_and_leaves_nothing(tmp_path: Path) -> None
         assert "Traceback" not in stderr
         assert stderr.strip() == (
             f"agentcom hub: cannot start: port {port} on 127.0.0.1 is already in use by another process. Stop that "
-            f"process, or start the hub with another --port (or AGENTCOM_PORT; 0 picks a free one).")
+            f"process, or start the hub with another --port (or AGENTCOM_PORT; 0 picks a free one)."
+        )
         assert listeners(port) == [os.getpid()]
         assert not (tmp_path / "new").exists()
 
@@ -165,7 +169,8 @@ async def test_second_hub_on_a_data_dir_in_use_names_the_holder(tmp_path: Path) 
     assert "Traceback" not in exited.stderr
     assert exited.message == (
         f"agentcom hub: cannot start: data dir {data_dir} is in use by hub pid {first.pid} (url {url}). Only one hub "
-        f"may use a data dir: stop that hub first, or start this one with another --data-dir.")
+        f"may use a data dir: stop that hub first, or start this one with another --data-dir."
+    )
     assert (data_dir / "hub.url").read_text().strip() == url, "the refused hub touched nothing"
     first.kill()
     await first.communicate()
@@ -204,8 +209,9 @@ async def test_in_process_start_raises_and_releases_everything(tmp_path: Path) -
         await asyncio.to_thread(thread.join, 10 * SCALE)
         assert not thread.is_alive(), "a database connection's thread was left running"
     assert not (data_dir / "admin.token").exists()
-    assert [c for c in psutil.Process().net_connections("tcp") if c.status == psutil.CONN_LISTEN] == [], \
+    assert [c for c in psutil.Process().net_connections("tcp") if c.status == psutil.CONN_LISTEN] == [], (
         "the bound port was released"
+    )
 
     (data_dir / "agentcom.db").unlink()
     first = HubServer(settings)

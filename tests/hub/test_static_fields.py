@@ -13,8 +13,24 @@ from hub import tasks as T
 from hub.tasks import STATIC_FIELDS, Task
 
 HUB = Path(__file__).resolve().parents[2] / "hub"
-MUTATORS = frozenset({"append", "extend", "insert", "remove", "pop", "popitem", "clear", "update", "setdefault",
-                      "sort", "reverse", "__setitem__", "__delitem__", "__iadd__"})
+MUTATORS = frozenset(
+    {
+        "append",
+        "extend",
+        "insert",
+        "remove",
+        "pop",
+        "popitem",
+        "clear",
+        "update",
+        "setdefault",
+        "sort",
+        "reverse",
+        "__setitem__",
+        "__delitem__",
+        "__iadd__",
+    }
+)
 
 
 def stored_task() -> Task:
@@ -24,10 +40,17 @@ def stored_task() -> Task:
     return task
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("metadata", {"k": "changed"}), ("description", "second"), ("max_retries", 7), ("skip_verification", True),
-    ("depends_on", ["task-0"]), ("idempotency", {"key": "k", "sha256": "d", "index": 0}),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("metadata", {"k": "changed"}),
+        ("description", "second"),
+        ("max_retries", 7),
+        ("skip_verification", True),
+        ("depends_on", ["task-0"]),
+        ("idempotency", {"key": "k", "sha256": "d", "index": 0}),
+    ],
+)
 def test_rebinding_a_static_field_after_to_json_is_in_the_next_body(name: str, value: object) -> None:
     """Assigning a static field after the body was serialised shows in the next to_json (the cache is dropped)."""
     task = stored_task()
@@ -61,8 +84,11 @@ def writes_to_static_fields(path: Path) -> list[str]:
     ``x.depends_on += ...``), assign into one (``x.metadata["k"] = ...``) or call a mutating method on one."""
 
     def static_attr(node: ast.expr) -> bool:
-        return (isinstance(node, ast.Attribute) and node.attr in STATIC_FIELDS
-                and not (isinstance(node.value, ast.Name) and node.value.id == "self"))
+        return (
+            isinstance(node, ast.Attribute)
+            and node.attr in STATIC_FIELDS
+            and not (isinstance(node.value, ast.Name) and node.value.id == "self")
+        )
 
     found: list[int] = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -76,8 +102,12 @@ def writes_to_static_fields(path: Path) -> list[str]:
         for target in targets:
             if static_attr(target) or (isinstance(target, ast.Subscript) and static_attr(target.value)):
                 found.append(node.lineno)
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in MUTATORS
-                and static_attr(node.func.value)):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in MUTATORS
+            and static_attr(node.func.value)
+        ):
             found.append(node.lineno)
     return [f"{path.name}:{n}" for n in sorted(found)]
 
@@ -85,14 +115,17 @@ def writes_to_static_fields(path: Path) -> list[str]:
 def test_no_hub_module_but_tasks_writes_a_static_field() -> None:
     """Outside hub/tasks.py no hub module rebinds a task's static field or changes one in place (the cache cannot
     see an in-place change, so none may happen)."""
-    found = [line for path in sorted(HUB.rglob("*.py")) if path != HUB / "tasks.py"
-             for line in writes_to_static_fields(path)]
+    found = [
+        line for path in sorted(HUB.rglob("*.py")) if path != HUB / "tasks.py" for line in writes_to_static_fields(path)
+    ]
     assert found == []
 
 
 def test_the_static_field_check_sees_each_kind_of_write(tmp_path: Path) -> None:
     """The check flags a rebinding, an augmented assignment, an item assignment and a mutating call, not reads."""
     sample = tmp_path / "sample.py"
-    sample.write_text("task.metadata = {}\ntask.depends_on += ['x']\ntask.metadata['k'] = 1\n"
-                      "task.file_hints.append({})\nx = task.metadata\nself.metadata = {}\n")
+    sample.write_text(
+        "task.metadata = {}\ntask.depends_on += ['x']\ntask.metadata['k'] = 1\n"
+        "task.file_hints.append({})\nx = task.metadata\nself.metadata = {}\n"
+    )
     assert writes_to_static_fields(sample) == ["sample.py:1", "sample.py:2", "sample.py:3", "sample.py:4"]

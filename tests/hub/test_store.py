@@ -66,8 +66,9 @@ def task_ids(path: Path) -> set[str]:
 async def test_acknowledged_writes_survive_sigkill(tmp_path: Path) -> None:
     """Every write SqliteStore.write acknowledged is in the database after its process is killed with SIGKILL."""
     path = tmp_path / "killed.db"
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", WRITER, str(path), cwd=REPO,
-                                                stdout=asyncio.subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", WRITER, str(path), cwd=REPO, stdout=asyncio.subprocess.PIPE
+    )
     assert proc.stdout is not None
     acknowledged: set[str] = set()
     async with asyncio.timeout(30 * SCALE):
@@ -229,8 +230,9 @@ async def test_wal_stays_bounded_under_sustained_writes(tmp_path: Path) -> None:
     largest = 0
     try:
         for n in range(150):  # ~3 MB of row data, 20 rows a commit, always one commit in flight
-            await asyncio.gather(*(s.write([(UPSERT_TASK, (f"t{n}-{i}", "queued", 2, n, n, None, None, body))])
-                                   for i in range(20)))
+            await asyncio.gather(
+                *(s.write([(UPSERT_TASK, (f"t{n}-{i}", "queued", 2, n, n, None, None, body))]) for i in range(20))
+            )
             largest = max(largest, wal.stat().st_size)
     finally:
         checkpointer.cancel()

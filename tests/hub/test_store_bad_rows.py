@@ -42,15 +42,22 @@ async def one_group(s: SqliteStore, batches: Sequence[list[Write]]) -> list[Base
     return await asyncio.gather(*futures, return_exceptions=True)
 
 
-@pytest.mark.parametrize(("bad", "reason"), [
-    (row("bad", body="lone \ud800 surrogate"), "a string holds surrogates not allowed at index 5"),
-    (row("bad", priority=2**64), "an integer is past SQLite's 64-bit range"),
-    (row("bad", body={"a": "dict"}), "a dict is not storable"),
-    ((UPSERT_TASK, ("bad", "queued")), "a tasks row does not have 8 parameters"),
-])
-async def test_an_unencodable_row_fails_only_its_batch(store: tuple[SqliteStore, asyncio.Task[None]], tmp_path: Path,
-                                                       caplog: pytest.LogCaptureFixture, bad: Write,
-                                                       reason: str) -> None:
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (row("bad", body="lone \ud800 surrogate"), "a string holds surrogates not allowed at index 5"),
+        (row("bad", priority=2**64), "an integer is past SQLite's 64-bit range"),
+        (row("bad", body={"a": "dict"}), "a dict is not storable"),
+        ((UPSERT_TASK, ("bad", "queued")), "a tasks row does not have 8 parameters"),
+    ],
+)
+async def test_an_unencodable_row_fails_only_its_batch(
+    store: tuple[SqliteStore, asyncio.Task[None]],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    bad: Write,
+    reason: str,
+) -> None:
     """A batch holding a row SQLite cannot bind fails alone with StoreError naming why (not the value); the
     batches around it commit in the same transaction, and the writer keeps committing."""
     s, writer = store
@@ -69,8 +76,9 @@ async def test_an_unencodable_row_fails_only_its_batch(store: tuple[SqliteStore,
     assert s.stats()["refused_batches"] == 1
 
 
-async def test_a_deferred_build_that_raises_fails_only_its_batch(store: tuple[SqliteStore, asyncio.Task[None]],
-                                                                  tmp_path: Path) -> None:
+async def test_a_deferred_build_that_raises_fails_only_its_batch(
+    store: tuple[SqliteStore, asyncio.Task[None]], tmp_path: Path
+) -> None:
     """A Deferred whose build raises fails the batch holding it (its other rows are not written); another deferred
     row and the other batches commit."""
     s, writer = store
@@ -82,8 +90,9 @@ async def test_a_deferred_build_that_raises_fails_only_its_batch(store: tuple[Sq
         return ("ok", "queued", 2, 1, 1, None, None, "{}")
 
     trajectory = (INSERT_TRAJECTORY, ("t", 1, 1, "note", "{}"))
-    fine, refused = await one_group(s, [[(UPSERT_TASK, Deferred("ok", good))],
-                                        [trajectory, (UPSERT_TASK, Deferred("broken", broken))]])
+    fine, refused = await one_group(
+        s, [[(UPSERT_TASK, Deferred("ok", good))], [trajectory, (UPSERT_TASK, Deferred("broken", broken))]]
+    )
     assert fine is None
     assert isinstance(refused, StoreError)
     assert str(refused) == "unencodable row: building the tasks row 'broken' raised ValueError('cannot serialise')"

@@ -41,8 +41,12 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 async def test_tasks_put_load_and_delete(store: Store) -> None:
     """Put tasks come back from load_tasks as raw (id, body) bytes in order of creation; deleted ones do not."""
-    await store.write([PutTask("t2", lambda: task_row("t2", body='{"n":2}', created_at=2)),
-                       PutTask("t1", lambda: task_row("t1", body='{"n":1}', created_at=1))])
+    await store.write(
+        [
+            PutTask("t2", lambda: task_row("t2", body='{"n":2}', created_at=2)),
+            PutTask("t1", lambda: task_row("t1", body='{"n":1}', created_at=1)),
+        ]
+    )
     assert await store.load_tasks() == [(b"t1", b'{"n":1}'), (b"t2", b'{"n":2}')]
     await store.write([DeleteTask("t1")])
     assert await store.load_tasks() == [(b"t2", b'{"n":2}')]
@@ -75,10 +79,16 @@ async def test_a_delete_after_a_put_in_one_commit_removes_the_task(store: Store)
 
 async def test_tokens_put_load_delete(store: Store) -> None:
     """Tokens put are loaded back as rows; a deleted one is gone."""
-    await store.write([PutToken(TokenRow("h1", "a1", "agent", "abcd1234", 5)),
-                       PutToken(TokenRow("h2", "a2", "viewer", "efgh5678", 6))])
+    await store.write(
+        [
+            PutToken(TokenRow("h1", "a1", "agent", "abcd1234", 5)),
+            PutToken(TokenRow("h2", "a2", "viewer", "efgh5678", 6)),
+        ]
+    )
     assert sorted(await store.load_tokens(("admin", "agent", "viewer"))) == [
-        TokenRow("h1", "a1", "agent", "abcd1234", 5), TokenRow("h2", "a2", "viewer", "efgh5678", 6)]
+        TokenRow("h1", "a1", "agent", "abcd1234", 5),
+        TokenRow("h2", "a2", "viewer", "efgh5678", 6),
+    ]
     await store.write([DeleteToken("h1")])
     assert [r.token_hash for r in await store.load_tokens(("agent", "viewer"))] == ["h2"]
 

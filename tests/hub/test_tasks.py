@@ -26,8 +26,15 @@ IN_FLIGHT = {S.ASSIGNED, S.WORKING}
 
 def task_in(status: TaskStatus, **overrides: Any) -> Task:
     """A task sitting in ``status``, built directly (not through the transitions under test)."""
-    task = Task(id="task-0123456789abcdef", description="d", created_at=NOW - 10_000, updated_at=NOW - 10_000,
-                status=status, generation=GEN, max_retries=3)
+    task = Task(
+        id="task-0123456789abcdef",
+        description="d",
+        created_at=NOW - 10_000,
+        updated_at=NOW - 10_000,
+        status=status,
+        generation=GEN,
+        max_retries=3,
+    )
     if status in IN_FLIGHT or status is S.COMPLETED:
         task.assigned_to = AGENT
         task.assigned_at = NOW - 5_000
@@ -126,18 +133,42 @@ FENCED: list[tuple[TaskStatus, str, Op, str]] = [
     (S.ASSIGNED, "accept newer generation", lambda t: T.accept(t, AGENT, GEN + 1, NOW), "stale_generation"),
     (S.ASSIGNED, "accept by another agent", lambda t: T.accept(t, "intruder", GEN, NOW), "not_assigned_to_you"),
     (S.WORKING, "accept by another agent", lambda t: T.accept(t, "intruder", None, NOW), "not_assigned_to_you"),
-    (S.ASSIGNED, "complete stale generation",
-     lambda t: T.complete(t, AGENT, GEN - 1, {}, "verified", NOW), "stale_generation"),
-    (S.WORKING, "complete stale generation",
-     lambda t: T.complete(t, AGENT, GEN - 1, {}, "verified", NOW), "stale_generation"),
-    (S.WORKING, "complete by another agent",
-     lambda t: T.complete(t, "intruder", GEN, {}, "verified", NOW), "not_assigned_to_you"),
-    (S.WORKING, "complete by another agent, stale too",
-     lambda t: T.complete(t, "intruder", GEN - 1, {}, "verified", NOW), "stale_generation"),
-    (S.COMPLETED, "complete again, stale generation",
-     lambda t: T.complete(t, AGENT, GEN - 1, {}, "verified", NOW), "invalid_state"),
-    (S.QUEUED, "accept stale generation of a requeued task",
-     lambda t: T.accept(t, AGENT, GEN - 1, NOW), "invalid_state"),
+    (
+        S.ASSIGNED,
+        "complete stale generation",
+        lambda t: T.complete(t, AGENT, GEN - 1, {}, "verified", NOW),
+        "stale_generation",
+    ),
+    (
+        S.WORKING,
+        "complete stale generation",
+        lambda t: T.complete(t, AGENT, GEN - 1, {}, "verified", NOW),
+        "stale_generation",
+    ),
+    (
+        S.WORKING,
+        "complete by another agent",
+        lambda t: T.complete(t, "intruder", GEN, {}, "verified", NOW),
+        "not_assigned_to_you",
+    ),
+    (
+        S.WORKING,
+        "complete by another agent, stale too",
+        lambda t: T.complete(t, "intruder", GEN - 1, {}, "verified", NOW),
+        "stale_generation",
+    ),
+    (
+        S.COMPLETED,
+        "complete again, stale generation",
+        lambda t: T.complete(t, AGENT, GEN - 1, {}, "verified", NOW),
+        "invalid_state",
+    ),
+    (
+        S.QUEUED,
+        "accept stale generation of a requeued task",
+        lambda t: T.accept(t, AGENT, GEN - 1, NOW),
+        "invalid_state",
+    ),
 ]
 
 
@@ -164,8 +195,11 @@ def test_assign_hands_out_a_new_generation() -> None:
     task = task_in(S.QUEUED, assigned_to=None, accepted_at=123)
     T.assign(task, AGENT, NOW)
     assert (task.generation, task.assigned_to, task.assigned_at, task.accepted_at) == (GEN + 1, AGENT, NOW, None)
-    assert task.history[-1] == {"event": "assigned", "timestamp": NOW,
-                                "details": {"agent_id": AGENT, "generation": GEN + 1}}
+    assert task.history[-1] == {
+        "event": "assigned",
+        "timestamp": NOW,
+        "details": {"agent_id": AGENT, "generation": GEN + 1},
+    }
 
 
 def test_accept_twice_records_once() -> None:
@@ -181,10 +215,23 @@ def test_complete_records_the_result() -> None:
     """Completion stores result, outcome, tokens and verification data and clears the last error."""
     task = task_in(S.WORKING, last_error="timeout: earlier attempt")
     report = {"status": "pass"}
-    T.complete(task, AGENT, GEN, {"status": "success"}, "verified", NOW, tokens_used=42,
-               verification_report=report, verification_history=[report])
+    T.complete(
+        task,
+        AGENT,
+        GEN,
+        {"status": "success"},
+        "verified",
+        NOW,
+        tokens_used=42,
+        verification_report=report,
+        verification_history=[report],
+    )
     assert (task.result, task.outcome, task.tokens_used, task.completed_at) == (
-        {"status": "success"}, "verified", 42, NOW)
+        {"status": "success"},
+        "verified",
+        42,
+        NOW,
+    )
     assert task.verification_report == report and task.verification_history == [report]
     assert task.last_error is None
     assert task.history[-1]["event"] == "completed"
@@ -274,7 +321,11 @@ def test_json_round_trip() -> None:
 def test_public_view_names_the_priority() -> None:
     """The API view of a task adds the priority's name."""
     assert [task_in(S.QUEUED, priority=p).public()["priority_name"] for p in range(4)] == [
-        "urgent", "high", "normal", "low"]
+        "urgent",
+        "high",
+        "normal",
+        "low",
+    ]
 
 
 PASS = [{"name": "a", "status": "pass"}]
@@ -312,8 +363,7 @@ OUTCOMES: list[tuple[dict[str, Any], dict[str, Any] | None, str]] = [
     ({"status": "success", "verification_status": "verified"}, {"status": "auto_pass", "checks": []}, "unverified"),
     ({"status": "success", "verification_status": "verified"}, {"status": "skip", "checks": []}, "unverified"),
     ({"status": "success", "verification_status": "partial_pass"}, None, "unverified"),
-    ({"status": "success", "verification_status": "partial_pass"}, {"status": "fail", "checks": MIXED},
-     "partial_pass"),
+    ({"status": "success", "verification_status": "partial_pass"}, {"status": "fail", "checks": MIXED}, "partial_pass"),
     ({"status": "success"}, {"status": "partial_pass"}, "unverified"),
     ({"status": "success", "verification_status": "failed"}, None, "failed"),
     ({"status": "success"}, {"status": "failed"}, "failed"),
@@ -339,8 +389,15 @@ STARTED = NOW - 3_600_000
 MIN = 60_000
 
 
-def sweep_case(status: TaskStatus, *, connected: bool = True, departed_ago_ms: int | None = None,
-               awaiting_ms: int | None = None, assigned_ago_ms: int = 0, updated_ago_ms: int = 0) -> list[Reclaim]:
+def sweep_case(
+    status: TaskStatus,
+    *,
+    connected: bool = True,
+    departed_ago_ms: int | None = None,
+    awaiting_ms: int | None = None,
+    assigned_ago_ms: int = 0,
+    updated_ago_ms: int = 0,
+) -> list[Reclaim]:
     task = task_in(status, assigned_at=NOW - assigned_ago_ms, updated_at=NOW - updated_ago_ms)
     agents = {}
     if connected:
@@ -355,15 +412,23 @@ SWEEPS: list[tuple[str, dict[str, Any], EndReason | None]] = [
     ("fresh assignment", {"status": S.ASSIGNED}, None),
     ("assigned just under the acceptance timeout", {"status": S.ASSIGNED, "assigned_ago_ms": 59_999}, None),
     ("assigned past the acceptance timeout", {"status": S.ASSIGNED, "assigned_ago_ms": MIN}, EndReason.TIMEOUT),
-    ("working long after assignment", {"status": S.WORKING, "assigned_ago_ms": 30 * MIN,
-                                       "updated_ago_ms": 19 * MIN}, None),
-    ("working past the stuck limit", {"status": S.WORKING, "assigned_ago_ms": 30 * MIN,
-                                      "updated_ago_ms": 20 * MIN}, EndReason.STUCK),
+    (
+        "working long after assignment",
+        {"status": S.WORKING, "assigned_ago_ms": 30 * MIN, "updated_ago_ms": 19 * MIN},
+        None,
+    ),
+    (
+        "working past the stuck limit",
+        {"status": S.WORKING, "assigned_ago_ms": 30 * MIN, "updated_ago_ms": 20 * MIN},
+        EndReason.STUCK,
+    ),
     ("agent left within the grace", {"status": S.WORKING, "connected": False, "departed_ago_ms": 14_999}, None),
-    ("agent left past the grace", {"status": S.WORKING, "connected": False, "departed_ago_ms": 15_000},
-     EndReason.AGENT_LOST),
-    ("agent never came back after a hub restart", {"status": S.ASSIGNED, "connected": False},
-     EndReason.AGENT_LOST),
+    (
+        "agent left past the grace",
+        {"status": S.WORKING, "connected": False, "departed_ago_ms": 15_000},
+        EndReason.AGENT_LOST,
+    ),
+    ("agent never came back after a hub restart", {"status": S.ASSIGNED, "connected": False}, EndReason.AGENT_LOST),
     ("reconnected, report still due", {"status": S.WORKING, "awaiting_ms": 14_999}, None),  # state_report_timeout_s
     ("reconnected, no report in time", {"status": S.WORKING, "awaiting_ms": 15_000}, EndReason.AGENT_LOST),
 ]

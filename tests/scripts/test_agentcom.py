@@ -76,8 +76,9 @@ def test_unknown_subcommand_is_refused(capsys):
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
 def test_doctor_reports_the_sandbox_level():
     """``agentcom doctor`` prints the sandbox level it found and passes when bubblewrap works."""
-    done = subprocess.run([sys.executable, "-m", "scripts.agentcom", "doctor"], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "scripts.agentcom", "doctor"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "sandbox: bwrap" in done.stdout
 
@@ -86,7 +87,11 @@ def test_doctor_refuses_a_bad_config(tmp_path):
     """``agentcom doctor --config`` with an invalid file exits 2 and names the bad field."""
     bad = tmp_path / "bad.json"
     bad.write_text('{"agent_id": "a", "hub_url": "nope"}')
-    done = subprocess.run([sys.executable, "-m", "scripts.agentcom", "doctor", "--config", str(bad)],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "scripts.agentcom", "doctor", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "hub_url" in done.stderr

@@ -23,8 +23,17 @@ FINE: list[tuple[str, Any]] = [
     ("as many keys as allowed", {str(i): i for i in range(J.MAX_KEYS)}),
     ("a key of the longest length", {"k" * J.MAX_KEY_CHARS: 1}),
     ("empty containers", {"a": {}, "b": [], "c": [[], {}]}),
-    ("long uniform arrays", {"i": list(range(1000)), "f": [1.5] * 100, "s": ["é", "漢"] * 100, "n": [None] * 9,
-                             "e": [{}] * 50, "b": [True] * 5}),
+    (
+        "long uniform arrays",
+        {
+            "i": list(range(1000)),
+            "f": [1.5] * 100,
+            "s": ["é", "漢"] * 100,
+            "n": [None] * 9,
+            "e": [{}] * 50,
+            "b": [True] * 5,
+        },
+    ),
     ("floats whose sum overflows", {"f": [1e308] * 10}),
     ("a top-level scalar", "plain"),
 ]
@@ -83,8 +92,12 @@ TEXTS: list[tuple[str, str | bytes, str, str]] = [
     ("1e400", '{"a": {"b": 1e400}}', "not_finite", "a.b"),
     ("a 5,000-digit integer", '{"n": ' + "9" * 5000 + "}", "out_of_range", "n"),
     ("a 30-digit integer", '{"n": ' + "9" * 30 + "}", "out_of_range", "n"),
-    ("300 levels (past the parser's own limit)", '{"a": ' + "[" * 300 + "]" * 300 + "}", "too_deep",
-     "a" + ".0" * (J.MAX_DEPTH - 1)),
+    (
+        "300 levels (past the parser's own limit)",
+        '{"a": ' + "[" * 300 + "]" * 300 + "}",
+        "too_deep",
+        "a" + ".0" * (J.MAX_DEPTH - 1),
+    ),
     ("100,000 levels", '{"a": ' + "[" * DEEP + "]" * DEEP + "}", "too_deep", ""),
     ("100,000 levels of objects", '{"a":' * DEEP + "1" + "}" * DEEP, "too_deep", ""),
 ]
@@ -99,8 +112,9 @@ def test_loads_names_what_breaks_a_limit(case: str, text: str, code: str, where:
         assert (info.value.code, info.value.where) == (code, where)
 
 
-@pytest.mark.parametrize("text", ["{nope", "", b"\xff\xfe{}", '{"a": 1,}', '{"a": "x\x01"}', '{"a": 1} 2',
-                                  '"\\ud800'], ids=repr)
+@pytest.mark.parametrize(
+    "text", ["{nope", "", b"\xff\xfe{}", '{"a": 1,}', '{"a": "x\x01"}', '{"a": 1} 2', '"\\ud800'], ids=repr
+)
 def test_loads_refuses_what_is_not_json_with_a_value_error(text: str | bytes) -> None:
     """Text that is not JSON at all is a ValueError that is not UnsafeJson (an invalid_json answer)."""
     with pytest.raises(ValueError) as info:
@@ -135,45 +149,111 @@ def test_printable_escapes_what_utf8_cannot_carry() -> None:
 
 
 FRAMES: list[tuple[str, str, str | None, list[tuple[str, str]]]] = [
-    ("lone surrogate in a result value", r'{"type":"task_complete","task_id":"t","generation":1,'
-     r'"result":{"a":"\ud800"}}', None, [("result.a", "invalid_unicode")]),
-    ("lone surrogate in an event key", r'{"type":"task_progress","task_id":"t","execution_event":{"\udfff":1}}',
-     None, [("execution_event.\\udfff", "invalid_unicode")]),
-    ("lone surrogate in task_id", r'{"type":"task_accepted","task_id":"\ud800"}', None,
-     [("task_id", "invalid_unicode")]),
+    (
+        "lone surrogate in a result value",
+        r'{"type":"task_complete","task_id":"t","generation":1,'
+        r'"result":{"a":"\ud800"}}',
+        None,
+        [("result.a", "invalid_unicode")],
+    ),
+    (
+        "lone surrogate in an event key",
+        r'{"type":"task_progress","task_id":"t","execution_event":{"\udfff":1}}',
+        None,
+        [("execution_event.\\udfff", "invalid_unicode")],
+    ),
+    (
+        "lone surrogate in task_id",
+        r'{"type":"task_accepted","task_id":"\ud800"}',
+        None,
+        [("task_id", "invalid_unicode")],
+    ),
     ("lone surrogate as the type", r'{"type":"\ud800"}', None, [("type", "invalid_unicode")]),
-    ("NaN in a verification report", '{"type":"task_complete","task_id":"t","generation":1,'
-     '"verification_report":{"score":NaN}}', "task_complete", [("verification_report.score", "not_finite")]),
-    ("Infinity in the verification history", '{"type":"task_complete","task_id":"t","generation":1,'
-     '"verification_history":[{},{"t":Infinity}]}', "task_complete", [("verification_history.1.t", "not_finite")]),
-    ("1e400 in pm2_info", '{"type":"identify","agent_id":"a","token":"t","pm2_info":{"mem":1e400}}', "identify",
-     [("pm2_info.mem", "not_finite")]),
-    ("5,000-digit integer in a result", '{"type":"task_complete","task_id":"t","generation":1,"result":{"n":'
-     + "9" * 5000 + "}}", None, [("result.n", "out_of_range")]),
-    ("100,000 levels in an event", '{"type":"task_progress","task_id":"t","execution_event":{"a":'
-     + "[" * DEEP + "]" * DEEP + "}}", None, [("(body)", "too_deep")]),
-    ("generation past 64 bits", '{"type":"task_complete","task_id":"t","generation":' + "9" * 30 + "}",
-     "task_complete", [("generation", "invalid_value")]),
-    ("negative tokens_used", '{"type":"task_complete","task_id":"t","generation":1,"tokens_used":-1}',
-     "task_complete", [("tokens_used", "invalid_value")]),
-    ("NaN progress", '{"type":"task_progress","task_id":"t","progress":NaN}', "task_progress",
-     [("progress", "wrong_type")]),
-    ("a timestamp past the year 9999", '{"type":"resource_report","timestamp":' + "9" * 18 + "}",
-     "resource_report", [("timestamp", "invalid_value")]),
-    ("negative memory", '{"type":"resource_report","ram_used_bytes":-5}', "resource_report",
-     [("ram_used_bytes", "invalid_value")]),
-    ("NUL in agent_id", '{"type":"identify","agent_id":"a\\u0000b","token":"t"}', "identify",
-     [("agent_id", "invalid_characters")]),
-    ("a control character in a capability", '{"type":"identify","agent_id":"a","token":"t",'
-     '"capabilities":["ok","x\\u001b[31m"]}', "identify", [("capabilities.1", "invalid_characters")]),
-    ("NUL in task_id", '{"type":"task_accepted","task_id":"t\\u0000"}', "task_accepted",
-     [("task_id", "invalid_characters")]),
+    (
+        "NaN in a verification report",
+        '{"type":"task_complete","task_id":"t","generation":1,"verification_report":{"score":NaN}}',
+        "task_complete",
+        [("verification_report.score", "not_finite")],
+    ),
+    (
+        "Infinity in the verification history",
+        '{"type":"task_complete","task_id":"t","generation":1,"verification_history":[{},{"t":Infinity}]}',
+        "task_complete",
+        [("verification_history.1.t", "not_finite")],
+    ),
+    (
+        "1e400 in pm2_info",
+        '{"type":"identify","agent_id":"a","token":"t","pm2_info":{"mem":1e400}}',
+        "identify",
+        [("pm2_info.mem", "not_finite")],
+    ),
+    (
+        "5,000-digit integer in a result",
+        '{"type":"task_complete","task_id":"t","generation":1,"result":{"n":' + "9" * 5000 + "}}",
+        None,
+        [("result.n", "out_of_range")],
+    ),
+    (
+        "100,000 levels in an event",
+        '{"type":"task_progress","task_id":"t","execution_event":{"a":' + "[" * DEEP + "]" * DEEP + "}}",
+        None,
+        [("(body)", "too_deep")],
+    ),
+    (
+        "generation past 64 bits",
+        '{"type":"task_complete","task_id":"t","generation":' + "9" * 30 + "}",
+        "task_complete",
+        [("generation", "invalid_value")],
+    ),
+    (
+        "negative tokens_used",
+        '{"type":"task_complete","task_id":"t","generation":1,"tokens_used":-1}',
+        "task_complete",
+        [("tokens_used", "invalid_value")],
+    ),
+    (
+        "NaN progress",
+        '{"type":"task_progress","task_id":"t","progress":NaN}',
+        "task_progress",
+        [("progress", "wrong_type")],
+    ),
+    (
+        "a timestamp past the year 9999",
+        '{"type":"resource_report","timestamp":' + "9" * 18 + "}",
+        "resource_report",
+        [("timestamp", "invalid_value")],
+    ),
+    (
+        "negative memory",
+        '{"type":"resource_report","ram_used_bytes":-5}',
+        "resource_report",
+        [("ram_used_bytes", "invalid_value")],
+    ),
+    (
+        "NUL in agent_id",
+        '{"type":"identify","agent_id":"a\\u0000b","token":"t"}',
+        "identify",
+        [("agent_id", "invalid_characters")],
+    ),
+    (
+        "a control character in a capability",
+        '{"type":"identify","agent_id":"a","token":"t","capabilities":["ok","x\\u001b[31m"]}',
+        "identify",
+        [("capabilities.1", "invalid_characters")],
+    ),
+    (
+        "NUL in task_id",
+        '{"type":"task_accepted","task_id":"t\\u0000"}',
+        "task_accepted",
+        [("task_id", "invalid_characters")],
+    ),
 ]
 
 
 @pytest.mark.parametrize(("case", "frame", "message_type", "errors"), FRAMES, ids=[c for c, *_ in FRAMES])
-def test_hostile_frames_fail_validation_naming_the_field(case: str, frame: str, message_type: str | None,
-                                                         errors: list[tuple[str, str]]) -> None:
+def test_hostile_frames_fail_validation_naming_the_field(
+    case: str, frame: str, message_type: str | None, errors: list[tuple[str, str]]
+) -> None:
     """decode_sidecar answers hostile values with validation_failed naming the field; the reply always encodes."""
     with pytest.raises(P.FrameError) as info:
         P.decode_sidecar(frame)
@@ -194,7 +274,8 @@ def test_nan_cpu_percent_is_refused() -> None:
 
 def test_nul_in_free_text_and_free_form_values_is_kept() -> None:
     """NUL and control characters stay in free text and free-form values: they are stored escaped."""
-    msg = P.decode_sidecar('{"type":"task_failed","task_id":"t","generation":1,"error":"bad\\u0000\\n",'
-                           '"result":{"output":"a\\u0000b"}}')
+    msg = P.decode_sidecar(
+        '{"type":"task_failed","task_id":"t","generation":1,"error":"bad\\u0000\\n","result":{"output":"a\\u0000b"}}'
+    )
     assert isinstance(msg, P.TaskFailed) and msg.error == "bad\x00\n"
     assert msg.result is not None and msg.result.output == "a\x00b"

@@ -11,22 +11,46 @@ from pydantic import BaseModel
 from shared import protocol as P
 
 VALID: list[dict[str, Any]] = [
-    {"type": "identify", "agent_id": "a1", "token": "t", "name": "n", "status": "idle", "capabilities": ["code"],
-     "ollama_url": "http://h:11434", "client_type": "sidecar", "sandbox_level": "bwrap", "models": ["m"],
-     "pm2_info": {"name": "x", "restart_count": 0}},
+    {
+        "type": "identify",
+        "agent_id": "a1",
+        "token": "t",
+        "name": "n",
+        "status": "idle",
+        "capabilities": ["code"],
+        "ollama_url": "http://h:11434",
+        "client_type": "sidecar",
+        "sandbox_level": "bwrap",
+        "models": ["m"],
+        "pm2_info": {"name": "x", "restart_count": 0},
+    },
     {"type": "ping"},
     {"type": "task_accepted", "task_id": "task-1"},
     {"type": "task_accepted", "task_id": "task-1", "generation": 2},
     {"type": "task_progress", "task_id": "task-1", "progress": 50, "execution_event": {"event_type": "tool"}},
     {"type": "task_complete", "task_id": "task-1", "generation": 1},
-    {"type": "task_complete", "task_id": "task-1", "generation": 1, "result": {"status": "success"},
-     "tokens_used": 42, "verification_report": {"status": "pass"}, "verification_history": [{"run_number": 1}]},
+    {
+        "type": "task_complete",
+        "task_id": "task-1",
+        "generation": 1,
+        "result": {"status": "success"},
+        "tokens_used": 42,
+        "verification_report": {"status": "pass"},
+        "verification_history": [{"run_number": 1}],
+    },
     {"type": "task_failed", "task_id": "task-1", "generation": 1, "error": "boom", "reason": "r"},
     {"type": "task_rejected", "task_id": "task-1", "reason": "busy"},
     {"type": "task_recovering", "task_id": "task-1"},
     {"type": "state_report", "task_id": "task-1", "status": "working", "generation": 3, "assigned_at": 1},
-    {"type": "resource_report", "cpu_percent": 12.5, "ram_used_bytes": 1, "ram_total_bytes": 2,
-     "vram_used_bytes": 0, "vram_total_bytes": 0, "timestamp": 1},
+    {
+        "type": "resource_report",
+        "cpu_percent": 12.5,
+        "ram_used_bytes": 1,
+        "ram_total_bytes": 2,
+        "vram_used_bytes": 0,
+        "vram_total_bytes": 0,
+        "timestamp": 1,
+    },
     {"type": "resource_report", "cpu_percent": 12},
     {"type": "agent_restarting", "reason": "update"},
 ]
@@ -68,8 +92,9 @@ def test_bytes_decode_like_text() -> None:
     assert isinstance(P.decode_sidecar(b'{"type":"ping"}'), P.Ping)
 
 
-def err(error: str, message_type: str | None = None, errors: list[dict[str, Any]] | None = None,
-        detail: str | None = None) -> dict[str, Any]:
+def err(
+    error: str, message_type: str | None = None, errors: list[dict[str, Any]] | None = None, detail: str | None = None
+) -> dict[str, Any]:
     out: dict[str, Any] = {"type": "error", "error": error, "protocol_version": 1}
     for key, value in (("message_type", message_type), ("errors", errors), ("detail", detail)):
         if value is not None:
@@ -86,11 +111,20 @@ BAD: list[tuple[str, str | bytes, dict[str, Any]]] = [
     ("JSON null", "null", err("invalid_json", detail="a frame must be a JSON object")),
     ("missing type", '{"agent_id": "a"}', err("validation_failed", errors=[{"field": "type", "error": "required"}])),
     ("null type", '{"type": null}', err("validation_failed", errors=[{"field": "type", "error": "required"}])),
-    ("type not a string", '{"type": 123}',
-     err("validation_failed", errors=[{"field": "type", "error": "wrong_type", "value": 123}])),
-    ("unknown type", '{"type": "teleport"}',
-     err("unknown_message_type", message_type="teleport",
-         errors=[{"field": "type", "error": "unknown_message_type", "known_types": list(P.SIDECAR_TYPES)}])),
+    (
+        "type not a string",
+        '{"type": 123}',
+        err("validation_failed", errors=[{"field": "type", "error": "wrong_type", "value": 123}]),
+    ),
+    (
+        "unknown type",
+        '{"type": "teleport"}',
+        err(
+            "unknown_message_type",
+            message_type="teleport",
+            errors=[{"field": "type", "error": "unknown_message_type", "known_types": list(P.SIDECAR_TYPES)}],
+        ),
+    ),
 ]
 
 
@@ -110,32 +144,64 @@ def field_errors_of(frame: dict[str, Any]) -> tuple[str, str | None, list[tuple[
 
 
 INVALID_FIELDS: list[tuple[str, dict[str, Any], list[tuple[str, str, Any]]]] = [
-    ("identify without agent_id and token", {"type": "identify"},
-     [("agent_id", "required", None), ("token", "required", None)]),
+    (
+        "identify without agent_id and token",
+        {"type": "identify"},
+        [("agent_id", "required", None), ("token", "required", None)],
+    ),
     ("identify without token", {"type": "identify", "agent_id": "a"}, [("token", "required", None)]),
-    ("agent_id of 129 characters", {"type": "identify", "agent_id": "a" * 129, "token": "t"},
-     [("agent_id", "too_long", "a" * 129)]),
+    (
+        "agent_id of 129 characters",
+        {"type": "identify", "agent_id": "a" * 129, "token": "t"},
+        [("agent_id", "too_long", "a" * 129)],
+    ),
     ("empty agent_id", {"type": "identify", "agent_id": "", "token": "t"}, [("agent_id", "invalid_value", "")]),
-    ("token of 257 characters", {"type": "identify", "agent_id": "a", "token": "t" * 257},
-     [("token", "too_long", "t" * 257)]),
-    ("status not a string", {"type": "identify", "agent_id": "a", "token": "t", "status": 42},
-     [("status", "wrong_type", 42)]),
-    ("capabilities not a list", {"type": "identify", "agent_id": "a", "token": "t", "capabilities": 42},
-     [("capabilities", "wrong_type", 42)]),
-    ("a capability not a string", {"type": "identify", "agent_id": "a", "token": "t", "capabilities": ["x", 1]},
-     [("capabilities.1", "wrong_type", 1)]),
-    ("task_complete without generation", {"type": "task_complete", "task_id": "t"},
-     [("generation", "required", None)]),
-    ("generation as a string is not coerced", {"type": "task_complete", "task_id": "t", "generation": "1"},
-     [("generation", "wrong_type", "1")]),
-    ("generation not an int", {"type": "task_complete", "task_id": "t", "generation": "not_int"},
-     [("generation", "wrong_type", "not_int")]),
-    ("generation a float", {"type": "task_failed", "task_id": "t", "generation": 1.5},
-     [("generation", "wrong_type", 1.5)]),
-    ("result not an object", {"type": "task_complete", "task_id": "t", "generation": 1, "result": "ok"},
-     [("result", "wrong_type", "ok")]),
-    ("error over 2000 characters", {"type": "task_failed", "task_id": "t", "generation": 1, "error": "e" * 2001},
-     [("error", "too_long", "e" * 2001)]),
+    (
+        "token of 257 characters",
+        {"type": "identify", "agent_id": "a", "token": "t" * 257},
+        [("token", "too_long", "t" * 257)],
+    ),
+    (
+        "status not a string",
+        {"type": "identify", "agent_id": "a", "token": "t", "status": 42},
+        [("status", "wrong_type", 42)],
+    ),
+    (
+        "capabilities not a list",
+        {"type": "identify", "agent_id": "a", "token": "t", "capabilities": 42},
+        [("capabilities", "wrong_type", 42)],
+    ),
+    (
+        "a capability not a string",
+        {"type": "identify", "agent_id": "a", "token": "t", "capabilities": ["x", 1]},
+        [("capabilities.1", "wrong_type", 1)],
+    ),
+    ("task_complete without generation", {"type": "task_complete", "task_id": "t"}, [("generation", "required", None)]),
+    (
+        "generation as a string is not coerced",
+        {"type": "task_complete", "task_id": "t", "generation": "1"},
+        [("generation", "wrong_type", "1")],
+    ),
+    (
+        "generation not an int",
+        {"type": "task_complete", "task_id": "t", "generation": "not_int"},
+        [("generation", "wrong_type", "not_int")],
+    ),
+    (
+        "generation a float",
+        {"type": "task_failed", "task_id": "t", "generation": 1.5},
+        [("generation", "wrong_type", 1.5)],
+    ),
+    (
+        "result not an object",
+        {"type": "task_complete", "task_id": "t", "generation": 1, "result": "ok"},
+        [("result", "wrong_type", "ok")],
+    ),
+    (
+        "error over 2000 characters",
+        {"type": "task_failed", "task_id": "t", "generation": 1, "error": "e" * 2001},
+        [("error", "too_long", "e" * 2001)],
+    ),
     ("task_id missing", {"type": "task_accepted"}, [("task_id", "required", None)]),
     ("task_id a number", {"type": "state_report", "task_id": 7}, [("task_id", "wrong_type", 7)]),
 ]
@@ -151,8 +217,7 @@ def test_union_field_errors_name_the_field() -> None:
     """A value fitting no member of a union field (cpu_percent: float or int) is reported as wrong_type on it."""
     error, message_type, errors = field_errors_of({"type": "resource_report", "cpu_percent": "high"})
     assert (error, message_type) == ("validation_failed", "resource_report")
-    assert errors and all(f.split(".")[0] == "cpu_percent" and e == "wrong_type" and v == "high"
-                          for f, e, v in errors)
+    assert errors and all(f.split(".")[0] == "cpu_percent" and e == "wrong_type" and v == "high" for f, e, v in errors)
 
 
 def test_agent_id_of_128_characters_is_fine() -> None:
@@ -172,8 +237,15 @@ HUB_MESSAGES: list[P.Message] = [
     P.Identified(agent_id="a"),
     P.ErrorReply(error="validation_failed", message_type="ping", errors=[{"field": "x", "error": "required"}]),
     P.Pong(timestamp=5),
-    P.TaskAssign(task_id="t", description="d", generation=1, assigned_at=2, metadata={"k": 1},
-                 verification_steps=[{"type": "file_exists", "target": "x"}], complexity={"effective_tier": "x"}),
+    P.TaskAssign(
+        task_id="t",
+        description="d",
+        generation=1,
+        assigned_at=2,
+        metadata={"k": 1},
+        verification_steps=[{"type": "file_exists", "target": "x"}],
+        complexity={"effective_tier": "x"},
+    ),
     P.TaskAck(task_id="t", status="complete"),
     P.TaskContinue(task_id="t", generation=3),
     P.TaskReassign(task_id="t"),

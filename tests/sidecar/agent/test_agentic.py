@@ -95,7 +95,12 @@ async def test_ollama_executor_hello_world_is_verified(servers, sandbox, make_wo
     assert d["termination_reason"] == "completed" and d["iterations_used"] == 4
     usage = d["usage"]
     assert (usage.model, usage.provider, usage.tokens_in, usage.tokens_out, usage.cost_usd) == (
-        MODEL, "ollama", 168, 28, 0.0)
+        MODEL,
+        "ollama",
+        168,
+        28,
+        0.0,
+    )
     assert usage.equivalent_cost_usd == pytest.approx(168 * 3e-6 + 28 * 15e-6)
     assert d["parse_stats"][MODEL]["native"] == 3 and len(d["verification_history"]) == 1
     assert (ws / d["trajectory_path"]).is_file()
@@ -232,8 +237,12 @@ async def test_no_checks_and_no_work_is_failed_not_verified(servers, sandbox, ma
         ({"outcome": "unverified", "skipped": True}, TerminationReason.WALL_CLOCK, True, "unverified"),
         ({"outcome": "unverified"}, TerminationReason.MODEL_ERROR, False, "failed"),
         ({"status": "auto_pass"}, TerminationReason.COMPLETED, False, "unverified"),
-        ({"outcome": "failed", "checks": [{"name": "verification", "status": "timeout"}]},
-         TerminationReason.COMPLETED, True, "failed"),
+        (
+            {"outcome": "failed", "checks": [{"name": "verification", "status": "timeout"}]},
+            TerminationReason.COMPLETED,
+            True,
+            "failed",
+        ),
         (
             {"status": "fail", "checks": [{"status": "pass"}, {"status": "fail"}]},
             TerminationReason.COMPLETED,

@@ -26,8 +26,14 @@ def test_slug_format(slug):
 
 def test_the_classics_are_there():
     """The names the original shipped with are kept."""
-    for slug in ("sleeper-service", "so-much-for-subtlety", "of-course-i-still-love-you",
-                 "just-read-the-instructions", "mistake-not", "zero-gravitas"):
+    for slug in (
+        "sleeper-service",
+        "so-much-for-subtlety",
+        "of-course-i-still-love-you",
+        "just-read-the-instructions",
+        "mistake-not",
+        "zero-gravitas",
+    ):
         assert slug in CULTURE_NAMES
 
 

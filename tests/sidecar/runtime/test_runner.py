@@ -114,15 +114,26 @@ class Sidecar:
         """
         self.link = RecordingLink()
         self.runner = self._runner()
-        hello = Identify(type="identify", agent_id=self.agent_id, token=self.token, client_type="sidecar",
-                         executors=sorted({"shell", *self.executors}),  # as sidecar.main: what its registry holds
-                         models=[MODEL] if "ollama" in self.executors else [])
+        hello = Identify(
+            type="identify",
+            agent_id=self.agent_id,
+            token=self.token,
+            client_type="sidecar",
+            executors=sorted({"shell", *self.executors}),  # as sidecar.main: what its registry holds
+            models=[MODEL] if "ollama" in self.executors else [],
+        )
         async with asyncio.TaskGroup() as tg:
             tasks = [
                 tg.create_task(self.runner.run()),
                 tg.create_task(
-                    serve_hub(self.hub.ws_url, hello, LIMITS, self.link, self.runner.handle,
-                              (lambda conn: self.runner.on_connected(wrap(conn))) if wrap else self.runner.on_connected)
+                    serve_hub(
+                        self.hub.ws_url,
+                        hello,
+                        LIMITS,
+                        self.link,
+                        self.runner.handle,
+                        (lambda conn: self.runner.on_connected(wrap(conn))) if wrap else self.runner.on_connected,
+                    )
                 ),
             ]
             try:
@@ -248,8 +259,13 @@ async def test_verification_out_of_time_fails_the_attempt(hub, make_sidecar) -> 
     as verification_failed (never a success)."""
     sc = await make_sidecar()
     async with sc.running():
-        tid = await submit_shell(hub, "echo hi", max_retries=1, verification_timeout_ms=1000,
-                                 verification_steps=[{"type": "command_succeeds", "target": "sleep 30"}])
+        tid = await submit_shell(
+            hub,
+            "echo hi",
+            max_retries=1,
+            verification_timeout_ms=1000,
+            verification_steps=[{"type": "command_succeeds", "target": "sleep 30"}],
+        )
         await wait_tasks(hub, [tid], {"dead_letter"})
     task = await hub.task(tid)
     assert (task["dead_letter_reason"], task["outcome"]) == ("verification_failed", None)

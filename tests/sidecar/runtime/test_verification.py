@@ -194,8 +194,9 @@ OUTCOME_CASES = [
 
 
 @pytest.mark.parametrize(("case", "steps", "outcome", "status"), OUTCOME_CASES, ids=[c[0] for c in OUTCOME_CASES])
-async def test_the_report_decides_the_outcome(workspace: Path, sandbox, case: str, steps: list, outcome: str,
-                                              status: str | None) -> None:
+async def test_the_report_decides_the_outcome(
+    workspace: Path, sandbox, case: str, steps: list, outcome: str, status: str | None
+) -> None:
     """The report's outcome is what its checks show: verified, partial_pass, failed, or unverified with none."""
     report = await run_verification(steps, workspace, sandbox)
     assert (report.outcome, report.status, report.verdict()) == (outcome, status, outcome), report
