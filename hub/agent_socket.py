@@ -195,7 +195,8 @@ class AgentSession:
         error = msg.error or msg.reason or "unspecified failure"
         try:
             ack = await self.hub.queue.fail(msg.task_id, agent.agent_id, msg.generation, error, result=msg.result,
-                                            on_applied=self._freer(agent, msg.task_id))
+                                            on_applied=self._freer(agent, msg.task_id),
+                                            reason=EndReason.reported(msg.reason))
         except (TransitionError, TaskNotFound) as exc:
             await self._refused("task_fail_failed", msg.task_id, exc)
             return

@@ -52,6 +52,17 @@ INSERT_TRAJECTORY = "INSERT OR IGNORE INTO trajectory (task_id, seq, ts, kind, p
 # Retention: a pruned task goes with its trajectory.
 DELETE_TASK = "DELETE FROM tasks WHERE id = ?"
 DELETE_TRAJECTORY = "DELETE FROM trajectory WHERE task_id = ?"
+# Lifecycle events (hub/listeners.py): written in the commit of the change they tell, deleted with their task.
+INSERT_TASK_EVENT = "INSERT INTO task_events (seq, task_id, ts, kind, body) VALUES (?, ?, ?, ?, ?)"
+DELETE_TASK_EVENTS = "DELETE FROM task_events WHERE task_id = ?"
+SELECT_EVENTS_AFTER = "SELECT seq, ts, task_id, kind, body FROM task_events WHERE seq > ? ORDER BY seq LIMIT ?"
+SELECT_TASK_EVENTS_AFTER = (
+    "SELECT seq, ts, task_id, kind, body FROM task_events WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+)
+SELECT_EVENT_SEQ_HIGH = (  # the highest seq ever used: AUTOINCREMENT keeps it after the rows are deleted
+    "SELECT MAX(seq) FROM (SELECT MAX(seq) AS seq FROM task_events"
+    " UNION ALL SELECT seq FROM sqlite_sequence WHERE name = 'task_events')"
+)
 
 
 WAL_LIMIT_BYTES = 64 * 2**20

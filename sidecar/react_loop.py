@@ -60,6 +60,14 @@ RETRYABLE_ENDINGS = frozenset({TerminationReason.COMPLETED, TerminationReason.MA
                                TerminationReason.REPETITION, TerminationReason.NO_PROGRESS,
                                TerminationReason.FORMAT_ERRORS})  # fmt: skip
 """Endings after which a verification retry may continue the conversation (budget, time and model are spent)."""
+STOP_CODES: dict[str, str] = {
+    TerminationReason.REPETITION: "repetition", TerminationReason.MAX_ITERATIONS: "max_iterations",
+    TerminationReason.TOKEN_BUDGET: "budget", TerminationReason.WALL_CLOCK: "wall_clock",
+    TerminationReason.CONTEXT_OVERFLOW: "context_overflow", TerminationReason.MODEL_ERROR: "model_error",
+    TerminationReason.NO_PROGRESS: "no_progress", TerminationReason.FORMAT_ERRORS: "format_errors",
+}  # fmt: skip
+"""The reason code a failed task reports when the loop stopped on a guardrail (``task_failed.reason``; the hub
+records it as the dead-letter reason)."""
 ITERATIONS_BY_TIER = {"trivial": 5, "standard": 10, "complex": 20}
 CHANGING_TOOLS = frozenset({"write_file", "edit_file", "run_command"})
 """A successful call of one of these counts as work done (``ReactLoop.changes``)."""
