@@ -230,6 +230,7 @@ class AgentSession:
                 on_applied=self._freer(agent, msg.task_id),
                 usage=msg.reported_usage,
                 verification_report=msg.verification_report,
+                reason=EndReason.reported(msg.reason),
             )
         except (TransitionError, TaskNotFound) as exc:
             await self._refused("task_fail_failed", msg.task_id, exc)

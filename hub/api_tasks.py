@@ -39,6 +39,7 @@ from hub.dashboard_state import REDACTED, is_secret_key
 from hub.fleet import assign_message
 from hub.http import ApiError, any_role, hub_of, parse_body, writer
 from hub.hub import Hub
+from hub.lifecycle import as_dict
 from hub.queue import Submission, TaskNotFound, UnknownDependencies
 from hub.routing import routing_decision
 from hub.tasks import Priority, Task, TaskStatus, TransitionError, new_task_id
@@ -487,6 +488,32 @@ async def get_trajectory(
     if who.role is Role.VIEWER:
         events = mask(events)
     return {"task_id": task_id, "events": events, "count": len(events)}
+
+
+@router.get("/api/tasks/{task_id}/events")
+async def get_task_events(
+    task_id: str,
+    request: Request,
+    after_seq: Annotated[int, Query(ge=0, le=jsonsafe.MAX_INT)] = 0,
+    limit: Annotated[int, Query(ge=-jsonsafe.MAX_INT, le=jsonsafe.MAX_INT)] = 1000,
+    who: Principal = Depends(any_role),
+) -> dict[str, Any]:
+    """The task's lifecycle events (its history) after ``after_seq``, in order; read as its trajectory is."""
+    task = _task(request, task_id)
+    if who.role is Role.AGENT and not _reads_in_full(who, task):
+        raise ApiError(
+            403, "forbidden", detail="an agent token reads the events of its own tasks only", task_id=task_id
+        )
+    stored = await hub_of(request).queue.feed.read_task(task_id, after_seq, max(1, min(limit, 10_000)))
+    events = [as_dict(e) for e in stored]
+    if who.role is Role.VIEWER:
+        events = mask(events)
+    return {
+        "task_id": task_id,
+        "events": events,
+        "count": len(events),
+        "next_after_seq": events[-1]["seq"] if events else after_seq,
+    }
 
 
 def _may_steer(who: Principal, task: Task) -> None:

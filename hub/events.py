@@ -1,4 +1,9 @@
-"""In-process event bus: state owners publish plain-dict events, subscribers read them from bounded queues."""
+"""In-process event bus: state owners publish plain-dict events, subscribers read them from bounded queues.
+
+The bus is lossy (a slow subscriber loses its oldest events): it feeds the dashboard. Whoever must not miss a task's
+lifecycle event listens to the queue's feed instead (hub/listeners.py); the queue also publishes those events here,
+as dicts (:func:`bus_event`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,9 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from hub import lifecycle as L
+from hub.tasks import Task
 
 logger = logging.getLogger(__name__)
 
@@ -41,3 +49,40 @@ class EventBus:
             yield queue
         finally:
             self._subscribers.discard(queue)
+
+
+def bus_event(event: L.LifecycleEvent, task: Task | None) -> Event:
+    """The dict the dashboard reads for a lifecycle event: the task as it is now, the event's name and details."""
+    if isinstance(event, L.TasksPruned):
+        return {
+            "kind": "retention",
+            "event": "tasks_pruned",
+            "count": len(event.task_ids),
+            "timestamp": event.at,
+            "seq": event.seq,
+        }
+    extra: dict[str, Any] = {}
+    if isinstance(event, L.TaskEnded):
+        if event.then == "completed":
+            name, extra = "task_completed", {"outcome": event.outcome}
+        else:
+            name = "task_retried" if event.then == "retried" else "task_dead_letter"
+            extra = {"reason": event.reason, "from_agent": event.agent_id}
+    elif isinstance(event, L.TaskDeadLettered):
+        name, extra = "task_dead_letter", {"reason": event.reason}
+    elif isinstance(event, L.TaskCancelled):
+        name, extra = "task_cancelled", {"previous_status": event.previous_status}
+    else:
+        name = event.kind
+    out: Event = {"kind": "task_event", "event": name, "task_id": getattr(event, "task_id", None), "seq": event.seq}
+    if task is not None:
+        out.update(
+            status=str(task.status),
+            agent_id=task.assigned_to,
+            priority=task.priority,
+            goal_id=task.goal_id,
+            timestamp=task.updated_at,
+        )
+    else:
+        out["timestamp"] = event.at
+    return {**out, **extra}

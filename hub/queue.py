@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
+from hub import lifecycle as L
 from hub import tasks as T
 from hub.clock import Clock
-from hub.events import EventBus
-from hub.store import DeleteTask, DeleteTrajectory, PutTask, Store, TaskRow
+from hub.events import EventBus, bus_event
+from hub.listeners import EventFeed
+from hub.store import Change, DeleteEvents, DeleteTask, DeleteTrajectory, PutTask, Store, TaskRow
 from hub.tasks import EndReason, Task, TaskStatus, TransitionError
 from shared.payloads import Payload, TaskResult, Usage, VerificationReport
 
@@ -34,6 +36,9 @@ completes: freeing the agent there lets its next assignment share the same commi
 
 RECENT_KEPT = 100
 """Tasks kept in the recently-changed list (the dashboard shows as many)."""
+
+Told = tuple[L.LifecycleEvent, Task | None]
+"""A lifecycle event and the task it is about (for the dashboard's view of it; None for events of several)."""
 
 
 class UnknownDependencies(Exception):
@@ -86,6 +91,8 @@ class TaskQueue:
     def __init__(self, store: Store, bus: EventBus, clock: Clock, max_history: int = 50) -> None:
         self._store = store
         self._bus = bus
+        self.feed = EventFeed(store)
+        """The typed lifecycle events: stored with each change, delivered to lossless listeners after its commit."""
         self._clock = clock
         self._max_history = max_history
         self.tasks: dict[str, Task] = {}
@@ -139,6 +146,7 @@ class TaskQueue:
         self._order_finished()
         logger.info("task queue loaded %d tasks (%d quarantined)", len(self.tasks), self.n_quarantined)
         self._index_submissions(self.tasks.values())
+        await self.feed.load()
 
     def _index(self, task: Task) -> None:
         for lane in self._lanes:
@@ -262,37 +270,64 @@ class TaskQueue:
 
     # --- persistence ------------------------------------------------------------------------------------------
 
-    def _persist(self, changed: list[Task], events: list[tuple[str, Task, dict[str, Any]]]) -> Awaitable[None]:
-        """Index ``changed`` and queue its rows for the next commit now; await the result to wait for it. The
-        events are published once the commit succeeds, before any awaiting caller resumes (a done callback
-        registered first runs first)."""
+    def _persist(self, changed: list[Task], events: list[Told]) -> Awaitable[None]:
+        """Index ``changed`` and queue its rows and the rows of ``events`` for the next commit now (one
+        transaction: the event table never disagrees with the tasks); await the result to wait for it. The events
+        are delivered once the commit succeeds, before any awaiting caller resumes (a done callback registered
+        first runs first), to the lossless listeners and then, as dicts, to the lossy bus."""
         for task in changed:
             self._index(task)
-        committed = self._store.enqueue([_row(t) for t in changed])
+        changes: list[Change] = [_row(t) for t in changed]
+        changes += self.feed.rows(e for e, _ in events)
+        committed = self._store.enqueue(changes)
         if events:
             committed.add_done_callback(partial(self._publish, events))
         return committed
 
-    def _publish(self, events: list[tuple[str, Task, dict[str, Any]]], committed: asyncio.Future[None]) -> None:
+    def _publish(self, events: list[Told], committed: asyncio.Future[None]) -> None:
         if committed.cancelled() or committed.exception() is not None:
-            return  # never committed: nothing happened
-        for event, task, extra in events:
-            self._bus.publish(
-                {
-                    "kind": "task_event",
-                    "event": event,
-                    "task_id": task.id,
-                    "status": str(task.status),
-                    "agent_id": task.assigned_to,
-                    "priority": task.priority,
-                    "goal_id": task.goal_id,
-                    "timestamp": task.updated_at,
-                    **extra,
-                }
-            )
+            return  # never committed: nothing happened (its seq numbers stay unused)
+        self.feed.deliver(e for e, _ in events)
+        for event, task in events:
+            self._bus.publish(bus_event(event, task))
 
-    async def _commit(self, changed: list[Task], events: list[tuple[str, Task, dict[str, Any]]]) -> None:
+    async def _commit(self, changed: list[Task], events: list[Told]) -> None:
         await self._persist(changed, events)
+
+    def _told(self, event: type[L.TaskEvent], task: Task, **fields: Any) -> Told:
+        """A lifecycle event about ``task`` as it is now, numbered now (in the order of the commits)."""
+        return event(seq=self.feed.next_seq(), at=task.updated_at, task_id=task.id, **fields), task
+
+    def _ended(
+        self,
+        task: Task,
+        then: str,
+        outcome: str,
+        reason: EndReason | None,
+        agent_id: str | None,
+        attempt: int,
+        generation: int,
+        usage: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> Told:
+        return self._told(
+            L.TaskEnded,
+            task,
+            outcome=outcome,
+            reason=None if reason is None else str(reason),
+            then=then,
+            agent_id=agent_id,
+            generation=generation,
+            attempt=attempt,
+            usage=usage,
+            error=error,
+        )
+
+    def _cascaded(self, failed: list[Task], root: Task) -> list[Told]:
+        return [
+            self._told(L.TaskDeadLettered, t, reason=str(EndReason.DEPENDENCY_FAILED), dependency_id=root.id)
+            for t in failed
+        ]
 
     def _cascade(self, root: Task, now: int) -> list[Task]:
         """Dependents of a task that can no longer complete fail visibly (transitively)."""
@@ -322,6 +357,7 @@ class TaskQueue:
             earlier.add(task.id)
         if missing:
             raise UnknownDependencies(sorted(set(missing)))
+        doomed_by: dict[str, str] = {}
         for task in batch:
             T.record(task, "queued", task.created_at, self._max_history, note="submitted")
             self.tasks[task.id] = task
@@ -333,8 +369,24 @@ class TaskQueue:
             )
             if doomed is not None:
                 T.fail_dependency(task, doomed, task.created_at)
+                doomed_by[task.id] = doomed
         self.n_submitted += len(batch)
-        committed = self._persist(batch, [("task_submitted", t, {}) for t in batch])
+        told = [
+            self._told(
+                L.TaskSubmitted,
+                t,
+                priority=t.priority,
+                goal_id=t.goal_id,
+                submitted_by=t.submitted_by,
+                depends_on=tuple(t.depends_on),
+            )
+            for t in batch
+        ]
+        told += [
+            self._told(L.TaskDeadLettered, self.tasks[t], reason=str(EndReason.DEPENDENCY_FAILED), dependency_id=dep)
+            for t, dep in doomed_by.items()
+        ]
+        committed = self._persist(batch, told)
         self._index_submissions(batch, committed)
         if on_applied is not None:
             await on_applied("queued")
@@ -346,18 +398,31 @@ class TaskQueue:
         of their commit (queued now, so it can share the commit of whatever made them schedulable)."""
         now = self._clock.now_ms()
         done: list[Task] = []
+        told: list[Told] = []
         for task, agent_id in pairs:
             if task.status is TaskStatus.QUEUED:
                 T.assign(task, agent_id, now)
                 done.append(task)
-        return done, self._persist(done, [("task_assigned", t, {}) for t in done])
+                told.append(
+                    self._told(
+                        L.TaskAssigned, task, agent_id=agent_id, generation=task.generation, attempt=T.attempt(task)
+                    )
+                )
+        return done, self._persist(done, told)
 
     async def accept(self, task_id: str, agent_id: str, generation: int | None) -> Task:
         task = self.get(task_id)
         was = task.status
         T.accept(task, agent_id, generation, self._clock.now_ms())
         if was is not task.status:
-            await self._commit([task], [("task_accepted", task, {})])
+            await self._commit(
+                [task],
+                [
+                    self._told(
+                        L.TaskAccepted, task, agent_id=agent_id, generation=task.generation, attempt=T.attempt(task)
+                    )
+                ],
+            )
         return task
 
     async def complete(
@@ -418,7 +483,17 @@ class TaskQueue:
             verification_history=history,
             usage=_stored(usage),
         )
-        committed = self._persist([task], [("task_completed", task, {"outcome": outcome})])
+        told = self._ended(
+            task,
+            "completed",
+            outcome,
+            None,
+            agent_id,
+            T.attempt(task),
+            generation,
+            task.usage or L.usage_of(stored, used),
+        )
+        committed = self._persist([task], [told])
         logger.info("task %s completed outcome=%s agent=%s generation=%d", task_id, outcome, agent_id, generation)
         if on_applied is not None:
             await on_applied("complete")
@@ -436,8 +511,10 @@ class TaskQueue:
         *,
         usage: Usage | None = None,
         verification_report: VerificationReport | None = None,
+        reason: EndReason = EndReason.AGENT_ERROR,
     ) -> str:
-        """Record that the agent could not produce a result: the attempt ends as ``agent_error``."""
+        """Record that the agent could not produce a result: the attempt ends as ``reason`` (``agent_error``, or
+        the guardrail that stopped its loop)."""
         task = self.get(task_id)
         T.require_status(task, T.IN_FLIGHT)
         T.check_generation(task, generation)
@@ -448,12 +525,12 @@ class TaskQueue:
         if verification_report is not None:
             task.verification_report = _stored_report(verification_report)
         stored = None if result is None else result.model_dump(mode="json", exclude_unset=True)
-        ack = await self._end(task, EndReason.AGENT_ERROR, error, result=stored, on_applied=on_applied)
+        ack = await self._end(task, reason, error, result=stored, on_applied=on_applied)
         logger.info(
             "task %s %s outcome=failed reason=%s agent=%s generation=%d",
             task_id,
             ack,
-            EndReason.AGENT_ERROR,
+            reason,
             agent_id,
             generation,
         )
@@ -481,20 +558,16 @@ class TaskQueue:
         on_applied: OnApplied | None = None,
     ) -> str:
         now = self._clock.now_ms()
-        agent_id = task.assigned_to
+        agent_id, attempt, generation = task.assigned_to, T.attempt(task), task.generation
         status = T.end_attempt(task, reason, error, now, result=result)
         changed = [task]
-        events: list[tuple[str, Task, dict[str, Any]]] = [
-            (
-                "task_retried" if status == "retried" else "task_dead_letter",
-                task,
-                {"reason": str(reason), "from_agent": agent_id},
-            )
+        events = [
+            self._ended(task, status, "failed", reason, agent_id, attempt, generation, L.usage_of(result), error[:500])
         ]
         if status == "dead_letter":
             cascaded = self._cascade(task, now)
             changed += cascaded
-            events += [("task_dead_letter", t, {"reason": "dependency_failed"}) for t in cascaded]
+            events += self._cascaded(cascaded, task)
         committed = self._persist(changed, events)
         if on_applied is not None:
             await on_applied(status)
@@ -508,8 +581,8 @@ class TaskQueue:
         changed = [task, *self._cascade(task, task.updated_at)]
         await self._commit(
             changed,
-            [("task_cancelled", task, {"previous_status": str(previous)})]
-            + [("task_dead_letter", t, {"reason": "dependency_failed"}) for t in changed[1:]],
+            [self._told(L.TaskCancelled, task, previous_status=str(previous), by=by, agent_id=agent_id)]
+            + self._cascaded(changed[1:], task),
         )
         return previous, agent_id
 
@@ -531,7 +604,7 @@ class TaskQueue:
                     T.retry(dep, now, by)
                     revived.append(dep)
                     stack.append(dep.id)
-        await self._commit(revived, [("task_requeued", t, {}) for t in revived])
+        await self._commit(revived, [self._told(L.TaskRequeued, t, by=by, generation=t.generation) for t in revived])
         return task
 
     def touch(self, task_id: str) -> None:
@@ -599,13 +672,27 @@ class TaskQueue:
         for task in gone:
             self._forget(task)
         self.n_pruned += len(gone)
-        # The store orders a delete after any put of the same task still pending in the same transaction.
+        # The store orders a delete after any put of the same task still pending in the same transaction. The
+        # tasks_pruned event is stored in the same commit; it has no task_id, so no task's deletion takes it.
+        told: list[Told] = (
+            [
+                (
+                    L.TasksPruned(
+                        seq=self.feed.next_seq(), at=self._clock.now_ms(), task_ids=tuple(t.id for t in gone)
+                    ),
+                    None,
+                )
+            ]
+            if gone
+            else []
+        )
         ids = [t.id for t in gone]
-        await self._store.write([*map(DeleteTask, ids), *map(DeleteTrajectory, ids)])
-        if gone:
-            self._bus.publish(
-                {"kind": "retention", "event": "tasks_pruned", "count": len(gone), "timestamp": self._clock.now_ms()}
-            )
+        changes: list[Change] = [*map(DeleteTask, ids), *map(DeleteTrajectory, ids), *map(DeleteEvents, ids)]
+        changes += self.feed.rows(e for e, _ in told)
+        committed = self._store.enqueue(changes)
+        if told:
+            committed.add_done_callback(partial(self._publish, told))
+        await committed
         return len(gone)
 
     def _forget(self, task: Task) -> None:

@@ -56,6 +56,36 @@ class EndReason(StrEnum):
     REJECTED = "rejected"
     STUCK = "stuck"
     DEPENDENCY_FAILED = "dependency_failed"
+    # The agent loop stopped on a guardrail (reported by the sidecar as the task_failed reason).
+    REPETITION = "repetition"
+    MAX_ITERATIONS = "max_iterations"
+    BUDGET = "budget"
+    WALL_CLOCK = "wall_clock"
+    CONTEXT_OVERFLOW = "context_overflow"
+    MODEL_ERROR = "model_error"
+    NO_PROGRESS = "no_progress"
+    FORMAT_ERRORS = "format_errors"
+
+    @classmethod
+    def reported(cls, code: str | None) -> EndReason:
+        """The reason for an agent's ``task_failed`` with reason ``code``: a guardrail stop keeps its own code;
+        anything else (no code, a free-form one, one the hub decides itself such as ``timeout``) is agent_error."""
+        return cls(code) if code in GUARDRAIL_STOPS else cls.AGENT_ERROR
+
+
+GUARDRAIL_STOPS = frozenset(
+    {
+        EndReason.REPETITION,
+        EndReason.MAX_ITERATIONS,
+        EndReason.BUDGET,
+        EndReason.WALL_CLOCK,
+        EndReason.CONTEXT_OVERFLOW,
+        EndReason.MODEL_ERROR,
+        EndReason.NO_PROGRESS,
+        EndReason.FORMAT_ERRORS,
+    }
+)
+"""End reasons an agent may report: why its loop stopped."""
 
 
 WaitingReason = dict[str, str]
@@ -304,6 +334,12 @@ _DYNAMIC_FIELDS = tuple(name for name in _FIELD_NAMES if name not in STATIC_FIEL
 _STORED_NAMES = frozenset(_FIELD_NAMES) - frozenset(NOT_STORED)
 
 
+def attempt(task: Task) -> int:
+    """The current (or next) attempt, counted from 1: the attempts already ended plus one. Not the generation,
+    which also moves when a task is cancelled or requeued."""
+    return task.retry_count + 1
+
+
 def record(task: Task, event: str, now_ms: int, max_history: int = 50, **details: Any) -> None:
     task.updated_at = now_ms
     task.waiting_reason = None  # whatever happened, it is looked at again if the task is (still) queued
@@ -337,7 +373,7 @@ def assign(task: Task, agent_id: str, now_ms: int) -> None:
     task.assigned_to = agent_id
     task.assigned_at = now_ms
     task.accepted_at = None
-    record(task, "assigned", now_ms, agent_id=agent_id, generation=task.generation)
+    record(task, "assigned", now_ms, agent_id=agent_id, generation=task.generation, attempt=attempt(task))
 
 
 def accept(task: Task, agent_id: str, generation: int | None, now_ms: int) -> None:
@@ -349,7 +385,7 @@ def accept(task: Task, agent_id: str, generation: int | None, now_ms: int) -> No
         return
     task.status = TaskStatus.WORKING
     task.accepted_at = now_ms
-    record(task, "accepted", now_ms, agent_id=agent_id)
+    record(task, "accepted", now_ms, agent_id=agent_id, generation=task.generation, attempt=attempt(task))
 
 
 def outcome_of(result: TaskResult, report: VerificationReport | None) -> Outcome:
@@ -398,7 +434,7 @@ def complete(
     task.verification_history = verification_history
     task.completed_at = now_ms
     task.last_error = None
-    record(task, "completed", now_ms, agent_id=agent_id, outcome=outcome, generation=generation)
+    record(task, "completed", now_ms, agent_id=agent_id, outcome=outcome, generation=generation, attempt=attempt(task))
 
 
 def end_attempt(task: Task, reason: EndReason, error: str, now_ms: int, result: dict[str, Any] | None = None) -> str:
@@ -407,7 +443,7 @@ def end_attempt(task: Task, reason: EndReason, error: str, now_ms: int, result: 
     Every ended attempt counts toward ``max_retries``, whatever ended it, so a poison task reaches dead-letter.
     """
     require_status(task, IN_FLIGHT)
-    agent_id = task.assigned_to
+    agent_id, ended, generation = task.assigned_to, attempt(task), task.generation
     task.retry_count += 1
     task.last_error = f"{reason}: {error}" if error else str(reason)
     if result is not None:
@@ -417,11 +453,30 @@ def end_attempt(task: Task, reason: EndReason, error: str, now_ms: int, result: 
     if task.retry_count >= task.max_retries:
         task.status = TaskStatus.DEAD_LETTER
         task.dead_letter_reason = str(reason)
-        record(task, "dead_letter", now_ms, reason=str(reason), error=error, agent_id=agent_id)
+        record(
+            task,
+            "dead_letter",
+            now_ms,
+            reason=str(reason),
+            error=error,
+            agent_id=agent_id,
+            attempt=ended,
+            generation=generation,
+        )
         return "dead_letter"
     task.status = TaskStatus.QUEUED
     task.generation += 1
-    record(task, "retried", now_ms, reason=str(reason), error=error, agent_id=agent_id, retry_count=task.retry_count)
+    record(
+        task,
+        "retried",
+        now_ms,
+        reason=str(reason),
+        error=error,
+        agent_id=agent_id,
+        retry_count=task.retry_count,
+        attempt=ended,
+        generation=generation,
+    )
     return "retried"
 
 

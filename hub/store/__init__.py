@@ -20,11 +20,14 @@ from collections.abc import Collection, Iterable
 from typing import Any, Protocol
 
 from hub.store.records import (
+    AppendEvent,
     AppendTrajectory,
     Change,
+    DeleteEvents,
     DeleteTask,
     DeleteToken,
     DeleteTrajectory,
+    EventRow,
     PutTask,
     PutToken,
     RawTask,
@@ -34,11 +37,14 @@ from hub.store.records import (
 )
 
 __all__ = [
+    "AppendEvent",
     "AppendTrajectory",
     "Change",
+    "DeleteEvents",
     "DeleteTask",
     "DeleteToken",
     "DeleteTrajectory",
+    "EventRow",
     "PutTask",
     "PutToken",
     "RawTask",
@@ -81,6 +87,12 @@ class Store(Protocol):
 
     async def read_trajectory(self, task_id: str, after_seq: int, limit: int) -> list[TrajectoryRow]:
         """The events of ``task_id`` after ``after_seq``, in order, at most ``limit``."""
+
+    async def read_events(self, after_seq: int, limit: int, task_id: str | None = None) -> list[EventRow]:
+        """Lifecycle events after ``after_seq`` in order (of ``task_id`` only, if given), at most ``limit``."""
+
+    async def last_event_seq(self) -> int:
+        """The highest event ``seq`` ever stored, deleted rows included (numbers are never reused)."""
 
     def stats(self) -> dict[str, Any]:
         """Counters for /health."""

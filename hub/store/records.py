@@ -89,6 +89,32 @@ class DeleteTrajectory:
     task_id: str
 
 
-Change = PutTask | DeleteTask | PutToken | DeleteToken | AppendTrajectory | DeleteTrajectory
+class EventRow(NamedTuple):
+    """One lifecycle event as stored in ``task_events`` (``task_id`` is None for events about no one task)."""
+
+    seq: int
+    ts: int
+    task_id: str | None
+    kind: str
+    body: str
+
+
+@dataclass(slots=True)
+class AppendEvent:
+    """Add one lifecycle event, in the commit of the change it tells (hub/listeners.py numbers them)."""
+
+    row: EventRow
+
+
+@dataclass(slots=True)
+class DeleteEvents:
+    """Every lifecycle event of ``task_id`` (they go with their pruned task)."""
+
+    task_id: str
+
+
+Change = (
+    PutTask | DeleteTask | PutToken | DeleteToken | AppendTrajectory | DeleteTrajectory | AppendEvent | DeleteEvents
+)
 """Everything a batch may hold. New kinds of record (the task-event history, goals, the ledger) join this union with
 their own change types, and each store implementation maps them onto its tables."""

@@ -24,11 +24,14 @@ import aiosqlite
 from hub.store import StoreError, schema
 from hub.store.faults import disk_full, open_error, table, unknown_role, unstorable_value
 from hub.store.records import (
+    AppendEvent,
     AppendTrajectory,
     Change,
+    DeleteEvents,
     DeleteTask,
     DeleteToken,
     DeleteTrajectory,
+    EventRow,
     PutTask,
     PutToken,
     RawTask,
@@ -67,6 +70,17 @@ INSERT_TRAJECTORY = "INSERT OR IGNORE INTO trajectory (task_id, seq, ts, kind, p
 # Retention: a pruned task goes with its trajectory.
 DELETE_TASK = "DELETE FROM tasks WHERE id = ?"
 DELETE_TRAJECTORY = "DELETE FROM trajectory WHERE task_id = ?"
+# Lifecycle events (hub/listeners.py): written in the commit of the change they tell, deleted with their task.
+INSERT_TASK_EVENT = "INSERT INTO task_events (seq, task_id, ts, kind, body) VALUES (?, ?, ?, ?, ?)"
+DELETE_TASK_EVENTS = "DELETE FROM task_events WHERE task_id = ?"
+SELECT_EVENTS_AFTER = "SELECT seq, ts, task_id, kind, body FROM task_events WHERE seq > ? ORDER BY seq LIMIT ?"
+SELECT_TASK_EVENTS_AFTER = (
+    "SELECT seq, ts, task_id, kind, body FROM task_events WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+)
+SELECT_EVENT_SEQ_HIGH = (  # the highest seq ever used: AUTOINCREMENT keeps it after the rows are deleted
+    "SELECT MAX(seq) FROM (SELECT MAX(seq) AS seq FROM task_events"
+    " UNION ALL SELECT seq FROM sqlite_sequence WHERE name = 'task_events')"
+)
 
 SELECT_TASKS = "SELECT CAST(id AS BLOB), CAST(body AS BLOB) FROM tasks ORDER BY created_at"
 SELECT_TOKENS = "SELECT token_hash, agent_id, role, prefix, created_at FROM tokens"
@@ -90,6 +104,8 @@ _STATEMENTS: dict[type, Callable[[Any], Write]] = {
     DeleteToken: lambda c: (DELETE_TOKEN, (c.token_hash,)),
     AppendTrajectory: lambda c: (INSERT_TRAJECTORY, c.row),
     DeleteTrajectory: lambda c: (DELETE_TRAJECTORY, Deferred(c.task_id, partial(_by_id, c.task_id))),
+    AppendEvent: lambda c: (INSERT_TASK_EVENT, (c.row.seq, c.row.task_id, c.row.ts, c.row.kind, c.row.body)),
+    DeleteEvents: lambda c: (DELETE_TASK_EVENTS, Deferred(c.task_id, partial(_by_id, c.task_id))),
 }
 
 
@@ -586,6 +602,17 @@ class SqliteStore:
 
     async def read_trajectory(self, task_id: str, after_seq: int, limit: int) -> list[TrajectoryRow]:
         return [TrajectoryRow(*row) for row in await self.fetch_all(SELECT_TRAJECTORY, (task_id, after_seq, limit))]
+
+    async def read_events(self, after_seq: int, limit: int, task_id: str | None = None) -> list[EventRow]:
+        if task_id is None:
+            rows = await self.fetch_all(SELECT_EVENTS_AFTER, (after_seq, limit))
+        else:
+            rows = await self.fetch_all(SELECT_TASK_EVENTS_AFTER, (task_id, after_seq, limit))
+        return [EventRow(seq, ts, tid, kind, body) for seq, ts, tid, kind, body in rows]
+
+    async def last_event_seq(self) -> int:
+        rows = await self.fetch_all(SELECT_EVENT_SEQ_HIGH)
+        return int(rows[0][0] or 0) if rows else 0
 
     async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         try:

@@ -43,6 +43,21 @@ class Outcome:
         return cls(status="failed", reason=reason, error=error, **kwargs)
 
 
+STOP_CODES: dict[str, str] = {
+    "repetition": "repetition",
+    "max_iterations": "max_iterations",
+    "token_budget": "budget",
+    "wall_clock": "wall_clock",
+    "context_overflow": "context_overflow",
+    "model_error": "model_error",
+    "no_progress": "no_progress",
+    "format_errors": "format_errors",
+}
+"""A model loop's stop reason (``Outcome.reason``: the agent loop's ``TerminationReason`` values) -> the code a failed
+task reports in ``task_failed.reason``, which the hub records as the dead-letter reason (``completed`` and
+``cancelled`` are not guardrail stops)."""
+
+
 def tokens_used(outcome: Outcome) -> int | None:
     """Prompt plus completion tokens of the model calls behind ``outcome``; ``None`` when no model ran."""
     values = [outcome.details.get(key) for key in ("tokens_in", "tokens_out")]

@@ -2,7 +2,8 @@
 
 One task at a time. Every step that the hub will hear about is first written to :class:`LocalState`. A finished
 task's result (``task_complete`` for any outcome the executor produced, success or not; ``task_failed`` when the
-sidecar could not produce one) stays in the outbox until the hub acknowledges or refuses it for good.
+sidecar could not produce one, or when a model executor failed because its loop stopped on a guardrail, with that
+guardrail's code as the reason) stays in the outbox until the hub acknowledges or refuses it for good.
 
 Recovery: a task still active at start-up was interrupted. After identify the hub is asked (``state_report``)
 whether the task is still ours. On ``abort`` it is dropped. On ``continue`` it is re-run in its workspace if its
@@ -37,7 +38,7 @@ from shared.protocol import (
     TaskRejected,
 )
 from sidecar.runtime.connection import HubConnection, HubLink
-from sidecar.runtime.executor import ExecutorRegistry, Outcome, now_ms, task_timeout_s, tokens_used
+from sidecar.runtime.executor import STOP_CODES, ExecutorRegistry, Outcome, now_ms, task_timeout_s, tokens_used
 from sidecar.runtime.state import ActiveTask, LocalState, OutboxEntry, ResultMessage
 from sidecar.runtime.verification import run_verification, timed_out_report
 from sidecar.runtime.workspace import Workspaces
@@ -302,7 +303,7 @@ class Runner:
         self.finished += 1
         await self._send(entry)
 
-    async def _attempt(self, task: TaskAssign) -> TaskComplete:
+    async def _attempt(self, task: TaskAssign) -> ResultMessage:
         self.state.set_status(task.task_id, "running")
         workspace = self.workspaces.create(task)
         executor = self.registry.pick(task)
@@ -348,6 +349,18 @@ class Runner:
         busy = frozenset({self.workspaces.path_for(other)}) if other is not None else frozenset()
         self.workspaces.finished(workspace, succeeded=verdict == "verified", keep=busy)
         logger.info("task %s generation %d: %s outcome=%s", task.task_id, task.generation, outcome.status, verdict)
+        stopped = STOP_CODES.get(outcome.reason or "") if outcome.status == "failed" else None
+        if stopped is not None:  # the agent loop stopped on a guardrail: the hub records it as the reason
+            return TaskFailed(
+                type="task_failed",
+                task_id=task.task_id,
+                generation=task.generation,
+                reason=stopped,
+                error=(outcome.error or stopped)[:2000],
+                result=result,
+                usage=usage,
+                verification_report=report,
+            )
         return TaskComplete(
             type="task_complete",
             task_id=task.task_id,

@@ -198,7 +198,7 @@ def test_assign_hands_out_a_new_generation() -> None:
     assert task.history[-1] == {
         "event": "assigned",
         "timestamp": NOW,
-        "details": {"agent_id": AGENT, "generation": GEN + 1},
+        "details": {"agent_id": AGENT, "generation": GEN + 1, "attempt": 1},
     }
 
 
@@ -235,7 +235,7 @@ def test_complete_records_the_result() -> None:
     assert task.verification_report == report and task.verification_history == [report]
     assert task.last_error is None
     assert task.history[-1]["event"] == "completed"
-    assert task.history[-1]["details"] == {"agent_id": AGENT, "outcome": "verified", "generation": GEN}
+    assert task.history[-1]["details"] == {"agent_id": AGENT, "outcome": "verified", "generation": GEN, "attempt": 1}
 
 
 @pytest.mark.parametrize("reason", list(EndReason), ids=str)
