@@ -562,7 +562,17 @@ class TaskQueue:
         status = T.end_attempt(task, reason, error, now, result=result)
         changed = [task]
         events = [
-            self._ended(task, status, "failed", reason, agent_id, attempt, generation, L.usage_of(result), error[:500])
+            self._ended(
+                task,
+                status,
+                "failed",
+                reason,
+                agent_id,
+                attempt,
+                generation,
+                task.usage or L.usage_of(result),
+                error[:500],
+            )
         ]
         if status == "dead_letter":
             cascaded = self._cascade(task, now)

@@ -65,7 +65,9 @@ async def run_to_dead_letter(
             link=link,
             limits=LIMITS,
         )
-        hello = Identify(type="identify", agent_id=agent_id, token=token, client_type="sidecar")
+        hello = Identify(
+            type="identify", agent_id=agent_id, token=token, client_type="sidecar", executors=["ollama"], models=[MODEL]
+        )
         async with asyncio.TaskGroup() as tg:
             tasks = [
                 tg.create_task(runner.run()),
@@ -96,14 +98,14 @@ async def test_a_guardrail_stop_is_the_dead_letter_reason(
     found, sent = await run_to_dead_letter(hub, tmp_path, sandbox, script, **task)
     (failed,) = [m for m in sent if isinstance(m, TaskFailed)]
     assert failed.reason == code
-    assert failed.result is not None and failed.result["termination_reason"] == code
-    assert failed.result["verification_report"]["status"] == "fail"
+    assert failed.result is not None and failed.result.termination_reason == code
+    assert failed.verification_report is not None and failed.verification_report.verdict() == "failed"
     assert (found["status"], found["dead_letter_reason"]) == ("dead_letter", code)
     assert found["last_error"].startswith(f"{code}: verification fail")
     events = (await hub.http.get(f"/api/tasks/{found['id']}/events")).json()["events"]
     (ended,) = [e for e in events if e["kind"] == "task_ended"]
     assert (ended["then"], ended["reason"], ended["attempt"]) == ("dead_letter", code, 1)
-    assert ended["usage"]["model_used"] == MODEL and ended["usage"]["tokens_in"] > 0
+    assert ended["usage"]["model"] == MODEL and ended["usage"]["tokens_in"] > 0
 
 
 def test_every_stop_but_completion_has_a_code() -> None:
