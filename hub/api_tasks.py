@@ -471,6 +471,20 @@ async def get_task(task_id: str, request: Request, who: Principal = Depends(any_
     return view(_task(request, task_id), who)
 
 
+def _may_read_history(request: Request, task_id: str, who: Principal, what: str) -> None:
+    """404 for an unknown task; 403 for an agent token asking about a task it does not read in full."""
+    task = _task(request, task_id)
+    if who.role is Role.AGENT and not _reads_in_full(who, task):
+        raise ApiError(
+            403, "forbidden", detail=f"an agent token reads the {what} of its own tasks only", task_id=task_id
+        )
+
+
+def _as_seen_by(who: Principal, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Viewers get secret-looking values masked, as everywhere else."""
+    return mask(events) if who.role is Role.VIEWER else events
+
+
 @router.get("/api/tasks/{task_id}/trajectory")
 async def get_trajectory(
     task_id: str,
@@ -479,15 +493,9 @@ async def get_trajectory(
     limit: Annotated[int, Query(ge=-jsonsafe.MAX_INT, le=jsonsafe.MAX_INT)] = 1000,
     who: Principal = Depends(any_role),
 ) -> dict[str, Any]:
-    task = _task(request, task_id)
-    if who.role is Role.AGENT and not _reads_in_full(who, task):
-        raise ApiError(
-            403, "forbidden", detail="an agent token reads the trajectories of its own tasks only", task_id=task_id
-        )
+    _may_read_history(request, task_id, who, "trajectories")
     events = await hub_of(request).trajectory.read(task_id, after_seq, max(1, min(limit, 10_000)))
-    if who.role is Role.VIEWER:
-        events = mask(events)
-    return {"task_id": task_id, "events": events, "count": len(events)}
+    return {"task_id": task_id, "events": _as_seen_by(who, events), "count": len(events)}
 
 
 @router.get("/api/tasks/{task_id}/events")
@@ -499,15 +507,9 @@ async def get_task_events(
     who: Principal = Depends(any_role),
 ) -> dict[str, Any]:
     """The task's lifecycle events (its history) after ``after_seq``, in order; read as its trajectory is."""
-    task = _task(request, task_id)
-    if who.role is Role.AGENT and not _reads_in_full(who, task):
-        raise ApiError(
-            403, "forbidden", detail="an agent token reads the events of its own tasks only", task_id=task_id
-        )
+    _may_read_history(request, task_id, who, "events")
     stored = await hub_of(request).queue.feed.read_task(task_id, after_seq, max(1, min(limit, 10_000)))
-    events = [as_dict(e) for e in stored]
-    if who.role is Role.VIEWER:
-        events = mask(events)
+    events = _as_seen_by(who, [as_dict(e) for e in stored])
     return {
         "task_id": task_id,
         "events": events,
