@@ -34,7 +34,11 @@ from sidecar.settings import LimitSettings
 
 logger = logging.getLogger(__name__)
 
-FATAL_IDENTIFY_ERRORS = frozenset({"invalid_token", "token_agent_mismatch", "validation_failed"})
+FATAL_IDENTIFY_ERRORS = frozenset(
+    {"invalid_token", "token_agent_mismatch", "validation_failed", "unsupported_protocol_version"}
+)
+"""Refusals that retrying cannot change: a wrong token, a malformed identify, a hub that speaks another protocol
+version (upgrade the sidecar or the hub)."""
 RETRYABLE_HTTP_STATUSES = frozenset({408, 425, 429})
 
 MessageHandler = Callable[[HubMessage], Awaitable[None]]

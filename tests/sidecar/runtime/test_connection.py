@@ -88,6 +88,7 @@ def _status(code: int) -> InvalidStatus:
         (InvalidURI("x", "bad"), False),
         (IdentifyRejected("invalid_token"), False),
         (IdentifyRejected("token_agent_mismatch"), False),
+        (IdentifyRejected("unsupported_protocol_version"), False),
         (IdentifyRejected("already_identified"), True),
         (ValueError("bug"), False),
     ],
@@ -151,6 +152,15 @@ async def test_refused_token_is_fatal(hub) -> None:
     """A token the real hub does not know ends the loop with IdentifyRejected instead of retrying forever."""
     with pytest.raises(IdentifyRejected, match="invalid_token"):
         async with aclosing(connect_to_hub(hub.ws_url, hello(token="wrong"), FAST)) as conns:
+            await anext(conns)
+
+
+async def test_a_hub_of_another_protocol_version_is_fatal(hub) -> None:
+    """A hub that does not speak the sidecar's protocol version ends the loop at once instead of retrying forever."""
+    token = await hub.mint_token("agent-1")
+    newer = hello(token=token).model_copy(update={"protocol_version": 2})
+    with pytest.raises(IdentifyRejected, match="unsupported_protocol_version"):
+        async with aclosing(connect_to_hub(hub.ws_url, newer, FAST)) as conns:
             await anext(conns)
 
 
