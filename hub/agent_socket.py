@@ -14,7 +14,8 @@ from hub.agents import Agent, AgentState, InvalidAgentTransition, executors_of
 from hub.auth import Principal, Role
 from hub.connection import Connection, SendLimits
 from hub.limits import note_failed_auth
-from hub.queue import OnApplied, TaskNotFound
+from hub.queue import OnApplied
+from hub.task_index import TaskNotFound
 from hub.tasks import EndReason, TaskStatus, TransitionError
 from shared import protocol as P
 

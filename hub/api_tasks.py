@@ -40,8 +40,9 @@ from hub.fleet import assign_message
 from hub.http import ApiError, any_role, hub_of, parse_body, writer
 from hub.hub import Hub
 from hub.lifecycle import as_dict
-from hub.queue import Submission, TaskNotFound, UnknownDependencies
+from hub.queue import UnknownDependencies
 from hub.routing import routing_decision
+from hub.task_index import Submission, TaskNotFound
 from hub.tasks import Priority, Task, TaskStatus, TransitionError, new_task_id
 from shared import jsonsafe
 from shared.protocol import MAX_FRAME_BYTES, MAX_TASK_TIMEOUT_MS, MAX_TIMESTAMP_MS, NoControl, encode
