@@ -25,10 +25,10 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hub.api_tasks import TaskSubmit  # noqa: E402
 from hub.dashboard_socket import dashboard_for  # noqa: E402
 from hub.server import HubServer  # noqa: E402
 from hub.settings import HubSettings  # noqa: E402
+from hub.task_submit import TaskSubmit  # noqa: E402
 from shared.agent_sim import AgentSim, Received  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")

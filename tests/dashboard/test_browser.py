@@ -226,7 +226,7 @@ async def test_screenshots_of_a_busy_fleet(hub, open_dashboard):
 
 async def test_stays_responsive_with_100_agents_and_1000_tasks(make_hub, open_dashboard):
     """100 agents and 1,000 tasks: the snapshot stays small, the page renders it quickly and keeps up with a burst."""
-    from hub.api_tasks import TaskSubmit
+    from hub.task_submit import TaskSubmit
 
     hub = await make_hub(sqlite_synchronous="NORMAL")
     sims = list(await asyncio.gather(*(connect_sim(hub, f"fleet-{n:03d}", behaviour="ignore") for n in range(100))))

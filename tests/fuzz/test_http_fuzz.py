@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from starlette.routing import Mount
 
 from hub.api_admin import TokenRequest
-from hub.api_tasks import TaskBatch, TaskSubmit
+from hub.task_submit import TaskBatch, TaskSubmit
 from tests.fuzz.conftest import COUNTS, FUZZ, QUIET_PRNG_WARNING, FuzzHub
 from tests.fuzz.strategies import NASTY_STRINGS, Raw, dumps, json_values, numbers, shaped, texts
 
