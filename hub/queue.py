@@ -20,6 +20,7 @@ from hub.events import EventBus, bus_event
 from hub.listeners import EventFeed
 from hub.store import Change, DeleteEvents, DeleteTask, DeleteTrajectory, PutTask, Store, TaskRow
 from hub.task_index import TaskIndex
+from hub.task_shape import CorruptTask
 from hub.tasks import EndReason, Task, TaskStatus, TransitionError
 from shared.payloads import Payload, TaskResult, Usage, VerificationReport
 
@@ -96,8 +97,8 @@ class TaskQueue(TaskIndex):
             try:
                 task = Task.from_json(body)
                 if task.id != row_id:
-                    raise T.CorruptTask(f"the body's id is {task.id[:64]!r}")
-            except T.CorruptTask as exc:
+                    raise CorruptTask(f"the body's id is {task.id[:64]!r}")
+            except CorruptTask as exc:
                 self.n_quarantined += 1
                 logger.warning("task row %r quarantined (left on disk, not loaded): %s", row_id[:128], exc)
                 continue

@@ -13,7 +13,6 @@ is the reason sent back to the caller. Nothing here does I/O.
 
 from __future__ import annotations
 
-import math
 import secrets
 from dataclasses import dataclass, field, fields
 from enum import IntEnum, StrEnum
@@ -22,6 +21,7 @@ from typing import Any
 
 from pydantic_core import from_json, to_json  # compact JSON, ~4x faster than json.dumps on a task body
 
+from hub.task_shape import ELEMENTS, INT_FIELDS, MAX_INT, REQUIRED, SHAPE, CorruptTask, finite
 from shared.payloads import Outcome, TaskResult, VerificationReport, version1_outcome
 
 
@@ -194,17 +194,17 @@ class Task:
             raise CorruptTask("not a JSON object")
         nan, inf = (b"NaN", b"Infinity") if isinstance(text, bytes) else ("NaN", "Infinity")
         if nan in text or inf in text:  # type: ignore[operator]
-            data = _finite(data)
+            data = finite(data)
         get = data.get
-        for name, types in _SHAPE:
+        for name, types in SHAPE:
             value = get(name)
-            if type(value) not in types and (value is not None or name in data or name in _REQUIRED):
+            if type(value) not in types and (value is not None or name in data or name in REQUIRED):
                 raise CorruptTask(f"{name} is {'missing' if value is None else 'a ' + type(value).__name__}")
-        for name in _INT_FIELDS:
+        for name in INT_FIELDS:
             value = get(name)
-            if value is not None and not -_MAX_INT <= value <= _MAX_INT:
+            if value is not None and not -MAX_INT <= value <= MAX_INT:
                 raise CorruptTask(f"{name} is out of range")
-        for name, element in _ELEMENTS:
+        for name, element in ELEMENTS:
             if (value := get(name)) and not set(map(type, value)) <= element:
                 raise CorruptTask(f"{name} holds an element of the wrong type")
         try:
@@ -221,84 +221,6 @@ class Task:
         out["priority_name"] = Priority(self.priority).name.lower()
         return out
 
-
-class CorruptTask(ValueError):
-    """A stored task body that cannot be read back as a task."""
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with every non-finite number replaced by None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
-_MAX_INT = 2**63 - 1  # what SQLite can bind (created_at, updated_at, priority are columns too)
-_REQUIRED = frozenset({"id", "description", "created_at", "updated_at", "status"})
-_NONE: type = type(None)
-_INT_FIELDS = (
-    "created_at",
-    "updated_at",
-    "priority",
-    "max_retries",
-    "retry_count",
-    "generation",
-    "max_verification_retries",
-    "verification_timeout_ms",
-    "complete_by",
-    "assigned_at",
-    "accepted_at",
-    "completed_at",
-    "tokens_used",
-)
-_SHAPE: tuple[tuple[str, frozenset[type]], ...] = (
-    *((name, frozenset({str})) for name in ("id", "description", "status")),
-    *((name, frozenset({int})) for name in _INT_FIELDS[:7]),
-    *((name, frozenset({int, _NONE})) for name in _INT_FIELDS[7:]),
-    *(
-        (name, frozenset({str, _NONE}))
-        for name in (
-            "assign_to",
-            "complexity_tier",
-            "repo",
-            "branch",
-            "goal_id",
-            "executor",
-            "submitted_by",
-            "assigned_to",
-            "outcome",
-            "last_error",
-            "dead_letter_reason",
-        )
-    ),
-    ("skip_verification", frozenset({bool})),
-    ("metadata", frozenset({dict})),
-    *(
-        (name, frozenset({dict, _NONE}))
-        for name in ("complexity", "routing_decision", "result", "verification_report", "usage")
-    ),
-    *(
-        (name, frozenset({list}))
-        for name in (
-            "needed_capabilities",
-            "depends_on",
-            "success_criteria",
-            "verification_steps",
-            "file_hints",
-            "history",
-        )
-    ),
-    ("verification_history", frozenset({list, _NONE})),
-)
-"""Stored field -> the exact types it may have (a field left out takes the dataclass default)."""
-_ELEMENTS: tuple[tuple[str, frozenset[type]], ...] = (
-    *((name, frozenset({str})) for name in ("needed_capabilities", "depends_on", "success_criteria")),
-    *((name, frozenset({dict})) for name in ("verification_steps", "file_hints", "history", "verification_history")),
-)
 
 _FIELD_NAMES = tuple(f.name for f in fields(Task) if f.name not in {"static_json", "static_of"})
 STATIC_FIELDS = (

@@ -28,7 +28,8 @@ from hub.server import HubServer
 from hub.settings import HubSettings
 from hub.store.sqlite import UPSERT_TASK
 from hub.sweeps import due_reclaims
-from hub.tasks import CorruptTask, EndReason, Task, TaskStatus
+from hub.task_shape import CorruptTask
+from hub.tasks import EndReason, Task, TaskStatus
 from shared import jsonsafe
 from shared.agent_sim import AgentSim
 from shared.protocol import MAX_TASK_TIMEOUT_MS
