@@ -308,6 +308,11 @@ class AgentSession:
         agent.flags.add("restarting")
         logger.info("agent %s restarting: %s", agent.agent_id, msg.reason)
 
+    async def on_repo_reach(self, agent: Agent, msg: P.RepoReach) -> None:
+        agent.reachable_repos = frozenset(msg.reachable)
+        for repo in msg.unreachable:
+            logger.info("agent %s cannot reach repository %s: %s", agent.agent_id, repo.name, repo.reason)
+
 
 async def serve_agent_socket(ws: WebSocket, hub: Hub) -> None:
     """Run one agent connection until it closes; the agent goes offline, its task waits the reconnect grace.

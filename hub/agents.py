@@ -125,6 +125,8 @@ class Agent:
     last_state_change: int = 0
     flags: set[str] = field(default_factory=set)
     resources: dict[str, Any] = field(default_factory=dict)
+    reachable_repos: frozenset[str] = frozenset()
+    """Repositories the agent said it can fetch (``repo_reach``)."""
     n_completed: int = 0
     n_failed: int = 0
     awaiting_report_since: int | None = None

@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from shared import jsonsafe
 from shared.fields import Count, JsonObject, ShortText, TimestampMs
+from shared.payload_base import Payload as Payload  # re-exported: the payloads' base
+from shared.payload_base import SafePayload as SafePayload
+from shared.repos import ChangeReport
 
 Outcome = Literal["verified", "partial_pass", "unverified", "failed"]
 """How a finished task turned out, decided once on the sidecar from its verification report and recorded by the hub
@@ -65,30 +67,6 @@ def excerpt(text: str, limit: int) -> str:
     marker = f"\n[... {len(text) - limit} characters cut ...]\n"
     keep = max(limit - len(marker), 2)
     return text[: keep // 2] + marker + text[len(text) - (keep - keep // 2) :]
-
-
-class Payload(BaseModel):
-    """An object of known shape inside a frame: typed fields, unknown ones ignored (so older and newer peers keep
-    working), immutable."""
-
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
-
-
-class SafePayload(Payload):
-    """A payload a sidecar sends as a whole: all of it, the fields ignored included, must keep the limits of
-    :mod:`shared.jsonsafe`, like a free-form object (a frame carrying ``NaN`` anywhere is refused, never stored)."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _safe_json(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            try:
-                jsonsafe.check(data)
-            except jsonsafe.UnsafeJson as exc:
-                raise PydanticCustomError(
-                    exc.code, "{detail}", {"detail": exc.detail, "json_path": exc.where}
-                ) from None
-        return data
 
 
 Usd = Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)]
@@ -191,6 +169,8 @@ class TaskResult(SafePayload):
     parse_stats: dict[str, dict[str, Count]] | None = None
     """Tool-call parse paths per model (``sidecar.parser.ParseStats``)."""
     trajectory_path: str | None = None
+    change: ChangeReport | None = None
+    """The change made on the task's repository (:mod:`shared.repos`), None for a task without a repository."""
     # Version-1 sidecars put their usage here: read by :meth:`version1_usage`, never kept with the result.
     tokens_in: Count | None = Field(default=None, exclude=True)
     tokens_out: Count | None = Field(default=None, exclude=True)

@@ -28,6 +28,7 @@ from shared.fields import MAX_TIMESTAMP_MS as MAX_TIMESTAMP_MS  # re-exported: t
 from shared.fields import AgentId, Count, CpuPercent, ErrorText, Json, JsonObject, ShortText, TaskId, TimestampMs
 from shared.fields import NoControl as NoControl  # re-exported: the API checks identifiers with it
 from shared.payloads import RoutingDecision, TaskResult, Usage, VerificationReport
+from shared.repos import RepoCheckout
 
 PROTOCOL_VERSION = 1
 """The major protocol version this code speaks, sent in every frame."""
@@ -162,6 +163,21 @@ class AgentRestarting(Message):
     reason: ErrorText | None = None
 
 
+class UnreachableRepo(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    name: ShortText
+    reason: ErrorText = ""
+
+
+class RepoReach(Message):
+    """The sidecar's answer to ``repo_registry``: which repositories it can fetch (probed outside the sandbox, with
+    its own credentials). The scheduler sends a task with a repository only to agents that reached it."""
+
+    type: Literal["repo_reach"]
+    reachable: Annotated[list[ShortText], Field(max_length=1000)] = []
+    unreachable: Annotated[list[UnreachableRepo], Field(max_length=1000)] = []
+
+
 SidecarMessage = Annotated[
     Identify
     | Ping
@@ -173,7 +189,8 @@ SidecarMessage = Annotated[
     | TaskRecovering
     | StateReport
     | ResourceReport
-    | AgentRestarting,
+    | AgentRestarting
+    | RepoReach,
     Field(discriminator="type"),
 ]
 
@@ -219,6 +236,8 @@ class TaskAssign(Message):
     skip_verification: bool = False
     verification_timeout_ms: int | None = None
     max_verification_retries: int = 0
+    checkout: RepoCheckout | None = None
+    """The task's repository (:mod:`shared.repos`); with it the sidecar works in a git worktree on ``branch``."""
 
 
 class TaskAck(Message):
@@ -256,6 +275,21 @@ class RestartSidecar(Message):
     reason: str = "hub_commanded"
 
 
+class RegistryRepo(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    name: str
+    url: str
+    default_branch: str = "main"
+
+
+class RepoRegistry(Message):
+    """The hub's repositories (names and URLs, never credentials), sent after ``identified`` and whenever the
+    registry changes; the sidecar answers ``repo_reach``."""
+
+    type: Literal["repo_registry"] = "repo_registry"
+    repos: list[RegistryRepo] = []
+
+
 HubMessage = Annotated[
     Identified
     | ErrorReply
@@ -266,7 +300,8 @@ HubMessage = Annotated[
     | TaskReassign
     | TaskCancelled
     | StateReportAck
-    | RestartSidecar,
+    | RestartSidecar
+    | RepoRegistry,
     Field(discriminator="type"),
 ]
 
@@ -287,6 +322,7 @@ SIDECAR_TYPES: tuple[str, ...] = tuple(
         StateReport,
         ResourceReport,
         AgentRestarting,
+        RepoReach,
     )
 )
 

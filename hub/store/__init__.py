@@ -6,7 +6,8 @@ implementation's: :mod:`hub.store.sqlite` (SQLite in WAL mode, one group-committ
 the full-disk handling) is the one there is. No statement text lives outside this package.
 
     hub/store/__init__.py     the Store protocol and StoreError
-    hub/store/records.py      rows read back, changes written
+    hub/store/records.py      rows read back, changes written (tasks, tokens, events; subsystem documents and
+                              journals: PutRecord, AppendJournal, for every subsystem beside the queue)
     hub/store/sqlite.py       SqliteStore: the group-committing writer, reads, checkpoints
     hub/store/faults.py       what a failure means (full disk, unstorable value) and what to tell an operator
     hub/store/wal_sync.py     durability of each commit through a helper process (wal_sync_helper.py)
@@ -21,16 +22,22 @@ from typing import Any, Protocol
 
 from hub.store.records import (
     AppendEvent,
+    AppendJournal,
     AppendTrajectory,
     Change,
     DeleteEvents,
+    DeleteRecord,
     DeleteTask,
     DeleteToken,
     DeleteTrajectory,
     EventRow,
+    JournalRow,
+    PruneJournal,
+    PutRecord,
     PutTask,
     PutToken,
     RawTask,
+    RecordRow,
     TaskRow,
     TokenRow,
     TrajectoryRow,
@@ -38,15 +45,21 @@ from hub.store.records import (
 
 __all__ = [
     "AppendEvent",
+    "AppendJournal",
     "AppendTrajectory",
     "Change",
     "DeleteEvents",
+    "DeleteRecord",
     "DeleteTask",
     "DeleteToken",
     "DeleteTrajectory",
     "EventRow",
+    "JournalRow",
+    "PruneJournal",
+    "PutRecord",
     "PutTask",
     "PutToken",
+    "RecordRow",
     "RawTask",
     "Store",
     "StoreError",
@@ -93,6 +106,14 @@ class Store(Protocol):
 
     async def last_event_seq(self) -> int:
         """The highest event ``seq`` ever stored, deleted rows included (numbers are never reused)."""
+
+    async def load_records(self, kind: str) -> list[RecordRow]:
+        """Every stored document of ``kind`` (repositories, endpoints, goals...), by key."""
+
+    async def read_journal(
+        self, kind: str, after_seq: int = 0, limit: int = 1000, since_ts: int | None = None
+    ) -> list[JournalRow]:
+        """Rows of journal ``kind`` after ``after_seq`` (and at or after ``since_ts``, if given), in order."""
 
     def stats(self) -> dict[str, Any]:
         """Counters for /health."""

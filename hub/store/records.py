@@ -113,8 +113,67 @@ class DeleteEvents:
     task_id: str
 
 
+class RecordRow(NamedTuple):
+    """A subsystem's document (a repository, an endpoint, a goal...): JSON under (``kind``, ``key``)."""
+
+    kind: str
+    key: str
+    updated_at: int
+    body: str
+
+
+@dataclass(slots=True)
+class PutRecord:
+    """Insert or replace the document (``row.kind``, ``row.key``)."""
+
+    row: RecordRow
+
+
+@dataclass(slots=True)
+class DeleteRecord:
+    kind: str
+    key: str
+
+
+class JournalRow(NamedTuple):
+    """One appended row of a journal (the cost ledger, the hub's transitions, an audit log), numbered by ``seq``."""
+
+    seq: int
+    kind: str
+    ts: int
+    body: str
+
+
+@dataclass(slots=True)
+class AppendJournal:
+    """Append one row to the journal ``kind``; the store numbers it (``seq`` increases, never reused)."""
+
+    kind: str
+    ts: int
+    body: str
+
+
+@dataclass(slots=True)
+class PruneJournal:
+    """Drop the rows of journal ``kind`` older than ``before_ts`` (retention)."""
+
+    kind: str
+    before_ts: int
+
+
 Change = (
-    PutTask | DeleteTask | PutToken | DeleteToken | AppendTrajectory | DeleteTrajectory | AppendEvent | DeleteEvents
+    PutTask
+    | DeleteTask
+    | PutToken
+    | DeleteToken
+    | AppendTrajectory
+    | DeleteTrajectory
+    | AppendEvent
+    | DeleteEvents
+    | PutRecord
+    | DeleteRecord
+    | AppendJournal
+    | PruneJournal
 )
 """Everything a batch may hold. New kinds of record (the task-event history, goals, the ledger) join this union with
 their own change types, and each store implementation maps them onto its tables."""

@@ -25,7 +25,9 @@ from hub.store.faults import disk_full, open_error, table, unknown_role
 from hub.store.records import (
     Change,
     EventRow,
+    JournalRow,
     RawTask,
+    RecordRow,
     TokenRow,
     TrajectoryRow,
 )
@@ -39,7 +41,10 @@ from hub.store.statements import (  # noqa: F401 - re-exported: tests and benchm
     INSERT_TRAJECTORY,
     SELECT_EVENT_SEQ_HIGH,
     SELECT_EVENTS_AFTER,
+    SELECT_JOURNAL_AFTER,
+    SELECT_JOURNAL_SINCE,
     SELECT_LAST_SEQS,
+    SELECT_RECORDS,
     SELECT_TASK_EVENTS_AFTER,
     SELECT_TASKS,
     SELECT_TOKENS,
@@ -537,6 +542,18 @@ class SqliteStore:
     async def last_event_seq(self) -> int:
         rows = await self.fetch_all(SELECT_EVENT_SEQ_HIGH)
         return int(rows[0][0] or 0) if rows else 0
+
+    async def load_records(self, kind: str) -> list[RecordRow]:
+        return [RecordRow(*row) for row in await self.fetch_all(SELECT_RECORDS, (kind,))]
+
+    async def read_journal(
+        self, kind: str, after_seq: int = 0, limit: int = 1000, since_ts: int | None = None
+    ) -> list[JournalRow]:
+        if since_ts is None:
+            rows = await self.fetch_all(SELECT_JOURNAL_AFTER, (kind, after_seq, limit))
+        else:
+            rows = await self.fetch_all(SELECT_JOURNAL_SINCE, (kind, since_ts, after_seq, limit))
+        return [JournalRow(*row) for row in rows]
 
     async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         try:

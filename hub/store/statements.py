@@ -14,11 +14,15 @@ from typing import Any
 from hub.store.faults import table, unstorable_value
 from hub.store.records import (
     AppendEvent,
+    AppendJournal,
     AppendTrajectory,
     DeleteEvents,
+    DeleteRecord,
     DeleteTask,
     DeleteToken,
     DeleteTrajectory,
+    PruneJournal,
+    PutRecord,
     PutTask,
     PutToken,
 )
@@ -62,6 +66,20 @@ SELECT_EVENT_SEQ_HIGH = (  # the highest seq ever used: AUTOINCREMENT keeps it a
     " UNION ALL SELECT seq FROM sqlite_sequence WHERE name = 'task_events')"
 )
 
+# Subsystem documents and journals (004_records.sql).
+UPSERT_RECORD = (
+    "INSERT INTO records (kind, key, updated_at, body) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT(kind, key) DO UPDATE SET updated_at=excluded.updated_at, body=excluded.body"
+)
+DELETE_RECORD = "DELETE FROM records WHERE kind = ? AND key = ?"
+INSERT_JOURNAL = "INSERT INTO journal (kind, ts, body) VALUES (?, ?, ?)"
+PRUNE_JOURNAL = "DELETE FROM journal WHERE kind = ? AND ts < ?"
+SELECT_RECORDS = "SELECT kind, key, updated_at, body FROM records WHERE kind = ? ORDER BY key"
+SELECT_JOURNAL_AFTER = "SELECT seq, kind, ts, body FROM journal WHERE kind = ? AND seq > ? ORDER BY seq LIMIT ?"
+SELECT_JOURNAL_SINCE = (
+    "SELECT seq, kind, ts, body FROM journal WHERE kind = ? AND ts >= ? AND seq > ? ORDER BY seq LIMIT ?"
+)
+
 SELECT_TASKS = "SELECT CAST(id AS BLOB), CAST(body AS BLOB) FROM tasks ORDER BY created_at"
 SELECT_TOKENS = "SELECT token_hash, agent_id, role, prefix, created_at FROM tokens"
 SELECT_LAST_SEQS = "SELECT task_id, MAX(seq) FROM trajectory GROUP BY task_id"
@@ -86,6 +104,10 @@ STATEMENTS: dict[type, Callable[[Any], Write]] = {
     DeleteTrajectory: lambda c: (DELETE_TRAJECTORY, Deferred(c.task_id, partial(_by_id, c.task_id))),
     AppendEvent: lambda c: (INSERT_TASK_EVENT, (c.row.seq, c.row.task_id, c.row.ts, c.row.kind, c.row.body)),
     DeleteEvents: lambda c: (DELETE_TASK_EVENTS, Deferred(c.task_id, partial(_by_id, c.task_id))),
+    PutRecord: lambda c: (UPSERT_RECORD, c.row),
+    DeleteRecord: lambda c: (DELETE_RECORD, (c.kind, c.key)),
+    AppendJournal: lambda c: (INSERT_JOURNAL, (c.kind, c.ts, c.body)),
+    PruneJournal: lambda c: (PRUNE_JOURNAL, (c.kind, c.before_ts)),
 }
 
 

@@ -147,7 +147,7 @@ async def test_reopen_keeps_data_and_migrates_once(tmp_path: Path) -> None:
         writer = asyncio.create_task(s.run_writer())
         await s.write([row(n)])
         assert await s.fetch_all("PRAGMA journal_mode") == [("wal",)]
-        assert await s.fetch_all("PRAGMA user_version") == [(3,)]
+        assert await s.fetch_all("PRAGMA user_version") == [(4,)]
         await s.close()
         await writer
     assert task_ids(path) == {"t0", "t1"}
@@ -184,7 +184,7 @@ async def test_version_1_database_loses_the_unused_status_index(tmp_path: Path) 
         db.commit()
     s = await SqliteStore.open(path)
     try:
-        assert await s.fetch_all("PRAGMA user_version") == [(3,)]
+        assert await s.fetch_all("PRAGMA user_version") == [(4,)]
         assert await s.fetch_all("SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'tasks_status'") == []
         assert await s.fetch_all("SELECT id, status FROM tasks") == [("old", "queued")]
     finally:

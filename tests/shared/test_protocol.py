@@ -53,6 +53,7 @@ VALID: list[dict[str, Any]] = [
     },
     {"type": "resource_report", "cpu_percent": 12},
     {"type": "agent_restarting", "reason": "update"},
+    {"type": "repo_reach", "reachable": ["demo"], "unreachable": [{"name": "private", "reason": "auth failed"}]},
 ]
 
 
@@ -78,7 +79,7 @@ def test_every_sidecar_type_has_a_valid_example() -> None:
     """The valid table covers every sidecar message type, task_rejected and agent_restarting included."""
     assert {f["type"] for f in VALID} == set(P.SIDECAR_TYPES)
     assert {"task_rejected", "agent_restarting", "state_report"} <= set(P.SIDECAR_TYPES)
-    assert len(P.SIDECAR_TYPES) == 11
+    assert len(P.SIDECAR_TYPES) == 12
 
 
 def test_unknown_fields_pass_through() -> None:
