@@ -85,10 +85,6 @@ async def serve(settings: HubSettings) -> int:
             flush=True,
         )
         return 1
-    try:
-        (settings.data_dir / "hub.url").write_text(url + "\n")
-    except OSError as exc:  # a full disk: the hub serves all the same (degraded), the URL is printed below
-        logger.warning("could not write %s: %s", settings.data_dir / "hub.url", exc)
     token_note = "from AGENTCOM_ADMIN_TOKEN" if settings.admin_token else f"in {settings.data_dir / 'admin.token'}"
     print(f"agentcom hub ready url={url}", flush=True)
     print(f"  dashboard: {url}/dashboard   admin token: {token_note}", flush=True)

@@ -113,12 +113,21 @@ class HubServer:
                         pass
                     raise StartupError("the HTTP server stopped while starting; the log above says why.")
                 await asyncio.sleep(0.005)
+            self._advertise()
         except BaseException as exc:
             await self._undo_start()
             if isinstance(exc, DataDirError | StoreError):
                 raise StartupError(str(exc)) from exc
             raise
         return self.url
+
+    def _advertise(self) -> None:
+        """Write the URL to DATA_DIR/hub.url, where the ``agentcom`` client commands on this machine find it."""
+        path = self.settings.data_dir / "hub.url"
+        try:
+            path.write_text(self.url + "\n")
+        except OSError as exc:  # a full disk: the hub serves all the same (degraded), and prints its URL
+            logger.warning("could not write %s: %s", path, exc)
 
     async def _undo_start(self) -> None:
         served = self.server.started  # then someone may have been answered: what the start created stays

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+HUB_VERBS = ("state", "pause", "resume", "history", "backup")
+
 
 class Command(NamedTuple):
     """A subcommand: its help line and where its ``add_arguments(parser)`` and ``run(args) -> int`` live."""
@@ -30,11 +32,29 @@ COMMANDS = {
                       "scripts.agentcom", "add_doctor_arguments", "run_doctor"),
     "demo": Command("run the local demo: hub, two sidecars and a model carry work to completion",
                     "scripts.demo", "add_arguments", "run_demo"),
+    "task": Command("submit, list, show, cancel, retry or follow tasks on a hub", "scripts.cli.tasks",
+                    "add_arguments", "run"),
+    "goal": Command("give the hub a goal, list goals, show one with its tasks", "scripts.cli.control",
+                    "add_goal_arguments", "run_goal"),
+    "agents": Command("list the agents a hub knows, or show one", "scripts.cli.agents", "add_arguments", "run"),
     "onboard": Command("add this machine as an agent: check, register, configure, start, prove",
                        "scripts.onboard", "add_onboard_arguments", "run_onboard"),
     "offboard": Command("remove an agent: stop its pm2 process, revoke its token, delete its files",
                         "scripts.onboard", "add_offboard_arguments", "run_offboard"),
 }  # fmt: skip
+HUB_CONTROL = Command("control a running hub: state, pause, resume, history, backup", "scripts.cli.control",
+                      "add_hub_arguments", "run_hub")  # fmt: skip
+"""``agentcom hub VERB``: the hub command with a control verb talks to a running hub instead of starting one."""
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("agentcom")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def add_doctor_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,9 +79,13 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     """The command line parser; only the subcommand named in ``argv`` (if any) gets its options, so only its
     module is imported."""
     parser = argparse.ArgumentParser(prog="agentcom", description="AgentCom: run a fleet of AI coding agents.")
+    parser.add_argument("--version", action="version", version=f"agentcom {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
+    words = [arg for arg in argv if not arg.startswith("-")]
+    chosen = words[0] if words else None
     for name, command in COMMANDS.items():
+        if name == "hub" and chosen == "hub" and len(words) > 1 and words[1] in HUB_VERBS:
+            command = HUB_CONTROL
         p = sub.add_parser(name, help=command.help)
         if name == chosen:
             module = importlib.import_module(command.module)
