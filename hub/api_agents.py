@@ -32,6 +32,7 @@ async def health(request: Request) -> dict[str, Any]:
         "refused_events": hub.trajectory.n_refused,
         "store": hub.store.stats(),
         "gc": POLICY.stats(),
+        "alerts": hub.alerts.current(),
     }
 
 

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, WebSocket
 
-from hub import api_admin, api_agents, api_tasks, dashboard_socket
+from hub import api_admin, api_agents, api_ops, api_tasks, dashboard_socket
 from hub.agent_socket import serve_agent_socket
 from hub.api_limits import router as rate_limits_router
 from hub.clock import Clock
@@ -18,6 +18,7 @@ from hub.gc_policy import POLICY
 from hub.http import install_error_handlers
 from hub.hub import Hub, Loop
 from hub.limits import install as install_limits
+from hub.metrics import run_metrics
 from hub.retention import run_retention
 from hub.settings import HubSettings
 from hub.storage_guard import StorageGuard
@@ -34,6 +35,7 @@ def background(hub: Hub) -> dict[str, Loop]:
         "sweeps": lambda: run_sweeps(hub),
         "dashboard": lambda: dashboard_socket.run_fanout(hub),
         "retention": lambda: run_retention(hub),
+        "metrics": lambda: run_metrics(hub),
     }
     if hub.settings.gc_freeze:
         loops["gc-thaw"] = lambda: POLICY.run_thaw(hub.settings.gc_thaw_interval_s)
@@ -76,6 +78,7 @@ def create_app(settings: HubSettings, clock: Clock | None = None) -> FastAPI:
     app.include_router(api_tasks.router)
     app.include_router(api_admin.router)
     app.include_router(rate_limits_router)
+    app.include_router(api_ops.router)
     app.include_router(dashboard_socket.router)
 
     @app.websocket("/ws")

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hub.agents import AgentRegistry
+from hub.alerts import Alerts
 from hub.auth import Auth, load_admin_token
 from hub.clock import Clock, SystemClock
 from hub.events import EventBus
 from hub.fleet import Fleet
+from hub.metrics import HubMetrics
 from hub.queue import TaskQueue
 from hub.settings import HubSettings
 from hub.store import Store
@@ -61,6 +63,8 @@ class Hub:
         self.admin_token = ""
         self.created: list[Path] = []
         """Files the last :meth:`open` created (a start abandoned before serving removes them again)."""
+        self.metrics = HubMetrics(self)
+        self.alerts = Alerts(self)
 
     def __repr__(self) -> str:
         return f"<Hub agents={len(self.agents.connected)} {self.queue!r} {self.store!r}>"

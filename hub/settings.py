@@ -56,6 +56,8 @@ class HubSettings(BaseSettings):
     """Freeze what survives each full garbage collection out of later ones (see hub/gc_policy.py)."""
     gc_thaw_interval_s: float = Field(3600.0, gt=0)
     """How often frozen objects are handed back to the collector, so dead reference cycles among them are freed."""
+    metrics_public: bool = False
+    """Serve ``/metrics`` without a token (for a Prometheus on a trusted network); else any role's token."""
 
     # --- sockets: send budgets and deadlines, identify deadline, connection and header bounds (issue 9) ---------
     send_buffer_bytes: int = Field(4 * 1024 * 1024, ge=64 * 1024)

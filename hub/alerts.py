@@ -1,0 +1,50 @@
+"""The hub's alert conditions, as the dashboard shows them, with acknowledgement.
+
+The conditions are the dashboard's (:func:`hub.dashboard_state.health`: no agents, agents offline or unresponsive,
+stuck tasks, dead letters, a failure rate over 50 %) plus the store's (writes waiting on a full disk). An operator
+acknowledges a condition by id: it stays listed, marked ``acknowledged``, and no longer counts toward the status,
+until it clears; when it comes back later it alerts again.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hub.hub import Hub
+
+MAX_ACKED = 256
+
+
+class Alerts:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self._acked: dict[str, str | None] = {}
+        """Acknowledged condition ids, with who acknowledged them."""
+
+    def current(self) -> dict[str, Any]:
+        """``{"status": ok|warning|critical, "conditions": [...]}``, acknowledged ones marked and not counted."""
+        from hub.dashboard_socket import dashboard_for  # the dashboard owns the series the failure rate is read from
+
+        conditions = [dict(c) for c in dashboard_for(self.hub).metrics()["health"]["conditions"]]
+        if self.hub.store.degraded:
+            conditions.append({"id": "store_degraded", "severity": "critical", "message": self.hub.store.degraded})
+        active = {c["id"] for c in conditions}
+        for cid in [c for c in self._acked if c not in active]:  # cleared: a later return alerts again
+            del self._acked[cid]
+        for c in conditions:
+            c["acknowledged"] = c["id"] in self._acked
+            if c["acknowledged"]:
+                c["acknowledged_by"] = self._acked[c["id"]]
+        counted = [c for c in conditions if not c["acknowledged"]]
+        status = "critical" if any(c["severity"] == "critical" for c in counted) else "warning" if counted else "ok"
+        return {"status": status, "conditions": conditions}
+
+    def acknowledge(self, condition_id: str, by: str | None) -> bool:
+        """Acknowledge an active condition; False if no such condition is active."""
+        if condition_id not in {c["id"] for c in self.current()["conditions"]}:
+            return False
+        if condition_id not in self._acked and len(self._acked) >= MAX_ACKED:
+            return False
+        self._acked[condition_id] = by
+        return True
