@@ -9,8 +9,11 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from hub.auth import Principal
+from hub.backups import back_up_now
 from hub.http import ApiError, admin, any_role, hub_of
 from hub.metrics import CONTENT_TYPE
+from hub.store import StoreError
+from hub.store.backup import backups
 
 router = APIRouter()
 
@@ -45,3 +48,24 @@ async def acknowledge(condition_id: str, request: Request, who: Principal = Depe
     if not hub.alerts.acknowledge(condition_id, who.agent_id):
         raise ApiError(404, "no_such_alert", detail=f"no active alert condition {condition_id[:64]!r}")
     return hub.alerts.current()
+
+
+@router.post("/admin/backup")
+async def make_backup(request: Request, _: Principal = Depends(admin)) -> dict[str, Any]:
+    """Back up the database now (online); the newest ``backup_keep`` are kept."""
+    try:
+        info = await back_up_now(hub_of(request))
+    except StoreError as exc:
+        raise ApiError(500, "backup_failed", detail=str(exc)) from None
+    return info.as_dict()
+
+
+@router.get("/admin/backups")
+async def list_backups(request: Request, _: Principal = Depends(admin)) -> dict[str, Any]:
+    hub = hub_of(request)
+    found = backups(hub.settings.data_dir)
+    return {
+        "backups": [{"path": str(p), "bytes": p.stat().st_size} for p in reversed(found)],
+        "last": hub.last_backup.as_dict() if hub.last_backup else None,
+        "interval_s": hub.settings.backup_interval_s,
+    }

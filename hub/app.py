@@ -13,6 +13,7 @@ from fastapi import FastAPI, WebSocket
 from hub import api_admin, api_agents, api_ops, api_tasks, dashboard_socket
 from hub.agent_socket import serve_agent_socket
 from hub.api_limits import router as rate_limits_router
+from hub.backups import run_backups
 from hub.clock import Clock
 from hub.gc_policy import POLICY
 from hub.http import install_error_handlers
@@ -36,6 +37,7 @@ def background(hub: Hub) -> dict[str, Loop]:
         "dashboard": lambda: dashboard_socket.run_fanout(hub),
         "retention": lambda: run_retention(hub),
         "metrics": lambda: run_metrics(hub),
+        "backups": lambda: run_backups(hub),
     }
     if hub.settings.gc_freeze:
         loops["gc-thaw"] = lambda: POLICY.run_thaw(hub.settings.gc_thaw_interval_s)

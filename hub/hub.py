@@ -22,6 +22,7 @@ from hub.metrics import HubMetrics
 from hub.queue import TaskQueue
 from hub.settings import HubSettings
 from hub.store import Store
+from hub.store.backup import BackupInfo, refuse_if_damaged
 from hub.store.sqlite import SqliteStore
 from hub.trajectory import Trajectory
 from hub.violations import ViolationTracker
@@ -63,6 +64,7 @@ class Hub:
         self.admin_token = ""
         self.created: list[Path] = []
         """Files the last :meth:`open` created (a start abandoned before serving removes them again)."""
+        self.last_backup: BackupInfo | None = None
         self.metrics = HubMetrics(self)
         self.alerts = Alerts(self)
 
@@ -78,8 +80,11 @@ class Hub:
         made = [p for p in (data_dir / "admin.token", db_path) if not p.exists()]
         if db_path in made:  # a WAL is removed only with its database: alone it may hold committed pages
             made += [p for p in (db_path.with_name(db_path.name + s) for s in ("-wal", "-shm")) if not p.exists()]
+        self.db_path = db_path
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
+            if self.settings.integrity_check and db_path not in made:
+                refuse_if_damaged(db_path, data_dir)  # before serving: nothing else waits on the loop yet
             self.store = await SqliteStore.open(db_path, self.settings.sqlite_synchronous)
             configured = self.settings.admin_token.get_secret_value() if self.settings.admin_token else None
             self.admin_token = load_admin_token(data_dir, configured)

@@ -56,6 +56,12 @@ class HubSettings(BaseSettings):
     """Freeze what survives each full garbage collection out of later ones (see hub/gc_policy.py)."""
     gc_thaw_interval_s: float = Field(3600.0, gt=0)
     """How often frozen objects are handed back to the collector, so dead reference cycles among them are freed."""
+    backup_interval_s: float = Field(6 * 3600.0, ge=0)
+    """How often the database is backed up into DATA_DIR/backups (online, checked); 0 turns scheduled backups off."""
+    backup_keep: int = Field(3, ge=1, le=1000)
+    """Backups kept (the newest)."""
+    integrity_check: bool = True
+    """Check the database (``PRAGMA quick_check``) at start; a damaged one is refused, naming the newest backup."""
     metrics_public: bool = False
     """Serve ``/metrics`` without a token (for a Prometheus on a trusted network); else any role's token."""
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-HUB_VERBS = ("state", "pause", "resume", "history", "backup")
+HUB_VERBS = ("state", "pause", "resume", "history", "backup", "restore")
 
 
 class Command(NamedTuple):
@@ -42,7 +42,7 @@ COMMANDS = {
     "offboard": Command("remove an agent: stop its pm2 process, revoke its token, delete its files",
                         "scripts.onboard", "add_offboard_arguments", "run_offboard"),
 }  # fmt: skip
-HUB_CONTROL = Command("control a running hub: state, pause, resume, history, backup", "scripts.cli.control",
+HUB_CONTROL = Command("control a hub: state, pause, resume, history, backup; restore (offline)", "scripts.cli.control",
                       "add_hub_arguments", "run_hub")  # fmt: skip
 """``agentcom hub VERB``: the hub command with a control verb talks to a running hub instead of starting one."""
 

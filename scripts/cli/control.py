@@ -4,10 +4,12 @@ its backups and its goal backlog, from the command line."""
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
 
 from scripts.agentcom import HUB_VERBS as HUB_VERBS  # the verbs that make `agentcom hub` a client
-from scripts.cli.client import Hub, add_connection_arguments, run_client
+from scripts.cli.client import DEFAULT_DATA_DIR, Hub, add_connection_arguments, run_client
 from scripts.cli.output import ago, emit_json, table
 
 
@@ -19,10 +21,39 @@ def add_hub_arguments(parser: argparse.ArgumentParser) -> None:
         ("backup", "make a backup of the hub's database now"),
     ):  # fmt: skip
         add_connection_arguments(sub.add_parser(verb, help=text))
+    restore = sub.add_parser(
+        "restore", help="put a backup in place of the database (the hub must be stopped)",
+        description="Check a backup and put it in place of the hub's database; the current one is moved aside.",
+    )  # fmt: skip
+    restore.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="the stopped hub's data dir")
+    restore.add_argument("--backup", type=Path, help="the backup file (default: the newest in DATA_DIR/backups)")
 
 
 def run_hub(args: argparse.Namespace) -> int:
-    return run_client(args, _hub_verb)
+    return restore_offline(args) if args.verb == "restore" else run_client(args, _hub_verb)
+
+
+def restore_offline(args: argparse.Namespace) -> int:
+    """``agentcom hub restore``: with the data dir locked (no hub may run on it meanwhile), restore a backup."""
+    from hub.data_lock import DataDirError, DataLock
+    from hub.store import StoreError
+    from hub.store.backup import restore
+
+    data_dir = args.data_dir.expanduser()
+    try:
+        lock = DataLock.acquire(data_dir)
+    except DataDirError as exc:
+        print(f"agentcom hub restore: {exc}", file=sys.stderr)
+        return 1
+    try:
+        used, moved = restore(data_dir, args.backup)
+    except StoreError as exc:
+        print(f"agentcom hub restore: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        lock.release()
+    print(f"restored {used} into {data_dir / 'agentcom.db'}" + (f"; the previous database is {moved}" if moved else ""))
+    return 0
 
 
 def _hub_verb(hub: Hub, args: argparse.Namespace) -> int:
