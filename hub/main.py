@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
 
+from hub import config_file, log_format
 from hub.server import HubServer, StartupError
 from hub.settings import HubSettings
 
@@ -20,13 +22,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="port to bind, 0 for any free one (default 4000)")
     parser.add_argument("--data-dir", type=Path, help="directory for the database and admin token")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-format", choices=["text", "json"], help="log lines as text (default) or JSON")
+    parser.add_argument("--config", type=Path, help="a TOML file with any hub setting (env AGENTCOM_CONFIG)")
+    parser.add_argument("--tls-cert", type=Path, help="TLS certificate chain (PEM): serve https:// and wss://")
+    parser.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
+    parser.add_argument("--print-config", action="store_true", help="print every setting's effective value, exit")
 
 
 def settings_from(args: argparse.Namespace) -> HubSettings:
-    overrides = {
-        k: v for k, v in {"host": args.host, "port": args.port, "data_dir": args.data_dir}.items() if v is not None
+    """Flags over ``AGENTCOM_*`` variables over the config file over the defaults (see hub/config_file.py)."""
+    path = getattr(args, "config", None) or (Path(p) if (p := os.environ.get("AGENTCOM_CONFIG")) else None)
+    from_file = config_file.read(path) if path else {}
+    flags = {
+        "host": args.host,
+        "port": args.port,
+        "data_dir": args.data_dir,
+        "log_format": getattr(args, "log_format", None),
+        "tls_certfile": getattr(args, "tls_cert", None),
+        "tls_keyfile": getattr(args, "tls_key", None),
     }
-    return HubSettings(**overrides)
+    return HubSettings(**{**from_file, **{k: v for k, v in flags.items() if v is not None}})
 
 
 FILES_BESIDE_SOCKETS = 256
@@ -85,6 +100,7 @@ async def serve(settings: HubSettings) -> int:
             flush=True,
         )
         return 1
+    log_format.add_secret(server.hub.admin_token)  # a generated one too: never in a log line
     token_note = "from AGENTCOM_ADMIN_TOKEN" if settings.admin_token else f"in {settings.data_dir / 'admin.token'}"
     print(f"agentcom hub ready url={url}", flush=True)
     print(f"  dashboard: {url}/dashboard   admin token: {token_note}", flush=True)
@@ -92,16 +108,22 @@ async def serve(settings: HubSettings) -> int:
     return 1 if server.hub.failed else 0
 
 
+EXIT_CONFIG = 78
+"""Exit code for settings that cannot work (EX_CONFIG): pm2 leaves the process stopped (ecosystem.config.js)."""
+
+
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every callback phase at INFO
     try:
         settings = settings_from(args)
-    except Exception as exc:  # pydantic's ValidationError, shown plainly
+    except (config_file.ConfigError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
         print(f"agentcom hub: invalid settings: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
+    if args.print_config:
+        print(config_file.render(settings), end="")
+        return 0
+    configured = settings.admin_token.get_secret_value() if settings.admin_token else ""
+    log_format.configure(args.log_level, settings.log_format, [configured])
+    logging.getLogger("transitions").setLevel(logging.WARNING)  # it logs every callback phase at INFO
     try:
         import uvloop  # faster event loop for the sockets (optional)
     except ImportError:

@@ -82,6 +82,8 @@ class HubServer:
             **server_protocols.uvicorn_options(settings),
             timeout_keep_alive=settings.keep_alive_timeout_s,
             backlog=min(2048, settings.max_connections),
+            ssl_certfile=settings.tls_certfile,
+            ssl_keyfile=settings.tls_keyfile,
         )
         self.server = uvicorn.Server(config)
         self.hub.on_fatal = self._fatal
@@ -101,7 +103,8 @@ class HubServer:
             self._lock = DataLock.acquire(self.settings.data_dir)
             self._sock = bind(self.settings.host, self.settings.port)
             host, port = self._sock.getsockname()[:2]
-            self.url = f"http://{host}:{port}"
+            scheme = "https" if self.settings.tls_certfile else "http"
+            self.url = f"{scheme}://{host}:{port}"
             self._lock.record(self.url)
             await self.hub.open()
             self._task = asyncio.create_task(self.server.serve(sockets=[self._sock]), name="uvicorn")
@@ -149,7 +152,7 @@ class HubServer:
 
     @property
     def ws_url(self) -> str:
-        return self.url.replace("http://", "ws://", 1) + "/ws"
+        return self.url.replace("http", "ws", 1) + "/ws"  # https -> wss
 
     async def wait(self) -> None:
         if self._task is not None:

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class HubSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="AGENTCOM_", extra="ignore")
+    """Every setting of the hub; ``agentcom hub --print-config`` shows them with their effective values."""
+
+    model_config = SettingsConfigDict(env_prefix="AGENTCOM_", extra="ignore", use_attribute_docstrings=True)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HubSettings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("tls_certfile and tls_keyfile go together: give both (or neither)")
+        for path in (self.tls_certfile, self.tls_keyfile):
+            if path is not None and not path.is_file():
+                raise ValueError(f"the TLS file {path} does not exist or is not a file")
+        return self
 
     host: str = "127.0.0.1"
     """Address the hub binds (HTTP, /ws and /ws/dashboard share it)."""
@@ -17,6 +29,12 @@ class HubSettings(BaseSettings):
     """Port; 0 picks a free one (the bound URL is printed and written to DATA_DIR/hub.url)."""
     data_dir: Path = Path.home() / ".agentcom" / "hub"
     """Directory holding the SQLite database, the admin token and backups."""
+    tls_certfile: Path | None = None
+    """TLS certificate chain (PEM): the hub then serves https:// and wss:// (sidecars use ``wss://``)."""
+    tls_keyfile: Path | None = None
+    """The certificate's private key (PEM); keep it 0600."""
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per log line (for log shippers); ``text``: for people."""
     admin_token: SecretStr | None = None
     """Admin token; when unset one is generated on first start and written to DATA_DIR/admin.token (0600)."""
     sqlite_synchronous: str = Field("FULL", pattern="^(FULL|NORMAL)$")

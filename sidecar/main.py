@@ -155,6 +155,7 @@ async def run_sidecar(settings: SidecarSettings, sandbox: Sandbox | None = None)
                     link,
                     on_message,
                     runner.on_connected,
+                    ssl_context=settings.hub_ssl_context(),
                 ),
                 name="connection",
             )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import tomllib
 import zlib
 from pathlib import Path
@@ -119,7 +120,9 @@ class SidecarSettings(BaseSettings):
     token: SecretStr = Field(min_length=1, max_length=256)
     """The agent's token. Never logged, never put into a command's environment."""
     hub_url: str
-    """The hub's address: ``http://host:port`` or ``ws://host:port[/ws]``."""
+    """The hub's address: ``http://host:port`` or ``ws://host:port[/ws]`` (``https``/``wss`` for a hub with TLS)."""
+    hub_ca_file: Path | None = None
+    """CA certificate (PEM) that signed the hub's TLS certificate, when it is not one the system trusts."""
     name: str | None = Field(default=None, max_length=256)
     """Display name; defaults to the agent id."""
     capabilities: list[str] = ["shell"]
@@ -156,6 +159,12 @@ class SidecarSettings(BaseSettings):
         if self.sandbox.uid_base is not None:
             return self.sandbox.uid_base
         return DEFAULT_UID_BASE + 1000 * (zlib.crc32(self.agent_id.encode()) % UID_RANGES)
+
+    def hub_ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for a ``wss://`` hub with :attr:`hub_ca_file`; None otherwise (system CAs)."""
+        if self.hub_ca_file is None or not self.ws_url.startswith("wss://"):
+            return None
+        return ssl.create_default_context(cafile=str(self.hub_ca_file))
 
     @property
     def ws_url(self) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextlib import aclosing
 
@@ -230,6 +231,7 @@ async def connect_to_hub(
     hello: Identify,
     limits: LimitSettings,
     delays: Callable[[], Iterator[float]] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncGenerator[HubConnection, None]:
     """Yield identified connections forever, reconnecting with backoff after each one ends or fails.
 
@@ -238,6 +240,7 @@ async def connect_to_hub(
         hello: The ``identify`` message (it holds the token: never log it).
         limits: Timeouts and backoff parameters.
         delays: Factory of delay generators; the default is :func:`backoff` over ``limits``.
+        ssl_context: For a ``wss://`` hub with its own CA (``hub_ca_file``); None trusts the system's CAs.
 
     Raises:
         Exception: the first failure that :func:`is_retryable` calls fatal.
@@ -256,6 +259,7 @@ async def connect_to_hub(
                 open_timeout=limits.connect_timeout_s,
                 max_size=MAX_FRAME_BYTES,
                 close_timeout=2,
+                ssl=ssl_context if ssl_context is not None else ws_url.startswith("wss://") or None,
             )
         except Exception as exc:
             await _pause_or_raise(exc, pending, "connect")
@@ -302,9 +306,10 @@ async def serve_hub(
     link: HubLink,
     handler: MessageHandler,
     on_connected: ConnectedHook,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> None:
     """Keep a connection to the hub for as long as this runs: the sidecar's connection loop."""
-    async with aclosing(connect_to_hub(ws_url, hello, limits)) as connections:
+    async with aclosing(connect_to_hub(ws_url, hello, limits, ssl_context=ssl_context)) as connections:
         async for conn in connections:
             link.attach(conn)
             try:
