@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from shared.fields import NoControl
 
@@ -16,7 +17,18 @@ MAX_HISTORY = 100
 
 Source = Literal["api", "cli", "dashboard", "webhook", "scanner"]
 Description = Annotated[str, Field(min_length=1, max_length=4000)]
-RepoRef = Annotated[str, Field(min_length=1, max_length=512), NoControl]
+
+
+def _no_credentials(value: str) -> str:
+    """A repository reference never carries a password (it would reach records, tasks and logs)."""
+    if "://" in value and urlsplit(value).password is not None:
+        raise ValueError("a repository URL may not carry a password; give the hub's registered name or a plain URL")
+    if value.startswith("-"):
+        raise ValueError("a repository reference may not start with '-'")
+    return value
+
+
+RepoRef = Annotated[str, Field(min_length=1, max_length=512), NoControl, AfterValidator(_no_credentials)]
 Check = Annotated[str, Field(min_length=1, max_length=1000)]
 Reason = Annotated[str, Field(max_length=2000)]
 

@@ -34,6 +34,7 @@ def _env() -> dict[str, str]:
 
 
 async def _git(args: list[str], timeout_s: float, limit: int = 1024 * 1024) -> bytes:
+    name = args[2] if args[0] == "-C" else args[0]
     proc = await asyncio.create_subprocess_exec(
         "git",
         *args,
@@ -49,12 +50,13 @@ async def _git(args: list[str], timeout_s: float, limit: int = 1024 * 1024) -> b
     except TimeoutError:
         proc.kill()
         await proc.wait()
-        raise RepoUnavailable(f"git {args[0]} timed out after {timeout_s:g}s") from None
+        raise RepoUnavailable(f"git {name} timed out after {timeout_s:g}s") from None
     if proc.returncode != 0:
-        detail = err.decode(errors="replace").strip().splitlines()
-        raise RepoUnavailable(f"git {args[0]} failed: {(detail[-1] if detail else '')[:300]}")
+        lines = err.decode(errors="replace").strip().splitlines()
+        detail = next((line for line in lines if line.startswith("fatal:")), lines[-1] if lines else "")
+        raise RepoUnavailable(f"git {name} failed: {detail[:300]}")
     if len(out) > limit:
-        raise RepoUnavailable(f"git {args[0]} printed over {limit} bytes")
+        raise RepoUnavailable(f"git {name} printed over {limit} bytes")
     return out
 
 

@@ -42,6 +42,8 @@ class GoalService:
         self._wake = asyncio.Event()
         self.n_units = 0
         """Units of work done (calls of :meth:`advance_one` that returned True)."""
+        self.n_passes = 0
+        """Calls of :meth:`advance_one`, with work or without."""
 
     def __repr__(self) -> str:
         return f"<GoalService {self.backlog!r} units={self.n_units}>"
@@ -144,6 +146,7 @@ class GoalService:
 
     async def advance_one(self) -> bool:
         """Do one unit of work on the most urgent goal that has one; whether there was one."""
+        self.n_passes += 1
         async with self._lock:
             done = await self._advance()
         self.n_units += done
