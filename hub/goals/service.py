@@ -11,29 +11,43 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from hub.clock import Clock
+from hub.events import EventBus
+from hub.fleet import Fleet
 from hub.goals.backlog import GoalBacklog, GoalNotFound, GoalTransitionError
 from hub.goals.decompose import DecompositionInvalid, decompose
 from hub.goals.model import Goal, GoalStatus, PlannedTask, Source
 from hub.goals.model_client import ModelClient, ModelUnavailable
 from hub.goals.repo_context import RepoUnavailable, file_tree
 from hub.goals.verify import Verdict, model_verdict, retry_failed
+from hub.queue import TaskQueue
+from hub.settings import HubSettings
+from hub.store import Store
 from hub.task_submit import TaskSubmit
 from hub.tasks import LIVE, Task, new_task_id
-
-if TYPE_CHECKING:
-    from hub.hub import Hub
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["GoalNotFound", "GoalService", "GoalTransitionError"]
 
 
+class HubParts(Protocol):
+    """What goals use of the hub (:class:`hub.hub.Hub` has them all)."""
+
+    settings: HubSettings
+    store: Store
+    clock: Clock
+    bus: EventBus
+    queue: TaskQueue
+    fleet: Fleet
+
+
 class GoalService:
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: HubParts) -> None:
         self._hub = hub
         self._settings = hub.settings
         self.backlog = GoalBacklog(hub.store, hub.clock, hub.bus)
