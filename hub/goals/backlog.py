@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 from pydantic import ValidationError
 
 from hub.clock import Clock
-from hub.events import EventBus
 from hub.goals.model import (
     ACTIVE,
     GOAL_KIND,
@@ -51,12 +50,13 @@ def new_goal_id() -> str:
 
 
 class GoalBacklog:
-    def __init__(self, store: Store, clock: Clock, bus: EventBus) -> None:
+    def __init__(self, store: Store, clock: Clock) -> None:
         self._store = store
         self._clock = clock
-        self._bus = bus
         self.goals: dict[str, Goal] = {}
         self.n_unreadable = 0
+        self.on_change: Callable[[], None] = lambda: None
+        """Called after every durable change (the service publishes the dashboard's view)."""
         self.changed = asyncio.Condition()
         """Notified after every durable change (tests and the loop wait on it; never polled)."""
 
@@ -153,15 +153,7 @@ class GoalBacklog:
         """Store the goal as it is now, then tell whoever waits."""
         goal.updated_at = max(goal.updated_at, self._clock.now_ms())
         await self._store.write([self._row(goal)])
-        self._bus.publish(
-            {
-                "kind": "goal_event",
-                "goal_id": goal.id,
-                "status": str(goal.status),
-                "reason": goal.reason[:200],
-                "timestamp": goal.updated_at,
-            }
-        )
+        self.on_change()
         async with self.changed:
             self.changed.notify_all()
 

@@ -19,6 +19,7 @@ from hub.clock import Clock
 from hub.events import EventBus
 from hub.fleet import Fleet
 from hub.goals.backlog import GoalBacklog, GoalNotFound, GoalTransitionError
+from hub.goals.dashboard_view import goals_view
 from hub.goals.decompose import DecompositionInvalid, decompose
 from hub.goals.model import Goal, GoalStatus, PlannedTask, Source
 from hub.goals.model_client import ModelClient, ModelUnavailable
@@ -50,7 +51,8 @@ class GoalService:
     def __init__(self, hub: HubParts) -> None:
         self._hub = hub
         self._settings = hub.settings
-        self.backlog = GoalBacklog(hub.store, hub.clock, hub.bus)
+        self.backlog = GoalBacklog(hub.store, hub.clock)
+        self.backlog.on_change = lambda: hub.bus.publish(goals_view(self))
         self.model = ModelClient(hub.settings)
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -89,6 +91,13 @@ class GoalService:
 
     def list_goals(self, status: GoalStatus | None = None) -> list[Goal]:
         return self.backlog.list_goals(status)
+
+    def view(self) -> dict[str, Any]:
+        """The dashboard's Goals panel (hub/goals/dashboard_view.py)."""
+        return goals_view(self)
+
+    def task(self, task_id: str) -> Task | None:
+        return self._hub.queue.tasks.get(task_id)
 
     def pending(self) -> list[Goal]:
         return self.backlog.pending()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.dashboard.conftest import browser  # noqa: F401 (Chromium for the Goals panel test)
+
 
 @pytest.fixture(autouse=True)
 def _no_real_claude(monkeypatch: pytest.MonkeyPatch) -> None:
