@@ -145,3 +145,5 @@ class HubSettings(BaseSettings):
     """One git command fetching or listing a goal's repository is killed after this long."""
     goal_diff_max_chars: int = Field(60_000, ge=1000)
     """Characters of the goal's combined diff shown to the model verifying it."""
+    goal_max_open: int = Field(1000, ge=1)
+    """Goals not yet final at once; one more submission is refused (503 ``backlog_full``) until some finish."""

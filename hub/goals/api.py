@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hub.auth import Principal
-from hub.goals.backlog import GoalNotFound, GoalTransitionError
+from hub.goals.backlog import BacklogFull, GoalNotFound, GoalTransitionError
 from hub.goals.model import Check, Goal, GoalStatus, RepoRef
 from hub.http import ApiError, any_role, hub_of, parse_body, writer
 from hub.task_submit import PriorityName
@@ -66,19 +66,28 @@ def _goal(request: Request, goal_id: str) -> Goal:
 @router.post("/api/goals", status_code=201)
 async def submit_goal(request: Request, who: Principal = Depends(writer)) -> JSONResponse:
     body = await parse_body(request, GoalSubmit)
-    goal = await hub_of(request).goals.submit(
-        body.description,
-        repo=body.repo,
-        priority=body.priority_value(),
-        checks=body.checks,
-        source=body.source,
-        submitted_by=who.agent_id,
-    )
+    try:
+        goal = await hub_of(request).goals.submit(
+            body.description,
+            repo=body.repo,
+            priority=body.priority_value(),
+            checks=body.checks,
+            source=body.source,
+            submitted_by=who.agent_id,
+        )
+    except BacklogFull as exc:
+        raise ApiError(503, "backlog_full", detail=str(exc)) from None
     return JSONResponse(view(goal), status_code=201)
 
 
 @router.get("/api/goals")
-async def list_goals(request: Request, status: str | None = None, _: Principal = Depends(any_role)) -> dict[str, Any]:
+async def list_goals(
+    request: Request,
+    status: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    _: Principal = Depends(any_role),
+) -> dict[str, Any]:
+    """Goals (of ``status``), newest first, at most ``limit``, each with its task DAG; ``count`` counts them all."""
     wanted = None
     if status:
         try:
@@ -90,8 +99,8 @@ async def list_goals(request: Request, status: str | None = None, _: Principal =
                 errors=[{"field": "status", "error": "invalid_value", "detail": ", ".join(GoalStatus)}],
             ) from None
     goals = hub_of(request).goals
-    listed = [view(g, goals.dag(g)) for g in goals.list_goals(wanted)]
-    return {"goals": listed, "count": len(listed)}
+    matching = goals.list_goals(wanted)
+    return {"goals": [view(g, goals.dag(g)) for g in matching[:limit]], "count": len(matching)}
 
 
 @router.get("/api/goals/{goal_id}")

@@ -37,6 +37,10 @@ class GoalNotFound(Exception):
     pass
 
 
+class BacklogFull(Exception):
+    """As many goals as allowed are open (not final)."""
+
+
 class GoalTransitionError(Exception):
     """A move the goal's status does not allow (``code`` is the API's error code)."""
 
@@ -50,11 +54,13 @@ def new_goal_id() -> str:
 
 
 class GoalBacklog:
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, max_open: int = 1000) -> None:
         self._store = store
+        self.max_open = max_open
         self._clock = clock
         self.goals: dict[str, Goal] = {}
         self.n_unreadable = 0
+        self._unsaved: list[Goal] = []
         self.on_change: Callable[[], None] = lambda: None
         """Called after every durable change (the service publishes the dashboard's view)."""
         self.changed = asyncio.Condition()
@@ -64,7 +70,8 @@ class GoalBacklog:
         return f"<GoalBacklog goals={len(self.goals)}>"
 
     async def load(self, known_task_ids: Collection[str]) -> None:
-        """Read every stored goal; settle the ones a restart caught in the middle of a step (module docstring)."""
+        """Read every stored goal; settle the ones a restart caught in the middle of a step (module docstring), in
+        memory: :meth:`save_settled` stores them once the store's writer runs."""
         settled: list[Goal] = []
         for row in await self._store.load_records(GOAL_KIND):
             try:
@@ -84,6 +91,11 @@ class GoalBacklog:
             elif goal.status is GoalStatus.VERIFYING:
                 self._move(goal, GoalStatus.EXECUTING, "hub restarted during verification", force=True)
                 settled.append(goal)
+        self._unsaved = settled
+
+    async def save_settled(self) -> None:
+        """Store what :meth:`load` settled (it runs before the store's writer does, so it cannot write itself)."""
+        settled, self._unsaved = self._unsaved, []
         if settled:
             await self._store.write([self._row(g) for g in settled])
 
@@ -122,7 +134,10 @@ class GoalBacklog:
         source: Source = "api",
         submitted_by: str | None = None,
     ) -> Goal:
-        """Add a goal (validated like an API body; raises ``ValidationError``); durable on return."""
+        """Add a goal (validated like an API body; raises ``ValidationError``, or :class:`BacklogFull` past
+        ``max_open`` open goals); durable on return."""
+        if sum(not g.final for g in self.goals.values()) >= self.max_open:
+            raise BacklogFull(f"{self.max_open} goals are open; wait for some to finish")
         now = self._clock.now_ms()
         goal = Goal(
             id=new_goal_id(),

@@ -13,6 +13,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -66,7 +67,7 @@ class ModelClient:
             try:
                 return self._charged(purpose, await self._ollama(system, messages))
             except (httpx.HTTPError, ValueError) as exc:
-                failures.append(f"local model at {self._settings.hub_model_url}: {_describe(exc)}")
+                failures.append(f"local model at {_safe_url(self._settings.hub_model_url)}: {_describe(exc)}")
         else:
             failures.append("no local model configured (hub_model_url)")
         key = self._claude_key()
@@ -75,7 +76,7 @@ class ModelClient:
             try:
                 return self._charged(purpose, await self._anthropic(system, messages, key))
             except (httpx.HTTPError, ValueError) as exc:
-                failures.append(f"Claude at {self._settings.hub_claude_url}: {_describe(exc)}")
+                failures.append(f"Claude at {_safe_url(self._settings.hub_claude_url)}: {_describe(exc)}")
         else:
             failures.append("no Claude fallback (no API key)")
         self.n_unavailable += 1
@@ -151,6 +152,12 @@ class ModelClient:
             "output_tokens": _count(usage.get("output_tokens")),
         }
         return ModelReply(text, "anthropic", str(data.get("model") or self._settings.hub_claude_model)[:128], tokens)
+
+
+def _safe_url(url: str) -> str:
+    """``url`` without any user or password in it (what errors and logs may show)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])) if "@" in parts.netloc else url
 
 
 def _count(value: Any) -> int:

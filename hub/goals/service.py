@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from hub.clock import Clock
 from hub.events import EventBus
 from hub.fleet import Fleet
-from hub.goals.backlog import GoalBacklog, GoalNotFound, GoalTransitionError
+from hub.goals.backlog import BacklogFull, GoalBacklog, GoalNotFound, GoalTransitionError
 from hub.goals.dashboard_view import goals_view
 from hub.goals.decompose import DecompositionInvalid, decompose
 from hub.goals.model import Goal, GoalStatus, PlannedTask, Source
@@ -33,7 +33,7 @@ from hub.tasks import LIVE, Task, new_task_id
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["GoalNotFound", "GoalService", "GoalTransitionError"]
+__all__ = ["BacklogFull", "GoalNotFound", "GoalService", "GoalTransitionError"]
 
 
 class HubParts(Protocol):
@@ -51,7 +51,7 @@ class GoalService:
     def __init__(self, hub: HubParts) -> None:
         self._hub = hub
         self._settings = hub.settings
-        self.backlog = GoalBacklog(hub.store, hub.clock)
+        self.backlog = GoalBacklog(hub.store, hub.clock, hub.settings.goal_max_open)
         self.backlog.on_change = lambda: hub.bus.publish(goals_view(self))
         self.model = ModelClient(hub.settings)
         self._lock = asyncio.Lock()
@@ -171,6 +171,7 @@ class GoalService:
         """Do one unit of work on the most urgent goal that has one; whether there was one."""
         self.n_passes += 1
         async with self._lock:
+            await self.backlog.save_settled()
             done = await self._advance()
         self.n_units += done
         return done
