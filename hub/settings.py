@@ -147,3 +147,5 @@ class HubSettings(BaseSettings):
     """Characters of the goal's combined diff shown to the model verifying it."""
     goal_max_open: int = Field(1000, ge=1)
     """Goals not yet final at once; one more submission is refused (503 ``backlog_full``) until some finish."""
+    goal_keep_final: int = Field(1000, ge=1)
+    """Finished goals (complete, failed, needing review) kept; the oldest beyond this are deleted as others finish."""

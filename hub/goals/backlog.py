@@ -28,7 +28,7 @@ from hub.goals.model import (
     Source,
 )
 from hub.store import Store
-from hub.store.records import PutRecord, RecordRow
+from hub.store.records import DeleteRecord, PutRecord, RecordRow
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +54,10 @@ def new_goal_id() -> str:
 
 
 class GoalBacklog:
-    def __init__(self, store: Store, clock: Clock, max_open: int = 1000) -> None:
+    def __init__(self, store: Store, clock: Clock, max_open: int = 1000, keep_final: int = 1000) -> None:
         self._store = store
         self.max_open = max_open
+        self.keep_final = keep_final
         self._clock = clock
         self.goals: dict[str, Goal] = {}
         self.n_unreadable = 0
@@ -167,7 +168,7 @@ class GoalBacklog:
     async def save(self, goal: Goal) -> None:
         """Store the goal as it is now, then tell whoever waits."""
         goal.updated_at = max(goal.updated_at, self._clock.now_ms())
-        await self._store.write([self._row(goal)])
+        await self._store.write([self._row(goal), *(self._prune_final(goal) if goal.final else [])])
         self.on_change()
         async with self.changed:
             self.changed.notify_all()
@@ -179,6 +180,17 @@ class GoalBacklog:
         goal.status, goal.reason, goal.updated_at = to, reason[:2000], max(goal.updated_at, now)
         goal.history.append(HistoryEntry(at=now, status=to, reason=reason[:2000]))
         del goal.history[:-MAX_HISTORY]
+
+    def _prune_final(self, keep: Goal) -> list[DeleteRecord]:
+        """Forget the oldest finished goals beyond ``keep_final`` (never ``keep``, the one just finished)."""
+        final = [g for g in self.goals.values() if g.final and g is not keep]
+        excess = len(final) + 1 - self.keep_final
+        if excess <= 0:
+            return []
+        doomed = sorted(final, key=lambda g: (g.updated_at, g.id))[:excess]
+        for goal in doomed:
+            del self.goals[goal.id]
+        return [DeleteRecord(GOAL_KIND, g.id) for g in doomed]
 
     def _row(self, goal: Goal) -> PutRecord:
         return PutRecord(RecordRow(GOAL_KIND, goal.id, goal.updated_at, goal.model_dump_json()))

@@ -51,7 +51,7 @@ class GoalService:
     def __init__(self, hub: HubParts) -> None:
         self._hub = hub
         self._settings = hub.settings
-        self.backlog = GoalBacklog(hub.store, hub.clock, hub.settings.goal_max_open)
+        self.backlog = GoalBacklog(hub.store, hub.clock, hub.settings.goal_max_open, hub.settings.goal_keep_final)
         self.backlog.on_change = lambda: hub.bus.publish(goals_view(self))
         self.model = ModelClient(hub.settings)
         self._lock = asyncio.Lock()

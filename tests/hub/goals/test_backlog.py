@@ -114,3 +114,13 @@ def test_model_urls_lose_their_credentials_in_reasons() -> None:
     """A model URL with a user or password is shown without them."""
     assert _safe_url("http://user:pw@127.0.0.1:11434") == "http://127.0.0.1:11434"
     assert _safe_url("https://api.anthropic.com") == "https://api.anthropic.com"
+
+
+async def test_finished_goals_beyond_the_bound_are_forgotten(make_hub: Callable[..., Awaitable[HubHandle]]) -> None:
+    """With goal_keep_final=2, a third finished goal deletes the oldest finished one, in memory and in the store."""
+    hub = await make_hub(goal_keep_final=2, goals_loop=False)
+    ids = [(await submit_goal(hub))["id"] for _ in range(3)]
+    for goal_id in ids:
+        await hub.http.post(f"/api/goals/{goal_id}/cancel")
+    assert {g.id for g in hub.hub.goals.list_goals()} == set(ids[1:])
+    assert {r.key for r in await hub.hub.store.load_records("goal")} == set(ids[1:])
