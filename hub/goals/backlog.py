@@ -187,7 +187,7 @@ class GoalBacklog:
         excess = len(final) + 1 - self.keep_final
         if excess <= 0:
             return []
-        doomed = sorted(final, key=lambda g: (g.updated_at, g.id))[:excess]
+        doomed = sorted(final, key=lambda g: g.updated_at)[:excess]  # stable: ties go in order of submission
         for goal in doomed:
             del self.goals[goal.id]
         return [DeleteRecord(GOAL_KIND, g.id) for g in doomed]
