@@ -19,6 +19,8 @@ from shared.fakes.script import Script, ScriptedServer, Turn
 from tests.conftest import SCALE, HubHandle
 
 MODEL = "fake-coder:latest"
+DOWN = "<http 500>"
+"""A verify reply standing for the model failing (HTTP 500) on that call."""
 REPO_FILES = {"README.md": "# demo\n", "src/app.py": "print('app')\n", "tests/test_app.py": "def test(): pass\n"}
 
 
@@ -47,7 +49,7 @@ class GoalReplies:
         if marker_texts[0].startswith("You verify"):
             reply = self.verify[min(self.n_verify, len(self.verify) - 1)]
             self.n_verify += 1
-            return Turn(content=reply)
+            return Turn(failure="http_500", failures=10**6) if reply == DOWN else Turn(content=reply)
         return self.decompose.turn(n_assistant)
 
 

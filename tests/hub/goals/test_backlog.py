@@ -80,10 +80,14 @@ async def test_open_goals_are_bounded(make_hub: Callable[..., Awaitable[HubHandl
 async def test_restart_settles_goals_caught_mid_step(
     make_hub: Callable[..., Awaitable[HubHandle]], tmp_path: Path
 ) -> None:
-    """Decomposing without queued tasks goes back to submitted; verifying goes back to executing; bad rows are kept."""
+    """A restart settles goals mid-step (decomposing: executing if queued, else submitted; verifying: executing)."""
     first = await make_hub(data_dir=tmp_path / "d", goals_loop=False)
     now = first.hub.clock.now_ms()
+    queued = await first.submit(description="queued before the crash", goal_id="goal-queued")
     caught = [
+        Goal(
+            id="goal-queued", description="z", status=S.DECOMPOSING, task_ids=[queued], created_at=now, updated_at=now
+        ),
         Goal(
             id="goal-dec",
             description="x",
@@ -103,6 +107,7 @@ async def test_restart_settles_goals_caught_mid_step(
     assert goals.get("goal-dec").status == "submitted" and goals.get("goal-dec").task_ids == []
     assert goals.get("goal-dec").reason == "hub restarted during decomposition"
     assert goals.get("goal-ver").status == "executing"
+    assert goals.get("goal-queued").status == "executing" and goals.get("goal-queued").task_ids == [queued]
     assert goals.backlog.n_unreadable == 1
     await goals.advance_one()  # the first pass stores what the load settled (then tries goal-dec: no model)
     stored = {r.key: json.loads(r.body) for r in await second.hub.store.load_records("goal")}

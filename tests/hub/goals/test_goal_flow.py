@@ -13,6 +13,7 @@ import pytest
 from shared.agent_sim import AgentSim
 from tests.conftest import HubHandle
 from tests.hub.goals.helpers import (
+    DOWN,
     MODEL,
     GoalOllama,
     GoalReplies,
@@ -121,10 +122,17 @@ async def test_model_gaps_become_a_follow_up_round(make_hub: Callable[..., Await
     replies = GoalReplies([plan(task("a"))], [verdict(False, "undocumented", gaps), verdict(True, "documented")])
     async with GoalOllama(replies) as model:
         hub = await make_hub(hub_model_url=model.url, hub_model=MODEL)
-        await agents(hub)
+        change = {"repo": "demo", "branch": "goal/a", "base_commit": "abc123", "diff": "+def util(): ...\n"}
+        await agents(hub, result={"status": "success", "outcome": "verified", "output": "done", "change": change})
         goal = await submit_goal(hub)
         done = await wait_status(hub, goal["id"], "complete", "failed", "needs_human_review")
         assert done.status == "complete" and done.rounds == 1 and done.verdict == "documented"
+        asked = [
+            b["messages"][1]["content"]
+            for b in model.bodies("/api/chat")
+            if b["messages"][0]["content"].startswith("You verify")
+        ]
+        assert len(asked) == 2 and "Combined diff:\n+def util(): ..." in asked[0]
         follow = hub.hub.queue.tasks[done.task_ids[1]]
         assert follow.description == "Document the helper" and follow.goal_id == goal["id"]
         assert [h.status for h in done.history][-3:] == ["executing", "verifying", "complete"]
@@ -142,3 +150,20 @@ async def test_cancel_fails_the_goal_and_cancels_its_tasks(make_hub: Callable[..
         assert statuses[0] == "cancelled" and set(statuses) <= {"cancelled", "dead_letter"}  # dependents cascade
         again = await hub.http.post(f"/api/goals/{goal['id']}/cancel")
         assert again.status_code == 409 and again.json()["error"] == "invalid_transition"
+
+
+async def test_verifier_down_waits_then_needs_review(
+    make_hub: Callable[..., Awaitable[HubHandle]], agents: Any
+) -> None:
+    """With the model failing at verification the goal waits in verifying, then needs review naming why."""
+    async with GoalOllama(GoalReplies([plan(task("a"))], [DOWN])) as model:
+        hub = await make_hub(
+            hub_model_url=model.url, hub_model=MODEL, goal_model_attempts=2, goal_model_backoff_s=(0.05,)
+        )
+        await agents(hub)
+        goal = await submit_goal(hub)
+        done = await wait_status(hub, goal["id"], "complete", "failed", "needs_human_review")
+        assert done.status == "needs_human_review" and "HTTP 500" in done.reason
+        assert "gave up after 2 attempts" in done.reason
+        assert [h.status for h in done.history][-2:] == ["verifying", "needs_human_review"]
+        assert any(h.status == "verifying" for h in done.history) and done.model_failures == 2
