@@ -16,6 +16,8 @@ from hub.api_limits import router as rate_limits_router
 from hub.backups import run_backups
 from hub.clock import Clock
 from hub.gc_policy import POLICY
+from hub.goals import api as goals_api
+from hub.goals.loop import run_goals
 from hub.http import install_error_handlers
 from hub.hub import Hub, Loop
 from hub.limits import install as install_limits
@@ -41,6 +43,8 @@ def background(hub: Hub) -> dict[str, Loop]:
     }
     if hub.settings.gc_freeze:
         loops["gc-thaw"] = lambda: POLICY.run_thaw(hub.settings.gc_thaw_interval_s)
+    if hub.settings.goals_loop:
+        loops["goals"] = lambda: run_goals(hub)
     return loops
 
 
@@ -82,6 +86,7 @@ def create_app(settings: HubSettings, clock: Clock | None = None) -> FastAPI:
     app.include_router(rate_limits_router)
     app.include_router(api_ops.router)
     app.include_router(dashboard_socket.router)
+    app.include_router(goals_api.router)
 
     @app.websocket("/ws")
     async def agents_ws(ws: WebSocket) -> None:

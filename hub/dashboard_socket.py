@@ -115,7 +115,7 @@ class Dashboard:
     def snapshot(self) -> dict[str, Any]:
         hub = self.hub
         queue = hub.queue
-        return DS.build_snapshot(
+        snapshot = DS.build_snapshot(
             in_flight=queue.in_flight(),
             queued_in_order=queue.queued_in_order(),
             recent=queue.recent(DS.RECENT_LIMIT),
@@ -127,6 +127,8 @@ class Dashboard:
             now_ms=hub.clock.now_ms(),
             started_at=hub.started_at,
         )
+        snapshot["goals"] = hub.goals.view()
+        return snapshot
 
     def snapshot_message(self, client: Client) -> str:
         return _dumps(

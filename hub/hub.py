@@ -18,6 +18,7 @@ from hub.auth import Auth, load_admin_token
 from hub.clock import Clock, SystemClock
 from hub.events import EventBus
 from hub.fleet import Fleet
+from hub.goals.service import GoalService
 from hub.metrics import HubMetrics
 from hub.queue import TaskQueue
 from hub.settings import HubSettings
@@ -47,6 +48,7 @@ class Hub:
     queue: TaskQueue
     trajectory: Trajectory
     fleet: Fleet
+    goals: GoalService
 
     def __init__(self, settings: HubSettings, clock: Clock | None = None) -> None:
         self.settings = settings
@@ -95,6 +97,8 @@ class Hub:
             self.trajectory = Trajectory(self.store, self.bus, self.clock)
             await self.trajectory.load()
             self.queue.on_forget.append(self.trajectory.forget)
+            self.goals = GoalService(self)
+            await self.goals.load()
         except BaseException:
             await self.close()
             for path in made:

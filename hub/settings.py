@@ -143,3 +143,35 @@ class HubSettings(BaseSettings):
     """How often the retention loop looks for tasks to prune."""
     retention_batch: int = Field(1000, ge=1)
     """Tasks pruned per commit (a backlog is pruned in several, letting other writes in between)."""
+    # --- goals: the backlog, decomposition and verification, and the hub's own model client (hub/goals/) --------
+    hub_model_url: str | None = None
+    """Ollama base URL for the hub's own model calls (decomposing and verifying goals); unset: Claude only."""
+    hub_model: str = "qwen2.5-coder:7b"
+    """The local model the hub asks first (``/api/chat`` with ``format: json``)."""
+    hub_claude_url: str = "https://api.anthropic.com"
+    """Anthropic Messages API base URL: the fallback when the local model fails or is unset."""
+    hub_claude_model: str = "claude-sonnet-4-5"
+    hub_claude_api_key: SecretStr | None = None
+    """Key for the fallback; when unset, ``ANTHROPIC_API_KEY`` from the environment; neither: no fallback."""
+    hub_model_timeout_s: float = Field(120.0, gt=0)
+    """One model call (connect to last byte) is abandoned after this long."""
+    hub_model_max_output_bytes: int = Field(256 * 1024, ge=1024)
+    """Largest model reply read; a longer one is refused as invalid (not cut and trusted)."""
+    goals_loop: bool = True
+    """Run the hub's own loop driving goals (event-driven); off when another driver calls ``advance_one``."""
+    goal_rounds: int = Field(2, ge=0, le=10)
+    """Follow-up rounds after a goal's first verification finds gaps; past them it needs human review."""
+    goal_model_attempts: int = Field(3, ge=1, le=20)
+    """Model calls a goal waits through while every model endpoint is down before it fails with the reason."""
+    goal_model_backoff_s: tuple[float, ...] = (30.0, 120.0, 600.0)
+    """Wait before a goal's next model attempt after the 1st, 2nd and later unavailability."""
+    goal_tree_max_files: int = Field(400, ge=1, le=20_000)
+    """Paths of the repository's file tree shown to the model when decomposing (all are used to check files)."""
+    goal_git_timeout_s: float = Field(120.0, gt=0)
+    """One git command fetching or listing a goal's repository is killed after this long."""
+    goal_diff_max_chars: int = Field(60_000, ge=1000)
+    """Characters of the goal's combined diff shown to the model verifying it."""
+    goal_max_open: int = Field(1000, ge=1)
+    """Goals not yet final at once; one more submission is refused (503 ``backlog_full``) until some finish."""
+    goal_keep_final: int = Field(1000, ge=1)
+    """Finished goals (complete, failed, needing review) kept; the oldest beyond this are deleted as others finish."""

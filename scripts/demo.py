@@ -1,7 +1,10 @@
-"""``agentcom demo``: a hub, two sidecars and a model carry a batch of work to verified completion, locally.
+"""``agentcom demo``: a hub, two sidecars and a model carry a goal of one sentence to verified completion, locally.
 
-Uses a real Ollama when ``OLLAMA_HOST`` answers, else the shipped fake Ollama replaying a scripted trajectory (and
-says so). Every process it starts is stopped on exit.
+The hub's own model decomposes the goal into tasks, the sidecars run them, the hub verifies the goal; ``--tasks``
+submits the earlier hand-written batch of tasks instead. Uses a real Ollama for the sidecars when ``OLLAMA_HOST``
+answers (and for the hub's own model too), else the shipped fake Ollama replaying a scripted trajectory (and says
+so), and for the hub a fake replaying the goal's decomposition and verdict. Every process it starts is stopped on
+exit.
 """
 
 from __future__ import annotations
@@ -104,15 +107,15 @@ class Demo:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
-    def start_hub(self) -> str:
+    def start_hub(self, env: dict[str, str] | None = None) -> str:
         proc = self.spawn(
             "hub",
             [self.python, "-m", "hub", "--port", "0", "--data-dir", str(self.root / "hub")],
-            env={"AGENTCOM_ADMIN_TOKEN": self.admin_token},
+            env={"AGENTCOM_ADMIN_TOKEN": self.admin_token, **(env or {})},
         )
         return self.wait_line(proc, "agentcom hub ready").split("url=", 1)[1]
 
-    def start_model(self) -> tuple[str, str, bool]:
+    def start_model(self, script: str = "hello_world", name: str = "fake-ollama") -> tuple[str, str, bool]:
         host = os.environ.get("OLLAMA_HOST")
         if host:
             url = host if host.startswith("http") else f"http://{host}"
@@ -124,9 +127,7 @@ class Demo:
                 log(f"  Ollama at {url} has no models; using the shipped fake instead")
             except (httpx.HTTPError, ValueError):
                 log(f"  Ollama at {url} does not answer; using the shipped fake instead")
-        proc = self.spawn(
-            "fake-ollama", [self.python, "-m", "shared.fakes.ollama_server", "--port", "0", "--script", "hello_world"]
-        )
+        proc = self.spawn(name, [self.python, "-m", "shared.fakes.ollama_server", "--port", "0", "--script", script])
         line = self.wait_line(proc, "http://")
         url = line[line.index("http://") :].split()[0]
         return url, "fake-coder:latest", False
@@ -176,13 +177,54 @@ def summarise(tasks: list[dict[str, Any]]) -> tuple[str, bool]:
     return "\n".join(lines), ok
 
 
+GOAL = "Create hello.py printing hello, with a test for it that python3 can run."
+GOAL_FINAL = ("complete", "failed", "needs_human_review")
+
+
+def run_goal(http: httpx.Client, timeout_s: float) -> bool:
+    """Submit the goal, follow it to a final status, print its phases (with durations) and its tasks."""
+    goal = http.post("/api/goals", json={"description": GOAL, "checks": ["python3 test_hello.py prints PASS"]}).json()
+    log(f"== submitted goal {goal['id']}: {GOAL}")
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while True:
+        goal = http.get(f"/api/goals/{goal['id']}").json()
+        progress = goal.get("progress", {})
+        line = f"  {goal['status']}: {progress.get('completed', 0)}/{progress.get('total', 0)} tasks"
+        if line != last:
+            log(line)
+            last = line
+        if goal["status"] in GOAL_FINAL:
+            break
+        if time.monotonic() > deadline:
+            log(f"  timed out after {timeout_s:.0f}s")
+            break
+        time.sleep(0.3)
+    log("== phases")
+    history = goal["history"]
+    for entry, after in zip(history, [*history[1:], None], strict=True):
+        secs = f"{((after['at'] if after else entry['at']) - entry['at']) / 1000:.1f}s" if after else ""
+        log(f"  {entry['status']:<20} {secs:>7}  {entry['reason'][:90]}")
+    tasks = [http.get(f"/api/tasks/{t['task_id']}").json() for t in goal.get("tasks", [])]
+    if tasks:
+        table, _ = summarise(tasks)
+        log("== tasks")
+        log(table)
+    return bool(goal["status"] == "complete")
+
+
 def run_demo(args: argparse.Namespace) -> int:
     root = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="agentcom-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     demo = Demo(root, sys.executable)
     try:
         log("== AgentCom demo")
-        hub_url = demo.start_hub()
+        hub_env: dict[str, str] = {}
+        if not args.tasks:  # the hub's own model, to decompose and verify the goal
+            hub_model_url, hub_model, _ = demo.start_model("goal_demo", "fake-ollama-hub")
+            hub_env = {"AGENTCOM_HUB_MODEL_URL": hub_model_url, "AGENTCOM_HUB_MODEL": hub_model}
+            log(f"  hub's model: {hub_model} at {hub_model_url}")
+        hub_url = demo.start_hub(hub_env)
         log(f"  hub: {hub_url}")
         http = httpx.Client(base_url=hub_url, headers={"Authorization": f"Bearer {demo.admin_token}"}, timeout=10)
         viewer = http.post("/admin/tokens", json={"agent_id": "demo-viewer", "role": "viewer"}).json()["token"]
@@ -203,6 +245,12 @@ def run_demo(args: argparse.Namespace) -> int:
         agents = http.get("/api/agents").json()["agents"]
         for a in agents:
             log(f"  agent {a['agent_id']}: online, sandbox {a.get('sandbox_level')}")
+        if not args.tasks:
+            ok = run_goal(http, args.timeout)
+            if args.keep_running:
+                log(f"== still running; open {hub_url}/dashboard#token={viewer} (Ctrl-C to stop)")
+                signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            return 0 if ok else 1
         body = [
             {
                 "description": d,
@@ -295,3 +343,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=180, help="seconds to wait for the work (default 180)")
     parser.add_argument("--keep-running", action="store_true", help="leave the fleet up for the dashboard")
     parser.add_argument("--keep-files", action="store_true", help="do not delete the temp dir at the end")
+    parser.add_argument("--tasks", action="store_true", help="submit the hand-written batch of tasks, not a goal")

@@ -3,6 +3,7 @@
 import { cancelTask, retryTask, setToken, submitTask, toast } from "./actions.js";
 import { renderLatency, renderThroughput } from "./charts.js";
 import * as detail from "./detail.js";
+import { renderGoals } from "./goals.js";
 import * as panels from "./panels.js";
 import { HubSocket } from "./socket.js";
 import { applyEvents, applyExecution, applyMetrics, applySnapshot, state } from "./store.js";
@@ -47,6 +48,7 @@ function flush() {
     renderLatency($("chart-latency"), state.series);
   }
   if (dirty.has("extra")) panels.renderExtraPanels();
+  if (dirty.has("extra")) renderGoals();
   dirty.clear();
   probe.lastRenderMs = performance.now() - started;
   probe.maxRenderMs = Math.max(probe.maxRenderMs, probe.lastRenderMs);

@@ -189,6 +189,22 @@ def slow_script(delay_s: float = 2.0) -> Script:
     return Script(name="slow", turns=[t.model_copy(update={"delay_s": delay_s}) for t in _hello_turns()])
 
 
+def goal_demo_script() -> Script:
+    """The hub's own model in the demo: one JSON answer that is both the decomposition of the hello goal (``tasks``)
+    and, asked again to verify it, the verdict (``complete``); each reader takes its keys."""
+    check = "python3 test_hello.py prints PASS"
+    tasks = [
+        {"description": HELLO_TASK, "depends_on": [], "files": ["hello.py", "test_hello.py"], "verification": [check]},
+        {"description": "Run hello.py and its test again and report what they print", "depends_on": [0],
+         "files": ["hello.py"], "verification": [check]},
+    ]  # fmt: skip
+    answer = {"tasks": tasks, "complete": True, "reason": "hello.py prints hello and its test passes", "gaps": []}
+    return Script(name="goal_demo", turns=[Turn(content=json.dumps(answer))])
+
+
+HELLO_TASK = "Create hello.py printing hello and a test for it (test_hello.py, runnable with python3)."
+
+
 SCRIPTS: dict[str, Callable[[], Script]] = {
     "hello_world": hello_world_script,
     "hermes": hermes_script,
@@ -201,6 +217,7 @@ SCRIPTS: dict[str, Callable[[], Script]] = {
     "http_500": http_500_script,
     "malformed_response": malformed_response_script,
     "slow": slow_script,
+    "goal_demo": goal_demo_script,
 }
 
 

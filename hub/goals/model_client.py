@@ -1,0 +1,175 @@
+"""The hub's own model client: the local model first (Ollama ``/api/chat``, JSON mode), Claude as the fallback.
+
+Every call of the hub's own (decomposing, verifying goals) goes through :meth:`ModelClient.complete`. Each
+endpoint gets one try with a timeout and a bounded reply; when neither answers, :class:`ModelUnavailable` names why
+each failed. The Anthropic key is read from the settings or ``ANTHROPIC_API_KEY`` and only ever placed in a header:
+errors carry the URL and the failure, never a header.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from hub.settings import HubSettings
+
+logger = logging.getLogger(__name__)
+
+ANTHROPIC_VERSION = "2023-06-01"
+MAX_TOKENS = 4096
+
+
+class ModelUnavailable(Exception):
+    """No model endpoint gave a usable answer; the message says why for each one tried."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelReply:
+    text: str
+    provider: str
+    """``ollama`` or ``anthropic``."""
+    model: str
+    usage: dict[str, int] = field(default_factory=dict)
+    """``input_tokens`` and ``output_tokens`` as the endpoint reported them."""
+
+
+Message = dict[str, str]
+"""``{"role": "user" | "assistant", "content": text}``."""
+
+
+class ModelClient:
+    def __init__(self, settings: HubSettings) -> None:
+        self._settings = settings
+        self.n_calls = 0
+        self.n_fallbacks = 0
+        self.n_unavailable = 0
+
+    def __repr__(self) -> str:
+        return f"<ModelClient local={self._settings.hub_model_url is not None} claude={self._claude_key() is not None}>"
+
+    def _claude_key(self) -> str | None:
+        configured = self._settings.hub_claude_api_key
+        key = configured.get_secret_value() if configured is not None else os.environ.get("ANTHROPIC_API_KEY")
+        return key or None
+
+    async def complete(self, purpose: str, system: str, messages: list[Message]) -> ModelReply:
+        """One answer to ``messages`` under ``system``, from the first endpoint that gives one (``purpose`` names the
+        call for the ledger and the logs: ``decompose``, ``verify``)."""
+        self.n_calls += 1
+        failures: list[str] = []
+        if self._settings.hub_model_url:
+            try:
+                return self._charged(purpose, await self._ollama(system, messages))
+            except (httpx.HTTPError, ValueError) as exc:
+                failures.append(f"local model at {_safe_url(self._settings.hub_model_url)}: {_describe(exc)}")
+        else:
+            failures.append("no local model configured (hub_model_url)")
+        key = self._claude_key()
+        if key is not None:
+            self.n_fallbacks += 1
+            try:
+                return self._charged(purpose, await self._anthropic(system, messages, key))
+            except (httpx.HTTPError, ValueError) as exc:
+                failures.append(f"Claude at {_safe_url(self._settings.hub_claude_url)}: {_describe(exc)}")
+        else:
+            failures.append("no Claude fallback (no API key)")
+        self.n_unavailable += 1
+        reason = "; ".join(failures)
+        logger.warning("%s: no model answered: %s", purpose, reason)
+        raise ModelUnavailable(reason)
+
+    def _charged(self, purpose: str, reply: ModelReply) -> ModelReply:
+        # CHARGE POINT: the cost ledger (hub/costs) charges the hub's own model usage here, by purpose, provider,
+        # model and tokens, and refuses the next call once the budget is spent.
+        logger.info("%s: %s %s usage=%s", purpose, reply.provider, reply.model, reply.usage)
+        return reply
+
+    async def _post(self, url: str, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+        """POST ``body``; the JSON object answered, read up to the output bound (more is an error, not a cut)."""
+        limit = self._settings.hub_model_max_output_bytes
+        timeout = httpx.Timeout(self._settings.hub_model_timeout_s)
+        async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
+            async with client.stream("POST", url, json=body, headers=headers) as response:
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        raise ValueError(f"reply over {limit} bytes")
+                    chunks.append(chunk)
+                if response.status_code != 200:
+                    raise ValueError(f"HTTP {response.status_code}")
+        data = json.loads(b"".join(chunks))
+        if not isinstance(data, dict):
+            raise ValueError("reply is not a JSON object")
+        return data
+
+    async def _ollama(self, system: str, messages: list[Message]) -> ModelReply:
+        base = str(self._settings.hub_model_url).rstrip("/")
+        body = {
+            "model": self._settings.hub_model,
+            "messages": [{"role": "system", "content": system}, *messages],
+            "stream": False,
+            "format": "json",
+            "options": {"temperature": 0, "num_predict": MAX_TOKENS},
+        }
+        data = await self._post(f"{base}/api/chat", body, {})
+        message = data.get("message")
+        text = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("empty reply")
+        usage = {"input_tokens": _count(data.get("prompt_eval_count")), "output_tokens": _count(data.get("eval_count"))}
+        return ModelReply(text, "ollama", self._settings.hub_model, usage)
+
+    async def _anthropic(self, system: str, messages: list[Message], key: str) -> ModelReply:
+        base = self._settings.hub_claude_url.rstrip("/")
+        body = {
+            "model": self._settings.hub_claude_model,
+            "max_tokens": MAX_TOKENS,
+            "system": system,
+            "messages": messages,
+        }
+        headers = {"x-api-key": key, "anthropic-version": ANTHROPIC_VERSION}
+        data = await self._post(f"{base}/v1/messages", body, headers)
+        blocks = data.get("content")
+        text = "".join(
+            b["text"]
+            for b in (blocks if isinstance(blocks, list) else [])
+            if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
+        )
+        if not text.strip():
+            raise ValueError("empty reply")
+        raw = data.get("usage")
+        usage = raw if isinstance(raw, dict) else {}
+        tokens = {
+            "input_tokens": _count(usage.get("input_tokens")),
+            "output_tokens": _count(usage.get("output_tokens")),
+        }
+        return ModelReply(text, "anthropic", str(data.get("model") or self._settings.hub_claude_model)[:128], tokens)
+
+
+def _safe_url(url: str) -> str:
+    """``url`` without any user or password in it (what errors and logs may show)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])) if "@" in parts.netloc else url
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53 else 0
+
+
+def _describe(exc: Exception) -> str:
+    """A short reason without anything of the request but its URL (no headers, so no key)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    if isinstance(exc, httpx.ConnectError):
+        return "connection refused or unreachable"
+    if isinstance(exc, json.JSONDecodeError):
+        return "reply is not JSON"
+    return (str(exc) or type(exc).__name__)[:300]
