@@ -18,6 +18,8 @@ from hub.clock import Clock, SystemClock
 from hub.events import EventBus
 from hub.fleet import Fleet
 from hub.queue import TaskQueue
+from hub.repos import wiring as repo_wiring
+from hub.repos.registry import RepoRegistry
 from hub.settings import HubSettings
 from hub.store import Store
 from hub.store.sqlite import SqliteStore
@@ -44,6 +46,7 @@ class Hub:
     queue: TaskQueue
     trajectory: Trajectory
     fleet: Fleet
+    repos: RepoRegistry
 
     def __init__(self, settings: HubSettings, clock: Clock | None = None) -> None:
         self.settings = settings
@@ -86,6 +89,7 @@ class Hub:
             self.trajectory = Trajectory(self.store, self.bus, self.clock)
             await self.trajectory.load()
             self.queue.on_forget.append(self.trajectory.forget)
+            self.repos = await repo_wiring.load(self.store, self.settings, self.queue.tasks.values())
         except BaseException:
             await self.close()
             for path in made:
@@ -94,6 +98,7 @@ class Hub:
         self.created = made
         self.fleet = Fleet(self.queue, self.agents, self.bus, self.clock)
         self.started_at = self.clock.now_ms()
+        repo_wiring.wire(self.repos, self.fleet)
 
     @property
     def opened(self) -> bool:
