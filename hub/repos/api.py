@@ -7,18 +7,19 @@ nothing secret. Each write is durable before the answer and sends ``repo_registr
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hub.auth import Principal
 from hub.http import ApiError, admin, any_role, hub_of, parse_body
-from hub.repos.base import RepoPatch, RepoSpec
+from hub.repos.base import CREDENTIALS_DETAIL, RepoPatch, RepoSpec
 from hub.repos.registry import RegistryFull, RepoRegistry
 from shared.protocol import field_errors
 
 router = APIRouter()
+M = TypeVar("M", bound=BaseModel)
 audit = logging.getLogger("hub.audit")
 
 
@@ -51,7 +52,7 @@ async def _store(request: Request, spec: RepoSpec, who: Principal, action: str) 
 
 @router.post("/api/repos", status_code=201)
 async def create_repo(request: Request, who: Principal = Depends(admin)) -> dict[str, Any]:
-    spec = await parse_body(request, RepoSpec)
+    spec = await _parsed(request, RepoSpec)
     registry = _registry(request)
     if spec.name in registry:
         raise ApiError(409, "repo_exists", name=spec.name, detail="update it with PUT or PATCH")
@@ -92,7 +93,7 @@ async def replace_repo(name: str, request: Request, who: Principal = Depends(adm
 async def patch_repo(name: str, request: Request, who: Principal = Depends(admin)) -> dict[str, Any]:
     registry = _registry(request)
     current = _found(registry, name)
-    patch = await parse_body(request, RepoPatch)
+    patch = await _parsed(request, RepoPatch)
     spec = _validated(request, patch.applied_to(current))
     await _store(request, spec, who, "patch_repo")
     return shown(registry, spec)
@@ -117,4 +118,19 @@ def _validated(request: Request, body: dict[str, Any]) -> RepoSpec:
         return RepoSpec.model_validate(body)
     except ValidationError as exc:
         hub_of(request).n_http_rejections += 1
-        raise ApiError(422, "validation_failed", errors=field_errors(exc)) from None
+        raise _refusal(ApiError(422, "validation_failed", errors=field_errors(exc))) from None
+
+
+def _refusal(exc: ApiError) -> ApiError:
+    """A URL with a credential is its own error, ``credentials_in_url``, and the URL is never echoed back."""
+    errors = exc.extra.get("errors") or []
+    if any(e.get("field") == "url" and e.get("detail") == CREDENTIALS_DETAIL for e in errors):
+        return ApiError(422, "credentials_in_url", field="url", detail=CREDENTIALS_DETAIL)
+    return exc
+
+
+async def _parsed(request: Request, model: type[M]) -> M:
+    try:
+        return await parse_body(request, model)
+    except ApiError as exc:
+        raise _refusal(exc) from None

@@ -15,15 +15,16 @@ from shared.repos import GitRef, GitUrl, ReviewPolicy
 
 MAX_REPOS = 1000
 RepoName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
-_SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:")
-"""``git@host:owner/repo``: ssh in scp form; the user before ``@`` is a login name, never a secret."""
+CREDENTIALS_DETAIL = (
+    "the URL carries a credential; give the sidecars their credentials (ssh keys, a credential helper) instead"
+)
 _REF = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]+(?<!\.lock)(?<![/.])$")
 
 
 def credentials_in(url: str) -> bool:
     """True when ``url`` carries a password or token (``https://user:pw@host``, ``https://token@host``)."""
-    if _SCP_LIKE.match(url) and "://" not in url:
-        return ":" in url.split("@", 1)[0]
+    if "://" not in url:  # a local path, or ssh in scp form (``git@host:path``): a password sits before the @
+        return not url.startswith(("/", ".")) and "@" in url and ":" in url.split("@", 1)[0]
     parts = urlsplit(url)
     if parts.scheme in ("", "file"):
         return False
@@ -63,10 +64,7 @@ class RepoSpec(BaseModel):
     def _no_credentials(cls, v: str) -> str:
         v = v.strip()
         if credentials_in(v):
-            raise PydanticCustomError(
-                "credentials_in_url",
-                "the URL carries a credential; give the sidecars their credentials (ssh keys, a credential helper)",
-            )
+            raise PydanticCustomError("credentials_in_url", CREDENTIALS_DETAIL)
         if v.startswith("-"):
             raise PydanticCustomError("invalid_value", "a URL may not start with '-'")
         return v

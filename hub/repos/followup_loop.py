@@ -67,6 +67,7 @@ async def run_followups(hub: Hub) -> None:
     async with hub.queue.feed.subscribe_lossless("repo-followups", from_seq=saved) as events:
         async for event in events:
             made = await handle(hub, event)
+            await hub.repos.followups.handled(event.seq)
             unsaved += 1
             if made or unsaved >= SAVE_EVERY:
                 body = json.dumps({"seq": events.cursor})

@@ -13,6 +13,7 @@ from their own ``metadata.follow_up_of``, and the listener (lossless, hub/listen
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -38,6 +39,22 @@ class FollowUps:
             if isinstance(original, str):
                 self.of.setdefault(original, task.id)
         self.n_created = 0
+        self.seq = 0
+        """The ``seq`` of the last lifecycle event the follow-up loop has handled."""
+        self._moved: asyncio.Condition | None = None
+
+    async def handled(self, seq: int) -> None:
+        """The loop has handled every event up to ``seq``."""
+        self.seq = seq
+        if self._moved is not None:
+            async with self._moved:
+                self._moved.notify_all()
+
+    async def wait_handled(self, seq: int) -> None:
+        """Wait until the loop has handled the event ``seq`` (for tests and tools; bound it with a timeout)."""
+        self._moved = self._moved or asyncio.Condition()
+        async with self._moved:
+            await self._moved.wait_for(lambda: self.seq >= seq)
 
     def links(self, task: Task) -> dict[str, Any]:
         """The fields linking ``task`` to its follow-up (or to the task it follows up), for the API."""
