@@ -60,7 +60,9 @@ def make_remote(tmp_path: Path) -> Callable[[str], Remote]:
     return lambda name: Remote(tmp_path / "remotes", name)
 
 
-async def answer_registry(sim: AgentSim, n: int = 1, reach: Callable[[str], bool] = lambda name: True) -> dict[str, Any]:
+async def answer_registry(
+    sim: AgentSim, n: int = 1, reach: Callable[[str], bool] = lambda name: True
+) -> dict[str, Any]:
     """Wait for the ``n``-th ``repo_registry`` the sim got and answer it with ``repo_reach``; returns it."""
     msg = await registry_count(sim, n)
     names = [r["name"] for r in msg["repos"]]

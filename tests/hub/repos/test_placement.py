@@ -70,6 +70,8 @@ async def test_submit_inherits_and_refuses_unknown(hub: HubHandle, make_remote: 
     assert (await hub.task(named))["repo"] == "low"
     r = await hub.http.post("/api/tasks", json={"description": "x", "repo": "nope"})
     assert r.status_code == 422 and r.json()["error"] == "unknown_repo" and r.json()["field"] == "repo"
-    r = await hub.http.post("/api/tasks/batch", json={"tasks": [{"description": "x"}, {"description": "y", "repo": "no"}]})
+    r = await hub.http.post(
+        "/api/tasks/batch", json={"tasks": [{"description": "x"}, {"description": "y", "repo": "no"}]}
+    )
     assert r.status_code == 422 and r.json()["field"] == "tasks.1.repo"
     assert len(hub.hub.queue.tasks) == 3, "a refused submission queues nothing"
