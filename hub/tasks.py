@@ -364,7 +364,23 @@ def complete(
     task.completed_at = now_ms
     task.last_error = None
     task.change = result.get("change") if isinstance(result.get("change"), dict) else task.change
-    record(task, "completed", now_ms, agent_id=agent_id, outcome=outcome, generation=generation, attempt=attempt(task))
+    record(
+        task,
+        "completed",
+        now_ms,
+        agent_id=agent_id,
+        outcome=outcome,
+        generation=generation,
+        attempt=attempt(task),
+        **change_facts(task.change),
+    )
+
+
+def change_facts(change: dict[str, Any] | None) -> dict[str, Any]:
+    """What a history entry tells of an attempt's change on its repository: its tier and how it was published."""
+    if not change:
+        return {}
+    return {k: change[k] for k in ("tier", "published", "commit") if isinstance(change.get(k), str)}
 
 
 def end_attempt(task: Task, reason: EndReason, error: str, now_ms: int, result: dict[str, Any] | None = None) -> str:
