@@ -115,6 +115,11 @@ async def test_roles_admin_writes_others_read(hub: HubHandle, make_remote: Any) 
             assert (await client.post("/api/repos", json=repo("x", remote.url))).status_code == 403
             assert (await client.patch("/api/repos/app", json={"priority": 1})).status_code == 403
             assert (await client.delete("/api/repos/app")).status_code == 403
+    r = await hub.http.patch("/api/repos/app", json={"url": "https://me:pw@example.com/o/app.git"})
+    assert r.status_code == 422 and r.json()["error"] == "credentials_in_url" and "pw@" not in r.text
+    r = await hub.http.put("/api/repos/app", json={"url": "https://ghp_tok@example.com/o/app.git"})
+    assert r.status_code == 422 and r.json()["error"] == "credentials_in_url" and "ghp_tok" not in r.text
+    assert (await hub.http.get("/api/repos/app")).json()["url"] == remote.url, "a refused change changes nothing"
     async with httpx.AsyncClient(base_url=hub.url) as anonymous:
         assert (await anonymous.get("/api/repos")).status_code == 401
 
