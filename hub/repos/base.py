@@ -6,14 +6,19 @@ import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError, to_json
 
 from shared import jsonsafe
 from shared.fields import NoControl
 from shared.repos import GitRef, GitUrl, ReviewPolicy
 
 MAX_REPOS = 1000
+CHECKOUT_BYTES = 32 * 1024
+"""Most bytes the repository adds to each ``task_assign`` (URL, test command, review policy): well within the slack
+the submit check leaves for it (hub/task_submit.py), so no task becomes unsendable because of its repository."""
+SETTINGS_BYTES = 64 * 1024
+"""Most bytes of a repository's free-form ``settings`` (1,000 repositories stay small in memory)."""
 RepoName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 CREDENTIALS_DETAIL = (
     "the URL carries a credential; give the sidecars their credentials (ssh keys, a credential helper) instead"
@@ -75,6 +80,27 @@ class RepoSpec(BaseModel):
         if not _REF.match(v):
             raise PydanticCustomError("invalid_value", "not a valid branch name")
         return v
+
+    @field_validator("settings")
+    @classmethod
+    def _settings_size(cls, v: dict[str, Any]) -> dict[str, Any]:
+        size = len(to_json(v))
+        if size > SETTINGS_BYTES:
+            raise PydanticCustomError(
+                "too_large", "{size} bytes, over {limit}", {"size": size, "limit": SETTINGS_BYTES}
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _checkout_size(self) -> RepoSpec:
+        size = len(self.url) + len(self.test_command or "") + len(self.review.model_dump_json())
+        if size > CHECKOUT_BYTES:
+            raise PydanticCustomError(
+                "too_large",
+                "url, test_command and review take {size} bytes in every task_assign, over {limit}",
+                {"size": size, "limit": CHECKOUT_BYTES},
+            )
+        return self
 
 
 class RepoPatch(BaseModel):

@@ -66,8 +66,9 @@ def placement(task: Task, repos: list[RepoSpec], goal_repo: GoalRepo | None = No
 class RepoRegistry:
     """The registered repositories by name; every change is durable before the call returns."""
 
-    def __init__(self, store: Store, heads: Heads) -> None:
+    def __init__(self, store: Store, heads: Heads, max_repos: int = MAX_REPOS) -> None:
         self._store = store
+        self.max_repos = max_repos
         self.heads = heads
         self._repos: dict[str, RepoSpec] = {}
         self._sorted: list[RepoSpec] = []
@@ -114,8 +115,8 @@ class RepoRegistry:
         """Create or replace a repository; True when it was new. :class:`RegistryFull` past ``MAX_REPOS``."""
         async with self._lock:
             new = spec.name not in self._repos
-            if new and len(self._repos) >= MAX_REPOS:
-                raise RegistryFull(f"the registry holds {MAX_REPOS} repositories, its limit")
+            if new and len(self._repos) >= self.max_repos:
+                raise RegistryFull(f"the registry holds {self.max_repos} repositories, its limit")
             await self._store.write([PutRecord(RecordRow(KIND, spec.name, now_ms, spec.model_dump_json()))])
             old = self._repos.get(spec.name)
             if old is not None:

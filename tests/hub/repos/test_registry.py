@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from hub.repos.base import credentials_in
+from hub.repos.base import RepoSpec, credentials_in
+from hub.repos.heads import Heads
+from hub.repos.registry import RegistryFull, RepoRegistry
+from hub.store.sqlite import SqliteStore
 from tests.conftest import HubHandle
 from tests.hub.repos.conftest import Remote
 
@@ -130,3 +136,33 @@ async def test_unreachable_repository_has_no_head(hub: HubHandle, tmp_path: Any)
     assert r.status_code == 201, r.text
     assert r.json()["head"] is None
     assert hub.hub.repos.heads.n_unreachable == 1
+
+
+async def test_oversized_repositories_are_refused(hub: HubHandle) -> None:
+    """A review policy that would swell every task_assign, or huge settings, is refused (422 too_large)."""
+    review = {"sensitive_paths": [f"path/{i:05d}/**" for i in range(3000)]}
+    r = await hub.http.post("/api/repos", json=repo("app", "/srv/app.git", review=review))
+    assert r.status_code == 422 and r.json()["errors"][0]["error"] == "too_large"
+    r = await hub.http.post("/api/repos", json=repo("app", "/srv/app.git", settings={"blob": "x" * 70_000}))
+    assert r.status_code == 422 and r.json()["errors"] == [
+        {"field": "settings", "error": "too_large", "detail": "70011 bytes, over 65536"}
+    ]
+
+
+async def test_registry_is_bounded(tmp_path: Path) -> None:
+    """Past its limit the registry refuses a new repository (replacing one still works); nothing is half-written."""
+    store = await SqliteStore.open(tmp_path / "db.sqlite")
+    writer = asyncio.create_task(store.run_writer())
+    try:
+        registry = RepoRegistry(store, Heads(30, 5, 1, time.monotonic), max_repos=2)
+        assert await registry.put(RepoSpec(name="a", url="/a"), 1) is True
+        assert await registry.put(RepoSpec(name="b", url="/b"), 1) is True
+        with pytest.raises(RegistryFull):
+            await registry.put(RepoSpec(name="c", url="/c"), 1)
+        assert await registry.put(RepoSpec(name="b", url="/b2", priority=0), 2) is False
+        again = RepoRegistry(store, Heads(30, 5, 1, time.monotonic))
+        await again.load()
+        assert [(s.name, s.url) for s in again.list()] == [("b", "/b2"), ("a", "/a")]
+    finally:
+        await store.close()
+        await asyncio.gather(writer, return_exceptions=True)
