@@ -4,7 +4,8 @@ Who reads what (least privilege): an **admin** token reads every task in full. A
 with values under secret-looking keys (token, key, secret, password, credential) masked exactly as on the dashboard,
 in task bodies and trajectories alike. An **agent** token reads in full the tasks it submitted, holds now or is
 pinned to (``assign_to``); any other task is shown without its payloads (``metadata``, ``result``, verification
-reports, history, last error, idempotency), which are named under ``withheld``, and its trajectory is refused (403).
+reports, history, last error, idempotency, the repository change), which are named under ``withheld``, and its
+trajectory is refused (403).
 
 Submissions may carry an idempotency key (header ``Idempotency-Key`` or field ``idempotency_key``; 1-255 printable
 ASCII characters, no spaces), scoped to the submitter. A retry with the same key and the same body answers 200 with
@@ -205,7 +206,16 @@ async def submit_batch(request: Request, who: Principal = Depends(writer)) -> JS
     )
 
 
-WITHHELD = ("metadata", "result", "verification_report", "verification_history", "history", "last_error", "idempotency")
+WITHHELD = (
+    "metadata",
+    "result",
+    "verification_report",
+    "verification_history",
+    "history",
+    "last_error",
+    "idempotency",
+    "change",
+)
 """What an agent token does not see of a task it neither submitted, holds nor is pinned to."""
 MASK_DEPTH = 64
 
@@ -327,7 +337,11 @@ def _task(request: Request, task_id: str) -> Task:
 @router.get("/api/tasks/{task_id}")
 async def get_task(task_id: str, request: Request, who: Principal = Depends(any_role)) -> dict[str, Any]:
     task = _task(request, task_id)
-    return {**view(task, who), **hub_of(request).repos.followups.links(task)}
+    out = view(task, who)
+    links = hub_of(request).repos.followups.links(task)
+    if "withheld" in out:
+        links.pop("follow_up_of", None)  # read from the withheld metadata
+    return {**out, **links}
 
 
 def _may_read_history(request: Request, task_id: str, who: Principal, what: str) -> None:

@@ -40,14 +40,16 @@ async def ls_remote(url: str, branch: str, timeout_s: float) -> str | None:
         f"refs/heads/{branch}",
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
         env=git_env(),
     )
     try:
         async with asyncio.timeout(timeout_s):
             assert proc.stdout is not None
             out = await proc.stdout.read(MAX_OUTPUT)
-            await proc.communicate()  # drains the rest (bounded by the timeout) and reaps the process
+            if len(out) == MAX_OUTPUT and await proc.stdout.read(1):
+                proc.kill()  # more than any one ref takes: not an answer worth reading
+            await proc.wait()
     except TimeoutError:
         proc.kill()
         await proc.wait()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
+
 from shared.agent_sim import AgentSim
 from tests.conftest import SCALE, HubHandle, wait_tasks
 from tests.hub.repos.conftest import AgentFactory, Remote, answer_registry, registry_count
@@ -106,6 +108,10 @@ async def test_reported_change_is_stored_shown_and_published(
     assert shown["change"]["commit"] == reported["commit"] and shown["change"]["files"] == reported["files"]
     completed = [h for h in shown["history"] if h["event"] == "completed"][-1]["details"]
     assert (completed["tier"], completed["published"]) == ("auto_merge", "merged")
+    stranger = await hub.mint_token("stranger")
+    async with httpx.AsyncClient(base_url=hub.url, headers={"Authorization": f"Bearer {stranger}"}) as client:
+        theirs = (await client.get(f"/api/tasks/{task_id}")).json()
+    assert "change" not in theirs and "change" in theirs["withheld"], "an unrelated agent does not read the diff"
     from hub.dashboard_state import task_detail
 
     drawer = task_detail(hub.hub.queue.tasks[task_id])["change"]
