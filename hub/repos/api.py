@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from hub.auth import Principal
 from hub.http import ApiError, admin, any_role, hub_of, parse_body
 from hub.repos.base import CREDENTIALS_DETAIL, RepoPatch, RepoSpec
-from hub.repos.registry import RegistryFull, RepoRegistry
+from hub.repos.registry import RegistryFull, RepoExists, RepoRegistry
 from shared.protocol import field_errors
 
 router = APIRouter()
@@ -39,12 +39,14 @@ def _found(registry: RepoRegistry, name: str) -> RepoSpec:
     return spec
 
 
-async def _store(request: Request, spec: RepoSpec, who: Principal, action: str) -> bool:
+async def _store(request: Request, spec: RepoSpec, who: Principal, action: str, create_only: bool = False) -> bool:
     registry = _registry(request)
     try:
-        new = await registry.put(spec, hub_of(request).clock.now_ms())
+        new = await registry.put(spec, hub_of(request).clock.now_ms(), create_only)
     except RegistryFull as exc:
         raise ApiError(409, "too_many_repos", detail=str(exc)) from None
+    except RepoExists:
+        raise ApiError(409, "repo_exists", name=spec.name, detail="update it with PUT or PATCH") from None
     audit.info("audit by=%s action=%s repo=%r", who.token_id, action, spec.name)
     await registry.resolve([spec.name])  # the first tasks on it get a base commit (bounded by the git timeout)
     return new
@@ -54,9 +56,7 @@ async def _store(request: Request, spec: RepoSpec, who: Principal, action: str) 
 async def create_repo(request: Request, who: Principal = Depends(admin)) -> dict[str, Any]:
     spec = await _parsed(request, RepoSpec)
     registry = _registry(request)
-    if spec.name in registry:
-        raise ApiError(409, "repo_exists", name=spec.name, detail="update it with PUT or PATCH")
-    await _store(request, spec, who, "create_repo")
+    await _store(request, spec, who, "create_repo", create_only=True)
     return shown(registry, spec)
 
 

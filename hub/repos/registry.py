@@ -36,6 +36,10 @@ class RegistryFull(Exception):
     pass
 
 
+class RepoExists(Exception):
+    pass
+
+
 def works_with_files(task: Task) -> bool:
     """Whether a task without a repository inherits one: a model runs it, or it names files (``file_hints``)."""
     return bool(task.file_hints) or any(t != "shell" for t in needs_of(task).targets)
@@ -111,10 +115,14 @@ class RepoRegistry:
     def __len__(self) -> int:
         return len(self._repos)
 
-    async def put(self, spec: RepoSpec, now_ms: int) -> bool:
-        """Create or replace a repository; True when it was new. :class:`RegistryFull` past ``MAX_REPOS``."""
+    async def put(self, spec: RepoSpec, now_ms: int, create_only: bool = False) -> bool:
+        """Create or replace a repository; True when it was new. :class:`RegistryFull` past ``max_repos``;
+        :class:`RepoExists` when ``create_only`` and the name is taken (decided under the lock: two racing creates
+        of one name make one repository and one refusal)."""
         async with self._lock:
             new = spec.name not in self._repos
+            if create_only and not new:
+                raise RepoExists(spec.name)
             if new and len(self._repos) >= self.max_repos:
                 raise RegistryFull(f"the registry holds {self.max_repos} repositories, its limit")
             await self._store.write([PutRecord(RecordRow(KIND, spec.name, now_ms, spec.model_dump_json()))])

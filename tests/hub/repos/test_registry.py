@@ -113,6 +113,8 @@ async def test_roles_admin_writes_others_read(hub: HubHandle, make_remote: Any) 
     remote: Remote = make_remote("app")
     assert (await hub.http.post("/api/repos", json=repo("app", remote.url))).status_code == 201
     assert (await hub.http.post("/api/repos", json=repo("app", remote.url))).json()["error"] == "repo_exists"
+    racing = [hub.http.post("/api/repos", json=repo("twin", remote.url, priority=p)) for p in (201, 202)]
+    assert sorted(r.status_code for r in await asyncio.gather(*racing)) == [201, 409], "one create, one refusal"
     for role in ("viewer", "agent"):
         token = await hub.mint_token(f"who-{role}", role)
         async with httpx.AsyncClient(base_url=hub.url, headers={"Authorization": f"Bearer {token}"}) as client:
