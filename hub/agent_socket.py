@@ -15,6 +15,7 @@ from hub.auth import Principal, Role
 from hub.connection import Connection, SendLimits
 from hub.limits import note_failed_auth
 from hub.queue import OnApplied
+from hub.repos.wiring import send_registry
 from hub.task_index import TaskNotFound
 from hub.tasks import EndReason, TaskStatus, TransitionError
 from shared import protocol as P
@@ -154,6 +155,8 @@ class AgentSession:
             sorted(agent.capabilities),
             agent.sandbox_level,
         )
+        if len(hub.repos):
+            await send_registry(hub.fleet, agent)  # answered by repo_reach; until then no task with a repo
         hub.fleet.scheduler.wake()
         return True
 
@@ -312,6 +315,8 @@ class AgentSession:
         agent.reachable_repos = frozenset(msg.reachable)
         for repo in msg.unreachable:
             logger.info("agent %s cannot reach repository %s: %s", agent.agent_id, repo.name, repo.reason)
+        self.hub.fleet.version += 1  # what the fleet can run changed: waiting reasons are looked at again
+        self.hub.fleet.scheduler.wake()
 
 
 async def serve_agent_socket(ws: WebSocket, hub: Hub) -> None:

@@ -4,7 +4,8 @@ Who reads what (least privilege): an **admin** token reads every task in full. A
 with values under secret-looking keys (token, key, secret, password, credential) masked exactly as on the dashboard,
 in task bodies and trajectories alike. An **agent** token reads in full the tasks it submitted, holds now or is
 pinned to (``assign_to``); any other task is shown without its payloads (``metadata``, ``result``, verification
-reports, history, last error, idempotency), which are named under ``withheld``, and its trajectory is refused (403).
+reports, history, last error, idempotency, the repository change), which are named under ``withheld``, and its
+trajectory is refused (403).
 
 Submissions may carry an idempotency key (header ``Idempotency-Key`` or field ``idempotency_key``; 1-255 printable
 ASCII characters, no spaces), scoped to the submitter. A retry with the same key and the same body answers 200 with
@@ -31,6 +32,7 @@ from hub.http import ApiError, any_role, hub_of, parse_body, writer
 from hub.hub import Hub
 from hub.lifecycle import as_dict
 from hub.queue import UnknownDependencies
+from hub.repos.registry import UnknownRepo
 from hub.task_index import Submission, TaskNotFound
 from hub.task_submit import IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY, MAX_STEPS_WITHOUT_WARNING, TaskBatch, TaskSubmit
 from hub.tasks import Priority, Task, TaskStatus, TransitionError
@@ -53,6 +55,15 @@ async def _queue(hub: Hub, tasks: list[Task], deps_field: str) -> None:
             "validation_failed",
             errors=[{"field": deps_field, "error": "unknown_task", "detail": str(exc), "value": exc.missing}],
         ) from None
+
+
+def _place(hub: Hub, task: Task, field: str) -> None:
+    """Give the task its repository (hub/repos: nil-repo inheritance); 422 ``unknown_repo`` for one not registered."""
+    try:
+        hub.repos.place(task)
+    except UnknownRepo as exc:
+        hub.n_http_rejections += 1
+        raise ApiError(422, "unknown_repo", field=field, repo=exc.repo[:200], detail=str(exc)) from None
 
 
 def _idempotency_key(request: Request, in_body: str | None) -> str | None:
@@ -132,6 +143,7 @@ async def submit_task(request: Request, who: Principal = Depends(writer)) -> JSO
         return JSONResponse({**_submitted(hub, earlier.task_ids[0]), "duplicate": True}, headers=REPLAYED)
     idempotency = {"key": key, "sha256": digest, "index": 0} if key is not None else None
     task = body.to_task(who.agent_id, hub.clock.now_ms(), idempotency)
+    _place(hub, task, "repo")
     await _queue(hub, [task], "depends_on")
     out: dict[str, Any] = {
         "task_id": task.id,
@@ -178,6 +190,8 @@ async def submit_batch(request: Request, who: Principal = Depends(writer)) -> JS
         item.to_task(who.agent_id, now, {"key": key, "sha256": digest, "index": i} if key is not None else None)
         for i, item in enumerate(body.tasks)
     ]
+    for i, task in enumerate(tasks):
+        _place(hub, task, f"tasks.{i}.repo")
     await _queue(hub, tasks, "tasks.depends_on")
     # Plain data: returned as a JSONResponse, skipping FastAPI's generic (and slow) jsonable_encoder.
     return JSONResponse(
@@ -192,7 +206,16 @@ async def submit_batch(request: Request, who: Principal = Depends(writer)) -> JS
     )
 
 
-WITHHELD = ("metadata", "result", "verification_report", "verification_history", "history", "last_error", "idempotency")
+WITHHELD = (
+    "metadata",
+    "result",
+    "verification_report",
+    "verification_history",
+    "history",
+    "last_error",
+    "idempotency",
+    "change",
+)
 """What an agent token does not see of a task it neither submitted, holds nor is pinned to."""
 MASK_DEPTH = 64
 
@@ -313,7 +336,12 @@ def _task(request: Request, task_id: str) -> Task:
 
 @router.get("/api/tasks/{task_id}")
 async def get_task(task_id: str, request: Request, who: Principal = Depends(any_role)) -> dict[str, Any]:
-    return view(_task(request, task_id), who)
+    task = _task(request, task_id)
+    out = view(task, who)
+    links = hub_of(request).repos.followups.links(task)
+    if "withheld" in out:
+        links.pop("follow_up_of", None)  # read from the withheld metadata
+    return {**out, **links}
 
 
 def _may_read_history(request: Request, task_id: str, who: Principal, what: str) -> None:

@@ -22,6 +22,8 @@ from hub.http import install_error_handlers
 from hub.hub import Hub, Loop
 from hub.limits import install as install_limits
 from hub.metrics import run_metrics
+from hub.repos.api import router as repos_router
+from hub.repos.followup_loop import run_followups
 from hub.retention import run_retention
 from hub.settings import HubSettings
 from hub.storage_guard import StorageGuard
@@ -40,6 +42,8 @@ def background(hub: Hub) -> dict[str, Loop]:
         "retention": lambda: run_retention(hub),
         "metrics": lambda: run_metrics(hub),
         "backups": lambda: run_backups(hub),
+        "repo-heads": lambda: hub.repos.run_heads(hub.settings.repo_heads_interval_s),
+        "repo-followups": lambda: run_followups(hub),
     }
     if hub.settings.gc_freeze:
         loops["gc-thaw"] = lambda: POLICY.run_thaw(hub.settings.gc_thaw_interval_s)
@@ -87,6 +91,7 @@ def create_app(settings: HubSettings, clock: Clock | None = None) -> FastAPI:
     app.include_router(api_ops.router)
     app.include_router(dashboard_socket.router)
     app.include_router(goals_api.router)
+    app.include_router(repos_router)
 
     @app.websocket("/ws")
     async def agents_ws(ws: WebSocket) -> None:

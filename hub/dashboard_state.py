@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hub.repos.view import change_view
 from hub.tasks import IN_FLIGHT, Priority, Task, TaskStatus
 
 RECENT_LIMIT = 100
@@ -104,6 +105,8 @@ def task_detail(task: Task) -> dict[str, Any]:
             {"event": h.get("event"), "timestamp": h.get("timestamp"), "details": redact(h.get("details"))}
             for h in task.history[-50:]
         ],
+        "change": change_view(task.change),
+        "base_commit": task.base_commit,
     }
 
 

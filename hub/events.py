@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from hub import lifecycle as L
+from hub.repos.view import change_summary
 from hub.tasks import Task
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ def bus_event(event: L.LifecycleEvent, task: Task | None) -> Event:
         else:
             name = "task_retried" if event.then == "retried" else "task_dead_letter"
             extra = {"reason": event.reason, "from_agent": event.agent_id}
+        if task is not None and task.change is not None:
+            extra["change"] = change_summary(task.change)  # the drawer's branch, commit, tier and publication
     elif isinstance(event, L.TaskDeadLettered):
         name, extra = "task_dead_letter", {"reason": event.reason}
     elif isinstance(event, L.TaskCancelled):

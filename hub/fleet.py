@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub.agents import Agent, AgentRegistry, AgentState, InvalidAgentTransition
 from hub.clock import Clock
 from hub.events import EventBus
 from hub.queue import TaskQueue
+from hub.repos.conflicts import ConflictGate
 from hub.routing import decision_record
 from hub.scheduler import Candidate, Match, Scheduler
 from hub.socket_counters import SocketCounters
@@ -21,11 +22,15 @@ from hub.tasks import Task
 from hub.waiting import WaitingReasons
 from shared.payloads import RoutingDecision
 from shared.protocol import Message, TaskAssign, TaskCancelled, encode
+from shared.repos import RepoCheckout
+
+if TYPE_CHECKING:
+    from hub.repos.registry import RepoRegistry
 
 logger = logging.getLogger(__name__)
 
 
-def assign_message(task: Task) -> TaskAssign:
+def assign_message(task: Task, checkout: RepoCheckout | None = None) -> TaskAssign:
     return TaskAssign(
         task_id=task.id,
         description=task.description,
@@ -43,6 +48,7 @@ def assign_message(task: Task) -> TaskAssign:
         skip_verification=task.skip_verification,
         verification_timeout_ms=task.verification_timeout_ms,
         max_verification_retries=task.max_verification_retries,
+        checkout=checkout,
     )
 
 
@@ -58,15 +64,32 @@ class Fleet:
         self.scheduler = Scheduler(
             queue.queued_in_order, self._idle, queue.deps_done, self.dispatch, explain=self.waiting.slice
         )
+        self.repos: RepoRegistry | None = None
+        """The repository registry (hub/repos), once the hub attached it: reachability, conflicts, checkouts."""
+        self.scheduler.gate = self._gate
         self.n_send_failures = 0
         self.socket_counters = SocketCounters()
 
     def _idle(self) -> list[Candidate]:
-        return [Candidate(a.agent_id, a.capabilities, a.executors, a.models) for a in self.agents.idle()]
+        return [
+            Candidate(a.agent_id, a.capabilities, a.executors, a.models, self._reach(a)) for a in self.agents.idle()
+        ]
 
     def _connected(self) -> list[Candidate]:
         """Every connected agent, busy or not (what the fleet can run at all)."""
-        return [Candidate(a.agent_id, a.capabilities, a.executors, a.models) for a in self.agents.connected.values()]
+        return [
+            Candidate(a.agent_id, a.capabilities, a.executors, a.models, self._reach(a))
+            for a in self.agents.connected.values()
+        ]
+
+    def _reach(self, agent: Agent) -> frozenset[str] | None:
+        """The repositories an agent reaches; None while the registry is empty (a repo is then only a label)."""
+        return agent.reachable_repos if self.repos is not None and len(self.repos) else None
+
+    def _gate(self) -> ConflictGate | None:
+        if self.repos is None or not len(self.repos):
+            return None
+        return ConflictGate((t for t in self.queue.in_flight() if t.repo is not None), self._publish_waiting)
 
     def _publish_waiting(self, task: Task) -> None:
         reason = task.waiting_reason
@@ -142,6 +165,8 @@ class Fleet:
             if agent is None or agent.state != AgentState.IDLE:
                 continue
             task.routing_decision = decision_record(chosen, now).stored()
+            if self.repos is not None and task.repo is not None:
+                task.base_commit = self.repos.base_commit(task.repo)
             booked.append((task, agent_id))
         assigned, committed = self.queue.assign_many(booked)
         for task in assigned:  # only this loop books agents, and it runs alone: none can be booked twice
@@ -161,7 +186,8 @@ class Fleet:
         for task in assigned:
             agent = self.agents.get(task.assigned_to or "")
             if agent is not None:
-                await self.send(agent, assign_message(task))
+                checkout = None if self.repos is None else self.repos.checkout(task, task.base_commit)
+                await self.send(agent, assign_message(task, checkout))
 
     async def _release(self, agent: Agent, task_id: str | None) -> None:
         if task_id is not None and agent.current_task_id not in (None, task_id):

@@ -21,6 +21,8 @@ from hub.fleet import Fleet
 from hub.goals.service import GoalService
 from hub.metrics import HubMetrics
 from hub.queue import TaskQueue
+from hub.repos import wiring as repo_wiring
+from hub.repos.registry import RepoRegistry
 from hub.settings import HubSettings
 from hub.store import Store
 from hub.store.backup import BackupInfo, refuse_if_damaged
@@ -48,6 +50,7 @@ class Hub:
     queue: TaskQueue
     trajectory: Trajectory
     fleet: Fleet
+    repos: RepoRegistry
     goals: GoalService
 
     def __init__(self, settings: HubSettings, clock: Clock | None = None) -> None:
@@ -97,6 +100,7 @@ class Hub:
             self.trajectory = Trajectory(self.store, self.bus, self.clock)
             await self.trajectory.load()
             self.queue.on_forget.append(self.trajectory.forget)
+            self.repos = await repo_wiring.load(self.store, self.settings, self.queue.tasks.values())
             self.goals = GoalService(self)
             await self.goals.load()
         except BaseException:
@@ -107,6 +111,7 @@ class Hub:
         self.created = made
         self.fleet = Fleet(self.queue, self.agents, self.bus, self.clock)
         self.started_at = self.clock.now_ms()
+        repo_wiring.wire(self.repos, self.fleet)
 
     @property
     def opened(self) -> bool:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from hub.routing import Route, needs_of, route_needs
 from hub.tasks import Task
@@ -29,6 +29,16 @@ class Candidate:
     """Executors it runs (None: an older client that did not say; it is routed as before)."""
     models: tuple[str, ...] = ()
     """Local models it serves, its default first."""
+    repos: frozenset[str] | None = None
+    """Repositories it can fetch (``repo_reach``); None: the hub has no registry, any agent takes any task."""
+
+
+class Gate(Protocol):
+    """Holds back queued tasks for the round (hub/repos/conflicts.py: tasks touching files in flight)."""
+
+    def blocked(self, task: Task) -> bool: ...
+
+    def started(self, task: Task) -> None: ...
 
 
 class Match(NamedTuple):
@@ -41,10 +51,14 @@ def eligible(task: Task, agent: Candidate) -> bool:
     """An agent may take a task when it is the pinned agent (if any) and has every needed capability."""
     if task.assign_to is not None and task.assign_to != agent.agent_id:
         return False
+    if task.repo is not None and agent.repos is not None and task.repo not in agent.repos:
+        return False  # the agent cannot fetch the task's repository
     return agent.capabilities.issuperset(task.needed_capabilities)
 
 
-def plan(queued: Iterable[Task], idle: list[Candidate], deps_done: Callable[[Task], bool]) -> list[Match]:
+def plan(
+    queued: Iterable[Task], idle: list[Candidate], deps_done: Callable[[Task], bool], gate: Gate | None = None
+) -> list[Match]:
     """Pair queued tasks (in priority/FIFO order) with idle agents (longest idle first); one task per agent.
 
     A task goes to the first agent that runs it on its preferred target; failing that, to the first agent that
@@ -61,8 +75,10 @@ def plan(queued: Iterable[Task], idle: list[Candidate], deps_done: Callable[[Tas
             break
         if task.depends_on and not deps_done(task):
             continue
+        if gate is not None and gate.blocked(task):
+            continue
         needs = needs_of(task)
-        shape = (task.assign_to, tuple(task.needed_capabilities), needs)
+        shape = (task.assign_to, tuple(task.needed_capabilities), needs, task.repo)
         known = settled.get(shape)
         if known is False:
             continue
@@ -84,6 +100,8 @@ def plan(queued: Iterable[Task], idle: list[Candidate], deps_done: Callable[[Tas
             i, chosen = found
             pairs.append(Match(task, free[i].agent_id, chosen))
             del free[i]
+            if gate is not None:
+                gate.started(task)
     return pairs
 
 
@@ -98,12 +116,14 @@ class Scheduler:
         deps_done: Callable[[Task], bool],
         dispatch: Callable[[list[Match]], Awaitable[Coroutine[Any, Any, None]]],
         explain: Callable[[], bool] | None = None,
+        gate: Callable[[], Gate | None] | None = None,
     ) -> None:
         self._queued = queued
         self._idle = idle
         self._deps_done = deps_done
         self._dispatch = dispatch
         self._explain = explain
+        self.gate = gate
         self._wake = asyncio.Event()
         self.n_rounds = 0
         self.n_assigned = 0
@@ -119,7 +139,7 @@ class Scheduler:
         idle = self._idle()
         if not idle:
             return None
-        pairs = plan(self._queued(), idle, self._deps_done)
+        pairs = plan(self._queued(), idle, self._deps_done, self.gate() if self.gate is not None else None)
         self.n_rounds += 1
         if not pairs:
             return None

@@ -175,3 +175,12 @@ class HubSettings(BaseSettings):
     """Goals not yet final at once; one more submission is refused (503 ``backlog_full``) until some finish."""
     goal_keep_final: int = Field(1000, ge=1)
     """Finished goals (complete, failed, needing review) kept; the oldest beyond this are deleted as others finish."""
+    # --- repositories (hub/repos) ----------------------------------------------------------------------------
+    repo_head_ttl_s: float = Field(30.0, gt=0)
+    """A default branch's head resolved by the hub (``git ls-remote``) is reused for this long."""
+    repo_heads_interval_s: float = Field(60.0, gt=0)
+    """How often the hub resolves the heads of every registered repository again."""
+    repo_git_timeout_s: float = Field(15.0, gt=0)
+    """One ``git ls-remote`` run by the hub is abandoned (the repository counted unreachable) after this long."""
+    repo_git_concurrency: int = Field(4, ge=1, le=64)
+    """``git ls-remote`` runs at once, at most."""

@@ -58,13 +58,14 @@ SHAPE: tuple[tuple[str, frozenset[type]], ...] = (
             "outcome",
             "last_error",
             "dead_letter_reason",
+            "base_commit",
         )
     ),
     ("skip_verification", frozenset({bool})),
     ("metadata", frozenset({dict})),
     *(
         (name, frozenset({dict, _NONE}))
-        for name in ("complexity", "routing_decision", "result", "verification_report", "usage")
+        for name in ("complexity", "routing_decision", "result", "verification_report", "usage", "change")
     ),
     *(
         (name, frozenset({list}))

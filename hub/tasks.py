@@ -65,12 +65,14 @@ class EndReason(StrEnum):
     MODEL_ERROR = "model_error"
     NO_PROGRESS = "no_progress"
     FORMAT_ERRORS = "format_errors"
+    MERGE_CONFLICT = "merge_conflict"
+    """The sidecar could not rebase the task's change onto its repository's moved head (hub/repos/followups.py)."""
 
     @classmethod
     def reported(cls, code: str | None) -> EndReason:
         """The reason for an agent's ``task_failed`` with reason ``code``: a guardrail stop keeps its own code;
         anything else (no code, a free-form one, one the hub decides itself such as ``timeout``) is agent_error."""
-        return cls(code) if code in GUARDRAIL_STOPS else cls.AGENT_ERROR
+        return cls(code) if code in GUARDRAIL_STOPS or code == cls.MERGE_CONFLICT else cls.AGENT_ERROR
 
 
 GUARDRAIL_STOPS = frozenset(
@@ -154,6 +156,11 @@ class Task:
     waiting_reason: WaitingReason | None = None
     """Why no connected agent can ever run this queued task (``{"code", "detail"}``), or None. Kept current by the
     hub (hub/waiting.py), not stored; every transition clears it."""
+    # --- repositories (hub/repos) ---
+    base_commit: str | None = None
+    """The commit of the repository the current (or last) attempt started from, as the hub resolved it."""
+    change: dict[str, Any] | None = None
+    """The change the last attempt reported on the task's repository (``shared.repos.ChangeReport``)."""
     static_json: str | None = field(default=None, repr=False, compare=False)
     """Cache of the serialised fields in STATIC_FIELDS (not part of the record)."""
     static_of: tuple[Any, ...] = field(default=(), repr=False, compare=False)
@@ -356,7 +363,24 @@ def complete(
     task.verification_history = verification_history
     task.completed_at = now_ms
     task.last_error = None
-    record(task, "completed", now_ms, agent_id=agent_id, outcome=outcome, generation=generation, attempt=attempt(task))
+    task.change = result.get("change") if isinstance(result.get("change"), dict) else task.change
+    record(
+        task,
+        "completed",
+        now_ms,
+        agent_id=agent_id,
+        outcome=outcome,
+        generation=generation,
+        attempt=attempt(task),
+        **change_facts(task.change),
+    )
+
+
+def change_facts(change: dict[str, Any] | None) -> dict[str, Any]:
+    """What a history entry tells of an attempt's change on its repository: its tier and how it was published."""
+    if not change:
+        return {}
+    return {k: change[k] for k in ("tier", "published", "commit") if isinstance(change.get(k), str)}
 
 
 def end_attempt(task: Task, reason: EndReason, error: str, now_ms: int, result: dict[str, Any] | None = None) -> str:
@@ -370,6 +394,8 @@ def end_attempt(task: Task, reason: EndReason, error: str, now_ms: int, result: 
     task.last_error = f"{reason}: {error}" if error else str(reason)
     if result is not None:
         task.result = result
+        if isinstance(result.get("change"), dict):
+            task.change = result["change"]
     task.assigned_to = None
     task.accepted_at = None
     if task.retry_count >= task.max_retries:
@@ -432,3 +458,8 @@ def retry(task: Task, now_ms: int, by: str | None = None) -> None:
     task.last_error = None
     task.dead_letter_reason = None
     record(task, "requeued", now_ms, by=by)
+
+
+def place_repo(task: Task, repo: str | None) -> None:
+    """Set the repository of a task being submitted, before it is first stored (hub/repos decides which)."""
+    task.repo = repo

@@ -35,9 +35,9 @@ class Offers:
     @classmethod
     def of(cls, agents: Iterable[Candidate]) -> Offers:
         by_id = {a.agent_id: a for a in agents}
-        distinct: dict[tuple[frozenset[str], frozenset[str] | None, tuple[str, ...]], Candidate] = {}
+        distinct: dict[tuple[object, ...], Candidate] = {}
         for a in by_id.values():
-            distinct.setdefault((a.capabilities, a.executors, a.models), a)
+            distinct.setdefault((a.capabilities, a.executors, a.models, a.repos), a)
         return cls(by_id, tuple(distinct.values()))
 
 
@@ -57,7 +57,7 @@ def waiting_reason(task: Task, offers: Offers, needs: Needs | None = None) -> Wa
     """Why no connected agent can ever run ``task``, or None when one can (whether or not it is free now).
 
     Codes: ``no_agent_connected``, ``pinned_agent_not_connected``, ``no_agent_with_capabilities``,
-    ``no_agent_with_executor``, ``no_agent_with_model``.
+    ``no_agent_with_executor``, ``no_agent_with_model``, ``no_agent_can_reach_repo``.
     """
     if task.assign_to is not None:
         pinned = offers.by_id.get(task.assign_to)
@@ -76,6 +76,10 @@ def waiting_reason(task: Task, offers: Offers, needs: Needs | None = None) -> Wa
             f"needs capabilities {_names(task.needed_capabilities)}; "
             f"{who} {_names(c for a in pool for c in a.capabilities)}",
         )
+    if task.repo is not None:
+        capable = [a for a in capable if a.repos is None or task.repo in a.repos]
+        if not capable:
+            return _reason("no_agent_can_reach_repo", f"no agent can reach repo {task.repo}")
     needs = needs or needs_of(task)
     if any(route_needs(needs, a.executors, a.models) is not None for a in capable):
         return None
@@ -159,13 +163,15 @@ class WaitingReasons:
 
     def _check(self, task: Task, version: int) -> None:
         needs = needs_of(task)
-        key = (task.assign_to, tuple(task.needed_capabilities), needs.targets, needs.model)
+        key = (task.assign_to, tuple(task.needed_capabilities), needs.targets, needs.model, task.repo)
         if key in self._memo:
             reason = self._memo[key]
         else:
             if len(self._memo) >= 4096:
                 self._memo.clear()
             reason = self._memo[key] = waiting_reason(task, self._offers, needs)
+        if reason is None and (task.waiting_reason or {}).get("code") == "file_conflict":
+            reason = task.waiting_reason  # held back by the scheduler (hub/repos/conflicts.py), not by the fleet
         self.n_checked += 1
         self._stamps[task.id] = (version, task.generation)
         if set_waiting(task, reason):

@@ -190,6 +190,34 @@ function resultNodes(t) {
   ];
 }
 
+// The change the task made on its repository: branch, commit, tier, publication, files with +/-, and the diff.
+// Everything goes in as text nodes (el escapes), the diff in a <pre>; a PR link is shown as text, never followed.
+function changeNodes(t) {
+  const c = t.change;
+  if (!c || typeof c !== "object") return null;
+  const files = Array.isArray(c.files) ? c.files : [];
+  return [
+    el("h3", {}, "Change"),
+    el("dl", { class: "meta", "data-change": "" },
+      meta("branch", el("code", {}, c.branch || "—"), c.repo ? ` on ${c.repo}` : null),
+      meta("commit", c.commit ? el("code", {}, String(c.commit).slice(0, 12)) : muted("no change")),
+      c.rebased_onto ? meta("rebased onto", el("code", {}, String(c.rebased_onto).slice(0, 12))) : null,
+      meta("tier", c.tier || muted(), (c.tier_reasons || []).length ? el("span", { class: "muted small" },
+        ` (${c.tier_reasons.join("; ")})`) : null),
+      meta("published", c.published || "no", c.pr_url ? [" ", el("code", {}, c.pr_url)] : null,
+        c.merged_commit ? [" merged ", el("code", {}, String(c.merged_commit).slice(0, 12))] : null),
+      c.publish_error ? meta("publish error", el("span", { class: "bad" }, c.publish_error)) : null,
+      (c.conflict_files || []).length ? meta("conflict", el("span", { class: "bad" }, c.conflict_files.join(", "))) : null,
+      meta("lines", el("span", { class: "good" }, `+${c.added ?? 0}`), " ", el("span", { class: "bad" }, `-${c.removed ?? 0}`),
+        ` in ${c.n_files ?? files.length} files`)),
+    files.length ? el("ul", { class: "files small" }, files.map((f) => el("li", {},
+      el("code", {}, f.path), " ", el("span", { class: "good" }, `+${f.added}`), " ",
+      el("span", { class: "bad" }, `-${f.removed}`), f.status && f.status !== "modified" ? ` (${f.status})` : null))) : null,
+    c.diff ? el("details", {}, el("summary", {}, c.diff_truncated ? "Diff (truncated)" : "Diff"),
+      el("pre", { class: "output diff" }, c.diff)) : null,
+  ];
+}
+
 function historyNodes(t) {
   if (!t.history?.length) return null;
   const items = t.history.slice().reverse().map((h) => el("li", {}, el("b", {}, h.event), " ", rel(h.timestamp), " ",
@@ -218,7 +246,7 @@ export function render() {
     view.error ? el("p", { class: "error" }, view.error) : null,
     el("h3", {}, "Timeline ", view.truncated ? el("span", { class: "muted small" }, `(${num(view.timeline.size)} events so far, loading more…)`)
       : view.timeline.size >= MAX_TIMELINE ? el("span", { class: "muted small" }, `(first ${num(MAX_TIMELINE)} events)`) : null),
-    list, resultNodes(t), historyNodes(t));
+    list, resultNodes(t), changeNodes(t), historyNodes(t));
   renderHead();
   renderCounters();
   list.scrollTop = list.scrollHeight;

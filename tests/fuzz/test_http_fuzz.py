@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from starlette.routing import Mount
 
 from hub.api_admin import TokenRequest
+from hub.repos.base import RepoPatch, RepoSpec
 from hub.task_submit import TaskBatch, TaskSubmit
 from tests.fuzz.conftest import COUNTS, FUZZ, QUIET_PRNG_WARNING, FuzzHub
 from tests.fuzz.strategies import NASTY_STRINGS, Raw, dumps, json_values, numbers, shaped, texts
@@ -45,6 +46,13 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/docs/oauth2-redirect", None),
     ("GET", "/ws", None),  # plain HTTP on the socket paths
     ("GET", "/ws/dashboard", None),
+    # repositories (hub/repos/api.py)
+    ("POST", "/api/repos", RepoSpec),
+    ("GET", "/api/repos", None),
+    ("GET", "/api/repos/{id}", None),
+    ("PUT", "/api/repos/{id}", RepoSpec),
+    ("PATCH", "/api/repos/{id}", RepoPatch),
+    ("DELETE", "/api/repos/{id}", None),
 ]
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 QUERY_KEYS = ("status", "priority", "assigned_to", "goal_id", "limit", "after_seq", "task_id", "token")
