@@ -103,6 +103,7 @@ class Hub:
             self.repos = await repo_wiring.load(self.store, self.settings, self.queue.tasks.values())
             self.goals = GoalService(self)
             await self.goals.load()
+            self.repos.goal_repo = self.goals.repo_of  # a goal's tasks inherit its repository
         except BaseException:
             await self.close()
             for path in made:

@@ -44,6 +44,9 @@ class AgentSim:
     usage: dict[str, Any] | None = None
     """Sent as the ``usage`` of every task_complete when set (``shared.payloads.Usage``'s fields)."""
     on_assign: Callable[[Received], None] | None = None
+    reach_repos: bool = False
+    """Answer every ``repo_registry`` with ``repo_reach`` naming all its repositories reachable (a sidecar that can
+    fetch them all); off, the sim leaves the registry unanswered (as an older sidecar does)."""
 
     def __post_init__(self) -> None:
         self.ws: ClientConnection | None = None
@@ -114,6 +117,9 @@ class AgentSim:
             self.errors.append(msg)
             if msg.get("task_id"):
                 self.n_acked_reports += 1
+        elif kind == "repo_registry" and self.reach_repos:
+            names = [r.get("name") for r in msg.get("repos", []) if isinstance(r, dict)]
+            await self.send({"type": "repo_reach", "reachable": names})
         elif kind == "task_assign":
             rec = Received(msg["task_id"], msg["generation"], time.perf_counter_ns(), msg)
             self.received.append(rec)

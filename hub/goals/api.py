@@ -66,10 +66,18 @@ def _goal(request: Request, goal_id: str) -> Goal:
 @router.post("/api/goals", status_code=201)
 async def submit_goal(request: Request, who: Principal = Depends(writer)) -> JSONResponse:
     body = await parse_body(request, GoalSubmit)
+    hub = hub_of(request)
+    repo = body.repo
+    if repo is not None and hub.repos.get(repo) is None:  # only registered repositories: never a raw path or URL
+        raise ApiError(
+            422, "unknown_repo", field="repo", repo=repo[:128], detail="no such repository: register it at /api/repos"
+        )
+    if repo is None and (registered := hub.repos.list()):
+        repo = registered[0].name  # the top-priority repository, as for tasks
     try:
-        goal = await hub_of(request).goals.submit(
+        goal = await hub.goals.submit(
             body.description,
-            repo=body.repo,
+            repo=repo,
             priority=body.priority_value(),
             checks=body.checks,
             source=body.source,

@@ -26,6 +26,7 @@ from hub.goals.model_client import ModelClient, ModelUnavailable
 from hub.goals.repo_context import RepoUnavailable, file_tree
 from hub.goals.verify import Verdict, model_verdict, retry_failed
 from hub.queue import TaskQueue
+from hub.repos.registry import RepoRegistry
 from hub.settings import HubSettings
 from hub.store import Store
 from hub.task_submit import TaskSubmit
@@ -45,6 +46,7 @@ class HubParts(Protocol):
     bus: EventBus
     queue: TaskQueue
     fleet: Fleet
+    repos: RepoRegistry
 
 
 class GoalService:
@@ -88,6 +90,13 @@ class GoalService:
 
     def get(self, goal_id: str) -> Goal:
         return self.backlog.get(goal_id)
+
+    def repo_of(self, goal_id: str) -> str | None:
+        """The repository of goal ``goal_id``, None if it has none or there is no such goal."""
+        try:
+            return self.backlog.get(goal_id).repo
+        except GoalNotFound:
+            return None
 
     def list_goals(self, status: GoalStatus | None = None) -> list[Goal]:
         return self.backlog.list_goals(status)
@@ -203,7 +212,10 @@ class GoalService:
         try:
             tree = None
             if goal.repo is not None:
-                tree = await file_tree(self._settings.data_dir, goal.repo, self._settings.goal_git_timeout_s)
+                spec = self._hub.repos.get(goal.repo)
+                if spec is None:
+                    raise RepoUnavailable(f"the repository {goal.repo!r} is no longer registered")
+                tree = await file_tree(self._settings.data_dir, spec.url, self._settings.goal_git_timeout_s)
             plan = await decompose(self.model, goal, tree, self._settings.goal_tree_max_files)
         except (ModelUnavailable, RepoUnavailable) as exc:
             what = "no model answered" if isinstance(exc, ModelUnavailable) else "repository unavailable"

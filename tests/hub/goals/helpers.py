@@ -105,7 +105,14 @@ async def wait_status(handle: HubHandle, goal_id: str, *statuses: str, timeout_s
 
 
 async def submit_goal(handle: HubHandle, **body: Any) -> dict[str, Any]:
+    """Submit a goal; a ``repo`` given as a path is registered first (under its folder's name) and named."""
     body.setdefault("description", "Add a util module and use it from the app.")
+    if isinstance(body.get("repo"), str) and body["repo"].startswith("/"):
+        name = Path(body["repo"]).name
+        if (await handle.http.get(f"/api/repos/{name}")).status_code == 404:
+            r = await handle.http.post("/api/repos", json={"name": name, "url": body["repo"]})
+            assert r.status_code == 201, r.text
+        body["repo"] = name
     r = await handle.http.post("/api/goals", json=body)
     assert r.status_code == 201, r.text
     return r.json()  # type: ignore[no-any-return]

@@ -38,6 +38,7 @@ async def agents() -> AsyncIterator[Callable[[HubHandle], Awaitable[AgentSim]]]:
 
     async def connect(handle: HubHandle, **kwargs: Any) -> AgentSim:
         agent_id = f"sim-{uuid.uuid4().hex[:8]}"
+        kwargs.setdefault("reach_repos", True)
         sim = AgentSim(handle.ws_url, agent_id, await handle.mint_token(agent_id), **kwargs)
         await sim.connect()
         sims.append(sim)
@@ -69,7 +70,7 @@ async def test_goal_goes_from_sentence_to_complete_in_dag_order(
         assert [r.task_id for r in sim.received] == ids  # one agent: dependencies force this order
         tasks = [hub.hub.queue.tasks[t] for t in ids]
         assert [t.depends_on for t in tasks] == [[], [ids[0]], [ids[0], ids[1]]]
-        assert {t.goal_id for t in tasks} == {goal["id"]} and {t.repo for t in tasks} == {str(repo)}
+        assert {t.goal_id for t in tasks} == {goal["id"]} and {t.repo for t in tasks} == {repo.name}
         assert tasks[0].file_hints == [{"path": "src/util.py"}] and tasks[0].success_criteria == ["ok"]
         r = await hub.http.get(f"/api/goals/{goal['id']}")
         body = r.json()
