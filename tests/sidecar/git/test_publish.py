@@ -4,8 +4,11 @@ token kept out of logs and bodies."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -281,3 +284,30 @@ async def test_the_default_branch_is_never_the_task_branch(repo: Repo, forge: Gi
     report = await publish(repo.work, repo.checkout("t1", branch="main"), change, "verified", task_id="t1",
                            summary_md="", forge=forge)  # fmt: skip
     assert report.published == "failed" and repo.remote_ref("main") == repo.base
+
+
+async def test_a_hanging_push_is_killed_at_its_timeout(repo: Repo, tmp_path: Path) -> None:
+    """A push whose transport never answers is killed with its whole process group at the timeout, and reported."""
+    pid_file, script = tmp_path / "transport.pid", tmp_path / "hang.py"
+    script.write_text(f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(120)\n")
+    hang = f"{sys.executable} {script}"
+    change = repo.change("t1", {"a.txt": "a\n"})
+    report = await publish(repo.work, repo.checkout("t1"), change, "verified", task_id="t1", summary_md="",
+                           forge=None, remote="ssh://git.invalid/demo.git", git_env={"GIT_SSH_COMMAND": hang},
+                           timeout_s=3)  # fmt: skip
+    assert report.published == "failed"
+    assert report.publish_error is not None and "did not finish within 3 s" in report.publish_error
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert not _alive(pid), "the transport git started outlived the timeout"
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its parent to reap it counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
