@@ -54,7 +54,8 @@ def timed_ms(fn: object, repeat: int) -> list[float]:
 def row(name: str, samples: list[float], unit: str = "ms", scale: float = 1.0) -> str:
     values = sorted(s * scale for s in samples)
     p95 = values[min(len(values) - 1, int(len(values) * 0.95))]
-    return f"| {name} | {len(values)} | {statistics.median(values):.2f} {unit} | {p95:.2f} {unit} | {values[-1]:.2f} {unit} |"
+    cells = [f"{v:.2f} {unit}" for v in (statistics.median(values), p95, values[-1])]
+    return f"| {name} | {len(values)} | " + " | ".join(cells) + " |"
 
 
 async def publications(root: Path, n_tasks: int) -> list[str]:
