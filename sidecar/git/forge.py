@@ -9,6 +9,7 @@ token never appears in one, nor in a log line or a repr.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -21,6 +22,7 @@ GITHUB_API = "https://api.github.com"
 API_VERSION = "2022-11-28"
 ALREADY_EXISTS = "A pull request already exists"
 MAX_MESSAGE_CHARS = 300
+_USER_INFO = re.compile(r"(?<=://)[^/@\s]+@")
 
 
 class ForgeError(Exception):
@@ -73,11 +75,13 @@ class GitHubForge:
             raise ValueError("a forge token is needed")
         self._token = token
         self.base_url = base_url.rstrip("/")
+        self.shown_url = _USER_INFO.sub("", self.base_url)
+        """The base URL as messages show it: without any ``user:password@``."""
         self.timeout_s = timeout_s
         self.n_requests = 0
 
     def __repr__(self) -> str:  # never the token
-        return f"<GitHubForge base_url={self.base_url} requests={self.n_requests}>"
+        return f"<GitHubForge base_url={self.shown_url} requests={self.n_requests}>"
 
     async def _request(self, method: str, path: str, *, json: Any = None, params: dict[str, str] | None = None,
                        repo: str) -> httpx.Response:  # fmt: skip
@@ -88,20 +92,20 @@ class GitHubForge:
             async with httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=self.timeout_s) as client:
                 response = await client.request(method, path, json=json, params=params)
         except httpx.TimeoutException as exc:
-            raise ForgeError(f"the forge at {self.base_url} did not answer within {self.timeout_s:g} s") from exc
+            raise ForgeError(f"the forge at {self.shown_url} did not answer within {self.timeout_s:g} s") from exc
         except httpx.HTTPError as exc:
-            raise ForgeError(f"cannot reach the forge at {self.base_url}: {type(exc).__name__}") from exc
+            raise ForgeError(f"cannot reach the forge at {self.shown_url}: {type(exc).__name__}") from exc
         if response.status_code < 400:
             return response
         detail = _messages(response)
         said = f" (the forge said: {detail})" if detail else ""
         status = response.status_code
         if status == 401:
-            message = f"the forge refused the token (401 Unauthorized): check the token for {self.base_url}{said}"
+            message = f"the forge refused the token (401 Unauthorized): check the token for {self.shown_url}{said}"
         elif status == 403:
             message = f"the token may not do this on {repo} (403 Forbidden): check its scopes or rate limit{said}"
         elif status == 404:
-            message = f"repository {repo} not found on {self.base_url} (404), or the token cannot see it{said}"
+            message = f"repository {repo} not found on {self.shown_url} (404), or the token cannot see it{said}"
         elif status == 422:
             message = f"the forge refused the request on {repo} (422 Unprocessable){said}"
         else:
@@ -121,33 +125,43 @@ class GitHubForge:
         path = self._split(repo)
         payload = {"title": title, "head": head, "base": base, "body": body}
         try:
-            response = await self._request("POST", f"{path}/pulls", json=payload, repo=repo)
+            pull = _pull(_json(await self._request("POST", f"{path}/pulls", json=payload, repo=repo), repo), repo)
+            logger.info("pull request of %s into %s opened on %s: %s", head, base, repo, pull[0])
         except ForgeError as exc:
             if exc.status != 422 or ALREADY_EXISTS not in str(exc):
                 raise
-            url = await self.find_pull_request(repo, head, base)
-            if url is None:
+            found = await self._find(repo, head, base)
+            if found is None:
                 raise ForgeError(f"the forge says a pull request of {head} exists on {repo}, but none is open") from exc
-            logger.info("pull request of %s on %s exists already: %s", head, repo, url)
-            return url
-        pull = _json(response, repo)
-        url, number = (pull.get("html_url"), pull.get("number")) if isinstance(pull, dict) else (None, None)
-        if not isinstance(url, str) or not isinstance(number, int):
-            raise ForgeError(f"the forge's answer on {repo} has no html_url and number")
-        if labels:
-            await self._request("POST", f"{path}/issues/{number}/labels", json={"labels": list(labels)}, repo=repo)
-        logger.info("pull request of %s into %s opened on %s: %s", head, base, repo, url)
-        return url
+            pull = found
+            logger.info("pull request of %s on %s exists already: %s", head, repo, pull[0])
+        if labels:  # on an existing one too: a retried task that now needs review gets its label
+            await self._request("POST", f"{path}/issues/{pull[1]}/labels", json={"labels": list(labels)}, repo=repo)
+        return pull[0]
 
     async def find_pull_request(self, repo: str, head: str, base: str | None = None) -> str | None:
+        found = await self._find(repo, head, base)
+        return None if found is None else found[0]
+
+    async def _find(self, repo: str, head: str, base: str | None) -> tuple[str, int] | None:
+        """``(html_url, number)`` of the newest open pull request of ``head``, or None."""
         path = self._split(repo)
         owner = repo.partition("/")[0]
         params = {"state": "open", "head": head if ":" in head else f"{owner}:{head}", "per_page": "10"}
         if base is not None:
             params["base"] = base
-        response = await self._request("GET", f"{path}/pulls", params=params, repo=repo)
-        pulls = _json(response, repo)
+        pulls = _json(await self._request("GET", f"{path}/pulls", params=params, repo=repo), repo)
         if not isinstance(pulls, list):
             raise ForgeError(f"the forge's pull request listing on {repo} is not a list")
-        urls = [p.get("html_url") for p in pulls if isinstance(p, dict)]
-        return next((url for url in urls if isinstance(url, str)), None)
+        ref = head.rpartition(":")[2]
+        mine = [p for p in pulls if isinstance(p, dict) and isinstance(p.get("head"), dict)
+                and p["head"].get("ref") == ref]  # fmt: skip
+        return _pull(mine[0], repo) if mine else None
+
+
+def _pull(data: Any, repo: str) -> tuple[str, int]:
+    """``(html_url, number)`` of a pull request object of the forge."""
+    url, number = (data.get("html_url"), data.get("number")) if isinstance(data, dict) else (None, None)
+    if not isinstance(url, str) or not isinstance(number, int) or isinstance(number, bool):
+        raise ForgeError(f"the forge's pull request on {repo} has no html_url and number")
+    return url, number

@@ -100,3 +100,23 @@ def test_bad_repository_names_and_empty_tokens_are_refused() -> None:
         GitHubForge("")
     with pytest.raises(ForgeError, match="not an owner/name"):
         GitHubForge._split("justaname")
+
+
+async def test_labels_reach_an_existing_pull_request(fake: FakeForgeServer) -> None:
+    """A retried task whose change now needs review labels the pull request that was already open."""
+    forge = GitHubForge(TOKEN, base_url=fake.url)
+    first = await forge.open_pull_request("acme/demo", "agentcom/t1", "main", "t", "b")
+    again = await forge.open_pull_request("acme/demo", "agentcom/t1", "main", "t", "b", labels=["needs-human-review"])
+    assert first == again
+    assert [label["name"] for label in fake.pulls()[0]["labels"]] == ["needs-human-review"]
+
+
+async def test_credentials_in_the_base_url_are_never_shown() -> None:
+    """A base URL carrying user:password shows without it in errors and the repr."""
+    async with FakeForgeServer() as gone:
+        url = gone.url
+    forge = GitHubForge(TOKEN, base_url=url.replace("http://", "http://admin:hunter2pass@"))
+    with pytest.raises(ForgeError) as raised:
+        await forge.find_pull_request("acme/demo", "b")
+    assert "hunter2pass" not in str(raised.value) and "hunter2pass" not in repr(forge)
+    assert url in str(raised.value)
