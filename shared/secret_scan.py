@@ -232,6 +232,14 @@ def scan_diff(diff: str) -> list[ScanFinding]:
     return findings
 
 
+def redact(text: str, *, is_code: bool = False) -> str:
+    """``text`` with every secret, personal path and internal address masked, line by line (for text that leaves
+    the host beside a change, such as a pull request's body)."""
+    lines = text.split("\n")
+    return "\n".join(_masked(line, hits) if (hits := _deduplicated(list(_hits(line, is_code)))) else line
+                     for line in lines)  # fmt: skip
+
+
 def describe(findings: list[ScanFinding], limit: int = 10) -> str:
     """One readable report of ``findings``: ``aws_key in config.py:3; personal_path in run.sh:12``."""
     shown = "; ".join(f"{f.kind} in {f.path}:{f.line}" for f in findings[:limit])

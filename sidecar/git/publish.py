@@ -34,7 +34,7 @@ from typing import Any
 from shared.payloads import Outcome
 from shared.repos import ChangeReport, RepoCheckout
 from shared.review import classify
-from shared.secret_scan import describe, scan_diff
+from shared.secret_scan import describe, redact, scan_diff
 from sidecar.git.forge import Forge, ForgeError
 
 logger = logging.getLogger(__name__)
@@ -127,13 +127,14 @@ class _Git:
 
 
 def _headline(summary_md: str, task_id: str) -> str:
-    line = next((s.strip().lstrip("#").strip() for s in summary_md.splitlines() if s.strip().lstrip("#").strip()), "")
+    lines = (s.strip().lstrip("#").strip() for s in redact(summary_md).splitlines())
+    line = next((s for s in lines if s), "")
     return f"AgentCom: {line}"[:200] if line else f"AgentCom task {task_id}"[:200]
 
 
 def pull_request_body(change: ChangeReport, tier: str, reasons: list[str], *, task_id: str, summary_md: str) -> str:
-    """The pull request's text: the task's summary (task, verification report, cost, as the runner wrote it), the
-    change and its files, the tier and every reason; at most :data:`MAX_PR_BODY_CHARS`."""
+    """The pull request's text: the task's summary (task, verification report, cost, as the runner wrote it, its
+    secrets masked), the change and its files, the tier and every reason; at most :data:`MAX_PR_BODY_CHARS`."""
     base = change.base_commit + (f", rebased onto `{change.rebased_onto}`" if change.rebased_onto else "")
     files = [f"  - `{f.path}` (+{f.added} −{f.removed}, {f.status})" for f in change.files[:50]]
     more = [f"  - and {len(change.files) - 50} more"] if len(change.files) > 50 else []
@@ -145,6 +146,7 @@ def pull_request_body(change: ChangeReport, tier: str, reasons: list[str], *, ta
         "", f"<sub>Opened by AgentCom for task `{task_id}`.</sub>", "",
     ])  # fmt: skip
     room = max(0, MAX_PR_BODY_CHARS - len(tail) - 40)
+    summary_md = redact(summary_md)  # a verification log may echo what the diff scan never saw
     summary = summary_md if len(summary_md) <= room else summary_md[:room] + "\n\n… (summary cut)"
     return (summary.rstrip() + "\n" + tail)[:MAX_PR_BODY_CHARS]
 

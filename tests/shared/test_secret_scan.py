@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from shared.repos import ScanFinding
-from shared.secret_scan import MAX_FINDINGS, added_lines, describe, entropy, scan_diff
+from shared.secret_scan import MAX_FINDINGS, added_lines, describe, entropy, redact, scan_diff
 
 # Secrets are assembled at run time, so this file holds none a scanner of its own would stop.
 GITHUB = "ghp_" + "Zx81Qw7Lm2Np" * 3
@@ -210,3 +210,12 @@ def test_fuzz_added_lines_never_crash(lines: list[str]) -> None:
     diff = diff_of("x.py", *lines)
     assert len(list(added_lines(diff))) <= len(lines)
     scan_diff(diff)
+
+
+def test_redact_masks_text_line_by_line() -> None:
+    """Free text (a pull request's body) keeps its lines and words, its secrets masked."""
+    text = f"## Verification\nran with GH={GITHUB}\nlog in /home/alice/x\nall good"
+    out = redact(text)
+    assert out.splitlines()[0] == "## Verification" and out.splitlines()[3] == "all good"
+    assert GITHUB[4:] not in out and "alice" not in out and out.count("****") == 2
+    assert redact("nothing here\n") == "nothing here\n"

@@ -172,6 +172,17 @@ async def test_pull_request_tier_opens_a_pull_request_with_the_body(repo: Repo, 
     assert repo.remote_ref("main") == repo.base and repo.remote_ref("agentcom/t1") == change.commit
 
 
+async def test_secrets_in_the_summary_are_masked_in_the_pull_request(repo: Repo, forge: GitHubForge,
+                                                                     fake: FakeForgeServer) -> None:  # fmt: skip
+    """A token the verification log echoed into the summary is masked in the pull request's body."""
+    leaked = "ghp_" + "Zx81Qw7Lm2Np" * 3
+    change = repo.change("t1", {"a.txt": "a\n"})
+    await publish(repo.work, repo.checkout("t1"), change, "verified", task_id="t1", forge=forge,
+                  summary_md=f"# Fix\n\n## Verification\nGH_TOKEN={leaked} pytest: pass\n")  # fmt: skip
+    body = fake.pulls()[0]["body"]
+    assert leaked[4:] not in body and "GH_TOKEN=ghp_****" in body and "pytest: pass" in body
+
+
 async def test_human_review_opens_a_labelled_pull_request(repo: Repo, forge: GitHubForge,
                                                           fake: FakeForgeServer) -> None:  # fmt: skip
     """A change on a sensitive path gets a pull request labelled for review, never a merge."""
