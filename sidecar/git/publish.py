@@ -2,10 +2,11 @@
 
 The runner calls :func:`publish` once a task's change is committed and verified. In order:
 
-1. the full diff of the change (from git, not the report's cut copy) goes through :func:`shared.secret_scan.scan_diff`:
-   any finding blocks publication (``published="blocked"``), nothing is pushed;
-2. :func:`shared.review.classify` gives the tier and its reasons;
-3. ``checkout.publish == "none"`` stops here; otherwise the task's branch is pushed, then
+1. :func:`shared.review.classify` gives the tier and its reasons;
+2. the full diff of the change (from git, not the report's cut copy) goes through :func:`shared.secret_scan.scan_diff`;
+   ``checkout.publish == "none"`` stops here (the findings reported, nothing leaves the host); any finding blocks
+   publication (``published="blocked"``), nothing is pushed;
+3. the task's branch is pushed, then
    - ``auto_merge``: the remote's default branch is moved to the commit, fast-forward only (a plain push, never
      forced); a refusal (the branch moved on) falls back to a pull request;
    - ``pull_request``: a pull request through the forge (when ``checkout.publish`` asks for one);
@@ -50,6 +51,7 @@ _INHERITED = ("PATH", "HOME", "SSH_AUTH_SOCK", "SYSTEMROOT")
 _SECRET_NAME = re.compile(r"(?i)token|password|passwd|secret|key|auth|credential")
 _URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
+_COMMIT = re.compile(r"[0-9a-f]{4,64}\Z")
 
 
 class GitError(Exception):
@@ -119,7 +121,7 @@ class _Git:
 
     async def push(self, remote: str, refspec: str) -> str | None:
         """Push ``refspec``; None when it landed, else why not (git's own words, cleaned)."""
-        done = await self.run("push", "--porcelain", "--no-verify", remote, refspec)
+        done = await self.run("push", "--porcelain", "--no-verify", "--", remote, refspec)
         if done.rc == 0:
             return None
         refused = [line.split("\t")[-1] for line in done.out.splitlines() if line.startswith("!")]
@@ -172,10 +174,14 @@ async def publish(
     if change.commit is None:
         return _report(change, git, published="no")
     tier, reasons = classify(change, outcome, checkout.review)
+    base = change.rebased_onto or change.base_commit
+    if not (_COMMIT.match(base) and _COMMIT.match(change.commit)):
+        error = f"not commit ids: base {base[:80]!r}, commit {change.commit[:80]!r}"
+        return _report(change, git, tier=tier, tier_reasons=reasons, published="failed", publish_error=error)
     try:
         done = await git.run("-c", "core.quotepath=false", "diff", "--no-color", "--no-ext-diff", "--no-textconv",
-                             "--src-prefix=a/", "--dst-prefix=b/", f"{change.rebased_onto or change.base_commit}..."
-                             f"{change.commit}", "--", limit=MAX_DIFF_BYTES)  # fmt: skip
+                             "--src-prefix=a/", "--dst-prefix=b/", f"{base}...{change.commit}", "--",
+                             limit=MAX_DIFF_BYTES)  # fmt: skip
     except GitError as exc:
         return _report(change, git, tier=tier, tier_reasons=reasons, published="failed", publish_error=str(exc))
     if done.rc != 0 or done.cut:
@@ -183,13 +189,13 @@ async def publish(
         logger.warning("task %s: publication blocked, %s", task_id, why)
         return _report(change, git, tier=tier, tier_reasons=reasons, published="blocked", publish_error=why)
     findings = scan_diff(done.out)
+    if checkout.publish == "none":  # nothing leaves the host; what the scan saw is still reported
+        return _report(change, git, tier=tier, tier_reasons=reasons, scan=findings, published="no")
     if findings:
         why = f"publication blocked: the diff adds {len(findings)} secret(s) or private detail(s): {describe(findings)}"
         logger.warning("task %s: %s", task_id, why)
         return _report(change, git, tier=tier, tier_reasons=reasons, scan=findings, published="blocked",
                        publish_error=why)  # fmt: skip
-    if checkout.publish == "none":
-        return _report(change, git, tier=tier, tier_reasons=reasons, published="no")
     return await _land(git, remote or checkout.url, checkout, change, tier, reasons, task_id, summary_md, forge)
 
 

@@ -322,3 +322,28 @@ def _alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return state != "Z"
+
+
+async def test_option_like_remotes_and_commit_ids_are_never_options(repo: Repo, tmp_path: Path) -> None:
+    """A remote that looks like a git option is pushed to as a name (and fails), never run; a commit id that is not
+    hex is refused before git sees it."""
+    marker = tmp_path / "ran"
+    change = repo.change("t1", {"a.txt": "a\n"})
+    for remote in (f"--receive-pack=touch {marker}", f"--repo={repo.remote}"):
+        report = await publish(repo.work, repo.checkout("t1"), change, "verified", task_id="t1", summary_md="",
+                               forge=None, remote=remote)  # fmt: skip
+        assert report.published == "failed" and not marker.exists()
+        assert repo.remote_branches() == ["main"]
+    bad = change.model_copy(update={"base_commit": f"--output={marker}"})
+    report = await publish(repo.work, repo.checkout("t1"), bad, "verified", task_id="t1", summary_md="", forge=None)
+    assert report.published == "failed" and "not commit ids" in (report.publish_error or "")
+    assert not marker.exists() and repo.remote_branches() == ["main"]
+
+
+async def test_publish_none_reports_findings_without_blocking(repo: Repo) -> None:
+    """With publish=none nothing leaves the host: a secret is reported by the scan, the change is not 'blocked'."""
+    change = repo.change("t1", {"a.txt": "token = " + "ghp_" + "Zx81Qw7Lm2Np" * 3 + "\n"})
+    report = await publish(repo.work, repo.checkout("t1", publish="none"), change, "verified", task_id="t1",
+                           summary_md="", forge=None)  # fmt: skip
+    assert report.published == "no" and [f.kind for f in report.scan] == ["github_token"]
+    assert repo.remote_branches() == ["main"]
