@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from shared.payloads import Outcome
+from shared.payloads import OUTCOMES, Outcome
 from shared.repos import ChangeReport, FileStat, ReviewPolicy, Tier
 from shared.review import classify, is_test_path, path_matches
 
@@ -179,3 +181,33 @@ def test_path_matches(path: str, pattern: str, matches: bool) -> None:
 def test_is_test_path(path: str, is_test: bool) -> None:
     """Test files are test_*.py, *_test.py and anything under a tests/ folder."""
     assert is_test_path(path) is is_test
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    n_files=st.integers(0, 60), lines=st.integers(0, 3000), outcome=st.sampled_from(OUTCOMES),
+    tests_changed=st.booleans(), sensitive=st.booleans(), auto=st.booleans(), require_tests=st.booleans(),
+    max_auto_files=st.integers(0, 50), max_pr_files=st.integers(0, 50),
+)  # fmt: skip
+def test_tier_rules_hold_for_any_change(n_files: int, lines: int, outcome: Outcome, tests_changed: bool,
+                                        sensitive: bool, auto: bool, require_tests: bool, max_auto_files: int,
+                                        max_pr_files: int) -> None:  # fmt: skip
+    """For any change and policy: auto_merge only when every auto rule holds, human_review exactly when a human rule
+    holds, and there is always at least one reason."""
+    paths = [f"src/m{i}.py" for i in range(n_files)]
+    if tests_changed and paths:
+        paths[0] = "tests/test_m.py"
+    if sensitive and paths:
+        paths[-1] = "deploy/secrets.yml"
+    policy = ReviewPolicy(auto_merge=auto, require_tests_changed=require_tests, sensitive_paths=["deploy/**"],
+                          max_auto_files=max_auto_files, max_pr_files=max_pr_files)  # fmt: skip
+    report = change(*paths, lines=lines) if paths else change(lines=lines)
+    tier, reasons = classify(report, outcome, policy)
+    has_sensitive = any(p.startswith("deploy/") for p in paths)
+    has_tests = any(p.startswith("tests/") for p in paths)
+    human = outcome in ("unverified", "failed") or n_files > max_pr_files or lines > 2000 or has_sensitive
+    auto_ok = (auto and outcome == "verified" and n_files <= max_auto_files and lines <= 200
+               and (has_tests or not require_tests))  # fmt: skip
+    assert reasons
+    assert (tier == "human_review") is human
+    assert (tier == "auto_merge") is (auto_ok and not human)
