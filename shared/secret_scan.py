@@ -28,13 +28,15 @@ MAX_FINDINGS = 200
 EXCERPT_CHARS = 160
 MASK = "****"
 GENERIC_MIN_CHARS = 8
+GENERIC_MIN_WORDS_CHARS = 16
+"""A literal of letters and separators only needs this many characters to count (a passphrase, not ``read-only``)."""
 GENERIC_MIN_ENTROPY = 2.5
 """Bits per character a literal needs to count as a secret (``"aaaaaaaa"`` has 0, ``"hunter2!x"`` about 3)."""
 
 PLACEHOLDER_WORDS = (
     "example", "placeholder", "changeme", "change_me", "change-me", "your_", "your-", "yourpass", "dummy", "redacted",
     "sample", "xxxx", "****", "...", "<", ">", "${", "{{", "%(", "$(", "fake", "notasecret", "not_a_secret",
-    "not-a-secret", "insert", "replace",
+    "not-a-secret", "insert", "replace", "token", "secret", "password",
 )  # fmt: skip
 PLACEHOLDER_VALUES = frozenset({"password", "secret", "token", "none", "null", "true", "false", "test", "testing"})
 PLACEHOLDER_USERS = frozenset({
@@ -47,6 +49,9 @@ CODE_SUFFIXES = frozenset({
 })  # fmt: skip
 """Files where a bare ``name.local`` is more likely an attribute than a host: there a host needs a URL or quotes."""
 PRIVATE_NETS = tuple(ipaddress.ip_network(net) for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+PRIVATE_BLOCK_STARTS = frozenset(net.network_address for net in PRIVATE_NETS)
+"""``10.0.0.0`` and the like name a whole private block (``10.0.0.0/8``), not a host."""
+PLACEHOLDER_HOSTS = frozenset({"name", "host", "hostname", "myhost", "server", "foo", "bar", "your", "some"})
 
 _PRIVATE_KEY = re.compile(r"-----BEGIN (?:[A-Z0-9]{1,20} ){0,3}PRIVATE KEY(?: BLOCK)?-----")
 _AWS_KEY = re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA)[A-Z0-9]{16}(?![A-Z0-9])")
@@ -64,13 +69,14 @@ _GENERIC = re.compile(
     r"(?:(?P<q>[\"'`])(?P<quoted>[^\"'`\n]{1,500})(?P=q)|(?P<bare>[A-Za-z0-9+/=_\-.!@#$%^&*~]{1,500}))"
 )
 _PERSONAL = re.compile(
-    r"(?<![\w.])/home/(?P<home>[A-Za-z0-9._-]{1,64})/|(?<![\w.])/Users/(?P<users>[^/\s\"']{1,64})/"
-    r"|(?i:\b[a-z]:(?:\\\\|\\|/)users(?:\\\\|\\|/))(?P<win>[^\\/\s\"']{1,64})(?:\\|/)"
+    r"(?<![\w.])/home/(?P<home>[A-Za-z0-9._-]{1,64})/|(?<![\w.])/Users/(?P<users>[A-Za-z0-9._-]{1,64})/"
+    r"|(?i:\b[a-z]:(?:\\\\|\\|/)users(?:\\\\|\\|/))(?P<win>[A-Za-z0-9._-]{1,64})(?:\\|/)"
 )
 _IPV4 = re.compile(r"(?<![\w.])(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?![\w]|\.\d)")
 _HOST = re.compile(
     r"(?i)(?<![\w.-])(?P<labels>(?:[a-z0-9][a-z0-9-]{0,62}\.){1,8})(?P<tld>internal|local|corp)(?![\w-]|\.\w|\()"
 )
+_WORDS = re.compile(r"[A-Za-z][A-Za-z _.-]*\Z")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z_.]*\Z")
 _HUNK = re.compile(r"@@ -\d+(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
@@ -102,6 +108,8 @@ def is_placeholder(value: str) -> bool:
 def _generic_value_is_secret(value: str, quoted: bool) -> bool:
     if len(value) < GENERIC_MIN_CHARS or is_placeholder(value) or entropy(value) < GENERIC_MIN_ENTROPY:
         return False
+    if _WORDS.match(value) and len(value) < GENERIC_MIN_WORDS_CHARS:
+        return False  # ``read-only``, ``local dev``: words, not a secret (a long passphrase still counts)
     if quoted:
         return not value.startswith("$")
     # bare: skip names and references (``settings.secret_key``, ``os.environ``); a literal mixes digits or symbols
@@ -138,12 +146,13 @@ def _hits(line: str, is_code: bool) -> Iterator[_Hit]:
     for m in _IPV4.finditer(line):
         if all(int(octet) < 256 for octet in m.groups()):
             address = ipaddress.ip_address(m.group())
-            if any(address in net for net in PRIVATE_NETS):
+            if any(address in net for net in PRIVATE_NETS) and address not in PRIVATE_BLOCK_STARTS:
                 yield _Hit("internal_address", m.start(2), m.end())
     for m in _HOST.finditer(line):
         before = line[max(0, m.start() - 3) : m.start()]
         quoted_or_url = before.endswith(("//", "@", '"', "'", "`"))
-        if "example" not in m.group().lower() and (quoted_or_url or not is_code):
+        first = m.group("labels").split(".")[0].lower()
+        if "example" not in m.group().lower() and first not in PLACEHOLDER_HOSTS and (quoted_or_url or not is_code):
             yield _Hit("internal_address", m.start("labels"), m.end("labels") - 1)
 
 
