@@ -347,3 +347,21 @@ async def test_publish_none_reports_findings_without_blocking(repo: Repo) -> Non
                            summary_md="", forge=None)  # fmt: skip
     assert report.published == "no" and [f.kind for f in report.scan] == ["github_token"]
     assert repo.remote_branches() == ["main"]
+
+
+async def test_publishes_from_a_bare_mirror(repo: Repo, tmp_path: Path, forge: GitHubForge,
+                                            fake: FakeForgeServer) -> None:  # fmt: skip
+    """The sidecar keeps each repository as a bare mirror (remote.origin.mirror set): publishing from it pushes only
+    the task's refs, merging fast-forward, and opens pull requests as from a clone."""
+    mirror = tmp_path / "mirror.git"
+    git(tmp_path, "clone", "-q", "--mirror", str(repo.remote), str(mirror))
+    first = repo.change("t1", {"a.txt": "a\n"})
+    second = repo.change("t2", {"b.txt": "b\n"})
+    git(mirror, "fetch", "-q", str(repo.work), "refs/heads/agentcom/*:refs/heads/agentcom/*")
+    merged = await publish(mirror, repo.checkout("t1", review=AUTO), first, "verified", task_id="t1",
+                           summary_md=SUMMARY, forge=forge)  # fmt: skip
+    pulled = await publish(mirror, repo.checkout("t2"), second, "verified", task_id="t2", summary_md=SUMMARY,
+                           forge=forge)  # fmt: skip
+    assert (merged.published, pulled.published) == ("merged", "pull_request")
+    assert repo.remote_ref("main") == first.commit
+    assert repo.remote_branches() == ["agentcom/t1", "agentcom/t2", "main"]
