@@ -1,0 +1,255 @@
+"""The pre-publication scan: what must never leave a host in a change, found in the lines a diff ADDS.
+
+Kinds found: ``private_key`` (a PEM/OpenSSH/PGP private key block), ``aws_key`` (access key ids) and
+``aws_secret``, ``github_token`` (``ghp_``/``gho_``/``ghu_``/``ghs_``/``ghr_``, ``github_pat_``), ``slack_token``
+(``xox?-`` tokens and incoming webhooks), ``jwt``, ``generic_secret`` (``api_key``/``secret``/``password``/``token``
+assigned a literal with enough entropy), ``personal_path`` (``/home/<user>/``, ``/Users/<user>/``,
+``C:\\Users\\<user>\\``) and ``internal_address`` (RFC 1918 IPv4 addresses, ``*.internal``/``*.local``/``*.corp``
+hosts). Obvious placeholders (``example``, ``changeme``, ``${VAR}``, ``xxxx``...) are let through.
+
+A finding names its kind, file and line; its excerpt is the line with every secret of that line masked, so a report
+never carries what it found. Pure and bounded: regexes with bounded repetitions, at most :data:`MAX_FINDINGS`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from shared.repos import ScanFinding
+
+MAX_FINDINGS = 200
+"""As many as a :class:`~shared.repos.ChangeReport` carries."""
+EXCERPT_CHARS = 160
+MASK = "****"
+GENERIC_MIN_CHARS = 8
+GENERIC_MIN_WORDS_CHARS = 16
+"""A literal of letters and separators only needs this many characters to count (a passphrase, not ``read-only``)."""
+GENERIC_MIN_ENTROPY = 2.5
+"""Bits per character a literal needs to count as a secret (``"aaaaaaaa"`` has 0, ``"hunter2!x"`` about 3)."""
+
+PLACEHOLDER_WORDS = (
+    "example", "placeholder", "changeme", "change_me", "change-me", "your_", "your-", "yourpass", "dummy", "redacted",
+    "sample", "xxxx", "****", "...", "<", ">", "${", "{{", "%(", "$(", "fake", "notasecret", "not_a_secret",
+    "not-a-secret", "insert", "replace", "token", "secret", "password",
+)  # fmt: skip
+PLACEHOLDER_VALUES = frozenset({"password", "secret", "token", "none", "null", "true", "false", "test", "testing"})
+PLACEHOLDER_USERS = frozenset({
+    "user", "username", "me", "you", "runner", "example", "someone", "name", "shared", "public", "default",
+    "$user", "${user}", "<user>", "%username%", "...", "all users", "administrator", "foo", "bar",
+})  # fmt: skip
+CODE_SUFFIXES = frozenset({
+    ".py", ".pyi", ".js", ".jsx", ".ts", ".tsx", ".go", ".rs", ".java", ".kt", ".c", ".h", ".cc", ".cpp", ".hpp",
+    ".cs", ".rb", ".php", ".swift", ".scala", ".ex", ".exs", ".erl", ".lua", ".sh",
+})  # fmt: skip
+"""Files where a bare ``name.local`` is more likely an attribute than a host: there a host needs a URL or quotes."""
+PRIVATE_NETS = tuple(ipaddress.ip_network(net) for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+PRIVATE_BLOCK_STARTS = frozenset(net.network_address for net in PRIVATE_NETS)
+"""``10.0.0.0`` and the like name a whole private block (``10.0.0.0/8``), not a host."""
+PLACEHOLDER_HOSTS = frozenset({"name", "host", "hostname", "myhost", "server", "foo", "bar", "your", "some"})
+
+_PRIVATE_KEY = re.compile(r"-----BEGIN (?:[A-Z0-9]{1,20} ){0,3}PRIVATE KEY(?: BLOCK)?-----")
+_AWS_KEY = re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA)[A-Z0-9]{16}(?![A-Z0-9])")
+_AWS_SECRET = re.compile(
+    r"(?i)aws_?secret_?(?:access_?)?key[\"']?\s{0,10}[:=]\s{0,10}[\"']?([A-Za-z0-9/+]{40})(?![\w/+])"
+)
+_GITHUB = re.compile(r"(?<![\w])(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})(?![\w])")
+_SLACK = re.compile(
+    r"(?<![\w-])xox[abposr]-[A-Za-z0-9-]{10,250}|https://hooks\.slack\.com/services/T[A-Za-z0-9_/]{8,200}"
+)
+_JWT = re.compile(r"(?<![\w-])eyJ[A-Za-z0-9_-]{8,4000}\.eyJ[A-Za-z0-9_-]{8,8000}\.[A-Za-z0-9_-]{10,2000}(?![\w-])")
+_GENERIC = re.compile(
+    r"(?i)(?:api[_-]?key|apikey|secret(?:[_-]?key)?|passw(?:or)?d|pwd|auth[_-]?token|access[_-]?token"
+    r"|access[_-]?key|client[_-]?secret|private[_-]?key|token)(?!\w)[\"']?\s{0,10}(?::=|=>|=|:)\s{0,10}"
+    r"(?:(?P<q>[\"'`])(?P<quoted>[^\"'`\n]{1,500})(?P=q)|(?P<bare>[A-Za-z0-9+/=_\-.!@#$%^&*~]{1,500}))"
+)
+_PERSONAL = re.compile(
+    r"(?<![\w.])/home/(?P<home>[A-Za-z0-9._-]{1,64})/|(?<![\w.])/Users/(?P<users>[A-Za-z0-9._-]{1,64})/"
+    r"|(?i:\b[a-z]:(?:\\\\|\\|/)users(?:\\\\|\\|/))(?P<win>[A-Za-z0-9._-]{1,64})(?:\\|/)"
+)
+_IPV4 = re.compile(r"(?<![\w.])(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?![\w]|\.\d)")
+_HOST = re.compile(
+    r"(?i)(?<![\w.-])(?P<labels>(?:[a-z0-9][a-z0-9-]{0,62}\.){1,8})(?P<tld>internal|local|corp)(?![\w-]|\.\w|\()"
+)
+_WORDS = re.compile(r"[A-Za-z][A-Za-z _.-]*\Z")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z_.]*\Z")
+_HUNK = re.compile(r"@@ -\d+(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+@dataclass(frozen=True)
+class _Hit:
+    kind: str
+    start: int
+    end: int
+    """The span to mask: the secret itself, never its harmless prefix (``ghp_``, ``AKIA``, ``/home/``)."""
+
+
+def entropy(text: str) -> float:
+    """Shannon entropy of ``text`` in bits per character."""
+    if not text:
+        return 0.0
+    counts, n = Counter(text), len(text)
+    return -sum(c / n * math.log2(c / n) for c in counts.values())
+
+
+def is_placeholder(value: str) -> bool:
+    """Whether ``value`` is an obvious stand-in (``example``, ``changeme``, ``${VAR}``, ``xxxx``, one repeated
+    character) rather than a real secret."""
+    lowered = value.lower()
+    return lowered in PLACEHOLDER_VALUES or any(w in lowered for w in PLACEHOLDER_WORDS) or len(set(value)) <= 2
+
+
+def _generic_value_is_secret(value: str, quoted: bool) -> bool:
+    if len(value) < GENERIC_MIN_CHARS or is_placeholder(value) or entropy(value) < GENERIC_MIN_ENTROPY:
+        return False
+    if _WORDS.match(value) and len(value) < GENERIC_MIN_WORDS_CHARS:
+        return False  # ``read-only``, ``local dev``: words, not a secret (a long passphrase still counts)
+    if quoted:
+        return not value.startswith("$")
+    # bare: skip names and references (``settings.secret_key``, ``os.environ``); a literal mixes digits or symbols
+    return _IDENTIFIER.match(value) is None and value[0].isalnum()
+
+
+def _hits(line: str, is_code: bool) -> Iterator[_Hit]:
+    for m in _PRIVATE_KEY.finditer(line):
+        yield _Hit("private_key", m.end(), max(len(line), m.end()))
+    for m in _AWS_KEY.finditer(line):
+        if not is_placeholder(m.group()):
+            yield _Hit("aws_key", m.start() + 4, m.end())
+    for m in _AWS_SECRET.finditer(line):
+        if not is_placeholder(m.group(1)):
+            yield _Hit("aws_secret", m.start(1), m.end(1))
+    for m in _GITHUB.finditer(line):
+        prefix = 11 if m.group().startswith("github_pat_") else 4
+        if not is_placeholder(m.group()[prefix:]):
+            yield _Hit("github_token", m.start() + prefix, m.end())
+    for m in _SLACK.finditer(line):
+        prefix = 5 if m.group().startswith("xox") else 33
+        if not is_placeholder(m.group()[prefix:]):
+            yield _Hit("slack_token", m.start() + prefix, m.end())
+    for m in _JWT.finditer(line):
+        yield _Hit("jwt", m.start() + 3, m.end())
+    for m in _GENERIC.finditer(line):
+        group = "quoted" if m.group("quoted") is not None else "bare"
+        if _generic_value_is_secret(m.group(group), quoted=group == "quoted"):
+            yield _Hit("generic_secret", m.start(group), m.end(group))
+    for m in _PERSONAL.finditer(line):
+        group = next(g for g in ("home", "users", "win") if m.group(g) is not None)
+        if m.group(group).lower() not in PLACEHOLDER_USERS:
+            yield _Hit("personal_path", m.start(group), m.end(group))
+    for m in _IPV4.finditer(line):
+        if all(int(octet) < 256 for octet in m.groups()):
+            address = ipaddress.ip_address(m.group())
+            if any(address in net for net in PRIVATE_NETS) and address not in PRIVATE_BLOCK_STARTS:
+                yield _Hit("internal_address", m.start(2), m.end())
+    for m in _HOST.finditer(line):
+        before = line[max(0, m.start() - 3) : m.start()]
+        quoted_or_url = before.endswith(("//", "@", '"', "'", "`"))
+        first = m.group("labels").split(".")[0].lower()
+        if "example" not in m.group().lower() and first not in PLACEHOLDER_HOSTS and (quoted_or_url or not is_code):
+            yield _Hit("internal_address", m.start("labels"), m.end("labels") - 1)
+
+
+def _masked(line: str, hits: list[_Hit]) -> str:
+    """``line`` with every span of ``hits`` replaced by :data:`MASK` (overlapping spans merged)."""
+    spans: list[list[int]] = []
+    for hit in sorted(hits, key=lambda h: h.start):
+        if spans and hit.start <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], hit.end)
+        else:
+            spans.append([hit.start, hit.end])
+    out, at = [], 0
+    for start, end in spans:
+        out += [line[at:start], MASK]
+        at = end
+    out.append(line[at:])
+    return "".join(out)
+
+
+def _excerpt(line: str, hits: list[_Hit], hit: _Hit) -> str:
+    """The masked line around ``hit``, cut to :data:`EXCERPT_CHARS`, control characters shown as ``?``."""
+    # The whole line is masked before it is cut, so a window's edge never shows part of a secret.
+    earlier = [_Hit(h.kind, h.start, min(h.end, hit.start)) for h in hits if h.start < hit.start]
+    at = len(_masked(line[: hit.start], earlier))
+    start = max(0, at - EXCERPT_CHARS // 2)
+    return _CONTROL.sub("?", _masked(line, hits)[start : start + EXCERPT_CHARS]).strip()
+
+
+def _deduplicated(hits: list[_Hit]) -> list[_Hit]:
+    """``hits`` in line order, without a ``generic_secret`` that another kind found already (``token = "ghp_..."``)."""
+    specific = [h for h in hits if h.kind != "generic_secret"]
+    generic = [h for h in hits if h.kind == "generic_secret" and not any(_overlap(h, s) for s in specific)]
+    return sorted(specific + generic, key=lambda h: h.start)
+
+
+def _overlap(a: _Hit, b: _Hit) -> bool:
+    return a.start < b.end and b.start < a.end
+
+
+def _diff_path(header: str) -> str | None:
+    """The new path of a ``+++ b/path`` line (None for ``/dev/null``)."""
+    name = header[4:].rstrip("\t").strip()
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        name = name[1:-1]
+    if name == "/dev/null":
+        return None
+    return name[2:] if name.startswith("b/") else name
+
+
+def added_lines(diff: str) -> Iterator[tuple[str, int, str]]:
+    """``(path, line number in the new file, text)`` of each line ``diff`` (a unified ``git diff``) adds."""
+    path, new_line, old_left, new_left = "", 0, 0, 0
+    for raw in diff.splitlines():
+        if old_left > 0 or new_left > 0:
+            tag, text = raw[:1], raw[1:]
+            if tag == "+":
+                yield path, new_line, text
+                new_line, new_left = new_line + 1, new_left - 1
+            elif tag == "-":
+                old_left -= 1
+            elif tag != "\\":  # context (``\ No newline at end of file`` counts for neither side)
+                new_line, old_left, new_left = new_line + 1, old_left - 1, new_left - 1
+            continue
+        if (hunk := _HUNK.match(raw)) is not None:
+            old_left = int(hunk.group(1) or 1)
+            new_line, new_left = int(hunk.group(2)), int(hunk.group(3) or 1)
+        elif raw.startswith("diff --git "):
+            path = raw.rpartition(" b/")[2] if " b/" in raw else path
+        elif raw.startswith("+++ "):
+            path = _diff_path(raw) or path
+
+
+def scan_diff(diff: str) -> list[ScanFinding]:
+    """Every secret, personal path and internal address the lines added by ``diff`` carry, at most
+    :data:`MAX_FINDINGS`, in diff order."""
+    findings: list[ScanFinding] = []
+    for path, number, text in added_lines(diff):
+        is_code = PurePosixPath(path).suffix.lower() in CODE_SUFFIXES
+        hits = _deduplicated(list(_hits(text, is_code)))
+        for hit in hits:
+            findings.append(
+                ScanFinding(kind=hit.kind, path=path[:4096], line=number, excerpt=_excerpt(text, hits, hit))
+            )
+            if len(findings) >= MAX_FINDINGS:
+                return findings
+    return findings
+
+
+def redact(text: str, *, is_code: bool = False) -> str:
+    """``text`` with every secret, personal path and internal address masked, line by line (for text that leaves
+    the host beside a change, such as a pull request's body)."""
+    lines = text.split("\n")
+    return "\n".join(_masked(line, hits) if (hits := _deduplicated(list(_hits(line, is_code)))) else line
+                     for line in lines)  # fmt: skip
+
+
+def describe(findings: list[ScanFinding], limit: int = 10) -> str:
+    """One readable report of ``findings``: ``aws_key in config.py:3; personal_path in run.sh:12``."""
+    shown = "; ".join(f"{f.kind} in {f.path}:{f.line}" for f in findings[:limit])
+    return shown + (f" and {len(findings) - limit} more" if len(findings) > limit else "")
