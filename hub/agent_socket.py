@@ -138,6 +138,7 @@ class AgentSession:
             sandbox_level=msg.sandbox_level,
             client_type=msg.client_type,
             ollama_url=msg.ollama_url,
+            pm2_name=pm2_name(msg.pm2_info),
             sender=self.conn,
             executors=executors_of(msg.executors, msg.client_type, msg.capabilities, msg.ollama_url),
         )
@@ -317,6 +318,12 @@ class AgentSession:
             logger.info("agent %s cannot reach repository %s: %s", agent.agent_id, repo.name, repo.reason)
         self.hub.fleet.version += 1  # what the fleet can run changed: waiting reasons are looked at again
         self.hub.fleet.scheduler.wake()
+
+
+def pm2_name(info: object) -> str | None:
+    """The pm2 process name from ``identify``'s ``pm2_info`` (``{"name": ...}``), if it is a short string."""
+    name = info.get("name") if isinstance(info, dict) else None
+    return name[:128] if isinstance(name, str) and name else None
 
 
 async def serve_agent_socket(ws: WebSocket, hub: Hub) -> None:

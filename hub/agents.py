@@ -118,6 +118,8 @@ class Agent:
     sandbox_level: str | None = None
     client_type: str | None = None
     ollama_url: str | None = None
+    pm2_name: str | None = None
+    """The pm2 process the sidecar runs as (from ``identify``'s ``pm2_info``), for restarts by hand."""
     sender: Sender | None = None
     last_seen: int = 0
     idle_since: int = 0
@@ -157,6 +159,7 @@ class Agent:
             "models": list(self.models),
             "executors": sorted(self.executors) if self.executors is not None else None,
             "sandbox_level": self.sandbox_level,
+            "pm2_name": self.pm2_name,
             "client_type": self.client_type,
             "connected_at": self.connected_at,
             "last_seen": self.last_seen,

@@ -24,6 +24,7 @@ from hub.limits import install as install_limits
 from hub.metrics import run_metrics
 from hub.repos.api import router as repos_router
 from hub.repos.followup_loop import run_followups
+from hub.restarts import run_restarts
 from hub.retention import run_retention
 from hub.settings import HubSettings
 from hub.storage_guard import StorageGuard
@@ -42,6 +43,7 @@ def background(hub: Hub) -> dict[str, Loop]:
         "retention": lambda: run_retention(hub),
         "metrics": lambda: run_metrics(hub),
         "backups": lambda: run_backups(hub),
+        "restarts": lambda: run_restarts(hub),
         "repo-heads": lambda: hub.repos.run_heads(hub.settings.repo_heads_interval_s),
         "repo-followups": lambda: run_followups(hub),
     }

@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+RESTART_PENDING = "restart_pending"
+"""Agent flag: a restart was asked while it ran a task; it gets no new task and restarts when idle (hub/restarts.py)."""
+NO_NEW_WORK = frozenset({RESTART_PENDING, "restarting"})
+"""Flags of an agent about to restart (told to, or saying so itself): the scheduler passes it over."""
+
 
 def assign_message(task: Task, checkout: RepoCheckout | None = None) -> TaskAssign:
     return TaskAssign(
@@ -72,7 +77,9 @@ class Fleet:
 
     def _idle(self) -> list[Candidate]:
         return [
-            Candidate(a.agent_id, a.capabilities, a.executors, a.models, self._reach(a)) for a in self.agents.idle()
+            Candidate(a.agent_id, a.capabilities, a.executors, a.models, self._reach(a))
+            for a in self.agents.idle()
+            if not a.flags & NO_NEW_WORK  # it restarts (now, or once its task is done): no new work meanwhile
         ]
 
     def _connected(self) -> list[Candidate]:

@@ -70,6 +70,8 @@ class Hub:
         self.created: list[Path] = []
         """Files the last :meth:`open` created (a start abandoned before serving removes them again)."""
         self.last_backup: BackupInfo | None = None
+        self.restarts_asked_by: dict[str, str] = {}
+        """Agents with a deferred restart, and who asked for it (hub/restarts.py)."""
         self.metrics = HubMetrics(self)
         self.alerts = Alerts(self)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -75,6 +76,7 @@ def build_identify(settings: SidecarSettings, sandbox_level: str, executors: lis
         sandbox_level=sandbox_level,
         models=settings.models,
         executors=executors,
+        pm2_info={"name": pm2} if (pm2 := os.environ.get("PM2_PROCESS_NAME") or os.environ.get("name")) else None,
     )
 
 
