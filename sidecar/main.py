@@ -134,7 +134,7 @@ async def run_sidecar(settings: SidecarSettings, sandbox: Sandbox | None = None)
         sandbox=sandbox,
         link=link,
         limits=settings.limits,
-        git=GitWork(Mirrors(settings.mirror_root, settings.git), sandbox, settings.agent_id),
+        repos=GitWork(Mirrors(settings.mirror_root, settings.git), sandbox, settings.agent_id),
     )
     registries: asyncio.Queue[RepoRegistry] = asyncio.Queue(maxsize=1)
     stop: asyncio.Queue[Shutdown] = asyncio.Queue()

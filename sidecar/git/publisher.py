@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from shared.payloads import VerificationReport
 from shared.protocol import TaskAssign
 from shared.repos import ChangeReport, RepoCheckout
-
-if TYPE_CHECKING:
-    from sidecar.git.task import Prepared
 
 logger = logging.getLogger(__name__)
 
@@ -41,18 +38,19 @@ def summary_markdown(task: TaskAssign, change: ChangeReport, report: Verificatio
 
 async def publish_safely(
     publisher: Publisher | None,
-    prepared: Prepared,
+    mirror: Path,
+    checkout: RepoCheckout,
     change: ChangeReport,
     task: TaskAssign,
     report: VerificationReport | None,
 ) -> ChangeReport:
     """Publish a verified change when a publisher is wired and the repository wants it; never raises."""
-    if publisher is None or change.commit is None or prepared.checkout.publish == "none":
+    if publisher is None or change.commit is None or checkout.publish == "none":
         return change
     try:
         return await publisher(
-            prepared.mirror,
-            prepared.checkout,
+            mirror,
+            checkout,
             change,
             task_id=task.task_id,
             summary_md=summary_markdown(task, change, report),

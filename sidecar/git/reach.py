@@ -39,7 +39,7 @@ async def probe(repo: RegistryRepo, settings: GitSettings, env: dict[str, str]) 
         return f"no answer within {settings.reach_timeout_s:g} s"
     if result.returncode != 0:
         lines = [line for line in result.stderr.splitlines() if line.strip()]
-        return (lines[-1] if lines else f"git ls-remote exited {result.returncode}")[:REASON_CHARS]
+        return (" ".join(lines) or f"git ls-remote exited {result.returncode}")[:REASON_CHARS]
     return None
 
 

@@ -1,6 +1,7 @@
-"""The git side of one task, as the runner calls it: :meth:`GitWork.prepare` before the executor, :meth:`finish`
-after it (commit, import into the mirror, rebase onto a moved default branch, a fresh tree at the commit for
-verification). Failures become :class:`TaskGitFailure` with the task's failure reason.
+"""The git side of one task, behind the runner's seam (:mod:`sidecar.runtime.repo`): :meth:`GitWork.open` before
+the executor (mirror fetch, the task's tree), :meth:`GitSession.finish` after it (commit, import into the mirror,
+rebase onto a moved default branch, a fresh tree at the commit for verification), :meth:`GitSession.publish` after
+verification. Failures become :class:`~sidecar.runtime.repo.RepoStop` with the task's failure reason.
 """
 
 from __future__ import annotations
@@ -9,14 +10,16 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.payloads import TaskResult
+from shared.payloads import TaskResult, VerificationReport
 from shared.protocol import TaskAssign, TaskFailed
 from shared.repos import ChangeReport, RepoCheckout
 from sidecar.git.commit import CommitFailed, commit_in_sandbox, describe_change, import_head
 from sidecar.git.mirror import Mirrors, RepoUnreachable, default_head, resolve_base
+from sidecar.git.publisher import Publisher, publish_safely
 from sidecar.git.rebase import rebase_onto
 from sidecar.git.run import GitError, GitTimer, git
 from sidecar.git.worktree import BadBranch, fresh_tree
+from sidecar.runtime.repo import RepoStop
 from sidecar.sandbox.base import Sandbox
 
 logger = logging.getLogger(__name__)
@@ -39,13 +42,25 @@ class Prepared:
 
 
 class GitWork:
-    """Mirrors and task trees of this sidecar."""
+    """Mirrors and task trees of this sidecar (the runner's :class:`~sidecar.runtime.repo.RepoWork`).
 
-    def __init__(self, mirrors: Mirrors, sandbox: Sandbox, agent_id: str) -> None:
-        self.mirrors, self.sandbox, self.agent_id = mirrors, sandbox, agent_id
+    Args:
+        publisher: Publishes verified changes; None keeps them in the mirror, on their branch.
+    """
+
+    def __init__(self, mirrors: Mirrors, sandbox: Sandbox, agent_id: str, publisher: Publisher | None = None) -> None:
+        self.mirrors, self.sandbox, self.agent_id, self.publisher = mirrors, sandbox, agent_id, publisher
 
     def __repr__(self) -> str:
-        return f"<GitWork {self.mirrors!r}>"
+        return f"<GitWork {self.mirrors!r} publisher={self.publisher is not None}>"
+
+    async def open(self, task: TaskAssign, workspace: Path) -> GitSession:
+        """Prepare the task's tree in ``workspace``; raises RepoStop when it cannot."""
+        try:
+            prepared = await self.prepare(task, workspace)
+        except TaskGitFailure as exc:
+            raise RepoStop(git_failed(task, exc)) from None
+        return GitSession(self, task, prepared)
 
     async def prepare(self, task: TaskAssign, workspace: Path) -> Prepared:
         """Fetch the mirror and make ``workspace`` the task's tree at its base, on its branch."""
@@ -123,7 +138,7 @@ def with_test_command(task: TaskAssign) -> TaskAssign:
     return task.model_copy(update={"verification_steps": [*task.verification_steps, step]})
 
 
-def git_failed(task: TaskAssign, failure: TaskGitFailure, executor: str) -> TaskFailed:
+def git_failed(task: TaskAssign, failure: TaskGitFailure) -> TaskFailed:
     """The ``task_failed`` of a task stopped by its repository (with the change report when there is one)."""
     result = TaskResult(
         status="failed",
@@ -131,7 +146,6 @@ def git_failed(task: TaskAssign, failure: TaskGitFailure, executor: str) -> Task
         verification_status="failed",
         reason=failure.reason,
         error=failure.error[:2000],
-        executor=executor,
         change=failure.change,
     )
     return TaskFailed(
@@ -142,3 +156,24 @@ def git_failed(task: TaskAssign, failure: TaskGitFailure, executor: str) -> Task
         error=failure.error[:2000],
         result=result,
     )
+
+
+class GitSession:
+    """One task's repository work (the runner's :class:`~sidecar.runtime.repo.RepoSession`)."""
+
+    def __init__(self, work: GitWork, task: TaskAssign, prepared: Prepared) -> None:
+        self.work, self.original, self.prepared = work, task, prepared
+        self.task = with_test_command(task)
+
+    async def finish(self, workspace: Path) -> ChangeReport:
+        """Commit, import and rebase the work; raises RepoStop on a conflict or a git failure."""
+        try:
+            return await self.work.finish(self.original, workspace, self.prepared)
+        except TaskGitFailure as exc:
+            raise RepoStop(git_failed(self.original, exc)) from None
+
+    async def publish(self, change: ChangeReport, report: VerificationReport | None) -> ChangeReport:
+        """Hand a verified change to the publisher, if one is wired."""
+        return await publish_safely(
+            self.work.publisher, self.prepared.mirror, self.prepared.checkout, change, self.original, report
+        )

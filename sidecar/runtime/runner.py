@@ -37,10 +37,9 @@ from shared.protocol import (
     TaskProgress,
     TaskRejected,
 )
-from sidecar.git.publisher import Publisher, publish_safely
-from sidecar.git.task import GitWork, Prepared, TaskGitFailure, git_failed, with_test_command
 from sidecar.runtime.connection import HubConnection, HubLink
 from sidecar.runtime.executor import STOP_CODES, ExecutorRegistry, Outcome, now_ms, task_timeout_s, tokens_used
+from sidecar.runtime.repo import RepoSession, RepoStop, RepoWork
 from sidecar.runtime.state import ActiveTask, LocalState, OutboxEntry, ResultMessage
 from sidecar.runtime.verification import run_verification, timed_out_report
 from sidecar.runtime.workspace import Workspaces
@@ -93,8 +92,7 @@ class Runner:
         sandbox: Sandbox,
         link: HubLink,
         limits: LimitSettings,
-        git: GitWork | None = None,
-        publisher: Publisher | None = None,
+        repos: RepoWork | None = None,
     ) -> None:
         self.state = state
         self.registry = registry
@@ -102,8 +100,7 @@ class Runner:
         self.sandbox = sandbox
         self.link = link
         self.limits = limits
-        self.git = git
-        self.publisher = publisher
+        self.repos = repos
         self._current: Execution | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._ready = asyncio.Event()
@@ -313,15 +310,14 @@ class Runner:
         self.state.set_status(task.task_id, "running")
         workspace = self.workspaces.create(task)
         executor = self.registry.pick(task)
-        prepared: Prepared | None = None
-        if task.checkout is not None and self.git is not None:  # a repository task: its tree at the base commit
+        session: RepoSession | None = None
+        task_run = task
+        if task.checkout is not None and self.repos is not None:  # a repository task: its tree at the base commit
             try:
-                prepared = await self.git.prepare(task, workspace)
-            except TaskGitFailure as exc:
-                return git_failed(task, exc, executor.name)
-            task_run = with_test_command(task)  # the repo's test command is one more verification step
-        else:
-            task_run = task
+                session = await self.repos.open(task, workspace)
+            except RepoStop as stop:
+                return stop.failure
+            task_run = session.task  # the repository's test command is one more verification step
         started = time.monotonic()
         limit_s = task_timeout_s(task, self.limits.task_timeout_s) + EXECUTION_GRACE_S
         logger.info(
@@ -333,11 +329,11 @@ class Runner:
         except TimeoutError:
             outcome = Outcome.failed("timeout", f"execution did not end within {limit_s:g} s; it was stopped")
         details = dict(outcome.details)
-        if prepared is not None and self.git is not None and outcome.status == "success":
-            try:  # commit, import, rebase; the workspace becomes a fresh tree of the commit
-                details["change"] = await self.git.finish(task, workspace, prepared)
-            except TaskGitFailure as exc:
-                return git_failed(task, exc, executor.name)
+        if session is not None and outcome.status == "success":
+            try:  # commit, rebase; the workspace becomes a fresh tree of the commit
+                details["change"] = await session.finish(workspace)
+            except RepoStop as stop:
+                return stop.failure
         usage: Usage | None = details.pop("usage", None)
         report: VerificationReport | None
         if "outcome" in details:  # a model executor verified (and fixed) its own work: keep its verdict
@@ -350,9 +346,9 @@ class Runner:
             history = [report] if report is not None else []
             verdict = "failed" if report is None else report.outcome or report.verdict()
             attempts = len(history)
-        if prepared is not None and details.get("change") is not None and verdict == "verified":
-            # Publication of a verified change (push, pull request or merge) goes here.
-            details["change"] = await publish_safely(self.publisher, prepared, details["change"], task, report)
+        if session is not None and details.get("change") is not None and verdict == "verified":
+            # Publication of a verified change (push, pull request or merge): its one call site.
+            details["change"] = await session.publish(details["change"], report)
         result = TaskResult.model_validate(
             {
                 **details,

@@ -14,7 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from shared.protocol import HubMessage, TaskAssign, TaskComplete, TaskFailed
-from shared.repos import RepoCheckout
+from shared.repos import DIFF_CHARS, RepoCheckout
 from sidecar.git.mirror import Mirrors
 from sidecar.git.task import GitWork
 from sidecar.runtime.runner import Runner
@@ -50,7 +50,7 @@ class GitSidecar(Sidecar):
             sandbox=base.sandbox,
             link=base.link,
             limits=base.limits,
-            git=GitWork(mirrors, self.sandbox, self.agent_id),
+            repos=GitWork(mirrors, self.sandbox, self.agent_id),
         )
 
     @property
@@ -172,3 +172,15 @@ async def test_credentials_never_reach_the_sandbox_or_the_logs(hub, sidecar, tmp
     assert TOKEN not in diff and "AGENTCOM_GIT" not in diff and "id_key" not in diff
     assert TOKEN not in (task["result"]["output"] or "")
     assert not [r for r in caplog.records if TOKEN in r.getMessage()]
+
+
+async def test_a_large_diff_is_cut_and_binary_files_are_marked(hub, sidecar, tmp_path) -> None:
+    """A diff longer than DIFF_CHARS is cut (diff_truncated) while the stats cover all of it; a binary file is
+    listed as binary."""
+    remote, _ = make_remote(tmp_path)
+    command = "seq 1 40000 > big.txt; printf 'a\\000b' > blob.bin"
+    _, task = await run_task(hub, sidecar, command, checkout(remote))
+    change = task["result"]["change"]
+    assert change["diff_truncated"] is True and len(change["diff"]) == DIFF_CHARS
+    assert {f["path"]: f["status"] for f in change["files"]} == {"big.txt": "added", "blob.bin": "binary"}
+    assert change["added"] == 40000 and change["removed"] == 0
