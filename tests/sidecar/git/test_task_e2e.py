@@ -14,7 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from shared.protocol import HubMessage, TaskAssign, TaskComplete, TaskFailed
-from shared.repos import DIFF_CHARS, RepoCheckout
+from shared.repos import DIFF_CHARS, ChangeReport, RepoCheckout
 from sidecar.git.mirror import Mirrors
 from sidecar.git.task import GitWork
 from sidecar.runtime.runner import Runner
@@ -39,6 +39,7 @@ class CheckoutRunner(Runner):
 
 class GitSidecar(Sidecar):
     git_settings = GitSettings()
+    publisher: Any = None
 
     def _runner(self) -> Runner:
         base = super()._runner()
@@ -50,7 +51,7 @@ class GitSidecar(Sidecar):
             sandbox=base.sandbox,
             link=base.link,
             limits=base.limits,
-            repos=GitWork(mirrors, self.sandbox, self.agent_id),
+            repos=GitWork(mirrors, self.sandbox, self.agent_id, publisher=self.publisher),
         )
 
     @property
@@ -184,3 +185,51 @@ async def test_a_large_diff_is_cut_and_binary_files_are_marked(hub, sidecar, tmp
     assert change["diff_truncated"] is True and len(change["diff"]) == DIFF_CHARS
     assert {f["path"]: f["status"] for f in change["files"]} == {"big.txt": "added", "blob.bin": "binary"}
     assert change["added"] == 40000 and change["removed"] == 0
+
+
+class RecordingPublisher:
+    """Stands in for the publication package at its seam: records each call, answers as a push would."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.fail = fail
+
+    async def __call__(
+        self, repo_dir: Path, checkout: RepoCheckout, change: ChangeReport, *, task_id: str, summary_md: str
+    ) -> ChangeReport:
+        head = run_git("rev-parse", f"refs/heads/{change.branch}", cwd=repo_dir).strip()
+        self.calls.append({"head": head, "checkout": checkout, "change": change, "task_id": task_id, "md": summary_md})
+        if self.fail:
+            raise ConnectionError("forge is down")
+        return change.model_copy(update={"published": "pushed"})
+
+
+async def test_a_verified_change_is_handed_to_the_publisher(hub, sidecar, tmp_path) -> None:
+    """After verification passed, the publisher gets the bare mirror holding the branch at the commit, the
+    checkout, the change and a summary; what it returns is the result's change."""
+    sidecar.publisher = publisher = RecordingPublisher()
+    remote, _ = make_remote(tmp_path)
+    tid, task = await run_task(hub, sidecar, FIX, checkout(remote, test_command="python3 test_calc.py"))
+    assert task["result"]["change"]["published"] == "pushed"
+    [call] = publisher.calls
+    assert call["task_id"] == tid and call["head"] == call["change"].commit == task["result"]["change"]["commit"]
+    assert call["checkout"].name == "calc" and tid in call["md"] and "verified" in call["md"]
+
+
+async def test_a_failing_publisher_does_not_fail_the_task(hub, sidecar, tmp_path) -> None:
+    """A publisher that raises leaves the task completed and verified, its change marked published=failed."""
+    sidecar.publisher = RecordingPublisher(fail=True)
+    remote, _ = make_remote(tmp_path)
+    _, task = await run_task(hub, sidecar, FIX, checkout(remote, test_command="python3 test_calc.py"))
+    change = task["result"]["change"]
+    assert task["status"] == "completed" and task["outcome"] == "verified"
+    assert change["published"] == "failed" and "forge is down" in change["publish_error"]
+
+
+async def test_an_unverified_change_is_not_published(hub, sidecar, tmp_path) -> None:
+    """A change whose test command fails never reaches the publisher."""
+    sidecar.publisher = publisher = RecordingPublisher()
+    remote, _ = make_remote(tmp_path)
+    _, task = await run_task(hub, sidecar, "echo more >> README", checkout(remote, test_command="python3 test_calc.py"))
+    assert task["result"]["change"]["commit"] and task["result"]["outcome"] == "failed"
+    assert publisher.calls == []
