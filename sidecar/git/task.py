@@ -7,6 +7,7 @@ verification. Failures become :class:`~sidecar.runtime.repo.RepoStop` with the t
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +55,12 @@ class GitWork:
     def __repr__(self) -> str:
         return f"<GitWork {self.mirrors!r} publisher={self.publisher is not None}>"
 
+    @property
+    def hardlinks(self) -> bool:
+        """Share the mirror's object files with the trees only when the sandbox runs commands as another uid (the
+        sidecar is root): a command running as the mirror's owner could change a hard-linked file in place."""
+        return self.mirrors.settings.hardlinks and os.geteuid() == 0
+
     async def open(self, task: TaskAssign, workspace: Path) -> GitSession:
         """Prepare the task's tree in ``workspace``; raises RepoStop when it cannot."""
         try:
@@ -71,9 +78,7 @@ class GitWork:
             async with self.mirrors.lock(checkout.name):
                 mirror = await self.mirrors.sync(checkout, timer)
                 base = await resolve_base(mirror, checkout, timer)
-            await fresh_tree(
-                mirror, workspace, checkout.branch, base, hardlinks=self.mirrors.settings.hardlinks, timer=timer
-            )
+            await fresh_tree(mirror, workspace, checkout.branch, base, hardlinks=self.hardlinks, timer=timer)
         except RepoUnreachable as exc:
             raise TaskGitFailure("repo_unreachable", str(exc)) from None
         except BadBranch as exc:
@@ -98,9 +103,7 @@ class GitWork:
                         raise TaskGitFailure("branch_rewritten", f"the task's branch no longer contains {base[:12]}")
                 change = await self._rebased(task, prepared, commit)
             if change.commit is not None:
-                await fresh_tree(
-                    mirror, workspace, checkout.branch, change.commit, hardlinks=self.mirrors.settings.hardlinks
-                )
+                await fresh_tree(mirror, workspace, checkout.branch, change.commit, hardlinks=self.hardlinks)
         except CommitFailed as exc:
             raise TaskGitFailure("git_error", str(exc)) from None
         except GitError as exc:
