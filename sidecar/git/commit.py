@@ -34,7 +34,9 @@ def commit_message(task_id: str, description: str) -> str:
     return f"agentcom: {first}\n\nTask: {task_id}\n\n{description.strip()}"[:MESSAGE_CHARS]
 
 
-async def commit_in_sandbox(sandbox: Sandbox, workspace: Path, *, task_id: str, description: str, agent_id: str) -> str:
+async def commit_in_sandbox(
+    sandbox: Sandbox, workspace: Path, *, task_id: str, description: str, agent_id: str, timer: GitTimer | None = None
+) -> str:
     """Stage everything and commit it in the sandbox; returns the command's output.
 
     Raises:
@@ -47,10 +49,17 @@ async def commit_in_sandbox(sandbox: Sandbox, workspace: Path, *, task_id: str, 
         "GIT_COMMITTER_NAME": "AgentCom",
         "GIT_COMMITTER_EMAIL": email,
         "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": "/dev/null",  # HOME is the workspace: a .gitconfig in the repository is not ours
+        # The task's own hooks do not decide whether its work is recorded.
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "core.hooksPath",
+        "GIT_CONFIG_VALUE_0": "/dev/null",
         "GIT_TERMINAL_PROMPT": "0",
         "AGENTCOM_COMMIT_MESSAGE": commit_message(task_id, description),
     }
     done = await sandbox.run(["/bin/sh", "-c", _COMMIT_SCRIPT], workspace, timeout_s=COMMIT_TIMEOUT_S, env=env)
+    if timer is not None:
+        timer.ms += done.duration_ms
     if done.returncode != 0 or done.timed_out:
         raise CommitFailed(f"git commit failed in the sandbox (exit {done.returncode}): {done.stderr[-1000:]}")
     return done.stdout

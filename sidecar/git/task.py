@@ -93,7 +93,12 @@ class GitWork:
         checkout, mirror, base, timer = prepared.checkout, prepared.mirror, prepared.base, prepared.timer
         try:
             await commit_in_sandbox(
-                self.sandbox, workspace, task_id=task.task_id, description=task.description, agent_id=self.agent_id
+                self.sandbox,
+                workspace,
+                task_id=task.task_id,
+                description=task.description,
+                agent_id=self.agent_id,
+                timer=timer,
             )
             async with self.mirrors.lock(checkout.name):
                 commit = await import_head(mirror, workspace, checkout.branch, timer)
@@ -103,7 +108,9 @@ class GitWork:
                         raise TaskGitFailure("branch_rewritten", f"the task's branch no longer contains {base[:12]}")
                 change = await self._rebased(task, prepared, commit)
             if change.commit is not None:
-                await fresh_tree(mirror, workspace, checkout.branch, change.commit, hardlinks=self.hardlinks)
+                await fresh_tree(
+                    mirror, workspace, checkout.branch, change.commit, hardlinks=self.hardlinks, timer=timer
+                )
         except CommitFailed as exc:
             raise TaskGitFailure("git_error", str(exc)) from None
         except GitError as exc:

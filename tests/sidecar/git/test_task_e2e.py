@@ -233,3 +233,19 @@ async def test_an_unverified_change_is_not_published(hub, sidecar, tmp_path) -> 
     _, task = await run_task(hub, sidecar, "echo more >> README", checkout(remote, test_command="python3 test_calc.py"))
     assert task["result"]["change"]["commit"] and task["result"]["outcome"] == "failed"
     assert publisher.calls == []
+
+
+async def test_hooks_and_config_planted_by_a_task_never_run_outside_the_sandbox(hub, sidecar, tmp_path) -> None:
+    """A task that plants git hooks and an upload-pack hook in its tree's .git gets its change recorded, and none
+    of them ran with the sidecar's rights (they would have written a file only the sidecar can write)."""
+    remote, _ = make_remote(tmp_path)
+    mark = tmp_path / "ran-outside"
+    hook = f"#!/bin/sh\\ntouch {mark}\\n"
+    command = (
+        f"for h in post-checkout reference-transaction post-merge pre-auto-gc; do printf '{hook}' > .git/hooks/$h;"
+        f" chmod +x .git/hooks/$h; done; git config uploadpack.packObjectsHook 'touch {mark}'; echo x > new.txt"
+    )
+    _, task = await run_task(hub, sidecar, command, checkout(remote))
+    assert task["status"] == "completed", task["result"].get("error")
+    assert [f["path"] for f in task["result"]["change"]["files"]] == ["new.txt"]
+    assert not mark.exists()
