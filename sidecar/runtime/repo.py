@@ -40,3 +40,8 @@ class RepoWork(Protocol):
     async def open(self, task: TaskAssign, workspace: Path) -> RepoSession:
         """Make ``workspace`` the task's tree. Raises :class:`RepoStop`."""
         ...
+
+
+async def open_repo(repos: RepoWork | None, task: TaskAssign, workspace: Path) -> RepoSession | None:
+    """The task's repository session, or None for a task without a repository (or a runner without git)."""
+    return None if task.checkout is None or repos is None else await repos.open(task, workspace)

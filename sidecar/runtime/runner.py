@@ -39,7 +39,7 @@ from shared.protocol import (
 )
 from sidecar.runtime.connection import HubConnection, HubLink
 from sidecar.runtime.executor import STOP_CODES, ExecutorRegistry, Outcome, now_ms, task_timeout_s, tokens_used
-from sidecar.runtime.repo import RepoSession, RepoStop, RepoWork
+from sidecar.runtime.repo import RepoStop, RepoWork, open_repo
 from sidecar.runtime.state import ActiveTask, LocalState, OutboxEntry, ResultMessage
 from sidecar.runtime.verification import run_verification, timed_out_report
 from sidecar.runtime.workspace import Workspaces
@@ -310,14 +310,11 @@ class Runner:
         self.state.set_status(task.task_id, "running")
         workspace = self.workspaces.create(task)
         executor = self.registry.pick(task)
-        session: RepoSession | None = None
-        task_run = task
-        if task.checkout is not None and self.repos is not None:  # a repository task: its tree at the base commit
-            try:
-                session = await self.repos.open(task, workspace)
-            except RepoStop as stop:
-                return stop.failure
-            task_run = session.task  # the repository's test command is one more verification step
+        try:  # a repository task: its tree at the base commit, the repository's test command as one more check
+            session = await open_repo(self.repos, task, workspace)
+        except RepoStop as stop:
+            return stop.failure
+        task_run = session.task if session is not None else task
         started = time.monotonic()
         limit_s = task_timeout_s(task, self.limits.task_timeout_s) + EXECUTION_GRACE_S
         logger.info(
@@ -329,11 +326,11 @@ class Runner:
         except TimeoutError:
             outcome = Outcome.failed("timeout", f"execution did not end within {limit_s:g} s; it was stopped")
         details = dict(outcome.details)
-        if session is not None and outcome.status == "success":
-            try:  # commit, rebase; the workspace becomes a fresh tree of the commit
+        try:  # commit, rebase; the workspace becomes a fresh tree of the commit
+            if session is not None and outcome.status == "success":
                 details["change"] = await session.finish(workspace)
-            except RepoStop as stop:
-                return stop.failure
+        except RepoStop as stop:
+            return stop.failure
         usage: Usage | None = details.pop("usage", None)
         report: VerificationReport | None
         if "outcome" in details:  # a model executor verified (and fixed) its own work: keep its verdict
