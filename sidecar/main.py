@@ -14,8 +14,12 @@ import signal
 import sys
 from pathlib import Path
 
-from shared.protocol import AgentRestarting, HubMessage, Identify, RestartSidecar
+from shared.protocol import AgentRestarting, HubMessage, Identify, RepoRegistry, RestartSidecar
 from sidecar.agent.agentic import AgenticConfig, ClaudeExecutor, OllamaExecutor
+from sidecar.git.credentials import secrets_of
+from sidecar.git.mirror import Mirrors
+from sidecar.git.reach import answer_registries, offer
+from sidecar.git.task import GitWork
 from sidecar.host.resources import report_resources
 from sidecar.runtime.connection import HubLink, IdentifyRejected, serve_hub
 from sidecar.runtime.executor import Executor, ExecutorRegistry
@@ -132,7 +136,9 @@ async def run_sidecar(settings: SidecarSettings, sandbox: Sandbox | None = None)
         sandbox=sandbox,
         link=link,
         limits=settings.limits,
+        repos=GitWork(Mirrors(settings.mirror_root, settings.git), sandbox, settings.agent_id),
     )
+    registries: asyncio.Queue[RepoRegistry] = asyncio.Queue(maxsize=1)
     stop: asyncio.Queue[Shutdown] = asyncio.Queue()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -141,6 +147,8 @@ async def run_sidecar(settings: SidecarSettings, sandbox: Sandbox | None = None)
     async def on_message(message: HubMessage) -> None:
         if isinstance(message, RestartSidecar):
             stop.put_nowait(Shutdown(f"restart_sidecar: {message.reason}", EXIT_RESTART))
+        elif isinstance(message, RepoRegistry):
+            offer(registries, message)  # answered by the repo-reach loop: probing must not stall the receive loop
         else:
             await runner.handle(message)
 
@@ -166,6 +174,7 @@ async def run_sidecar(settings: SidecarSettings, sandbox: Sandbox | None = None)
                 name="resources",
             )
             tg.create_task(_stop_when_asked(stop, link), name="shutdown")
+            tg.create_task(answer_registries(registries, link, settings), name="repo-reach")
     except* Shutdown as group:
         shutdown = group.exceptions[0]
         assert isinstance(shutdown, Shutdown)
@@ -210,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     api_key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else ""
-    redact = RedactSecret(settings.token.get_secret_value(), api_key)
+    redact = RedactSecret(settings.token.get_secret_value(), api_key, *secrets_of(settings.git))
     for handler in logging.getLogger().handlers:
         handler.addFilter(redact)
     if args.doctor:

@@ -37,7 +37,7 @@ from sidecar.sandbox.uids import DEFAULT_UID_BASE
 
 ENV_PREFIX = "AGENTCOM_SIDECAR_"
 UID_RANGES = 64
-SECRET_FIELDS = frozenset({"token", "anthropic_api_key"})
+SECRET_FIELDS = frozenset({"token", "anthropic_api_key", "git__https_token", "git.https_token"})
 
 
 class SettingsError(Exception):
@@ -112,6 +112,27 @@ class WorkspaceSettings(_Group):
     keep_last_n: int = Field(default=10, ge=0)
 
 
+# --- git repositories (sidecar/git) ---
+class GitSettings(_Group):
+    mirror_root: Path | None = None
+    """Where the bare mirror of each repository is cached; by default ``mirrors`` beside ``state_dir``."""
+    https_token: SecretStr | None = None
+    """A token for https remotes, handed to git through ``GIT_ASKPASS`` for fetch, ls-remote and push only (or
+    ``AGENTCOM_SIDECAR_GIT__HTTPS_TOKEN``). Never logged, never in a sandboxed command's environment."""
+    https_username: str = Field(default="x-access-token", min_length=1, max_length=256)
+    """The user name sent with ``https_token``."""
+    ssh_key_path: Path | None = None
+    """A private key for ssh remotes (``GIT_SSH_COMMAND``), used outside the sandbox only."""
+    fetch_timeout_s: float = Field(default=300.0, gt=0)
+    """Limit of one clone, fetch or push."""
+    reach_timeout_s: float = Field(default=20.0, gt=0)
+    """Limit of one ``git ls-remote`` when answering ``repo_registry``."""
+    reach_concurrency: int = Field(default=4, ge=1, le=64)
+    hardlinks: bool = True
+    """Task trees share the mirror's object files through hard links (safe when the sandbox runs commands as
+    another uid, which cannot write the read-only object files); False copies them."""
+
+
 class SidecarSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid")
 
@@ -143,6 +164,13 @@ class SidecarSettings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     workspace: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
+    git: GitSettings = Field(default_factory=GitSettings)
+    """Repositories: mirror cache and credentials (``sidecar/git``)."""
+
+    @property
+    def mirror_root(self) -> Path:
+        """The mirrors' directory: ``git.mirror_root`` or ``mirrors`` beside ``state_dir``."""
+        return self.git.mirror_root or self.state_dir.parent / "mirrors"
 
     @field_validator("hub_url")
     @classmethod

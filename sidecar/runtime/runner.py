@@ -39,6 +39,7 @@ from shared.protocol import (
 )
 from sidecar.runtime.connection import HubConnection, HubLink
 from sidecar.runtime.executor import STOP_CODES, ExecutorRegistry, Outcome, now_ms, task_timeout_s, tokens_used
+from sidecar.runtime.repo import RepoStop, RepoWork, open_repo
 from sidecar.runtime.state import ActiveTask, LocalState, OutboxEntry, ResultMessage
 from sidecar.runtime.verification import run_verification, timed_out_report
 from sidecar.runtime.workspace import Workspaces
@@ -91,6 +92,7 @@ class Runner:
         sandbox: Sandbox,
         link: HubLink,
         limits: LimitSettings,
+        repos: RepoWork | None = None,
     ) -> None:
         self.state = state
         self.registry = registry
@@ -98,6 +100,7 @@ class Runner:
         self.sandbox = sandbox
         self.link = link
         self.limits = limits
+        self.repos = repos
         self._current: Execution | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._ready = asyncio.Event()
@@ -307,6 +310,11 @@ class Runner:
         self.state.set_status(task.task_id, "running")
         workspace = self.workspaces.create(task)
         executor = self.registry.pick(task)
+        try:  # a repository task: its tree at the base commit, the repository's test command as one more check
+            session = await open_repo(self.repos, task, workspace)
+        except RepoStop as stop:
+            return stop.failure
+        task_run = session.task if session is not None else task
         started = time.monotonic()
         limit_s = task_timeout_s(task, self.limits.task_timeout_s) + EXECUTION_GRACE_S
         logger.info(
@@ -314,10 +322,15 @@ class Runner:
         )
         try:
             async with asyncio.timeout(limit_s):
-                outcome = await executor.run(task, workspace, ProgressSink(self.link, task))
+                outcome = await executor.run(task_run, workspace, ProgressSink(self.link, task))
         except TimeoutError:
             outcome = Outcome.failed("timeout", f"execution did not end within {limit_s:g} s; it was stopped")
         details = dict(outcome.details)
+        try:  # commit, rebase; the workspace becomes a fresh tree of the commit
+            if session is not None and outcome.status == "success":
+                details["change"] = await session.finish(workspace)
+        except RepoStop as stop:
+            return stop.failure
         usage: Usage | None = details.pop("usage", None)
         report: VerificationReport | None
         if "outcome" in details:  # a model executor verified (and fixed) its own work: keep its verdict
@@ -326,10 +339,13 @@ class Runner:
             verdict: Verdict = details.pop("outcome")
             attempts = details.pop("verification_attempts", len(history))
         else:
-            report = await self._verify(task, workspace) if outcome.status == "success" else None
+            report = await self._verify(task_run, workspace) if outcome.status == "success" else None
             history = [report] if report is not None else []
             verdict = "failed" if report is None else report.outcome or report.verdict()
             attempts = len(history)
+        if session is not None and details.get("change") is not None and verdict == "verified":
+            # Publication of a verified change (push, pull request or merge): its one call site.
+            details["change"] = await session.publish(details["change"], report)
         result = TaskResult.model_validate(
             {
                 **details,
