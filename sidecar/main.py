@@ -18,6 +18,7 @@ from shared.protocol import AgentRestarting, HubMessage, Identify, RepoRegistry,
 from sidecar.agent.agentic import AgenticConfig, ClaudeExecutor, OllamaExecutor
 from sidecar.git.credentials import secrets_of
 from sidecar.git.mirror import Mirrors
+from sidecar.git.publisher import wired_publisher
 from sidecar.git.reach import answer_registries, offer
 from sidecar.git.task import GitWork
 from sidecar.host.resources import report_resources
@@ -136,7 +137,12 @@ async def run_sidecar(settings: SidecarSettings, sandbox: Sandbox | None = None)
         sandbox=sandbox,
         link=link,
         limits=settings.limits,
-        repos=GitWork(Mirrors(settings.mirror_root, settings.git), sandbox, settings.agent_id),
+        repos=GitWork(
+            Mirrors(settings.mirror_root, settings.git),
+            sandbox,
+            settings.agent_id,
+            publisher=wired_publisher(settings.git, settings.mirror_root),
+        ),  # fmt: skip
     )
     registries: asyncio.Queue[RepoRegistry] = asyncio.Queue(maxsize=1)
     stop: asyncio.Queue[Shutdown] = asyncio.Queue()

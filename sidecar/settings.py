@@ -37,7 +37,9 @@ from sidecar.sandbox.uids import DEFAULT_UID_BASE
 
 ENV_PREFIX = "AGENTCOM_SIDECAR_"
 UID_RANGES = 64
-SECRET_FIELDS = frozenset({"token", "anthropic_api_key", "git__https_token", "git.https_token"})
+SECRET_FIELDS = frozenset(
+    {"token", "anthropic_api_key", "git__https_token", "git.https_token", "git__forge_token", "git.forge_token"}
+)
 
 
 class SettingsError(Exception):
@@ -129,6 +131,11 @@ class GitSettings(_Group):
     """Limit of one ``git ls-remote`` when answering ``repo_registry``."""
     reach_concurrency: int = Field(default=4, ge=1, le=64)
     hardlinks: bool = True
+    forge_token: SecretStr | None = None
+    """Token for the forge API that opens pull requests (GitHub: a fine-grained token with pull-request write);
+    ``AGENTCOM_SIDECAR_GIT__FORGE_TOKEN`` is read and removed from the environment."""
+    forge_url: str = Field(default="https://api.github.com", max_length=512)
+    """The forge API's base URL (GitHub Enterprise: ``https://host/api/v3``)."""
     """Task trees share the mirror's object files through hard links (safe when the sandbox runs commands as
     another uid, which cannot write the read-only object files); False copies them."""
 

@@ -36,8 +36,8 @@ def credential_env(settings: GitSettings, mirror_root: Path) -> dict[str, str]:
 
 
 def secrets_of(settings: GitSettings) -> list[str]:
-    """The secret values to redact from logs."""
-    return [settings.https_token.get_secret_value()] if settings.https_token is not None else []
+    """The secret values to redact from logs (the https token, the forge token)."""
+    return [t.get_secret_value() for t in (settings.https_token, settings.forge_token) if t is not None]
 
 
 def _askpass_script(mirror_root: Path) -> Path:

@@ -1,8 +1,8 @@
 """The seam to publication (push, pull request, fast-forward merge): called by the runner for a verified change.
 
-The publication itself lives in ``sidecar/git/publish.py``; the sidecar's wiring hands the runner a
-:class:`Publisher` (e.g. ``functools.partial(publish, settings=settings)``). Without one a change stays in the
-mirror, on its branch. A publisher that raises does not fail the task: the report says ``published="failed"``.
+The publication itself lives in ``sidecar/git/publish.py``; the sidecar's wiring hands the runner
+:func:`wired_publisher` (the forge and credentials of its settings). Without one a change stays in the mirror, on
+its branch. A publisher that raises does not fail the task: the report says ``published="failed"``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,10 @@ from typing import Protocol
 from shared.payloads import VerificationReport
 from shared.protocol import TaskAssign
 from shared.repos import ChangeReport, RepoCheckout
+from sidecar.git.credentials import credential_env
+from sidecar.git.forge import Forge, GitHubForge
+from sidecar.git.publish import publish
+from sidecar.settings import GitSettings
 
 logger = logging.getLogger(__name__)
 
@@ -58,3 +62,21 @@ async def publish_safely(
     except Exception as exc:
         logger.exception("task %s: publication failed", task.task_id)
         return change.model_copy(update={"published": "failed", "publish_error": f"{type(exc).__name__}: {exc}"[:2000]})
+
+
+def wired_publisher(settings: GitSettings, mirror_root: Path) -> Publisher:
+    """The sidecar's publisher: :func:`sidecar.git.publish.publish` with the forge and the git credentials of
+    ``settings``. It is called for verified changes only (see :class:`~sidecar.git.task.GitWork`)."""
+
+    async def publish_change(
+        repo_dir: Path, checkout: RepoCheckout, change: ChangeReport, *, task_id: str, summary_md: str
+    ) -> ChangeReport:
+        forge: Forge | None = None
+        if checkout.forge == "github" and settings.forge_token is not None:
+            forge = GitHubForge(settings.forge_token.get_secret_value(), base_url=settings.forge_url)
+        return await publish(
+            repo_dir, checkout, change, "verified", task_id=task_id, summary_md=summary_md, forge=forge,
+            git_env=credential_env(settings, mirror_root),
+        )  # fmt: skip
+
+    return publish_change

@@ -66,12 +66,14 @@ ALLOWED = {
     "runtime": {"runtime", "sandbox", "settings"},
     "agent": {"agent", "runtime", "sandbox"},
     "host": {"host", "runtime", "sandbox", "settings"},
+    "git": {"git", "runtime", "sandbox", "settings"},
 }
 """Which parts of the sidecar each subsystem may import: dependencies point one way (``main.py`` wires them all)."""
 
 
 def test_subsystems_depend_one_way() -> None:
-    """sandbox imports no other part of the sidecar, runtime no agent or host, agent and host not each other."""
+    """sandbox imports no other part of the sidecar, runtime no agent, host or git, agent and host not each other,
+    git only the runtime's seams."""
     wrong = []
     for name, path in MODULES.items():
         parts = name.split(".")
