@@ -154,6 +154,7 @@ class AgentSession:
             sorted(agent.capabilities),
             agent.sandbox_level,
         )
+        await hub.endpoints.agent_reported(agent.agent_id, msg.ollama_url, msg.models)
         hub.fleet.scheduler.wake()
         return True
 

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 from hub.agents import AgentRegistry
 from hub.auth import Auth, load_admin_token
 from hub.clock import Clock, SystemClock
+from hub.endpoints.registry import EndpointRegistry
+from hub.endpoints.scoring import EndpointRanker
 from hub.events import EventBus
 from hub.fleet import Fleet
 from hub.queue import TaskQueue
@@ -44,6 +46,7 @@ class Hub:
     queue: TaskQueue
     trajectory: Trajectory
     fleet: Fleet
+    endpoints: EndpointRegistry
 
     def __init__(self, settings: HubSettings, clock: Clock | None = None) -> None:
         self.settings = settings
@@ -86,6 +89,8 @@ class Hub:
             self.trajectory = Trajectory(self.store, self.bus, self.clock)
             await self.trajectory.load()
             self.queue.on_forget.append(self.trajectory.forget)
+            self.endpoints = EndpointRegistry(self.store, self.clock, self.settings, self.bus)
+            await self.endpoints.load()
         except BaseException:
             await self.close()
             for path in made:
@@ -93,6 +98,7 @@ class Hub:
             raise
         self.created = made
         self.fleet = Fleet(self.queue, self.agents, self.bus, self.clock)
+        self.fleet.scheduler.ranker = EndpointRanker(self.endpoints, self.agents, self.queue.tasks.get)
         self.started_at = self.clock.now_ms()
 
     @property

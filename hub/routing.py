@@ -14,7 +14,7 @@ the agent cannot run the task at all; the scheduler then looks at the next agent
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from hub.tasks import Task
 from shared.payloads import RoutingDecision
@@ -34,6 +34,17 @@ LOCAL_MODEL_TARGETS = frozenset({"ollama"})
 """Targets that run one of the agent's own models (so need one it lists)."""
 
 
+class Placement(NamedTuple):
+    """Why one agent (and the endpoint serving its model) was picked among those that could run a task."""
+
+    endpoint_id: str | None
+    endpoint_url: str | None
+    score: float
+    parts: tuple[tuple[str, float], ...]
+    """The score's terms (probe, warm, load, repo, health), in order."""
+    explanation: str
+
+
 class Route(NamedTuple):
     """Where one task runs on one agent: the executor, the model (None: the executor's own default) and why."""
 
@@ -43,6 +54,8 @@ class Route(NamedTuple):
     reason: str
     preferred: str
     """The target the task prefers (its chain's first); another ``target`` means the agent lacked it."""
+    placement: Placement | None = None
+    """Set when the scheduler ranked the agents (hub/endpoints/scoring.py)."""
 
     @property
     def fallback(self) -> bool:
@@ -132,7 +145,24 @@ def decision_record(chosen: Route, now_ms: int) -> RoutingDecision:
         preferred_target=chosen.preferred,
         fallback_used=chosen.fallback,
         decided_at=now_ms,
+        **placement_fields(chosen.placement),
     )
+
+
+MAX_EXPLANATION_CHARS = 400
+
+
+def placement_fields(placement: Placement | None) -> dict[str, Any]:
+    """The decision's fields telling where and why (none without a placement)."""
+    if placement is None:
+        return {}
+    return {
+        "endpoint": placement.endpoint_url,
+        "endpoint_id": placement.endpoint_id,
+        "score": placement.score,
+        "score_parts": dict(placement.parts),
+        "explanation": placement.explanation[:MAX_EXPLANATION_CHARS],
+    }
 
 
 def routing_decision(

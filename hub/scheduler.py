@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from hub.routing import Route, needs_of, route_needs
 from hub.tasks import Task
@@ -31,6 +31,17 @@ class Candidate:
     """Local models it serves, its default first."""
 
 
+class Ranker(Protocol):
+    """Orders the agents able to run a task, best first, and completes the route of the one picked."""
+
+    def begin(self) -> None:
+        """A round starts."""
+
+    def order(self, task: Task, agents: list[Candidate]) -> list[Candidate]: ...
+
+    def finish(self, task: Task, agent: Candidate, chosen: Route) -> Route: ...
+
+
 class Match(NamedTuple):
     task: Task
     agent_id: str
@@ -44,7 +55,9 @@ def eligible(task: Task, agent: Candidate) -> bool:
     return agent.capabilities.issuperset(task.needed_capabilities)
 
 
-def plan(queued: Iterable[Task], idle: list[Candidate], deps_done: Callable[[Task], bool]) -> list[Match]:
+def plan(
+    queued: Iterable[Task], idle: list[Candidate], deps_done: Callable[[Task], bool], ranker: Ranker | None = None
+) -> list[Match]:
     """Pair queued tasks (in priority/FIFO order) with idle agents (longest idle first); one task per agent.
 
     A task goes to the first agent that runs it on its preferred target; failing that, to the first agent that
@@ -67,7 +80,8 @@ def plan(queued: Iterable[Task], idle: list[Candidate], deps_done: Callable[[Tas
         if known is False:
             continue
         found: tuple[int, Route] | None = None
-        for i, agent in enumerate(free):
+        agents = free if ranker is None else ranker.order(task, free)
+        for i, agent in enumerate(agents):
             if not eligible(task, agent):
                 continue
             chosen = route_needs(needs, agent.executors, agent.models)
@@ -82,8 +96,10 @@ def plan(queued: Iterable[Task], idle: list[Candidate], deps_done: Callable[[Tas
             settled[shape] = found is not None
         if found is not None:
             i, chosen = found
-            pairs.append(Match(task, free[i].agent_id, chosen))
-            del free[i]
+            if ranker is not None:
+                chosen = ranker.finish(task, agents[i], chosen)
+            pairs.append(Match(task, agents[i].agent_id, chosen))
+            free.remove(agents[i])
     return pairs
 
 
@@ -107,6 +123,8 @@ class Scheduler:
         self._wake = asyncio.Event()
         self.n_rounds = 0
         self.n_assigned = 0
+        self.ranker: Ranker | None = None
+        """Orders agents by where a task runs best (hub/endpoints/scoring.py); None: longest idle first."""
 
     def __repr__(self) -> str:
         return f"<Scheduler rounds={self.n_rounds} assigned={self.n_assigned}>"
@@ -119,7 +137,9 @@ class Scheduler:
         idle = self._idle()
         if not idle:
             return None
-        pairs = plan(self._queued(), idle, self._deps_done)
+        if self.ranker is not None:
+            self.ranker.begin()
+        pairs = plan(self._queued(), idle, self._deps_done, self.ranker)
         self.n_rounds += 1
         if not pairs:
             return None
