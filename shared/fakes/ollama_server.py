@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from shared.fakes.script import SCRIPTS, Script, ScriptedServer, Turn, serve_forever, split_text
+from shared.fakes.script import SCRIPTS, Script, ScriptedServer, Turn, get_script, serve_forever, split_text
 
 DIGEST = "sha256:" + "f" * 64
 DETAILS = {
@@ -43,11 +43,24 @@ class FakeOllamaServer(ScriptedServer):
     """Fake Ollama: ``async with FakeOllamaServer() as server: ollama.AsyncClient(host=server.url)``."""
 
     def __init__(
-        self, script: Script | str = "hello_world", *, model: str = "fake-coder:latest", version: str = "0.12.6"
+        self,
+        script: Script | str = "hello_world",
+        *,
+        model: str = "fake-coder:latest",
+        version: str = "0.12.6",
+        models: Mapping[str, Script | str] | None = None,
+        warm: Collection[str] | None = None,
     ) -> None:
         super().__init__(script)
         self.model = model
         self.version = version
+        self.models: dict[str, Script] = {
+            name: get_script(s) if isinstance(s, str) else s for name, s in (models or {}).items()
+        }
+        """More models beside ``model``, each replaying its own default script (as the models of one real server
+        each behave their own way)."""
+        self.warm = set(warm) if warm is not None else None
+        """Models ``/api/ps`` lists as loaded (None: every model)."""
 
     def build_app(self) -> Starlette:
         return Starlette(
@@ -62,10 +75,17 @@ class FakeOllamaServer(ScriptedServer):
         )
 
     def knows(self, name: Any) -> bool:
-        return isinstance(name, str) and self.model in (name, f"{name}:latest")
+        return self._name(name) is not None
 
-    def _model_entry(self) -> dict[str, Any]:
-        return {"name": self.model, "model": self.model, "modified_at": "2026-01-01T00:00:00Z", "size": 1_000_000_000,
+    def _name(self, name: Any) -> str | None:
+        """The served model ``name`` means (``x`` means ``x:latest``), or None."""
+        if not isinstance(name, str):
+            return None
+        return next((m for m in (self.model, *self.models) if m in (name, f"{name}:latest")), None)
+
+    def _model_entry(self, name: str | None = None) -> dict[str, Any]:
+        name = name or self.model
+        return {"name": name, "model": name, "modified_at": "2026-01-01T00:00:00Z", "size": 1_000_000_000,
                 "digest": DIGEST, "details": DETAILS}  # fmt: skip
 
     async def root(self, request: Request) -> Response:
@@ -78,13 +98,14 @@ class FakeOllamaServer(ScriptedServer):
 
     async def tags(self, request: Request) -> Response:
         await self.record(request)
-        return JSONResponse({"models": [self._model_entry()]})
+        return JSONResponse({"models": [self._model_entry(m) for m in (self.model, *self.models)]})
 
     async def ps(self, request: Request) -> Response:
         await self.record(request)
-        running = {**self._model_entry(), "expires_at": "2099-01-01T00:00:00Z", "size_vram": 1_000_000_000,
-                   "context_length": 32768}  # fmt: skip
-        return JSONResponse({"models": [running]})
+        loaded = [m for m in (self.model, *self.models) if self.warm is None or m in self.warm]
+        running = [{**self._model_entry(m), "expires_at": "2099-01-01T00:00:00Z", "size_vram": 1_000_000_000,
+                    "context_length": 32768} for m in loaded]  # fmt: skip
+        return JSONResponse({"models": running})
 
     async def show(self, request: Request) -> Response:
         body = await self.record(request)
@@ -92,7 +113,7 @@ class FakeOllamaServer(ScriptedServer):
         if not self.knows(name):
             return JSONResponse({"error": f"model '{name}' not found"}, status_code=404)
         return JSONResponse({
-            "license": "", "modelfile": f"FROM {self.model}\n", "parameters": "temperature 0",
+            "license": "", "modelfile": f"FROM {self._name(name)}\n", "parameters": "temperature 0",
             "template": "{{ .Prompt }}", "details": DETAILS, "modified_at": "2026-01-01T00:00:00Z",
             "model_info": {"general.architecture": "fake", "fake.context_length": 32768},
             "capabilities": ["completion", "tools", "thinking"],
@@ -108,7 +129,10 @@ class FakeOllamaServer(ScriptedServer):
         system = [_text(m.get("content")) for m in messages if m.get("role") == "system"]
         first_user = next((_text(m.get("content")) for m in messages if m.get("role") == "user"), "")
         try:
-            turn = self.pick_turn([*system, first_user], sum(m.get("role") == "assistant" for m in messages))
+            model = self._name(body.get("model")) or self.model
+            turn = self.pick_turn(
+                [*system, first_user], sum(m.get("role") == "assistant" for m in messages), self.models.get(model)
+            )
         except KeyError as exc:
             return JSONResponse({"error": str(exc.args[0])}, status_code=400)
         if turn.delay_s:
