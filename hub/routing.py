@@ -166,10 +166,25 @@ def placement_fields(placement: Placement | None) -> dict[str, Any]:
 
 
 def routing_decision(
-    task: Task, agent_models: tuple[str, ...], now_ms: int, executors: frozenset[str] | None = None
+    task: Task,
+    agent_models: tuple[str, ...],
+    now_ms: int,
+    executors: frozenset[str] | None = None,
+    placement: Placement | None = None,
 ) -> RoutingDecision:
     """The routing decision for ``task`` on an agent (one that did not say what it runs, by default); an agent
     that cannot run it gets the decision an older client would (the scheduler never pairs such an agent)."""
     chosen = route(task, executors, agent_models) or route(task, None, agent_models)
     assert chosen is not None  # an agent that did not say is always given a route
-    return decision_record(chosen, now_ms)
+    return decision_record(chosen._replace(placement=placement), now_ms)
+
+
+WORST_PLACEMENT = Placement(
+    "ep-" + "f" * 12,
+    "http://" + "h" * 505,
+    -1e15,
+    tuple((name, -1e15) for name in ("probe", "warm", "load", "health", "repo")),
+    "\U0001f600" * MAX_EXPLANATION_CHARS,
+)
+"""The largest placement a decision may carry (the endpoint URL at its limit, every character of the explanation
+at its widest), for the frame-size check of a submission."""

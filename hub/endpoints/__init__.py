@@ -13,8 +13,8 @@
 - :mod:`hub.endpoints.scoring`: what routing asks of all that: among agents that can run a task, prefer the
   endpoint with the model warm, a model measured to call tools well, less load on the endpoint that actually
   serves (agents sharing one server share its load) and the agent that recently worked on the task's repository.
-- :mod:`hub.endpoints.api`: ``GET /api/endpoints``, ``GET`` and ``delete`` of ``/api/endpoints/{id}``, ``POST /api/endpoints``,
-  ``POST /api/endpoints/{id}/probe``.
+- :mod:`hub.endpoints.api`: ``GET /api/endpoints``, ``GET`` and ``delete`` of ``/api/endpoints/{id}``,
+  ``POST /api/endpoints``, ``POST /api/endpoints/{id}/probe``.
 
 Every HTTP call to an endpoint has a timeout and a cap on the bytes read; URLs carrying credentials are refused,
 so no secret reaches the store, a log or the dashboard.

@@ -108,6 +108,7 @@ async def check(client: httpx.AsyncClient, registry: EndpointRegistry, ep: Endpo
         return
     now = registry.now_ms()
     changed = ep.healthy is not True or models != ep.models
+    warm_before = ep.warm
     ep.models, ep.warm = models, warm
     ep.vram_bytes = sum(w.size_vram or 0 for w in warm.values())
     ep.healthy, ep.failures, ep.last_error = True, 0, None
@@ -118,7 +119,7 @@ async def check(client: httpx.AsyncClient, registry: EndpointRegistry, ep: Endpo
     for name in new_models if settings.endpoint_probe_enabled else ():
         if (ep.id, name) not in registry.probes:
             registry.want_probe(ep.id, name)
-    await registry.notify("endpoint_checked", ep)
+    await registry.notify("endpoint_checked", ep, publish=changed or ep.warm != warm_before)
 
 
 def _warm(ps: Any) -> dict[str, Warm]:
@@ -148,7 +149,7 @@ async def _failed(registry: EndpointRegistry, ep: Endpoint, error: str) -> None:
     if ep.healthy != was:
         logger.warning("endpoint %s (%s) is unhealthy: %s", ep.id, ep.url, error)
         await registry.save(ep)
-    await registry.notify("endpoint_checked", ep)
+    await registry.notify("endpoint_checked", ep, publish=ep.healthy != was)
 
 
 async def run_health(registry: EndpointRegistry) -> None:

@@ -193,10 +193,11 @@ class EndpointRegistry:
 
     # --- changes -------------------------------------------------------------------------------------------------
 
-    async def notify(self, event: str, ep: Endpoint | None = None) -> None:
+    async def notify(self, event: str, ep: Endpoint | None = None, publish: bool = True) -> None:
+        """Wake whoever waits on a change; ``publish`` also tells the dashboard (not for a routine check)."""
         async with self.changed:
             self.changed.notify_all()
-        if self._bus is not None:
+        if self._bus is not None and publish:
             self._bus.publish({"kind": "endpoint_event", "event": event, "endpoint_id": ep.id if ep else None,
                                "healthy": ep.healthy if ep else None, "timestamp": self._clock.now_ms()})  # fmt: skip
 

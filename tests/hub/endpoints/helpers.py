@@ -8,7 +8,6 @@ from typing import Any
 
 from shared.agent_sim import AgentSim, Behaviour
 from shared.fakes.script import Script, ScriptedCall, Turn
-from shared.protocol import PROTOCOL_VERSION
 from tests.conftest import SCALE, HubHandle
 
 CALL = ScriptedCall(name="write_file", arguments={"path": "hello.txt", "content": "hello"})

@@ -70,10 +70,13 @@ async def test_two_agents_on_one_endpoint_count_as_one_load(make_hub: MakeHub) -
     """With a task running through one Ollama, the next task goes to an agent on another endpoint, even though an
     idle agent sharing the busy Ollama has waited longer."""
     hub = await make_hub(**SETTINGS)
-    async with FakeOllamaServer(models={"coder": NATIVE}) as shared, FakeOllamaServer(models={"coder": NATIVE}) as other:
+    async with (
+        FakeOllamaServer(models={"coder": NATIVE}) as shared,
+        FakeOllamaServer(models={"coder": NATIVE}) as other,
+    ):
         await _ready(hub, shared.url, ["coder"])
         other_id = await _ready(hub, other.url, ["coder"])
-        busy = await connect_agent(hub, "a1", ollama_url=shared.url, models=["coder"], executors=["ollama"],
+        await connect_agent(hub, "a1", ollama_url=shared.url, models=["coder"], executors=["ollama"],
                                    behaviour="ignore")  # fmt: skip
         await connect_agent(hub, "a2", ollama_url=shared.url + "/", models=["coder"], executors=["ollama"])
         await connect_agent(hub, "b1", ollama_url=other.url, models=["coder"], executors=["ollama"])
@@ -119,3 +122,22 @@ async def test_a_tier_whose_target_no_agent_has_falls_back(make_hub: MakeHub) ->
         d = _decision(await hub.task(task_id))
     assert d["target_type"] == "ollama" and d["fallback_used"] is True and d["preferred_target"] == "claude"
     assert "fell back from claude" in d["explanation"] and "the only candidate" in d["explanation"]
+
+
+def test_a_decision_never_outgrows_the_submission_bound() -> None:
+    """The widest placement a ranker can make (longest URL, model and agent names) fits the size a submission is
+    checked against (hub/task_submit.py uses WORST_PLACEMENT)."""
+    import json
+
+    from hub.endpoints.registry import Endpoint
+    from hub.endpoints.scoring import Scored, explain
+    from hub.routing import WORST_PLACEMENT, Placement, Route, placement_fields
+
+    model, agent = "\U0001f600" * 256, "a" * 128
+    ep = Endpoint(id="ep-" + "0" * 12, url="http://" + "h" * 505, kind="ollama", created_at=0, name="n" * 64)
+    parts = tuple((n, -123456.789) for n in ("probe", "warm", "load", "health", "repo"))
+    scored = Scored(agent, model, parts, ep)
+    route = Route("ollama", model, "standard", "tier standard", "claude")
+    text = explain(route, agent, model, scored, ep, [-1e9, 0.0])
+    widest = Placement(ep.id, ep.url, scored.score, parts, text)
+    assert len(json.dumps(placement_fields(widest))) <= len(json.dumps(placement_fields(WORST_PLACEMENT)))

@@ -16,7 +16,7 @@ QUIET = {"endpoint_probe_enabled": False}
 
 
 async def test_admin_adds_lists_shows_and_deletes(make_hub: MakeHub) -> None:
-    """An admin adds an endpoint (201), the same URL spelled otherwise updates it (200), it is listed, shown, deleted."""
+    """An admin adds an endpoint (201), the same URL spelled otherwise updates it (200); listed, shown, deleted."""
     hub = await make_hub(**QUIET)
     r = await hub.http.post("/api/endpoints", json={"url": "http://GPU-Box:11434/", "name": "gpu", "models": ["q"]})
     assert r.status_code == 201, r.text
