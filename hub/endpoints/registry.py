@@ -207,7 +207,9 @@ class EndpointRegistry:
             await self.changed.wait_for(predicate)
 
     async def save(self, ep: Endpoint) -> None:
-        await self._store.write([ep.record(self._clock.now_ms())])
+        """Store ``ep`` as it is now, unless it was removed meanwhile (a check still running must not revive it)."""
+        if self.endpoints.get(ep.id) is ep:
+            await self._store.write([ep.record(self._clock.now_ms())])
 
     async def add(
         self, url: str, kind: Kind, *, name: str | None = None, models: Iterable[str] = (), owner: str | None = None
@@ -233,7 +235,7 @@ class EndpointRegistry:
             if model not in ep.declared_models and len(ep.declared_models) < MAX_MODELS:
                 ep.declared_models.append(model[:MAX_MODEL_CHARS])
         if new or json.dumps([ep.kind, ep.name, ep.added_by_admin, ep.owners, ep.declared_models]) != before:
-            await self.save(ep)
+            await self._store.write([ep.record(now)])
         if new:
             self.endpoints[ep.id] = ep
             self.by_url[url] = ep.id

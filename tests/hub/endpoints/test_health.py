@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
+import httpx
+
+from hub.endpoints.health import check
 from shared.fakes.ollama_server import FakeOllamaServer
 from tests.conftest import HubHandle
 from tests.hub.endpoints.helpers import NATIVE, wait_registry
@@ -62,3 +65,21 @@ async def test_unhealthy_when_the_server_stops_and_recovers_with_backoff(make_hu
         assert ep.failures == 0 and ep.last_error is None
     finally:
         await server.stop()
+
+
+async def test_a_check_in_flight_does_not_revive_a_deleted_endpoint(make_hub: MakeHub) -> None:
+    """A check that finishes after its endpoint was deleted stores nothing: it stays deleted after a restart."""
+    hub = await make_hub(**{**FAST, "endpoint_health_interval_s": 3600})
+    async with FakeOllamaServer() as server:
+        r = await hub.http.post("/api/endpoints", json={"url": server.url})
+        registry = hub.hub.endpoints
+        ep = registry.endpoints[r.json()["id"]]
+        await wait_registry(hub, lambda: ep.healthy is True)
+        ep.healthy, ep.models = None, {}  # as before its first check, which would store what it finds
+        assert await registry.remove(ep.id) is ep
+        async with httpx.AsyncClient() as client:
+            await check(client, registry, ep)  # the check that was in flight
+        assert ep.healthy is True and ep.id not in registry.endpoints
+    await hub.server.stop()
+    again = await make_hub(data_dir=hub.data_dir, **FAST)
+    assert (await again.http.get("/api/endpoints")).json()["endpoints"] == []
