@@ -23,7 +23,7 @@ from collections.abc import Callable
 from hub.agents import AgentRegistry, AgentState
 from hub.endpoints.registry import BadUrl, Endpoint, EndpointRegistry, normalise_url
 from hub.routing import LOCAL_MODEL_TARGETS, Placement, Route, needs_of, route_needs
-from hub.scheduler import Candidate
+from hub.scheduler import Candidate, eligible
 from hub.tasks import Task
 
 W_WARM = 0.5
@@ -66,8 +66,13 @@ class EndpointRanker:
         """The task with this id, to tell whether it runs a local model (None: every busy agent loads its endpoint)."""
         self._load: Counter[str] = Counter()
         self._recent: OrderedDict[str, deque[str]] = OrderedDict()
-        self._last: dict[str, Scored] = {}
-        self._last_task: str | None = None
+        self._where: dict[str, tuple[Endpoint | None, str | None]] = {}
+        """Per round: each agent's endpoint and the key its load is counted under."""
+        self._base: dict[tuple[str, str, str | None], tuple[str | None, float, float, float]] = {}
+        """Per round: (agent, target, pinned model) -> (best model, probe, warm, health), which no booking changes."""
+        self._kinds: dict[str, tuple[object, ...]] = {}
+        self._scores: dict[str, float] = {}
+        self._scores_task: str | None = None
 
     def _key(self, url: str | None) -> str | None:
         """What load is counted under: the registered endpoint's id, else the normalised URL."""
@@ -82,8 +87,11 @@ class EndpointRanker:
             return None
 
     def begin(self) -> None:
-        """A round starts: count the tasks running on each endpoint."""
+        """A round starts: forget the last round's look-ups and count the tasks running on each endpoint."""
         self._load.clear()
+        self._where.clear()
+        self._base.clear()
+        self._kinds.clear()
         for agent in self._agents.connected.values():
             if agent.state == AgentState.IDLE or agent.state == AgentState.OFFLINE:
                 continue
@@ -94,57 +102,102 @@ class EndpointRanker:
             if (key := self._key(agent.ollama_url)) is not None:
                 self._load[key] += 1
 
-    def _score(self, task: Task, agent: Candidate, route: Route) -> Scored:
-        repo = task.repo and task.repo in self._recent.get(agent.agent_id, ())
-        repo_part = ("repo", W_REPO if repo else 0.0)
-        if route.target not in LOCAL_MODEL_TARGETS:
-            return Scored(agent.agent_id, route.model, (repo_part,), None)
-        live = self._agents.get(agent.agent_id)
-        url = live.ollama_url if live is not None else None
-        ep = self._registry.lookup(url)
-        key = self._key(url)
-        load = -W_LOAD * self._load[key] if key is not None else 0.0
+    def _endpoint(self, agent_id: str) -> tuple[Endpoint | None, str | None]:
+        where = self._where.get(agent_id)
+        if where is None:
+            live = self._agents.get(agent_id)
+            url = live.ollama_url if live is not None else None
+            where = self._where[agent_id] = (self._registry.lookup(url), self._key(url))
+        return where
+
+    def _kind(self, agent: Candidate) -> tuple[object, ...]:
+        """What makes agents alike for scoring (cached for the round)."""
+        kind = self._kinds.get(agent.agent_id)
+        if kind is None:
+            where = self._endpoint(agent.agent_id)[1]
+            kind = self._kinds[agent.agent_id] = (agent.capabilities, agent.executors, agent.models, where)
+        return kind
+
+    def _model_terms(
+        self, agent: Candidate, route: Route, pinned: str | None
+    ) -> tuple[str | None, float, float, float]:
+        """The agent's best model for ``route`` and its probe, warm and health terms (cached for the round)."""
+        cache_key = (agent.agent_id, route.target, pinned)
+        if (cached := self._base.get(cache_key)) is not None:
+            return cached
+        ep, _ = self._endpoint(agent.agent_id)
         health = -W_UNHEALTHY if ep is not None and ep.healthy is False else 0.0
-        models = [route.model] if route.model == needs_of(task).model else list(agent.models[:MODELS_TRIED])
-        best: Scored | None = None
+        best: tuple[str | None, float, float, float] | None = None
+        models: list[str | None] = [pinned] if pinned is not None else list(agent.models[:MODELS_TRIED])
         for model in models or [route.model]:
             probe = self._registry.probe_score(ep.id, model) if ep is not None and model else None
             warm = W_WARM if ep is not None and model in ep.warm else 0.0
-            parts = (("probe", UNPROBED if probe is None else probe), ("warm", warm), ("load", round(load, 3)),
-                     ("health", health), repo_part)  # fmt: skip
-            scored = Scored(agent.agent_id, model, parts, ep)
-            if best is None or scored.score > best.score:
-                best = scored
+            terms = (model, UNPROBED if probe is None else probe, warm, health)
+            if best is None or terms[1] + terms[2] > best[1] + best[2]:
+                best = terms
         assert best is not None
+        self._base[cache_key] = best
         return best
 
+    def _parts(
+        self, task: Task, agent: Candidate, route: Route, pinned: str | None
+    ) -> tuple[str | None, tuple[tuple[str, float], ...]]:
+        """The model the agent would use and the score's terms (``pinned``: the model the task names)."""
+        repo = ("repo", W_REPO if task.repo and task.repo in self._recent.get(agent.agent_id, ()) else 0.0)
+        if route.target not in LOCAL_MODEL_TARGETS:
+            return route.model, (repo,)
+        model, probe, warm, health = self._model_terms(agent, route, pinned)
+        _, key = self._endpoint(agent.agent_id)
+        load = round(-W_LOAD * self._load[key], 3) if key is not None else 0.0
+        return model, (("probe", probe), ("warm", warm), ("load", load), ("health", health), repo)
+
     def order(self, task: Task, agents: list[Candidate]) -> list[Candidate]:
-        """``agents`` best first for ``task`` (agents that cannot run it last, in their order)."""
+        """The agents able to run ``task``, the best first: the best of those running it on its preferred target,
+        else the best of all (the rest follow in their order; plan takes the first, so they need no sorting).
+
+        Agents alike (same capabilities, executors, models and endpoint, no affinity with the task's repository)
+        score alike: only the first of each kind is scored, the others follow it."""
         needs = needs_of(task)
-        self._last, self._last_task = {}, task.id
-        keyed: list[tuple[float, int, Candidate]] = []
-        for i, agent in enumerate(agents):
-            route = route_needs(needs, agent.executors, agent.models)
-            if route is None:
-                keyed.append((float("-inf"), i, agent))
+        self._scores, self._scores_task = {}, task.id
+        best: tuple[bool, float, int] | None = None
+        able: list[Candidate] = []
+        kinds: dict[tuple[object, ...], float | None] = {}
+        for agent in agents:
+            if task.assign_to is not None and task.assign_to != agent.agent_id:
                 continue
-            scored = self._score(task, agent, route)
-            self._last[agent.agent_id] = scored
-            keyed.append((-scored.score, i, agent))
-        keyed.sort(key=lambda k: (k[0] if k[0] != float("-inf") else float("inf"), k[1]))
-        return [agent for _, _, agent in keyed]
+            affinity = bool(task.repo) and task.repo in self._recent.get(agent.agent_id, ())
+            kind = None if affinity else self._kind(agent)
+            if kind is not None and kind in kinds:
+                if (score := kinds[kind]) is not None:  # runs it, no better than the first of its kind
+                    self._scores[agent.agent_id] = score
+                    able.append(agent)
+                continue
+            route = route_needs(needs, agent.executors, agent.models) if eligible(task, agent) else None
+            if route is None:
+                if kind is not None:
+                    kinds[kind] = None
+                continue
+            score = round(sum(v for _, v in self._parts(task, agent, route, needs.model)[1]), 3)
+            if kind is not None:
+                kinds[kind] = score
+            self._scores[agent.agent_id] = score
+            rank = (not route.fallback, score, -len(able))
+            if best is None or rank > best:
+                best = rank
+            able.append(agent)
+        if best is None:
+            return []
+        first = -best[2]
+        return [able[first], *able[:first], *able[first + 1 :]]
 
     def finish(self, task: Task, agent: Candidate, chosen: Route) -> Route:
         """The route with the model scored best, its placement and explanation; books the load and the repo."""
-        scored = self._last.get(agent.agent_id) if self._last_task == task.id else None
-        if scored is None:
-            scored = self._score(task, agent, chosen)
-        others = sorted((s.score for a, s in self._last.items() if a != agent.agent_id), reverse=True)
-        ep = scored.endpoint
-        if chosen.target in LOCAL_MODEL_TARGETS:
-            live = self._agents.get(agent.agent_id)
-            if (key := self._key(live.ollama_url if live else None)) is not None:
-                self._load[key] += 1
+        model, parts = self._parts(task, agent, chosen, needs_of(task).model)
+        scored = Scored(agent.agent_id, model, parts, self._endpoint(agent.agent_id)[0])
+        scores = self._scores if self._scores_task == task.id else {}
+        others = sorted((v for a, v in scores.items() if a != agent.agent_id), reverse=True)
+        if chosen.target in LOCAL_MODEL_TARGETS and (key := self._endpoint(agent.agent_id)[1]) is not None:
+            self._load[key] += 1
         if task.repo:
             recent = self._recent.setdefault(agent.agent_id, deque(maxlen=RECENT_REPOS))
             self._recent.move_to_end(agent.agent_id)
@@ -153,6 +206,7 @@ class EndpointRanker:
             recent.append(task.repo)
             while len(self._recent) > AGENTS_REMEMBERED:
                 self._recent.popitem(last=False)
+        ep = scored.endpoint if chosen.target in LOCAL_MODEL_TARGETS else None
         model = scored.model if chosen.target in LOCAL_MODEL_TARGETS else chosen.model
         placement = Placement(ep.id if ep else None, ep.url if ep else None, scored.score, scored.parts,
                               explain(chosen, agent.agent_id, model, scored, ep, others))  # fmt: skip
@@ -169,6 +223,7 @@ def explain(
     elif chosen.target in LOCAL_MODEL_TARGETS:
         where += " (its endpoint is not registered)"
     terms = " ".join(f"{name} {value:+.2f}" for name, value in scored.parts if value or name == "probe")
+    terms = f" ({terms})" if terms else ""
     versus = f"; best of {len(others) + 1} (runner-up {others[0]:.2f})" if others else "; the only candidate"
     fallback = f"; fell back from {chosen.preferred}" if chosen.fallback else ""
-    return f"{where}: score {scored.score:.2f} ({terms}){versus}{fallback}; {chosen.reason}"
+    return f"{where}: score {scored.score:.2f}{terms}{versus}{fallback}; {chosen.reason}"
