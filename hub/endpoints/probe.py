@@ -258,14 +258,16 @@ async def run_probes(registry: EndpointRegistry) -> None:
         while True:
             registry.probe_soon.clear()
             now = registry.now_ms()
+            every_ms = min(SCHEDULE_EVERY_MS, int(settings.endpoint_probe_interval_s * 1000))
             if settings.endpoint_probe_enabled and now >= next_schedule:
                 _schedule_due(registry, now)
-                next_schedule = now + SCHEDULE_EVERY_MS
+                next_schedule = now + every_ms
             while len(running) < settings.endpoint_probe_concurrency and (key := _take(registry, running)):
                 running.add(key)
+                registry.n_probes_running_max = max(registry.n_probes_running_max, len(running))
                 tg.create_task(one(key))
             try:
-                async with asyncio.timeout(SCHEDULE_EVERY_MS / 1000):
+                async with asyncio.timeout(max(0.0, (next_schedule - registry.now_ms()) / 1000)):
                     await registry.probe_soon.wait()
             except TimeoutError:
                 pass

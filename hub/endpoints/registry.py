@@ -164,6 +164,8 @@ class EndpointRegistry:
         self.n_bad_rows = 0
         self.n_refused_reports = 0
         self.n_full = 0
+        self.n_probes_running_max = 0
+        """The most probes that ever ran at once (never above ``endpoint_probe_concurrency``)."""
 
     def __repr__(self) -> str:
         return f"<EndpointRegistry endpoints={len(self.endpoints)} probes={len(self.probes)}>"
@@ -343,6 +345,7 @@ class EndpointRegistry:
             "bad_rows": self.n_bad_rows,
             "refused_reports": self.n_refused_reports,
             "full": self.n_full,
+            "probes_running_max": self.n_probes_running_max,
         }
 
 

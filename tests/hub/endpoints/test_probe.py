@@ -87,3 +87,22 @@ async def test_admin_reprobe_and_unreachable_endpoint(make_hub: MakeHub) -> None
     gone = registry.probes[(ep_id, "native:1b")]
     assert gone["score"] == 0.0 and gone["path"] == "error" and json.dumps(gone)
     assert (await hub.http.post("/api/endpoints/ep-none/probe")).status_code == 404
+
+
+async def test_probes_repeat_on_schedule_and_never_exceed_the_concurrency(make_hub: MakeHub) -> None:
+    """Results older than endpoint_probe_interval_s are probed again unasked; no more than
+    endpoint_probe_concurrency probes ever run at once."""
+    from shared.fakes.script import Script
+
+    slow = Script(name="slow_native", turns=[t.model_copy(update={"delay_s": 0.05}) for t in NATIVE.turns])
+    hub = await make_hub(endpoint_health_interval_s=60, endpoint_probe_interval_s=0.5, endpoint_probe_concurrency=2)
+    registry = hub.hub.endpoints
+    async with FakeOllamaServer(models={f"m{i}": slow for i in range(4)}) as server:
+        ep_id = (await hub.http.post("/api/endpoints", json={"url": server.url})).json()["id"]
+        models = [f"m{i}" for i in range(4)]
+        await wait_registry(hub, lambda: all((ep_id, m) in registry.probes for m in models))
+        first = {m: registry.probes[(ep_id, m)]["probed_at"] for m in models}
+        await wait_registry(hub, lambda: all(registry.probes[(ep_id, m)]["probed_at"] > first[m] for m in models))
+    assert registry.n_probes_running_max == 2
+    stats = (await hub.http.get("/api/endpoints")).json()["stats"]
+    assert stats["probes_running_max"] == 2 and stats["probes"] == 5

@@ -121,3 +121,21 @@ async def test_endpoints_and_probes_survive_a_restart(make_hub: MakeHub, tmp_pat
     shown = (await again.http.get(f"/api/endpoints/{r.json()['id']}")).json()
     assert shown["kind"] == "openai" and shown["name"] == "llama" and shown["added_by_admin"]
     assert shown["probe_results"]["m"]["path"] == "fenced"
+
+
+async def test_a_corrupt_stored_endpoint_is_skipped_and_counted(make_hub: MakeHub) -> None:
+    """A stored endpoint or probe that cannot be read is skipped at start (counted), the others load."""
+    from hub.store import PutRecord, RecordRow
+
+    hub = await make_hub(**QUIET)
+    assert (await hub.http.post("/api/endpoints", json={"url": "http://gpu:11434"})).status_code == 201
+    await hub.hub.store.write([
+        PutRecord(RecordRow("endpoint", "ep-bad", 1, "[1, 2")),
+        PutRecord(RecordRow("endpoint", "ep-odd", 1, '{"id": "ep-odd", "surprise": 1}')),
+        PutRecord(RecordRow("probe", "ep-bad m", 1, '{"model": "m"}')),
+    ])  # fmt: skip
+    await hub.server.stop()
+    again = await make_hub(data_dir=hub.data_dir, **QUIET)
+    listed = (await again.http.get("/api/endpoints")).json()
+    assert [e["url"] for e in listed["endpoints"]] == ["http://gpu:11434"]
+    assert listed["stats"]["bad_rows"] == 3
