@@ -28,8 +28,9 @@ from bench.bench_scheduler import agent as candidate
 from bench.bench_scheduler import make_task
 from hub.agents import Agent, AgentRegistry
 from hub.clock import ManualClock
-from hub.endpoints.registry import Endpoint, EndpointRegistry, Warm, endpoint_id
+from hub.endpoints.registry import Endpoint, EndpointRegistry, Warm
 from hub.endpoints.scoring import EndpointRanker
+from hub.endpoints.urls import endpoint_id
 from hub.scheduler import plan
 from hub.server import HubServer
 from hub.settings import HubSettings

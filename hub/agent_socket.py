@@ -13,7 +13,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from hub.agents import Agent, AgentState, InvalidAgentTransition, executors_of
 from hub.auth import Principal, Role
 from hub.connection import Connection, SendLimits
-from hub.limits import note_failed_auth
+from hub.limits import client_address, note_failed_auth
 from hub.queue import OnApplied
 from hub.task_index import TaskNotFound
 from hub.tasks import EndReason, TaskStatus, TransitionError
@@ -154,7 +154,9 @@ class AgentSession:
             sorted(agent.capabilities),
             agent.sandbox_level,
         )
-        await hub.endpoints.agent_reported(agent.agent_id, msg.ollama_url, msg.models)
+        await hub.endpoints.agent_reported(
+            agent.agent_id, msg.ollama_url, msg.models, client_address(self.conn.ws.scope)
+        )
         hub.fleet.scheduler.wake()
         return True
 

@@ -9,7 +9,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.auth import Principal
-from hub.endpoints.registry import BadUrl, EndpointRegistry, RegistryFull, normalise_url
+from hub.endpoints.registry import EndpointRegistry, RegistryFull
+from hub.endpoints.urls import BadUrl, normalise_url
 from hub.http import ApiError, admin, any_role, hub_of, parse_body
 from shared.fields import NoControl
 

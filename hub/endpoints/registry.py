@@ -9,70 +9,30 @@ results are records of kind ``probe`` keyed ``<endpoint id> <model>``.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Any
 
 from hub.clock import Clock
+from hub.endpoints.urls import BadUrl, Kind, endpoint_id, localise, normalise_url
 from hub.events import EventBus
 from hub.settings import HubSettings
 from hub.store import DeleteRecord, PutRecord, RecordRow, Store, StoreError
 
 logger = logging.getLogger(__name__)
 
-Kind = Literal["ollama", "openai"]
 KIND = "endpoint"
+MAX_AGENTS_REMEMBERED = 4096
+"""Agents whose reported endpoint is remembered (the most recent)."""
 PROBE_KIND = "probe"
-MAX_URL_CHARS = 512
 MAX_OWNERS = 64
 """Agents listed as owners of one endpoint (the most recent kept)."""
 MAX_MODELS = 256
 """Models kept per endpoint (declared or discovered)."""
 MAX_MODEL_CHARS = 256
-
-
-class BadUrl(ValueError):
-    """A URL the registry refuses; ``str(exc)`` says why without repeating the URL (it may hold a secret)."""
-
-
-def normalise_url(raw: str, kind: Kind = "ollama") -> str:
-    """``scheme://host[:port][/path]`` in lower case without a trailing slash (nor, for OpenAI-compatible servers,
-    a trailing ``/v1``). Raises :class:`BadUrl` for credentials, a scheme other than http(s), a query or fragment,
-    control characters, or more than :data:`MAX_URL_CHARS` characters."""
-    if len(raw) > MAX_URL_CHARS:
-        raise BadUrl(f"longer than {MAX_URL_CHARS} characters")
-    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in raw):
-        raise BadUrl("contains whitespace or control characters")
-    try:
-        parts = urlsplit(raw)
-        port = parts.port
-    except ValueError:
-        raise BadUrl("not a valid URL") from None
-    if parts.scheme.lower() not in ("http", "https"):
-        raise BadUrl("the scheme must be http or https")
-    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        raise BadUrl("must not carry credentials")
-    if parts.query or parts.fragment or "?" in raw or "#" in raw:
-        raise BadUrl("must not have a query or fragment")
-    host = (parts.hostname or "").lower()
-    if not host:
-        raise BadUrl("has no host")
-    netloc = f"[{host}]" if ":" in host else host
-    if port is not None:
-        netloc += f":{port}"
-    path = parts.path.rstrip("/")
-    if kind == "openai" and path.endswith("/v1"):
-        path = path[:-3]
-    return f"{parts.scheme.lower()}://{netloc}{path}"
-
-
-def endpoint_id(url: str) -> str:
-    """A short stable id for a normalised URL (the same URL always gets the same id)."""
-    return "ep-" + hashlib.sha256(url.encode()).hexdigest()[:12]
 
 
 @dataclass(slots=True)
@@ -161,6 +121,8 @@ class EndpointRegistry:
         """Set when a probe was asked for."""
         self.probe_wanted: dict[tuple[str, str], bool] = {}
         """(endpoint id, model) waiting for a probe (insertion order), with whether it was forced."""
+        self.agent_endpoint: OrderedDict[str, str] = OrderedDict()
+        """The endpoint each agent reported (by id), most recent last."""
         self.n_bad_rows = 0
         self.n_refused_reports = 0
         self.n_full = 0
@@ -246,14 +208,22 @@ class EndpointRegistry:
             await self.notify("endpoint_added", ep)
         return ep, new
 
-    async def agent_reported(self, agent_id: str, ollama_url: str | None, models: Iterable[str]) -> Endpoint | None:
-        """An agent identified with ``ollama_url`` serving ``models``: register it (or add the agent as an owner).
-        A URL the registry refuses (credentials, another scheme...) or a full registry is counted, not fatal."""
+    async def agent_reported(
+        self, agent_id: str, ollama_url: str | None, models: Iterable[str], peer: str | None = None
+    ) -> Endpoint | None:
+        """An agent (connected from address ``peer``) identified with ``ollama_url`` serving ``models``: register it
+        (or add the agent as an owner). A loopback URL from an agent on another machine names that machine's server
+        (:func:`localise`). A URL the registry refuses (credentials, another scheme...) or a full registry is
+        counted, not fatal."""
         if not ollama_url:
             return None
         try:
-            url = normalise_url(ollama_url)
+            url = localise(normalise_url(ollama_url), peer)
             ep, _ = await self.add(url, "ollama", models=models, owner=agent_id)
+            self.agent_endpoint[agent_id] = ep.id
+            self.agent_endpoint.move_to_end(agent_id)
+            while len(self.agent_endpoint) > MAX_AGENTS_REMEMBERED:
+                self.agent_endpoint.popitem(last=False)
         except BadUrl as exc:
             self.n_refused_reports += 1
             logger.warning("agent %s reported an endpoint the hub refuses: %s", agent_id, exc)
@@ -296,6 +266,17 @@ class EndpointRegistry:
         self.probe_soon.set()
 
     # --- reads ---------------------------------------------------------------------------------------------------
+
+    def endpoint_of(self, agent_id: str, url: str | None) -> tuple[Endpoint | None, str | None]:
+        """The endpoint serving an agent's models, and what its load is counted under (the endpoint's id, else the
+        normalised URL; None without a usable URL)."""
+        ep = self.endpoints.get(self.agent_endpoint.get(agent_id, "")) or self.lookup(url)
+        if ep is not None:
+            return ep, ep.id
+        try:
+            return None, normalise_url(url) if url else None
+        except BadUrl:
+            return None, None
 
     def lookup(self, url: str | None) -> Endpoint | None:
         """The endpoint an agent's ``ollama_url`` names, if registered."""

@@ -21,7 +21,7 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 
 from hub.agents import AgentRegistry, AgentState
-from hub.endpoints.registry import BadUrl, Endpoint, EndpointRegistry, normalise_url
+from hub.endpoints.registry import Endpoint, EndpointRegistry
 from hub.routing import LOCAL_MODEL_TARGETS, Placement, Route, needs_of, route_needs
 from hub.scheduler import Candidate, eligible
 from hub.tasks import Task
@@ -74,18 +74,6 @@ class EndpointRanker:
         self._scores: dict[str, float] = {}
         self._scores_task: str | None = None
 
-    def _key(self, url: str | None) -> str | None:
-        """What load is counted under: the registered endpoint's id, else the normalised URL."""
-        if not url:
-            return None
-        ep = self._registry.lookup(url)
-        if ep is not None:
-            return ep.id
-        try:
-            return normalise_url(url)
-        except BadUrl:
-            return None
-
     def begin(self) -> None:
         """A round starts: forget the last round's look-ups and count the tasks running on each endpoint."""
         self._load.clear()
@@ -99,7 +87,7 @@ class EndpointRanker:
             target = (task.routing_decision or {}).get("target_type") if task is not None else None
             if target is not None and target not in LOCAL_MODEL_TARGETS:
                 continue
-            if (key := self._key(agent.ollama_url)) is not None:
+            if (key := self._registry.endpoint_of(agent.agent_id, agent.ollama_url)[1]) is not None:
                 self._load[key] += 1
 
     def _endpoint(self, agent_id: str) -> tuple[Endpoint | None, str | None]:
@@ -107,7 +95,7 @@ class EndpointRanker:
         if where is None:
             live = self._agents.get(agent_id)
             url = live.ollama_url if live is not None else None
-            where = self._where[agent_id] = (self._registry.lookup(url), self._key(url))
+            where = self._where[agent_id] = self._registry.endpoint_of(agent_id, url)
         return where
 
     def _kind(self, agent: Candidate) -> tuple[object, ...]:

@@ -139,3 +139,23 @@ async def test_a_corrupt_stored_endpoint_is_skipped_and_counted(make_hub: MakeHu
     listed = (await again.http.get("/api/endpoints")).json()
     assert [e["url"] for e in listed["endpoints"]] == ["http://gpu:11434"]
     assert listed["stats"]["bad_rows"] == 3
+
+
+@pytest.mark.parametrize(
+    ("url", "peer", "expected"),
+    [
+        ("http://localhost:11434", "10.0.0.5", "http://10.0.0.5:11434"),
+        ("http://127.0.0.1:11434", "10.0.0.5", "http://10.0.0.5:11434"),
+        ("http://[::1]:11434", "fd00::7", "http://[fd00::7]:11434"),
+        ("http://0.0.0.0:11434/ollama", "10.0.0.5", "http://10.0.0.5:11434/ollama"),
+        ("http://localhost:11434", "127.0.0.1", "http://localhost:11434"),  # the agent runs beside the hub
+        ("http://localhost:11434", None, "http://localhost:11434"),
+        ("http://localhost:11434", "unknown", "http://localhost:11434"),
+        ("http://gpu-box:11434", "10.0.0.5", "http://gpu-box:11434"),
+    ],
+)
+def test_a_loopback_url_from_afar_names_the_agent_s_machine(url: str, peer: str | None, expected: str) -> None:
+    """Two sidecars on one remote machine reporting localhost share that machine's endpoint, not the hub's."""
+    from hub.endpoints.urls import localise
+
+    assert localise(url, peer) == expected

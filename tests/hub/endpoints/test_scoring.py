@@ -6,8 +6,9 @@ from pathlib import Path
 
 from hub.agents import Agent, AgentRegistry
 from hub.clock import ManualClock
-from hub.endpoints.registry import Endpoint, EndpointRegistry, Warm, endpoint_id
+from hub.endpoints.registry import Endpoint, EndpointRegistry, Warm
 from hub.endpoints.scoring import EndpointRanker
+from hub.endpoints.urls import endpoint_id
 from hub.scheduler import Candidate, plan
 from hub.settings import HubSettings
 from hub.tasks import Task
