@@ -2,6 +2,7 @@
 
 Serves ``/api/tags``, ``/api/version``, ``/api/show``, ``/api/ps`` and ``/api/chat`` (NDJSON streaming, or one JSON
 object when ``"stream": false``; a missing ``stream`` streams, like the real server). Unknown models get 404.
+Ollama's OpenAI-compatible ``/v1/models`` and ``/v1/chat/completions`` (without streaming) are served too.
 
 Run it for a demo: ``python -m shared.fakes.ollama_server --port 11434 --script hello_world`` (prints its URL).
 """
@@ -71,6 +72,8 @@ class FakeOllamaServer(ScriptedServer):
                 Route("/api/ps", self.ps, methods=["GET"]),
                 Route("/api/show", self.show, methods=["POST"]),
                 Route("/api/chat", self.chat, methods=["POST"]),
+                Route("/v1/models", self.v1_models, methods=["GET"]),
+                Route("/v1/chat/completions", self.v1_chat, methods=["POST"]),
             ]
         )
 
@@ -193,6 +196,38 @@ class FakeOllamaServer(ScriptedServer):
         if "tool_calls" in message:
             yield chunk({"tool_calls": message["tool_calls"]})
         yield chunk({}, done=True)
+
+    # --- Ollama's OpenAI-compatible /v1 API (non-streaming only): arguments as a JSON string, usage counters ---
+
+    async def v1_models(self, request: Request) -> Response:
+        await self.record(request)
+        data = [{"id": m, "object": "model", "created": 1_767_225_600, "owned_by": "library"}
+                for m in (self.model, *self.models)]  # fmt: skip
+        return JSONResponse({"object": "list", "data": data})
+
+    async def v1_chat(self, request: Request) -> Response:
+        body = await self.record(request)
+        if not isinstance(body, dict) or body.get("stream"):
+            return JSONResponse({"error": {"message": "this fake answers /v1 without streaming only"}}, 400)
+        model = self._name(body.get("model"))
+        if model is None:
+            return JSONResponse({"error": {"message": f"model {body.get('model')!r} not found"}}, 404)
+        messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+        texts = [_text(m.get("content")) for m in messages if m.get("role") in ("system", "user")][:2]
+        turn = self.pick_turn(texts, sum(m.get("role") == "assistant" for m in messages), self.models.get(model))
+        message: dict[str, Any] = {"role": "assistant", "content": turn.content or None}
+        if turn.tool_calls:
+            message["tool_calls"] = [
+                {"id": f"call_{uuid4().hex[:8]}", "index": i, "type": "function",
+                 "function": {"name": c.name, "arguments": c.raw_arguments or json.dumps(c.arguments)}}
+                for i, c in enumerate(turn.tool_calls)
+            ]  # fmt: skip
+        usage = {"prompt_tokens": turn.prompt_tokens, "completion_tokens": turn.eval_tokens,
+                 "total_tokens": turn.prompt_tokens + turn.eval_tokens}  # fmt: skip
+        choice = {"index": 0, "message": message, "finish_reason": "tool_calls" if turn.tool_calls else "stop"}
+        reply = {"id": f"chatcmpl-{uuid4().hex[:8]}", "object": "chat.completion", "created": 1_767_225_600,
+                 "model": model, "choices": [choice], "usage": usage}  # fmt: skip
+        return JSONResponse(reply)
 
 
 def main(argv: list[str] | None = None) -> None:

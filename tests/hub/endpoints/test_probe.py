@@ -106,3 +106,27 @@ async def test_probes_repeat_on_schedule_and_never_exceed_the_concurrency(make_h
     assert registry.n_probes_running_max == 2
     stats = (await hub.http.get("/api/endpoints")).json()["stats"]
     assert stats["probes_running_max"] == 2 and stats["probes"] == 5
+
+
+async def test_openai_compatible_endpoints_are_checked_and_probed(make_hub: MakeHub) -> None:
+    """An OpenAI-compatible endpoint (here Ollama's /v1) lists its models from /v1/models and is probed through
+    /v1/chat/completions: arguments sent as a JSON string count as native calls; tokens/s from usage and wall time."""
+    hub = await make_hub(endpoint_health_interval_s=60)
+    models = {"native:1b": NATIVE, "jsonish:1b": JSON_IN_CONTENT, "chatty:1b": CHATTY}
+    async with FakeOllamaServer(models=models) as server:
+        r = await hub.http.post("/api/endpoints", json={"url": server.url + "/v1/", "kind": "openai"})
+        assert r.json()["url"] == server.url
+        ep_id = r.json()["id"]
+        registry = hub.hub.endpoints
+        await wait_registry(hub, lambda: all((ep_id, m) in registry.probes for m in models))
+        shown = (await hub.http.get(f"/api/endpoints/{ep_id}")).json()
+        paths = {r.path for r in server.requests}
+    assert shown["health"] == "healthy" and {m["name"] for m in shown["models"]} >= set(models)
+    results = shown["probe_results"]
+    assert {m: (results[m]["path"], results[m]["score"]) for m in models} == {
+        "native:1b": ("native", 1.0),
+        "jsonish:1b": ("content_json", 0.6),
+        "chatty:1b": ("none", 0.0),
+    }
+    assert results["native:1b"]["tokens_per_s"] > 0
+    assert "/api/chat" not in paths and "/api/tags" not in paths and "/v1/chat/completions" in paths
