@@ -34,7 +34,7 @@ async def fetch_json(client: httpx.AsyncClient, method: str, url: str, timeout_s
     """One request with a timeout and a cap on the bytes read; the decoded JSON answer, or :class:`EndpointError`."""
     try:
         async with asyncio.timeout(timeout_s):
-            async with client.stream(method, url, json=body) as response:
+            async with client.stream(method, url, json=body, timeout=timeout_s) as response:
                 chunks: list[bytes] = []
                 size = 0
                 async for chunk in response.aiter_bytes():

@@ -130,3 +130,17 @@ async def test_openai_compatible_endpoints_are_checked_and_probed(make_hub: Make
     }
     assert results["native:1b"]["tokens_per_s"] > 0
     assert "/api/chat" not in paths and "/api/tags" not in paths and "/v1/chat/completions" in paths
+
+
+async def test_a_model_slower_than_the_probe_timeout_scores_zero(make_hub: MakeHub) -> None:
+    """A model that does not answer within endpoint_probe_timeout_s is recorded as an error (score 0), bounded."""
+    from shared.fakes.script import Script
+
+    stalled = Script(name="stalled", turns=[t.model_copy(update={"delay_s": 1.0}) for t in NATIVE.turns])
+    hub = await make_hub(endpoint_health_interval_s=60, endpoint_probe_timeout_s=0.2)
+    registry = hub.hub.endpoints
+    async with FakeOllamaServer(models={"stalled:1b": stalled}) as server:
+        ep_id = (await hub.http.post("/api/endpoints", json={"url": server.url})).json()["id"]
+        await wait_registry(hub, lambda: (ep_id, "stalled:1b") in registry.probes, timeout_s=10)
+    result = registry.probes[(ep_id, "stalled:1b")]
+    assert result["score"] == 0.0 and result["path"] == "error" and result["error"] == "no answer within 0.2s"
