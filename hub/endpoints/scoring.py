@@ -196,7 +196,11 @@ class EndpointRanker:
                 self._recent.popitem(last=False)
         ep = scored.endpoint if chosen.target in LOCAL_MODEL_TARGETS else None
         model = scored.model if chosen.target in LOCAL_MODEL_TARGETS else chosen.model
-        placement = Placement(ep.id if ep else None, ep.url if ep else None, scored.score, scored.parts,
+        # The sidecar talks to the model at the decision's endpoint: the URL as the agent itself gave it (the one the
+        # registry keys may name its machine by the address the hub sees), and only when the registry accepted it.
+        live = self._agents.get(agent.agent_id) if ep is not None else None
+        url = live.ollama_url if live is not None else None
+        placement = Placement(ep.id if ep else None, url, scored.score, scored.parts,
                               explain(chosen, agent.agent_id, model, scored, ep, others))  # fmt: skip
         return chosen._replace(model=model, placement=placement)
 

@@ -94,3 +94,16 @@ def test_an_unhealthy_endpoint_and_load_count_against(tmp_path: Path) -> None:
     matches = plan([task(n) for n in range(4)], idle, bool, ranker)
     assert [m.agent_id for m in matches] == ["g1", "g2", "b", "d"]
     assert [m.route.placement.score for m in matches if m.route.placement] == [1.5, 1.1, 0.2, -0.5]
+
+
+def test_the_decision_names_the_endpoint_as_the_agent_reaches_it(tmp_path: Path) -> None:
+    """An agent that reported localhost from another machine is scored on that machine's endpoint, and its
+    decision hands it back its own URL (the hub's name for the server may not be reachable from the agent)."""
+    ranker, registry, idle = fleet(tmp_path, ("remote", "http://localhost:11434", LOCAL, ("m",)))
+    good = registry.lookup("http://gpu-good:11434")
+    assert good is not None
+    registry.agent_endpoint["remote"] = good.id  # what agent_reported records for an agent on gpu-good
+    [match] = plan([task(1)], idle, bool, ranker)
+    placement = match.route.placement
+    assert placement is not None and placement.endpoint_id == good.id and placement.score == 1.5
+    assert placement.endpoint_url == "http://localhost:11434"
