@@ -13,7 +13,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from hub.agents import Agent, AgentState, InvalidAgentTransition, executors_of
 from hub.auth import Principal, Role
 from hub.connection import Connection, SendLimits
-from hub.limits import note_failed_auth
+from hub.limits import client_address, note_failed_auth
 from hub.queue import OnApplied
 from hub.repos.wiring import send_registry
 from hub.task_index import TaskNotFound
@@ -158,6 +158,9 @@ class AgentSession:
         )
         if len(hub.repos):
             await send_registry(hub.fleet, agent)  # answered by repo_reach; until then no task with a repo
+        await hub.endpoints.agent_reported(
+            agent.agent_id, msg.ollama_url, msg.models, client_address(self.conn.ws.scope)
+        )
         hub.fleet.scheduler.wake()
         return True
 

@@ -15,6 +15,9 @@ from hub.agent_socket import serve_agent_socket
 from hub.api_limits import router as rate_limits_router
 from hub.backups import run_backups
 from hub.clock import Clock
+from hub.endpoints import api as endpoints_api
+from hub.endpoints.health import run_health
+from hub.endpoints.probe import run_probes
 from hub.gc_policy import POLICY
 from hub.goals import api as goals_api
 from hub.goals.loop import run_goals
@@ -46,6 +49,8 @@ def background(hub: Hub) -> dict[str, Loop]:
         "restarts": lambda: run_restarts(hub),
         "repo-heads": lambda: hub.repos.run_heads(hub.settings.repo_heads_interval_s),
         "repo-followups": lambda: run_followups(hub),
+        "endpoint-health": lambda: run_health(hub.endpoints),
+        "endpoint-probe": lambda: run_probes(hub.endpoints),
     }
     if hub.settings.gc_freeze:
         loops["gc-thaw"] = lambda: POLICY.run_thaw(hub.settings.gc_thaw_interval_s)
@@ -94,6 +99,7 @@ def create_app(settings: HubSettings, clock: Clock | None = None) -> FastAPI:
     app.include_router(dashboard_socket.router)
     app.include_router(goals_api.router)
     app.include_router(repos_router)
+    app.include_router(endpoints_api.router)
 
     @app.websocket("/ws")
     async def agents_ws(ws: WebSocket) -> None:

@@ -16,6 +16,8 @@ from hub.agents import AgentRegistry
 from hub.alerts import Alerts
 from hub.auth import Auth, load_admin_token
 from hub.clock import Clock, SystemClock
+from hub.endpoints.registry import EndpointRegistry
+from hub.endpoints.scoring import EndpointRanker
 from hub.events import EventBus
 from hub.fleet import Fleet
 from hub.goals.service import GoalService
@@ -52,6 +54,7 @@ class Hub:
     fleet: Fleet
     repos: RepoRegistry
     goals: GoalService
+    endpoints: EndpointRegistry
 
     def __init__(self, settings: HubSettings, clock: Clock | None = None) -> None:
         self.settings = settings
@@ -106,6 +109,8 @@ class Hub:
             self.goals = GoalService(self)
             await self.goals.load()
             self.repos.goal_repo = self.goals.repo_of  # a goal's tasks inherit its repository
+            self.endpoints = EndpointRegistry(self.store, self.clock, self.settings, self.bus)
+            await self.endpoints.load()
         except BaseException:
             await self.close()
             for path in made:
@@ -113,6 +118,7 @@ class Hub:
             raise
         self.created = made
         self.fleet = Fleet(self.queue, self.agents, self.bus, self.clock)
+        self.fleet.scheduler.ranker = EndpointRanker(self.endpoints, self.agents, self.queue.tasks.get)
         self.started_at = self.clock.now_ms()
         repo_wiring.wire(self.repos, self.fleet)
 

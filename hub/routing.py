@@ -14,7 +14,7 @@ the agent cannot run the task at all; the scheduler then looks at the next agent
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from hub.tasks import Task
 from shared.payloads import RoutingDecision
@@ -34,6 +34,17 @@ LOCAL_MODEL_TARGETS = frozenset({"ollama"})
 """Targets that run one of the agent's own models (so need one it lists)."""
 
 
+class Placement(NamedTuple):
+    """Why one agent (and the endpoint serving its model) was picked among those that could run a task."""
+
+    endpoint_id: str | None
+    endpoint_url: str | None
+    score: float
+    parts: tuple[tuple[str, float], ...]
+    """The score's terms (probe, warm, load, repo, health), in order."""
+    explanation: str
+
+
 class Route(NamedTuple):
     """Where one task runs on one agent: the executor, the model (None: the executor's own default) and why."""
 
@@ -43,6 +54,8 @@ class Route(NamedTuple):
     reason: str
     preferred: str
     """The target the task prefers (its chain's first); another ``target`` means the agent lacked it."""
+    placement: Placement | None = None
+    """Set when the scheduler ranked the agents (hub/endpoints/scoring.py)."""
 
     @property
     def fallback(self) -> bool:
@@ -132,14 +145,46 @@ def decision_record(chosen: Route, now_ms: int) -> RoutingDecision:
         preferred_target=chosen.preferred,
         fallback_used=chosen.fallback,
         decided_at=now_ms,
+        **placement_fields(chosen.placement),
     )
 
 
+MAX_EXPLANATION_CHARS = 400
+
+
+def placement_fields(placement: Placement | None) -> dict[str, Any]:
+    """The decision's fields telling where and why (none without a placement)."""
+    if placement is None:
+        return {}
+    return {
+        "endpoint": placement.endpoint_url,
+        "endpoint_id": placement.endpoint_id,
+        "score": placement.score,
+        "score_parts": dict(placement.parts),
+        "explanation": placement.explanation[:MAX_EXPLANATION_CHARS],
+    }
+
+
 def routing_decision(
-    task: Task, agent_models: tuple[str, ...], now_ms: int, executors: frozenset[str] | None = None
+    task: Task,
+    agent_models: tuple[str, ...],
+    now_ms: int,
+    executors: frozenset[str] | None = None,
+    placement: Placement | None = None,
 ) -> RoutingDecision:
     """The routing decision for ``task`` on an agent (one that did not say what it runs, by default); an agent
     that cannot run it gets the decision an older client would (the scheduler never pairs such an agent)."""
     chosen = route(task, executors, agent_models) or route(task, None, agent_models)
     assert chosen is not None  # an agent that did not say is always given a route
-    return decision_record(chosen, now_ms)
+    return decision_record(chosen._replace(placement=placement), now_ms)
+
+
+WORST_PLACEMENT = Placement(
+    "ep-" + "f" * 12,
+    "http://" + "h" * 505,
+    -1e15,
+    tuple((name, -1e15) for name in ("probe", "warm", "load", "health", "repo")),
+    "\U0001f600" * MAX_EXPLANATION_CHARS,
+)
+"""The largest placement a decision may carry (the endpoint URL at its limit, every character of the explanation
+at its widest), for the frame-size check of a submission."""

@@ -41,6 +41,17 @@ class Gate(Protocol):
     def started(self, task: Task) -> None: ...
 
 
+class Ranker(Protocol):
+    """Orders the agents able to run a task, best first, and completes the route of the one picked."""
+
+    def begin(self) -> None:
+        """A round starts."""
+
+    def order(self, task: Task, agents: list[Candidate]) -> list[Candidate]: ...
+
+    def finish(self, task: Task, agent: Candidate, chosen: Route) -> Route: ...
+
+
 class Match(NamedTuple):
     task: Task
     agent_id: str
@@ -57,7 +68,11 @@ def eligible(task: Task, agent: Candidate) -> bool:
 
 
 def plan(
-    queued: Iterable[Task], idle: list[Candidate], deps_done: Callable[[Task], bool], gate: Gate | None = None
+    queued: Iterable[Task],
+    idle: list[Candidate],
+    deps_done: Callable[[Task], bool],
+    gate: Gate | None = None,
+    ranker: Ranker | None = None,
 ) -> list[Match]:
     """Pair queued tasks (in priority/FIFO order) with idle agents (longest idle first); one task per agent.
 
@@ -83,7 +98,8 @@ def plan(
         if known is False:
             continue
         found: tuple[int, Route] | None = None
-        for i, agent in enumerate(free):
+        agents = free if ranker is None else ranker.order(task, free)
+        for i, agent in enumerate(agents):
             if not eligible(task, agent):
                 continue
             chosen = route_needs(needs, agent.executors, agent.models)
@@ -98,8 +114,10 @@ def plan(
             settled[shape] = found is not None
         if found is not None:
             i, chosen = found
-            pairs.append(Match(task, free[i].agent_id, chosen))
-            del free[i]
+            if ranker is not None:
+                chosen = ranker.finish(task, agents[i], chosen)
+            pairs.append(Match(task, agents[i].agent_id, chosen))
+            free.remove(agents[i])
             if gate is not None:
                 gate.started(task)
     return pairs
@@ -127,6 +145,8 @@ class Scheduler:
         self._wake = asyncio.Event()
         self.n_rounds = 0
         self.n_assigned = 0
+        self.ranker: Ranker | None = None
+        """Orders agents by where a task runs best (hub/endpoints/scoring.py); None: longest idle first."""
 
     def __repr__(self) -> str:
         return f"<Scheduler rounds={self.n_rounds} assigned={self.n_assigned}>"
@@ -139,7 +159,10 @@ class Scheduler:
         idle = self._idle()
         if not idle:
             return None
-        pairs = plan(self._queued(), idle, self._deps_done, self.gate() if self.gate is not None else None)
+        if self.ranker is not None:
+            self.ranker.begin()
+        gate = self.gate() if self.gate is not None else None
+        pairs = plan(self._queued(), idle, self._deps_done, gate, self.ranker)
         self.n_rounds += 1
         if not pairs:
             return None

@@ -184,3 +184,22 @@ class HubSettings(BaseSettings):
     """One ``git ls-remote`` run by the hub is abandoned (the repository counted unreachable) after this long."""
     repo_git_concurrency: int = Field(4, ge=1, le=64)
     """``git ls-remote`` runs at once, at most."""
+    # --- endpoints: registry, health checks, capability probes, routing (issue 12, hub/endpoints/) -------------
+    endpoint_max: int = Field(256, ge=1, le=256)
+    """Endpoints the registry holds (reported by agents or added by admins); more are refused."""
+    endpoint_health_interval_s: float = Field(30.0, gt=0)
+    """How often each healthy endpoint is asked what it serves (``/api/tags`` or ``/v1/models``)."""
+    endpoint_unhealthy_after: int = Field(3, ge=1)
+    """Consecutive failed checks after which an endpoint is unhealthy."""
+    endpoint_backoff_max_s: float = Field(600.0, gt=0)
+    """Longest wait between checks of an unhealthy endpoint (the wait doubles from the interval up to this)."""
+    endpoint_http_timeout_s: float = Field(10.0, gt=0)
+    """Timeout of one health-check request to an endpoint."""
+    endpoint_probe_enabled: bool = True
+    """Probe each model's tool calling on discovery and every ``endpoint_probe_interval_s``."""
+    endpoint_probe_interval_s: float = Field(24 * 3600.0, gt=0)
+    """A model's probe result older than this is probed again."""
+    endpoint_probe_concurrency: int = Field(1, ge=1, le=2)
+    """Probes run at once (each loads a model on its server)."""
+    endpoint_probe_timeout_s: float = Field(120.0, gt=0)
+    """Timeout of one probe prompt (a cold model load included)."""

@@ -22,7 +22,7 @@ from pydantic_core import PydanticCustomError
 
 from hub import complexity
 from hub.fleet import assign_message
-from hub.routing import routing_decision
+from hub.routing import WORST_PLACEMENT, routing_decision
 from hub.tasks import Priority, Task, new_task_id
 from shared import jsonsafe
 from shared.protocol import MAX_FRAME_BYTES, MAX_TASK_TIMEOUT_MS, MAX_TIMESTAMP_MS, NoControl, encode
@@ -111,7 +111,9 @@ class TaskSubmit(BaseModel):
             return self  # the common case, without building the frame
         task = self.to_task("", MAX_TIMESTAMP_MS)
         task.generation, task.assigned_at = jsonsafe.MAX_INT, MAX_TIMESTAMP_MS
-        task.routing_decision = routing_decision(task, ("m" * 256,), MAX_TIMESTAMP_MS).stored()  # longest model name
+        task.routing_decision = routing_decision(  # longest model name, largest placement
+            task, ("m" * 256,), MAX_TIMESTAMP_MS, placement=WORST_PLACEMENT
+        ).stored()
         size = len(encode(assign_message(task)).encode())
         if size > MAX_FRAME_BYTES:
             raise PydanticCustomError(

@@ -242,6 +242,12 @@ class RoutingDecision(Payload):
     """The target the task prefers; another ``target`` means the agent lacked it (``fallback_used``)."""
     fallback_used: bool | None = None
     decided_at: TimestampMs | None = None
+    endpoint_id: str | None = None
+    """The hub's id of the endpoint serving the model (``GET /api/endpoints/{id}``)."""
+    score: float | None = None
+    """The chosen agent's routing score; ``score_parts`` its terms, ``explanation`` the why in words."""
+    score_parts: dict[str, float] | None = None
+    explanation: str | None = None
 
     def stored(self) -> JsonObject:
         """The decision as the task record keeps it and the API shows it (its wire form)."""

@@ -2,6 +2,7 @@
 
 import { state } from "./store.js";
 import { actionButton } from "./panels.js";
+import { routingLine } from "./endpoints.js";
 import { duration, el, fill, muted, num, pill, rel, serverNow, shortId } from "./util.js";
 
 const $ = (id) => document.getElementById(id);
@@ -152,6 +153,7 @@ function renderHead() {
     el("dl", { class: "meta" },
       meta("id", el("code", {}, t.id)),
       meta("agent", t.assigned_to ? t.assigned_to : muted()),
+      t.routing_decision ? meta("routing", routingLine(t.routing_decision)) : null,
       meta("submitted", rel(t.created_at), t.submitted_by ? ` by ${t.submitted_by}` : null),
       meta("updated", rel(t.updated_at)),
       meta("attempts", attempts),

@@ -4,6 +4,7 @@ import { cancelTask, retryTask, setToken, submitTask, toast } from "./actions.js
 import { renderLatency, renderThroughput } from "./charts.js";
 import * as detail from "./detail.js";
 import { renderGoals } from "./goals.js";
+import { refreshEndpoints, startEndpoints } from "./endpoints.js";
 import * as panels from "./panels.js";
 import { HubSocket } from "./socket.js";
 import { applyEvents, applyExecution, applyMetrics, applySnapshot, state } from "./store.js";
@@ -70,12 +71,14 @@ function onMessage(message) {
       $("dashboard").hidden = false;
       detail.requestDetail(socket);
       mark(...ALL);
+      startEndpoints();
       break;
     case "events": {
       probe.batches += 1;
       const touched = applyEvents(message);
       setServerTime(message.timestamp);
       if (detail.onTasksTouched(touched)) detail.requestDetail(socket);
+      if ((message.data || []).some((e) => e.kind === "endpoint_event")) refreshEndpoints();
       mark(...ALL);
       break;
     }

@@ -2,6 +2,7 @@
 
 Serves ``/api/tags``, ``/api/version``, ``/api/show``, ``/api/ps`` and ``/api/chat`` (NDJSON streaming, or one JSON
 object when ``"stream": false``; a missing ``stream`` streams, like the real server). Unknown models get 404.
+Ollama's OpenAI-compatible ``/v1/models`` and ``/v1/chat/completions`` (without streaming) are served too.
 
 Run it for a demo: ``python -m shared.fakes.ollama_server --port 11434 --script hello_world`` (prints its URL).
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
@@ -21,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from shared.fakes.script import SCRIPTS, Script, ScriptedServer, Turn, serve_forever, split_text
+from shared.fakes.script import SCRIPTS, Script, ScriptedServer, Turn, get_script, serve_forever, split_text
 
 DIGEST = "sha256:" + "f" * 64
 DETAILS = {
@@ -43,11 +44,24 @@ class FakeOllamaServer(ScriptedServer):
     """Fake Ollama: ``async with FakeOllamaServer() as server: ollama.AsyncClient(host=server.url)``."""
 
     def __init__(
-        self, script: Script | str = "hello_world", *, model: str = "fake-coder:latest", version: str = "0.12.6"
+        self,
+        script: Script | str = "hello_world",
+        *,
+        model: str = "fake-coder:latest",
+        version: str = "0.12.6",
+        models: Mapping[str, Script | str] | None = None,
+        warm: Collection[str] | None = None,
     ) -> None:
         super().__init__(script)
         self.model = model
         self.version = version
+        self.models: dict[str, Script] = {
+            name: get_script(s) if isinstance(s, str) else s for name, s in (models or {}).items()
+        }
+        """More models beside ``model``, each replaying its own default script (as the models of one real server
+        each behave their own way)."""
+        self.warm = set(warm) if warm is not None else None
+        """Models ``/api/ps`` lists as loaded (None: every model)."""
 
     def build_app(self) -> Starlette:
         return Starlette(
@@ -58,14 +72,23 @@ class FakeOllamaServer(ScriptedServer):
                 Route("/api/ps", self.ps, methods=["GET"]),
                 Route("/api/show", self.show, methods=["POST"]),
                 Route("/api/chat", self.chat, methods=["POST"]),
+                Route("/v1/models", self.v1_models, methods=["GET"]),
+                Route("/v1/chat/completions", self.v1_chat, methods=["POST"]),
             ]
         )
 
     def knows(self, name: Any) -> bool:
-        return isinstance(name, str) and self.model in (name, f"{name}:latest")
+        return self._name(name) is not None
 
-    def _model_entry(self) -> dict[str, Any]:
-        return {"name": self.model, "model": self.model, "modified_at": "2026-01-01T00:00:00Z", "size": 1_000_000_000,
+    def _name(self, name: Any) -> str | None:
+        """The served model ``name`` means (``x`` means ``x:latest``), or None."""
+        if not isinstance(name, str):
+            return None
+        return next((m for m in (self.model, *self.models) if m in (name, f"{name}:latest")), None)
+
+    def _model_entry(self, name: str | None = None) -> dict[str, Any]:
+        name = name or self.model
+        return {"name": name, "model": name, "modified_at": "2026-01-01T00:00:00Z", "size": 1_000_000_000,
                 "digest": DIGEST, "details": DETAILS}  # fmt: skip
 
     async def root(self, request: Request) -> Response:
@@ -78,13 +101,14 @@ class FakeOllamaServer(ScriptedServer):
 
     async def tags(self, request: Request) -> Response:
         await self.record(request)
-        return JSONResponse({"models": [self._model_entry()]})
+        return JSONResponse({"models": [self._model_entry(m) for m in (self.model, *self.models)]})
 
     async def ps(self, request: Request) -> Response:
         await self.record(request)
-        running = {**self._model_entry(), "expires_at": "2099-01-01T00:00:00Z", "size_vram": 1_000_000_000,
-                   "context_length": 32768}  # fmt: skip
-        return JSONResponse({"models": [running]})
+        loaded = [m for m in (self.model, *self.models) if self.warm is None or m in self.warm]
+        running = [{**self._model_entry(m), "expires_at": "2099-01-01T00:00:00Z", "size_vram": 1_000_000_000,
+                    "context_length": 32768} for m in loaded]  # fmt: skip
+        return JSONResponse({"models": running})
 
     async def show(self, request: Request) -> Response:
         body = await self.record(request)
@@ -92,7 +116,7 @@ class FakeOllamaServer(ScriptedServer):
         if not self.knows(name):
             return JSONResponse({"error": f"model '{name}' not found"}, status_code=404)
         return JSONResponse({
-            "license": "", "modelfile": f"FROM {self.model}\n", "parameters": "temperature 0",
+            "license": "", "modelfile": f"FROM {self._name(name)}\n", "parameters": "temperature 0",
             "template": "{{ .Prompt }}", "details": DETAILS, "modified_at": "2026-01-01T00:00:00Z",
             "model_info": {"general.architecture": "fake", "fake.context_length": 32768},
             "capabilities": ["completion", "tools", "thinking"],
@@ -108,7 +132,10 @@ class FakeOllamaServer(ScriptedServer):
         system = [_text(m.get("content")) for m in messages if m.get("role") == "system"]
         first_user = next((_text(m.get("content")) for m in messages if m.get("role") == "user"), "")
         try:
-            turn = self.pick_turn([*system, first_user], sum(m.get("role") == "assistant" for m in messages))
+            model = self._name(body.get("model")) or self.model
+            turn = self.pick_turn(
+                [*system, first_user], sum(m.get("role") == "assistant" for m in messages), self.models.get(model)
+            )
         except KeyError as exc:
             return JSONResponse({"error": str(exc.args[0])}, status_code=400)
         if turn.delay_s:
@@ -169,6 +196,38 @@ class FakeOllamaServer(ScriptedServer):
         if "tool_calls" in message:
             yield chunk({"tool_calls": message["tool_calls"]})
         yield chunk({}, done=True)
+
+    # --- Ollama's OpenAI-compatible /v1 API (non-streaming only): arguments as a JSON string, usage counters ---
+
+    async def v1_models(self, request: Request) -> Response:
+        await self.record(request)
+        data = [{"id": m, "object": "model", "created": 1_767_225_600, "owned_by": "library"}
+                for m in (self.model, *self.models)]  # fmt: skip
+        return JSONResponse({"object": "list", "data": data})
+
+    async def v1_chat(self, request: Request) -> Response:
+        body = await self.record(request)
+        if not isinstance(body, dict) or body.get("stream"):
+            return JSONResponse({"error": {"message": "this fake answers /v1 without streaming only"}}, 400)
+        model = self._name(body.get("model"))
+        if model is None:
+            return JSONResponse({"error": {"message": f"model {body.get('model')!r} not found"}}, 404)
+        messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+        texts = [_text(m.get("content")) for m in messages if m.get("role") in ("system", "user")][:2]
+        turn = self.pick_turn(texts, sum(m.get("role") == "assistant" for m in messages), self.models.get(model))
+        message: dict[str, Any] = {"role": "assistant", "content": turn.content or None}
+        if turn.tool_calls:
+            message["tool_calls"] = [
+                {"id": f"call_{uuid4().hex[:8]}", "index": i, "type": "function",
+                 "function": {"name": c.name, "arguments": c.raw_arguments or json.dumps(c.arguments)}}
+                for i, c in enumerate(turn.tool_calls)
+            ]  # fmt: skip
+        usage = {"prompt_tokens": turn.prompt_tokens, "completion_tokens": turn.eval_tokens,
+                 "total_tokens": turn.prompt_tokens + turn.eval_tokens}  # fmt: skip
+        choice = {"index": 0, "message": message, "finish_reason": "tool_calls" if turn.tool_calls else "stop"}
+        reply = {"id": f"chatcmpl-{uuid4().hex[:8]}", "object": "chat.completion", "created": 1_767_225_600,
+                 "model": model, "choices": [choice], "usage": usage}  # fmt: skip
+        return JSONResponse(reply)
 
 
 def main(argv: list[str] | None = None) -> None:

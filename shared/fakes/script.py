@@ -327,10 +327,11 @@ class ScriptedServer:
         self.requests.append(RecordedRequest(request.method, request.url.path, dict(request.headers), body))
         return body
 
-    def pick_turn(self, marker_texts: list[str], n_assistant: int) -> Turn:
-        """The turn to serve; ``marker_texts`` are the system prompt and first user message. Raises ``KeyError``."""
+    def pick_turn(self, marker_texts: list[str], n_assistant: int, default: Script | None = None) -> Turn:
+        """The turn to serve; ``marker_texts`` are the system prompt and first user message; ``default`` replaces
+        the server's default script (a model of its own). Raises ``KeyError``."""
         name = next((m.group(1) for text in marker_texts if (m := MARKER.search(text))), None)
-        script = self.script if name is None else get_script(name)
+        script = (default or self.script) if name is None else get_script(name)
         turn = script.turn(n_assistant)
         if turn.failure in TRANSIENT_FAILURES:
             key = hashlib.sha256(json.dumps([script.name, marker_texts]).encode()).hexdigest()
