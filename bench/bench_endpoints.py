@@ -72,7 +72,7 @@ def bench_rank(n_tasks: int, n_agents: int, repeats: int) -> list[tuple[str, flo
                 start = time.perf_counter()
                 if r is not None:
                     r.begin()
-                pairs = plan(tasks, list(idle), bool, r)
+                pairs = plan(tasks, list(idle), bool, ranker=r)
                 times.append((time.perf_counter() - start) * 1000)
             rows.append((f"{name} ({label})", statistics.median(times), len(pairs)))
     return rows

@@ -56,7 +56,7 @@ def test_the_best_endpoint_wins_over_alike_agents_idle_longer(tmp_path: Path) ->
         ("b2", "http://gpu-bad:11434", LOCAL, ("m",)),
         ("g1", "http://gpu-good:11434", LOCAL, ("m",)),
     )
-    [match] = plan([task(1)], idle, bool, ranker)
+    [match] = plan([task(1)], idle, bool, ranker=ranker)
     assert match.agent_id == "g1"
     assert match.route.placement is not None and match.route.placement.score == 1.5
     assert "best of 3 (runner-up 0.20)" in match.route.placement.explanation
@@ -67,17 +67,17 @@ def test_a_preferred_target_beats_a_higher_scored_fallback(tmp_path: Path) -> No
     ranker, _, idle = fleet(
         tmp_path, ("local", "http://gpu-good:11434", LOCAL, ("m",)), ("claude", None, frozenset({"claude"}), ())
     )
-    [match] = plan([task(1, "complex")], idle, bool, ranker)
+    [match] = plan([task(1, "complex")], idle, bool, ranker=ranker)
     assert match.agent_id == "claude" and not match.route.fallback
 
 
 def test_the_agent_s_best_model_is_chosen_unless_the_task_pins_one(tmp_path: Path) -> None:
     """Among an agent's models the best probed one is used; a pinned model is kept whatever its score."""
     ranker, _, idle = fleet(tmp_path, ("a", "http://gpu-good:11434", LOCAL, ("weak", "m")))
-    [match] = plan([task(1)], idle, bool, ranker)
+    [match] = plan([task(1)], idle, bool, ranker=ranker)
     assert match.route.model == "m"
     ranker.begin()
-    [pinned] = plan([task(2, metadata={"model": "weak"})], idle, bool, ranker)
+    [pinned] = plan([task(2, metadata={"model": "weak"})], idle, bool, ranker=ranker)
     assert pinned.route.model == "weak" and pinned.route.placement is not None
     assert dict(pinned.route.placement.parts)["probe"] == 0.1
 
@@ -91,7 +91,7 @@ def test_an_unhealthy_endpoint_and_load_count_against(tmp_path: Path) -> None:
         ("g2", "http://gpu-good:11434", LOCAL, ("m",)),
         ("b", "http://gpu-bad:11434", LOCAL, ("m",)),
     )
-    matches = plan([task(n) for n in range(4)], idle, bool, ranker)
+    matches = plan([task(n) for n in range(4)], idle, bool, ranker=ranker)
     assert [m.agent_id for m in matches] == ["g1", "g2", "b", "d"]
     assert [m.route.placement.score for m in matches if m.route.placement] == [1.5, 1.1, 0.2, -0.5]
 
@@ -103,7 +103,7 @@ def test_the_decision_names_the_endpoint_as_the_agent_reaches_it(tmp_path: Path)
     good = registry.lookup("http://gpu-good:11434")
     assert good is not None
     registry.agent_endpoint["remote"] = good.id  # what agent_reported records for an agent on gpu-good
-    [match] = plan([task(1)], idle, bool, ranker)
+    [match] = plan([task(1)], idle, bool, ranker=ranker)
     placement = match.route.placement
     assert placement is not None and placement.endpoint_id == good.id and placement.score == 1.5
     assert placement.endpoint_url == "http://localhost:11434"
