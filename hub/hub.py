@@ -61,6 +61,8 @@ class Hub:
         self.admin_token = ""
         self.created: list[Path] = []
         """Files the last :meth:`open` created (a start abandoned before serving removes them again)."""
+        self.autonomy: Any = None
+        """The state machine (hub.autonomy.loop.Autonomy), set by the app's lifespan when enabled."""
 
     def __repr__(self) -> str:
         return f"<Hub agents={len(self.agents.connected)} {self.queue!r} {self.store!r}>"
