@@ -176,6 +176,10 @@ class HubMachine:
             await self._save()
 
     async def wait_for(self, state: State, timeout_s: float) -> None:
-        """Until the machine is in ``state`` (tests and callers that must see a transition happen)."""
+        """Until the machine is in ``state`` (callers that must see a transition happen)."""
+        await self.wait_until(lambda: self.current is state, timeout_s)
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout_s: float) -> None:
+        """Until ``predicate`` holds, checked again after every transition and pause/resume."""
         async with asyncio.timeout(timeout_s), self.changed:
-            await self.changed.wait_for(lambda: self.current is state)
+            await self.changed.wait_for(predicate)
