@@ -182,3 +182,23 @@ async def test_idle_hub_rests_without_spinning(start: Start, tmp_path: Path, clo
     assert len(auto.fsm.history) == before and auto.n_cycles == cycles
     assert 60 <= auto.n_ticks - ticks <= 62  # ours, plus at most the loop's own stray wake-ups
     assert (await handle.hub.store.read_journal("hub_transition"))[-1].seq == before
+
+
+async def test_broken_main_heals_into_a_fix_goal(start: Start, tmp_path: Path) -> None:
+    """A scanned repository whose tests fail on main makes the hub heal: one ``fix_goal`` action for it (kept as an
+    audit row; this hub has no goal backlog), then it rests and does not heal the same breakage again."""
+    repo = make_repo(tmp_path / "demo", {"calc.py": "x = 1\n"})
+    failing = ("python3", "-c", "raise SystemExit(3)")
+    handle = await start(autonomy_scan_paths=(repo,), autonomy_scan_test_command=failing)
+    auto = auto_of(handle)
+    await auto.tick()
+    await auto.fsm.wait_until(lambda: ("healing", "resting") in transitions(handle), WAIT_S)
+    assert transitions(handle)[1:3] == [("resting", "improving"), ("improving", "healing")]
+    assert "broken main on demo" in auto.fsm.history[2]["reason"]
+    assert [(e["action"], e["target"], e["result"]) for e in auto.healing_log] == [
+        ("fix_goal", "demo", "no_goal_backlog")
+    ]
+    assert "exit 3" in auto.broken_main["demo"]
+    before = len(auto.fsm.history)
+    await auto.tick()
+    assert len(auto.fsm.history) == before
