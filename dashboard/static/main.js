@@ -3,6 +3,7 @@
 import { cancelTask, retryTask, setToken, submitTask, toast } from "./actions.js";
 import { renderLatency, renderThroughput } from "./charts.js";
 import * as detail from "./detail.js";
+import { startHubFsm } from "./hubfsm.js";
 import * as panels from "./panels.js";
 import { HubSocket } from "./socket.js";
 import { applyEvents, applyExecution, applyMetrics, applySnapshot, state } from "./store.js";
@@ -67,6 +68,7 @@ function onMessage(message) {
       $("submit-panel").hidden = message.role !== "admin";
       $("dashboard").hidden = false;
       detail.requestDetail(socket);
+      startHubFsm();
       mark(...ALL);
       break;
     case "events": {

@@ -130,11 +130,13 @@ async def gather(auto: Runtime) -> Signals:
     pending, active = goal_counts(hub)
     in_flight = hub.queue.in_flight()
     health = endpoint_health(hub)
+    queued = hub.queue.count(TaskStatus.QUEUED)
+    idle = fsm.current is State.RESTING and not (pending or active or queued or in_flight)
     budgets = {s: _has_budget(hub, s) for s in (State.EXECUTING, State.IMPROVING, State.CONTEMPLATING)}
     return Signals(
         pending_goals=pending,
         active_goals=active,
-        queued_tasks=hub.queue.count(TaskStatus.QUEUED),
+        queued_tasks=queued,
         running_tasks=len(in_flight),
         executing_budget=budgets[State.EXECUTING],
         improving_budget=budgets[State.IMPROVING],
@@ -144,7 +146,7 @@ async def gather(auto: Runtime) -> Signals:
         endpoints_all_unhealthy=bool(health) and not any(health.values()),
         broken_main=tuple(sorted(set(auto.broken_main) - auto.broken_handled)),
         healing_cooldown=now < fsm.healing_cooldown_until,
-        scan_due=fsm.current is State.RESTING and bool(await auto.due_targets()),
+        scan_due=idle and bool(await auto.due_targets()),  # git is asked only when it could matter
         contemplate_due=now - fsm.contemplated_at >= settings.autonomy_contemplate_cooldown_s * 1000,
         paused=fsm.paused,
         cycle_done=auto.cycle_done,
