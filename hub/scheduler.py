@@ -44,7 +44,9 @@ def eligible(task: Task, agent: Candidate) -> bool:
     return agent.capabilities.issuperset(task.needed_capabilities)
 
 
-def plan(queued: Iterable[Task], idle: list[Candidate], deps_done: Callable[[Task], bool]) -> list[Match]:
+def plan(
+    queued: Iterable[Task], idle: list[Candidate], deps_done: Callable[[Task], bool], prefer: str | None = None
+) -> list[Match]:
     """Pair queued tasks (in priority/FIFO order) with idle agents (longest idle first); one task per agent.
 
     A task goes to the first agent that runs it on its preferred target; failing that, to the first agent that
@@ -62,6 +64,9 @@ def plan(queued: Iterable[Task], idle: list[Candidate], deps_done: Callable[[Tas
         if task.depends_on and not deps_done(task):
             continue
         needs = needs_of(task)
+        if prefer is not None and prefer in needs.targets[1:]:  # a routing override (hub/autonomy/healing.py)
+            rest = tuple(t for t in needs.targets if t != prefer)
+            needs = needs._replace(targets=(prefer, *rest), reason=f"{needs.reason}; {prefer} first (override)")
         shape = (task.assign_to, tuple(task.needed_capabilities), needs)
         known = settled.get(shape)
         if known is False:
@@ -107,6 +112,8 @@ class Scheduler:
         self._wake = asyncio.Event()
         self.n_rounds = 0
         self.n_assigned = 0
+        self.prefer_target: str | None = None
+        """A target tried first whenever a task's chain has it (set while healing falls back from local models)."""
 
     def __repr__(self) -> str:
         return f"<Scheduler rounds={self.n_rounds} assigned={self.n_assigned}>"
@@ -119,7 +126,7 @@ class Scheduler:
         idle = self._idle()
         if not idle:
             return None
-        pairs = plan(self._queued(), idle, self._deps_done)
+        pairs = plan(self._queued(), idle, self._deps_done, self.prefer_target)
         self.n_rounds += 1
         if not pairs:
             return None

@@ -39,6 +39,17 @@ async def requeue_stuck(auto: Runtime) -> int:
     return acted
 
 
+FALLBACK_TARGET = "claude"
+
+
+def set_fallback(auto: Runtime, on: bool) -> None:
+    """Route to the fallback target first (every local endpoint is down) or back to each task's own chain."""
+    auto.routing_fallback = on
+    auto.hub.fleet.scheduler.prefer_target = FALLBACK_TARGET if on else None
+    if on:
+        auto.hub.fleet.scheduler.wake()
+
+
 async def recover_endpoints(auto: Runtime) -> None:
     health = endpoint_health(auto.hub)
     if not health or any(health.values()):
@@ -47,10 +58,10 @@ async def recover_endpoints(auto: Runtime) -> None:
         await asyncio.sleep(wait_s)
         for name in sorted(health):
             if await reprobe_endpoint(auto.hub, name):
-                auto.routing_fallback = False
+                set_fallback(auto, False)
                 await auto.journal_healing("reprobe", name, "recovered")
                 return
-    auto.routing_fallback = True
+    set_fallback(auto, True)
     await auto.journal_healing("routing_fallback", "endpoints", f"none of {len(health)} recovered; fallback on")
 
 

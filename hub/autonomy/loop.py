@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from hub.autonomy import contemplating, healing, improving
 from hub.autonomy.fsm import HubMachine
+from hub.autonomy.healing import set_fallback
 from hub.autonomy.runtime import Runtime, ScanTarget
-from hub.autonomy.signals import gather, scan_targets
+from hub.autonomy.signals import endpoint_health, gather, scan_targets
 from hub.autonomy.states import WORKING_STATES, State, decide
 from hub.autonomy.watchdogs import overdue, raise_alert
 from hub.store.records import AppendJournal
@@ -105,6 +106,9 @@ class Autonomy:
                 await fsm.go(forced.to, forced.reason, force=True)
                 await raise_alert(self.hub, "hub_fsm_watchdog", forced.reason)
                 return
+            if self.routing_fallback and any(endpoint_health(self.hub).values()):
+                set_fallback(self, False)
+                await self.journal_healing("routing_restored", "endpoints", "an endpoint is healthy again")
             decision = decide(src, await gather(self))
             if decision is None or not await fsm.go(decision.to, decision.reason):
                 return
