@@ -17,13 +17,13 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from hub.autonomy import contemplating, healing, improving
-from hub.autonomy.fsm import HubMachine
+from hub.autonomy.fsm import HISTORY_KIND, HubMachine
 from hub.autonomy.healing import set_fallback
 from hub.autonomy.runtime import Runtime, ScanTarget
-from hub.autonomy.signals import endpoint_health, gather, scan_targets
+from hub.autonomy.signals import advance_goals, endpoint_health, gather, scan_targets
 from hub.autonomy.states import WORKING_STATES, State, decide
 from hub.autonomy.watchdogs import overdue, raise_alert
-from hub.store.records import AppendJournal
+from hub.store.records import AppendJournal, PruneJournal
 
 if TYPE_CHECKING:
     from hub.hub import Hub
@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 HEALING_KIND = "healing"
 HEALING_KEPT = 500
+JOURNAL_KEPT_MS = 30 * 24 * 3600 * 1000
+"""Transitions and healing actions older than this are pruned at start (so the start reads a bounded journal)."""
 QUIET_KINDS = frozenset({"hub_fsm", "alert", "healing"})
 """Bus events of this subsystem's own: they never wake the loop (no self-sustaining ticks)."""
 
@@ -61,6 +63,8 @@ class Autonomy:
         self._epoch = 0
 
     async def load(self) -> None:
+        before = self.hub.clock.now_ms() - JOURNAL_KEPT_MS
+        await self.hub.store.write([PruneJournal(HISTORY_KIND, before), PruneJournal(HEALING_KIND, before)])
         await self.fsm.load()
         self.scanned = await improving.load_scanned(self.hub)
         after = 0
@@ -110,11 +114,12 @@ class Autonomy:
                 set_fallback(self, False)
                 await self.journal_healing("routing_restored", "endpoints", "an endpoint is healthy again")
             decision = decide(src, await gather(self))
-            if decision is None or not await fsm.go(decision.to, decision.reason):
-                return
-            self._stop_cycle()
-            if decision.to in WORKING_STATES:
-                self._start_cycle(decision.to)
+            if decision is not None and await fsm.go(decision.to, decision.reason):
+                self._stop_cycle()
+                if decision.to in WORKING_STATES:
+                    self._start_cycle(decision.to)
+            if fsm.current is State.EXECUTING and not fsm.paused and await advance_goals(self.hub):
+                self.wake()  # one goal step per tick; the next follows at once
 
     def _stop_cycle(self) -> None:
         self._epoch += 1

@@ -43,6 +43,18 @@ def goal_counts(hub: Hub) -> tuple[int, int]:
         return 0, 0
 
 
+async def advance_goals(hub: Hub) -> bool:
+    """Let the goal backlog take its next step (decompose, submit, verify); True when it did something."""
+    fn = getattr(getattr(hub, "goals", None), "advance_one", None)
+    if fn is None:
+        return False
+    try:
+        return bool(await _maybe_await(fn()))
+    except Exception:
+        logger.warning("goal backlog step failed", exc_info=True)
+        return False
+
+
 async def submit_goal(hub: Hub, description: str, repo: str | None, priority: str, source: str) -> str:
     """Submit a goal to the backlog; the outcome as a word for the audit logs (``no_goal_backlog`` when absent)."""
     goals = getattr(hub, "goals", None)
