@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 from typing import Annotated, Any
 
@@ -18,6 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from hub.auth import Principal
 from hub.autonomy.contemplating import PROPOSAL_KIND
+from hub.autonomy.fsm import readable
 from hub.autonomy.loop import Autonomy
 from hub.autonomy.signals import scan_targets
 from hub.http import ApiError, admin, hub_of
@@ -82,7 +82,8 @@ async def healing_history(request: Request, limit: Limit = 50) -> dict[str, Any]
 async def list_proposals(request: Request, limit: Limit = 50) -> dict[str, Any]:
     rows = await hub_of(request).store.load_records(PROPOSAL_KIND)
     newest = sorted(rows, key=lambda r: (r.updated_at, r.key), reverse=True)[:limit]
-    return {"proposals": [json.loads(r.body) for r in newest], "count": len(newest)}
+    shown = [body for r in newest if isinstance(body := readable(r.body), dict)]
+    return {"proposals": shown, "count": len(shown)}
 
 
 def signature_ok(secret: bytes, body: bytes, header: str | None) -> bool:
@@ -97,7 +98,8 @@ async def github_webhook(request: Request) -> dict[str, Any]:
     auto = autonomy_of(request)
     hub = auto.hub
     limit = hub.settings.webhook_max_bytes
-    if int(request.headers.get("content-length") or 0) > limit:
+    declared = request.headers.get("content-length") or "0"
+    if not declared.isdigit() or int(declared) > limit:
         raise ApiError(413, "body_too_large", limit=limit)
     buf = bytearray()
     async for chunk in request.stream():

@@ -31,6 +31,20 @@ HISTORY_KEPT = 200
 """Transitions kept in memory for ``GET /api/hub/history`` (all of them stay in the journal)."""
 
 
+def readable(text: str) -> Any:
+    """A stored JSON body, or None when it cannot be read (a bad row is skipped, never fatal)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        logger.error("hub fsm: unreadable stored row skipped")
+        return None
+
+
+def count(value: Any) -> int:
+    """A stored non-negative integer, or 0 for anything else."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
 class HubMachine:
     """The machine's model: the current ``state`` plus what survives a restart."""
 
@@ -84,23 +98,28 @@ class HubMachine:
         store = self.hub.store
         after = 0
         while rows := await store.read_journal(HISTORY_KIND, after_seq=after, limit=1000):
-            for row in rows:
-                self.history.append(json.loads(row.body))
+            self.history.extend(body for row in rows if isinstance(body := readable(row.body), dict))
             after = rows[-1].seq
-        stored = {r.key: json.loads(r.body) for r in await store.load_records(SNAPSHOT_KIND)}.get("fsm")
+        stored = next((readable(r.body) for r in await store.load_records(SNAPSHOT_KIND) if r.key == "fsm"), None)
+        if not isinstance(stored, dict) or stored.get("fsm_state") not in set(State):
+            if stored is not None:
+                logger.error("hub fsm: stored snapshot unreadable; starting afresh (resting, not paused)")
+            stored = None
         if stored is None:
             await self._append("", State.RESTING, "hub_fsm_started", 0)
             await self._save()
             return
-        self.paused = bool(stored.get("paused", False))
-        self.cycle_count = int(stored.get("cycle_count", 0))
-        self.transition_count = int(stored.get("transition_count", 0))
-        self.healing_cooldown_until = int(stored.get("healing_cooldown_until", 0))
-        self.contemplated_at = int(stored.get("contemplated_at", 0))
+        self.paused = stored.get("paused") is True
+        self.cycle_count = count(stored.get("cycle_count"))
+        self.transition_count = count(stored.get("transition_count"))
+        self.healing_cooldown_until = count(stored.get("healing_cooldown_until"))
+        self.contemplated_at = count(stored.get("contemplated_at"))
         was = str(stored.get("fsm_state", "resting"))
         if was != State.RESTING:
             now = self.hub.clock.now_ms()
-            await self._append(was, State.RESTING, "hub restarted", now - int(stored.get("last_state_change", now)))
+            await self._append(
+                was, State.RESTING, "hub restarted", now - (count(stored.get("last_state_change")) or now)
+            )
             self.transition_count += 1
         self.entered_at = self.hub.clock.now_ms()
         await self._save()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hub.autonomy.fsm import count, readable
 from hub.autonomy.runtime import ScanTarget
 from hub.autonomy.signals import goal_touched_files, submit_goal
 from hub.store.records import PutRecord, RecordRow
@@ -84,7 +85,8 @@ async def head_of(target: ScanTarget, timeout_s: float) -> str | None:
 
 
 async def load_scanned(hub: Hub) -> dict[str, dict[str, Any]]:
-    return {r.key: json.loads(r.body) for r in await hub.store.load_records(SCAN_KIND)}
+    rows = await hub.store.load_records(SCAN_KIND)
+    return {r.key: body for r in rows if isinstance(body := readable(r.body), dict)}
 
 
 async def due(auto: Runtime, targets: list[ScanTarget]) -> list[ScanTarget]:
@@ -94,7 +96,7 @@ async def due(auto: Runtime, targets: list[ScanTarget]) -> list[ScanTarget]:
         last = auto.scanned.get(target.name)
         if target.name in auto.forced_scans or last is None:
             out.append(target)
-        elif now - int(last.get("ts", 0)) >= cooldown_ms:
+        elif now - count(last.get("ts")) >= cooldown_ms:
             head = await head_of(target, auto.hub.settings.autonomy_scan_timeout_s)
             if head is not None and head != last.get("head"):
                 out.append(target)
@@ -136,7 +138,9 @@ async def scan(target: ScanTarget, timeout_s: float) -> tuple[list[Finding], lis
             issues = []
             skipped.append("ruff: unreadable output")
         per_file: dict[str, list[str]] = {}
-        for issue in issues:
+        for issue in issues if isinstance(issues, list) else []:
+            if not isinstance(issue, dict):
+                continue
             rel = os.path.relpath(str(issue.get("filename", "")), target.path)
             per_file.setdefault(rel, []).append(str(issue.get("code")))
         findings += [
@@ -174,14 +178,13 @@ async def run_cycle(auto: Runtime) -> None:
             auto.broken_main.pop(target.name, None)
             auto.broken_handled.discard(target.name)
         now = hub.clock.now_ms()
-        raised = {r.key: json.loads(r.body) for r in await hub.store.load_records(FILE_KIND)}
+        raised = {r.key: b for r in await hub.store.load_records(FILE_KIND) if isinstance(b := readable(r.body), dict)}
         cooldown_ms = settings.autonomy_file_cooldown_s * 1000
         touched = goal_touched_files(hub, target.name, now - int(cooldown_ms))
         fresh = [
             f
             for f in findings
-            if f.file not in touched
-            and now - int(raised.get(f"{target.name}:{f.file}", {}).get("ts", -cooldown_ms)) >= cooldown_ms
+            if f.file not in touched and now - count(raised.get(f"{target.name}:{f.file}", {}).get("ts")) >= cooldown_ms
         ]
         fresh.sort(key=lambda f: (SEVERITY.get(f.scan, 9), f.file))
         submitted = 0

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from hub.autonomy import contemplating, healing, improving
-from hub.autonomy.fsm import HISTORY_KIND, HubMachine
+from hub.autonomy.fsm import HISTORY_KIND, HubMachine, readable
 from hub.autonomy.healing import set_fallback
 from hub.autonomy.runtime import Runtime, ScanTarget
 from hub.autonomy.signals import advance_goals, endpoint_health, gather, scan_targets
@@ -34,8 +34,9 @@ HEALING_KIND = "healing"
 HEALING_KEPT = 500
 JOURNAL_KEPT_MS = 30 * 24 * 3600 * 1000
 """Transitions and healing actions older than this are pruned at start (so the start reads a bounded journal)."""
-QUIET_KINDS = frozenset({"hub_fsm", "alert", "healing"})
-"""Bus events of this subsystem's own: they never wake the loop (no self-sustaining ticks)."""
+WAKING_KINDS = ("task_event", "goal", "endpoint", "repo", "cost")
+"""Bus events (by the start of their ``kind``) that may change a signal and so wake the loop; tool calls, agent
+presence and this subsystem's own events do not (no self-sustaining ticks)."""
 
 
 class Autonomy:
@@ -69,7 +70,7 @@ class Autonomy:
         self.scanned = await improving.load_scanned(self.hub)
         after = 0
         while rows := await self.hub.store.read_journal(HEALING_KIND, after_seq=after, limit=1000):
-            self.healing_log.extend(json.loads(r.body) for r in rows)
+            self.healing_log.extend(body for r in rows if isinstance(body := readable(r.body), dict))
             after = rows[-1].seq
 
     def wake(self) -> None:
@@ -184,5 +185,5 @@ class Autonomy:
         with self.hub.bus.subscribe() as events:
             while True:
                 event = await events.get()
-                if event.get("kind") not in QUIET_KINDS:
+                if str(event.get("kind", "")).startswith(WAKING_KINDS):
                     self.wake()

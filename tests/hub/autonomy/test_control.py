@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 
 from hub.autonomy.states import State
+from hub.store.records import AppendJournal, PutRecord, RecordRow
 from tests.conftest import HubHandle
 from tests.hub.autonomy.conftest import WAIT_S, auto_of, make_repo, stop, transitions
 
@@ -99,3 +100,24 @@ async def test_history_and_pause_survive_a_restart(start: Start, tmp_path: Path)
     state = (await third.http.get("/api/hub/state")).json()
     assert state["paused"] is True and state["fsm_state"] == "resting"
     assert state["transition_count"] == len(auto_of(third).fsm.history) - 1  # every entry but the first start
+
+
+async def test_unreadable_stored_state_starts_afresh(start: Start, tmp_path: Path) -> None:
+    """A corrupt snapshot and a corrupt history row do not stop the hub: it starts resting, unpaused, keeping the
+    readable history."""
+    data = tmp_path / "hub"
+    first = await start(data_dir=data)
+    now = first.hub.clock.now_ms()
+    await first.hub.store.write(
+        [
+            PutRecord(RecordRow("hub_state", "fsm", now, '{"fsm_state": "nonsense", "paused": true}')),
+            AppendJournal("hub_transition", now, "{not json"),
+        ]
+    )
+    await stop(first)
+    second = await start(data_dir=data)
+    state = (await second.http.get("/api/hub/state")).json()
+    assert (state["fsm_state"], state["paused"]) == ("resting", False)
+    assert transitions(second) == [(None, "resting"), (None, "resting")]  # both starts, the bad row skipped
+    r = await second.http.get("/api/hub/history")
+    assert r.status_code == 200 and r.json()["count"] == 2
