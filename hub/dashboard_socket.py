@@ -115,7 +115,7 @@ class Dashboard:
     def snapshot(self) -> dict[str, Any]:
         hub = self.hub
         queue = hub.queue
-        return DS.build_snapshot(
+        snap = DS.build_snapshot(
             in_flight=queue.in_flight(),
             queued_in_order=queue.queued_in_order(),
             recent=queue.recent(DS.RECENT_LIMIT),
@@ -127,6 +127,9 @@ class Dashboard:
             now_ms=hub.clock.now_ms(),
             started_at=hub.started_at,
         )
+        if hub.autonomy is not None:  # the hub panel (hub/autonomy); its changes follow as "hub_fsm" events
+            snap["hub_fsm"] = hub.autonomy.fsm.snapshot()
+        return snap
 
     def snapshot_message(self, client: Client) -> str:
         return _dumps(

@@ -1,12 +1,17 @@
 // The hub's state machine panel: its state (paused or not), a timeline of the last transitions with how long each
-// state lasted, and the healing log. Read from /api/hub/state, /history and /healing-history every few seconds.
+// state lasted, and the healing log. Read from /api/hub/state, /history and /healing-history when a "hub_fsm" event
+// arrives (state.extra.hub_fsm changes) and every few seconds; panels.js shows the panel once the snapshot has it.
 
 import { api } from "./actions.js";
+import { state as pageState } from "./store.js";
 import { ago, duration, el, fill, muted, pill } from "./util.js";
 
 const POLL_MS = 5000;
+const CHECK_MS = 500;
 const SHOWN = 12;
 let timer = null;
+let seen = null;
+let fetchedAt = 0;
 
 function timeline(transitions) {
   if (!transitions.length) return muted("no transitions yet");
@@ -32,7 +37,6 @@ async function refresh(panel) {
       api("GET", `/api/hub/history?limit=${SHOWN}`),
       api("GET", `/api/hub/healing-history?limit=${SHOWN}`),
     ]);
-    panel.hidden = false;
     fill(panel,
       el("header", {}, el("h2", {}, "Hub"), pill(state.fsm_state, state.fsm_state),
         state.paused ? pill("paused", "paused") : null,
@@ -41,13 +45,18 @@ async function refresh(panel) {
       el("h3", {}, "Healing"),
       healingLog(healing.history));
   } catch (err) {
-    if (err.status === 503) panel.hidden = true;  // the hub runs without its state machine
+    fill(panel, el("header", {}, el("h2", {}, "Hub")), muted(`hub state unavailable: ${err.message || err}`));
   }
 }
 
 export function startHubFsm() {
   const panel = document.getElementById("hub-fsm-panel");
   if (timer !== null || !panel) return;
-  refresh(panel);
-  timer = setInterval(() => refresh(panel), POLL_MS);
+  timer = setInterval(() => {
+    const current = pageState.extra.hub_fsm;
+    if (current === null || (current === seen && Date.now() - fetchedAt < POLL_MS)) return;
+    seen = current;
+    fetchedAt = Date.now();
+    refresh(panel);
+  }, CHECK_MS);
 }

@@ -22,7 +22,8 @@ async def test_hub_panel_shows_state_and_timeline(
     start: Callable[..., Awaitable[HubHandle]],
     open_dashboard: Callable[..., Awaitable[Any]],  # noqa: F811
 ) -> None:
-    """With work queued the panel shows ``executing`` and the transitions so far, newest first, with durations."""
+    """With work queued the panel shows ``executing`` and the transitions so far, newest first, with durations; a
+    pause reaches the open page by its event."""
     handle = await start()
     await handle.submit(description="nobody runs this")
     await auto_of(handle).fsm.wait_for(State.EXECUTING, WAIT_S)
@@ -35,3 +36,5 @@ async def test_hub_panel_shows_state_and_timeline(
     await expect(items.first).to_contain_text("work waiting")
     await expect(items.first).to_contain_text("in resting")
     await expect(panel).to_contain_text("no healing yet")
+    assert (await handle.http.post("/api/hub/pause")).json() == {"status": "paused"}
+    await expect(panel.locator("header .pill").nth(1)).to_have_text("paused")  # pushed by the hub_fsm event
