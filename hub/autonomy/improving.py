@@ -48,6 +48,14 @@ class Finding:
     detail: str
 
 
+async def read_bounded(stream: asyncio.StreamReader) -> bytes:
+    """Everything until EOF, keeping at most :data:`MAX_OUTPUT_BYTES` (the rest is read and dropped)."""
+    out = bytearray()
+    while chunk := await stream.read(64 * 1024):
+        out += chunk[: max(0, MAX_OUTPUT_BYTES - len(out))]
+    return bytes(out)
+
+
 async def run(argv: list[str], cwd: Path, timeout_s: float) -> tuple[int, str]:
     """Run a command (no shell, no inherited secrets), bounded in time and output; (returncode, stdout)."""
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
@@ -62,7 +70,7 @@ async def run(argv: list[str], cwd: Path, timeout_s: float) -> tuple[int, str]:
     )
     try:
         async with asyncio.timeout(timeout_s):
-            out = await proc.stdout.read(MAX_OUTPUT_BYTES) if proc.stdout else b""
+            out = await read_bounded(proc.stdout) if proc.stdout else b""
             await proc.wait()
     except TimeoutError:
         proc.kill()

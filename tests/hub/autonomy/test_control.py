@@ -58,6 +58,13 @@ async def test_webhook_signatures(start: Start, tmp_path: Path) -> None:
     for extra in ({"X-Hub-Signature-256": bad}, {}, {"X-Hub-Signature-256": signed(raw + b" ")}):
         r = await handle.http.post("/api/webhooks/github", content=raw, headers={**headers, **extra})
         assert (r.status_code, r.json()) == (401, {"error": "invalid_signature"})
+    merged = json.dumps({"action": "closed", "pull_request": {"merged": True}, "repository": {"full_name": "x/y"}})
+    r = await handle.http.post(
+        "/api/webhooks/github",
+        content=merged.encode(),
+        headers={"X-GitHub-Event": "pull_request", "X-Hub-Signature-256": signed(merged.encode())},
+    )
+    assert r.json() == {"status": "accepted", "event": "pull_request", "repo": None, "scan_scheduled": False}
     ping = await handle.http.post(
         "/api/webhooks/github", content=b"{}", headers={"X-GitHub-Event": "ping", "X-Hub-Signature-256": signed(b"{}")}
     )

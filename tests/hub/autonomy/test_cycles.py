@@ -48,7 +48,14 @@ async def test_resting_executing_resting(start: Start) -> None:
 async def test_improving_contemplating_resting(start: Start, tmp_path: Path, clock: ManualClock) -> None:
     """A new repository is scanned (TODO and a module without tests found and recorded), then the hub contemplates
     (a scalability report listed at /api/hub/proposals) and rests; the unchanged repository is not scanned again."""
-    repo = make_repo(tmp_path / "demo", {"calc.py": "def add(a, b):\n    return a + b  # TODO: floats\n"})
+    repo = make_repo(
+        tmp_path / "demo",
+        {
+            "calc.py": "def add(a, b):\n    return a + b  # TODO: floats\n",
+            "util.py": "import os\n",
+            "tests/test_util.py": "",
+        },
+    )
     handle = await start(autonomy_scan_paths=(repo,), autonomy_improve_cooldown_s=0)
     auto = auto_of(handle)
     await auto.tick()
@@ -59,7 +66,9 @@ async def test_improving_contemplating_resting(start: Start, tmp_path: Path, clo
         ("contemplating", "resting"),
     ]
     findings = {r.key: json.loads(r.body) for r in await handle.hub.store.load_records("finding")}
-    assert {"demo:calc.py:todo", "demo:calc.py:missing_tests"} <= set(findings)
+    assert set(findings) == {"demo:calc.py:todo", "demo:calc.py:missing_tests", "demo:util.py:ruff"}
+    assert "F401" in findings["demo:util.py:ruff"]["detail"]
+    assert auto.scanned["demo"]["skipped"] == ["tests: no test command"]
     assert findings["demo:calc.py:todo"]["goal"] == "no_goal_backlog"  # no goal backlog in this hub: kept as record
     proposals = (await handle.http.get("/api/hub/proposals")).json()["proposals"]
     assert [p for p in proposals if p["type"] == "scalability"][0]["recommendation"] == "no scaling action needed"
