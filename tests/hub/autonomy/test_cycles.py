@@ -211,3 +211,34 @@ async def test_broken_main_heals_into_a_fix_goal(start: Start, tmp_path: Path) -
     before = len(auto.fsm.history)
     await auto.tick()
     assert len(auto.fsm.history) == before
+
+
+async def test_files_a_goal_touched_are_not_raised(start: Start, tmp_path: Path) -> None:
+    """Anti-oscillation: a file a goal's task changed lately (its reported change) gets no finding; others do."""
+    repo = make_repo(tmp_path / "demo", {"calc.py": "x = 1  # TODO\n", "other.py": "y = 1  # TODO\n"})
+    handle = await start(autonomy_scan_paths=(repo,))
+    change = {
+        "repo": "demo",
+        "branch": "fix",
+        "base_commit": "abc123",
+        "commit": "def456",
+        "files": [{"path": "calc.py"}],
+    }
+    sim = AgentSim(
+        handle.ws_url,
+        "fixer",
+        await handle.mint_token("fixer"),
+        result={"status": "success", "outcome": "unverified", "output": "done", "change": change},
+    )
+    await sim.connect()
+    try:
+        tid = await handle.submit(description="fix calc", assign_to="fixer", goal_id="g1", repo="demo")
+        await wait_tasks(handle, [tid], {"completed"})
+    finally:
+        await sim.close()
+    auto = auto_of(handle)
+    await auto.fsm.wait_for(State.RESTING, WAIT_S)
+    await auto.tick()
+    await auto.fsm.wait_until(lambda: ("contemplating", "resting") in transitions(handle), WAIT_S)
+    files = {json.loads(r.body)["file"] for r in await handle.hub.store.load_records("finding")}
+    assert files == {"other.py"}
