@@ -13,6 +13,8 @@ from fastapi import FastAPI, WebSocket
 from hub import api_admin, api_agents, api_ops, api_tasks, dashboard_socket
 from hub.agent_socket import serve_agent_socket
 from hub.api_limits import router as rate_limits_router
+from hub.autonomy import api as autonomy_api
+from hub.autonomy.loop import Autonomy
 from hub.backups import run_backups
 from hub.clock import Clock
 from hub.endpoints import api as endpoints_api
@@ -52,6 +54,8 @@ def background(hub: Hub) -> dict[str, Loop]:
         "endpoint-health": lambda: run_health(hub.endpoints),
         "endpoint-probe": lambda: run_probes(hub.endpoints),
     }
+    if hub.autonomy is not None:
+        loops["autonomy"] = hub.autonomy.run
     if hub.settings.gc_freeze:
         loops["gc-thaw"] = lambda: POLICY.run_thaw(hub.settings.gc_thaw_interval_s)
     if hub.settings.goals_loop:
@@ -68,6 +72,9 @@ async def running(hub: Hub) -> AsyncIterator[None]:
         POLICY.install()  # after the load: the tasks read back are the first survivors frozen
     async with asyncio.TaskGroup() as tg:
         tg.create_task(hub.supervised("store-writer", hub.store.run_writer))
+        if hub.settings.autonomy_enabled and hub.autonomy is None:  # its load writes: after the writer starts
+            hub.autonomy = Autonomy(hub)
+            await hub.autonomy.load()
         loops = [tg.create_task(hub.supervised(n, fn)) for n, fn in background(hub).items()]
         hub.fleet.scheduler.wake()
         try:
@@ -100,6 +107,7 @@ def create_app(settings: HubSettings, clock: Clock | None = None) -> FastAPI:
     app.include_router(goals_api.router)
     app.include_router(repos_router)
     app.include_router(endpoints_api.router)
+    app.include_router(autonomy_api.router)
 
     @app.websocket("/ws")
     async def agents_ws(ws: WebSocket) -> None:

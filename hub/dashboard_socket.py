@@ -128,6 +128,8 @@ class Dashboard:
             started_at=hub.started_at,
         )
         snapshot["goals"] = hub.goals.view()
+        if hub.autonomy is not None:  # the hub panel (hub/autonomy); its changes follow as "hub_fsm" events
+            snapshot["hub_fsm"] = hub.autonomy.fsm.snapshot()
         return snapshot
 
     def snapshot_message(self, client: Client) -> str:

@@ -77,6 +77,8 @@ class Hub:
         """Agents with a deferred restart, and who asked for it (hub/restarts.py)."""
         self.metrics = HubMetrics(self)
         self.alerts = Alerts(self)
+        self.autonomy: Any = None
+        """The state machine (hub.autonomy.loop.Autonomy), set by the app's lifespan when enabled."""
 
     def __repr__(self) -> str:
         return f"<Hub agents={len(self.agents.connected)} {self.queue!r} {self.store!r}>"

@@ -73,6 +73,7 @@ def plan(
     deps_done: Callable[[Task], bool],
     gate: Gate | None = None,
     ranker: Ranker | None = None,
+    prefer: str | None = None,
 ) -> list[Match]:
     """Pair queued tasks (in priority/FIFO order) with idle agents (longest idle first); one task per agent.
 
@@ -93,6 +94,9 @@ def plan(
         if gate is not None and gate.blocked(task):
             continue
         needs = needs_of(task)
+        if prefer is not None and prefer in needs.targets[1:]:  # a routing override (hub/autonomy/healing.py)
+            rest = tuple(t for t in needs.targets if t != prefer)
+            needs = needs._replace(targets=(prefer, *rest), reason=f"{needs.reason}; {prefer} first (override)")
         shape = (task.assign_to, tuple(task.needed_capabilities), needs, task.repo)
         known = settled.get(shape)
         if known is False:
@@ -147,6 +151,8 @@ class Scheduler:
         self.n_assigned = 0
         self.ranker: Ranker | None = None
         """Orders agents by where a task runs best (hub/endpoints/scoring.py); None: longest idle first."""
+        self.prefer_target: str | None = None
+        """A target tried first whenever a task's chain has it (set while healing falls back from local models)."""
 
     def __repr__(self) -> str:
         return f"<Scheduler rounds={self.n_rounds} assigned={self.n_assigned}>"
@@ -162,7 +168,7 @@ class Scheduler:
         if self.ranker is not None:
             self.ranker.begin()
         gate = self.gate() if self.gate is not None else None
-        pairs = plan(self._queued(), idle, self._deps_done, gate, self.ranker)
+        pairs = plan(self._queued(), idle, self._deps_done, gate, self.ranker, self.prefer_target)
         self.n_rounds += 1
         if not pairs:
             return None

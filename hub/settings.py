@@ -203,3 +203,38 @@ class HubSettings(BaseSettings):
     """Probes run at once (each loads a model on its server)."""
     endpoint_probe_timeout_s: float = Field(120.0, gt=0)
     """Timeout of one probe prompt (a cold model load included)."""
+    # --- autonomy: the hub's state machine, watchdogs, healing, improving, webhook (hub/autonomy/) --------------
+    autonomy_enabled: bool = True
+    """Run the hub's state machine (resting, executing, improving, contemplating, healing)."""
+    autonomy_tick_s: float = Field(30.0, gt=0)
+    """Longest wait between two ticks; task events, goals, webhooks and pause/resume wake it sooner."""
+    autonomy_global_watchdog_s: float = Field(2 * 3600.0, gt=0)
+    """Any state but resting held this long is forced back to resting with a critical alert."""
+    autonomy_healing_watchdog_s: float = Field(300.0, gt=0)
+    """Healing held this long is forced back to resting with a critical alert."""
+    autonomy_healing_cooldown_s: float = Field(300.0, ge=0)
+    """After a healing episode, no new one starts for this long."""
+    autonomy_stuck_after_s: float = Field(300.0, gt=0)
+    """An in-flight task with no update for this long counts as stuck; 3 or more stuck tasks start healing."""
+    autonomy_stuck_threshold: int = Field(3, ge=1)
+    """Stuck tasks that make the hub heal."""
+    autonomy_reprobe_backoff_s: tuple[float, ...] = (5.0, 15.0, 45.0)
+    """Waits between re-probes of unhealthy endpoints while healing."""
+    autonomy_improve_cooldown_s: float = Field(3600.0, ge=0)
+    """A repository is scanned again no sooner than this, and only when its HEAD moved (or a push woke it)."""
+    autonomy_file_cooldown_s: float = Field(24 * 3600.0, ge=0)
+    """A finding on a file raised (or touched by a goal) within this long is not raised again."""
+    autonomy_max_findings: int = Field(5, ge=0, le=100)
+    """Findings turned into goals per improving cycle (most severe first)."""
+    autonomy_scan_paths: tuple[Path, ...] = ()
+    """Local git checkouts the improving state scans (besides the registered repositories)."""
+    autonomy_scan_test_command: tuple[str, ...] = ()
+    """Test command run in each scanned checkout (argument list; empty: no test scan)."""
+    autonomy_scan_timeout_s: float = Field(300.0, gt=0)
+    """Timeout of each scanner subprocess (ruff, tests, git)."""
+    autonomy_contemplate_cooldown_s: float = Field(6 * 3600.0, ge=0)
+    """Contemplating (proposals and a scalability report) happens at most this often."""
+    github_webhook_secret: SecretStr | None = None
+    """Secret of the GitHub webhook (HMAC-SHA256 of the body); unset: every delivery is refused."""
+    webhook_max_bytes: int = Field(1024 * 1024, ge=1024)
+    """Largest webhook body accepted."""

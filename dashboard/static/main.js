@@ -5,6 +5,7 @@ import { renderLatency, renderThroughput } from "./charts.js";
 import * as detail from "./detail.js";
 import { renderGoals } from "./goals.js";
 import { refreshEndpoints, startEndpoints } from "./endpoints.js";
+import { startHubFsm } from "./hubfsm.js";
 import * as panels from "./panels.js";
 import { HubSocket } from "./socket.js";
 import { applyEvents, applyExecution, applyMetrics, applySnapshot, state } from "./store.js";
@@ -70,6 +71,7 @@ function onMessage(message) {
       $("submit-panel").hidden = message.role !== "admin";
       $("dashboard").hidden = false;
       detail.requestDetail(socket);
+      startHubFsm();
       mark(...ALL);
       startEndpoints();
       break;

@@ -53,6 +53,14 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("PUT", "/api/repos/{id}", RepoSpec),
     ("PATCH", "/api/repos/{id}", RepoPatch),
     ("DELETE", "/api/repos/{id}", None),
+    # the hub's state machine (hub/autonomy/api.py)
+    ("GET", "/api/hub/state", None),
+    ("POST", "/api/hub/pause", None),
+    ("POST", "/api/hub/resume", None),
+    ("GET", "/api/hub/history", None),
+    ("GET", "/api/hub/healing-history", None),
+    ("GET", "/api/hub/proposals", None),
+    ("POST", "/api/webhooks/github", None),
 ]
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 QUERY_KEYS = ("status", "priority", "assigned_to", "goal_id", "limit", "after_seq", "task_id", "token")
