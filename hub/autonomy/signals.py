@@ -1,20 +1,20 @@
 """What the state machine looks at, gathered from the hub each tick.
 
-Goals, costs, endpoints and repositories are other subsystems; each is read through one adapter here that degrades
-when the subsystem is absent (no backlog: no goals; no ledger: unlimited budget; no endpoints: healthy; no registry:
-only the configured scan paths), so the machine runs with whatever the hub has.
+Goals, costs, endpoints and repositories are other subsystems; each is read through one adapter here (goals through
+the backlog, endpoints through their health, repositories through their local checkouts plus the configured scan
+paths; no budget configured: unlimited).
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Mapping
-from pathlib import Path
+import shlex
 from typing import TYPE_CHECKING, Any
 
 from hub.autonomy.runtime import ScanTarget
 from hub.autonomy.states import Signals, State
+from hub.endpoints.health import check_now
 from hub.tasks import Task, TaskStatus
 
 if TYPE_CHECKING:
@@ -32,36 +32,29 @@ async def _maybe_await(value: Any) -> Any:
 
 
 def goal_counts(hub: Hub) -> tuple[int, int]:
-    """(pending, active) goals; (0, 0) without a goal backlog."""
-    goals = getattr(hub, "goals", None)
-    if goals is None:
-        return 0, 0
-    try:
-        return len(goals.pending()), len(goals.active())
-    except Exception:
-        logger.warning("goal backlog unreadable; counting no goals", exc_info=True)
-        return 0, 0
+    """(pending, active) goals of the backlog."""
+    return len(hub.goals.pending()), len(hub.goals.active())
 
 
 async def advance_goals(hub: Hub) -> bool:
     """Let the goal backlog take its next step (decompose, submit, verify); True when it did something."""
-    fn = getattr(getattr(hub, "goals", None), "advance_one", None)
-    if fn is None:
-        return False
     try:
-        return bool(await _maybe_await(fn()))
+        return await hub.goals.advance_one()
     except Exception:
         logger.warning("goal backlog step failed", exc_info=True)
         return False
 
 
+PRIORITIES = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
+
+
 async def submit_goal(hub: Hub, description: str, repo: str | None, priority: str, source: str) -> str:
-    """Submit a goal to the backlog; the outcome as a word for the audit logs (``no_goal_backlog`` when absent)."""
-    goals = getattr(hub, "goals", None)
-    if goals is None:
-        return "no_goal_backlog"
+    """Submit a goal to the backlog; the outcome as a word for the audit logs."""
     try:
-        await _maybe_await(goals.submit(description, repo, priority, source))
+        await hub.goals.submit(
+            description, repo=repo if repo in hub.repos else None, priority=PRIORITIES.get(priority, 3),
+            source=source,  # type: ignore[arg-type]
+        )  # fmt: skip
     except Exception as exc:
         logger.warning("goal submit failed: %s", exc)
         return f"failed: {type(exc).__name__}"
@@ -69,8 +62,8 @@ async def submit_goal(hub: Hub, description: str, repo: str | None, priority: st
 
 
 def budget_left(hub: Hub, state: State) -> float | None:
-    """Budget left for ``state`` (None: unlimited, also when there is no cost ledger or it cannot answer)."""
-    costs = getattr(hub, "costs", None)
+    """Budget left for ``state`` (None: unlimited)."""
+    costs = getattr(hub, "costs", None)  # the ledger is optional in embedded uses (no costs configured)
     fn = getattr(costs, "budget_left", None)
     if fn is None:
         return None
@@ -88,28 +81,14 @@ def _has_budget(hub: Hub, state: State) -> bool:
 
 
 def endpoint_health(hub: Hub) -> dict[str, bool]:
-    """Health per model endpoint ({} when there is no endpoint registry)."""
-    endpoints = getattr(hub, "endpoints", None)
-    fn = getattr(endpoints, "health", None)
-    if fn is None:
-        return {}
-    try:
-        health = fn()
-    except Exception:
-        logger.warning("endpoint registry unreadable", exc_info=True)
-        return {}
-    if not isinstance(health, Mapping):
-        return {}
-    return {str(k): bool(getattr(v, "healthy", v)) for k, v in health.items()}
+    """Health per model endpoint (by id), for those checked at least once."""
+    return {ep.id: bool(ep.healthy) for ep in hub.endpoints.endpoints.values() if ep.healthy is not None}
 
 
 async def reprobe_endpoint(hub: Hub, name: str) -> bool:
-    """Probe one endpoint again; True when it answers healthy (False without a registry that can probe)."""
-    fn = getattr(getattr(hub, "endpoints", None), "probe", None)
-    if fn is None:
-        return False
+    """Check one endpoint again now; True when it answers healthy."""
     try:
-        return bool(getattr(result := await _maybe_await(fn(name)), "healthy", result))
+        return await check_now(hub.endpoints, name)
     except Exception:
         logger.warning("re-probe of endpoint %s failed", name, exc_info=True)
         return False
@@ -119,13 +98,8 @@ def scan_targets(hub: Hub) -> list[ScanTarget]:
     """The registered repositories with a local checkout, and the configured scan paths."""
     settings = hub.settings
     out = [ScanTarget(p.name, p, settings.autonomy_scan_test_command) for p in settings.autonomy_scan_paths]
-    fn = getattr(getattr(hub, "repos", None), "scan_targets", None)
-    if fn is not None:
-        try:
-            for name, path, command in fn():
-                out.append(ScanTarget(str(name), Path(path), tuple(command or ())))
-        except Exception:
-            logger.warning("repository registry unreadable; scanning the configured paths only", exc_info=True)
+    for name, path, command in hub.repos.local_checkouts():
+        out.append(ScanTarget(name, path, tuple(shlex.split(command)) if command else ()))
     return out
 
 

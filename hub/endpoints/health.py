@@ -180,3 +180,13 @@ async def run_health(registry: EndpointRegistry) -> None:
                     await registry.check_soon.wait()
             except TimeoutError:
                 pass
+
+
+async def check_now(registry: EndpointRegistry, ep_id: str) -> bool:
+    """Check endpoint ``ep_id`` at once (healing's re-probe); whether it answered healthy."""
+    ep = registry.endpoints.get(ep_id)
+    if ep is None:
+        return False
+    async with httpx.AsyncClient(timeout=registry.settings.endpoint_http_timeout_s) as client:
+        await check(client, registry, ep)
+    return bool(ep.healthy)

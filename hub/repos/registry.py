@@ -7,9 +7,11 @@ the ``checkout`` of ``task_assign`` (:meth:`RepoRegistry.checkout`) with the bas
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 
 from hub.repos.base import MAX_REPOS, RepoSpec, normalised_url
 from hub.repos.followups import FollowUps
@@ -108,6 +110,16 @@ class RepoRegistry:
 
     def get(self, name: str) -> RepoSpec | None:
         return self._repos.get(name)
+
+    def local_checkouts(self) -> builtins.list[tuple[str, Path, str | None]]:
+        """(name, path, test command) of the repositories that are a directory on this machine (a local path or
+        ``file://`` URL): what the hub's improving state can scan without fetching."""
+        out = []
+        for spec in self._sorted:
+            path = Path(spec.url.removeprefix("file://")) if spec.url.startswith(("/", "file://")) else None
+            if path is not None and path.is_dir():
+                out.append((spec.name, path, spec.test_command))
+        return out
 
     def __contains__(self, name: object) -> bool:
         return name in self._repos
