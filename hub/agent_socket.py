@@ -209,6 +209,8 @@ class AgentSession:
         except (TransitionError, TaskNotFound) as exc:
             await self._refused("task_complete_failed", msg.task_id, exc)
             return
+        if ack != "duplicate":  # a result sent again is charged once
+            await self.hub.costs.on_attempt_end(agent.agent_id, msg.task_id, msg.reported_usage)
         await self.reply(P.TaskAck(task_id=msg.task_id, status=ack))  # type: ignore[arg-type]
 
     def _freer(self, agent: Agent, task_id: str) -> OnApplied:
@@ -236,6 +238,8 @@ class AgentSession:
         except (TransitionError, TaskNotFound) as exc:
             await self._refused("task_fail_failed", msg.task_id, exc)
             return
+        if ack != "duplicate":  # a result sent again is charged once
+            await self.hub.costs.on_attempt_end(agent.agent_id, msg.task_id, msg.reported_usage)
         await self.reply(P.TaskAck(task_id=msg.task_id, status=ack))  # type: ignore[arg-type]
 
     async def on_task_rejected(self, agent: Agent, msg: P.TaskRejected) -> None:
@@ -312,6 +316,13 @@ class AgentSession:
         agent.reachable_repos = frozenset(msg.reachable)
         for repo in msg.unreachable:
             logger.info("agent %s cannot reach repository %s: %s", agent.agent_id, repo.name, repo.reason)
+
+    async def on_budget_request(self, agent: Agent, msg: P.BudgetRequest) -> None:
+        await self.reply(self.hub.costs.on_budget_request(agent.agent_id, msg))  # reserved before any await
+
+    async def on_usage_report(self, agent: Agent, msg: P.UsageReport) -> None:
+        if (error := await self.hub.costs.on_usage_report(agent.agent_id, msg)) is not None:
+            await self.reply(P.ErrorReply(error=f"usage_report_failed: {error}", task_id=msg.task_id))
 
 
 async def serve_agent_socket(ws: WebSocket, hub: Hub) -> None:

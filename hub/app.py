@@ -14,6 +14,7 @@ from hub import api_admin, api_agents, api_tasks, dashboard_socket
 from hub.agent_socket import serve_agent_socket
 from hub.api_limits import router as rate_limits_router
 from hub.clock import Clock
+from hub.costs import api as costs_api
 from hub.gc_policy import POLICY
 from hub.http import install_error_handlers
 from hub.hub import Hub, Loop
@@ -34,6 +35,7 @@ def background(hub: Hub) -> dict[str, Loop]:
         "sweeps": lambda: run_sweeps(hub),
         "dashboard": lambda: dashboard_socket.run_fanout(hub),
         "retention": lambda: run_retention(hub),
+        "costs": hub.costs.run_retention,
     }
     if hub.settings.gc_freeze:
         loops["gc-thaw"] = lambda: POLICY.run_thaw(hub.settings.gc_thaw_interval_s)
@@ -77,6 +79,7 @@ def create_app(settings: HubSettings, clock: Clock | None = None) -> FastAPI:
     app.include_router(api_admin.router)
     app.include_router(rate_limits_router)
     app.include_router(dashboard_socket.router)
+    app.include_router(costs_api.router)
 
     @app.websocket("/ws")
     async def agents_ws(ws: WebSocket) -> None:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from hub.agents import AgentRegistry
 from hub.auth import Auth, load_admin_token
 from hub.clock import Clock, SystemClock
+from hub.costs.service import Costs
 from hub.events import EventBus
 from hub.fleet import Fleet
 from hub.queue import TaskQueue
@@ -44,6 +45,7 @@ class Hub:
     queue: TaskQueue
     trajectory: Trajectory
     fleet: Fleet
+    costs: Costs
 
     def __init__(self, settings: HubSettings, clock: Clock | None = None) -> None:
         self.settings = settings
@@ -86,6 +88,8 @@ class Hub:
             self.trajectory = Trajectory(self.store, self.bus, self.clock)
             await self.trajectory.load()
             self.queue.on_forget.append(self.trajectory.forget)
+            self.costs = Costs(self)  # the cost ledger and budgets (hub/costs)
+            await self.costs.load()
         except BaseException:
             await self.close()
             for path in made:
