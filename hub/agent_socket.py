@@ -209,8 +209,7 @@ class AgentSession:
         except (TransitionError, TaskNotFound) as exc:
             await self._refused("task_complete_failed", msg.task_id, exc)
             return
-        if ack != "duplicate":  # a result sent again is charged once
-            await self.hub.costs.on_attempt_end(agent.agent_id, msg.task_id, msg.reported_usage)
+        await self.hub.costs.on_attempt_end(agent.agent_id, msg.task_id, msg.generation, msg.reported_usage)
         await self.reply(P.TaskAck(task_id=msg.task_id, status=ack))  # type: ignore[arg-type]
 
     def _freer(self, agent: Agent, task_id: str) -> OnApplied:
@@ -238,8 +237,7 @@ class AgentSession:
         except (TransitionError, TaskNotFound) as exc:
             await self._refused("task_fail_failed", msg.task_id, exc)
             return
-        if ack != "duplicate":  # a result sent again is charged once
-            await self.hub.costs.on_attempt_end(agent.agent_id, msg.task_id, msg.reported_usage)
+        await self.hub.costs.on_attempt_end(agent.agent_id, msg.task_id, msg.generation, msg.reported_usage)
         await self.reply(P.TaskAck(task_id=msg.task_id, status=ack))  # type: ignore[arg-type]
 
     async def on_task_rejected(self, agent: Agent, msg: P.TaskRejected) -> None:

@@ -88,7 +88,7 @@ class Hub:
             self.trajectory = Trajectory(self.store, self.bus, self.clock)
             await self.trajectory.load()
             self.queue.on_forget.append(self.trajectory.forget)
-            self.costs = Costs(self)  # the cost ledger and budgets (hub/costs)
+            self.costs = Costs(self.settings, self.store, self.clock, self.queue)  # the cost ledger and budgets
             await self.costs.load()
         except BaseException:
             await self.close()

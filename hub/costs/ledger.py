@@ -55,6 +55,9 @@ class CostEntry(BaseModel):
     wall_ms: Count | None = None
     source: Literal["sidecar", "hub"] = "sidecar"
     grant_id: Name | None = None
+    generation: Count | None = None
+    attempt_total: bool = False
+    """Charged from an attempt's final usage (its sidecar sent no ``usage_report``), not from one call."""
 
     @property
     def tokens(self) -> int:
@@ -119,6 +122,8 @@ class Ledger:
         self.state_day: dict[tuple[str, str], Totals] = defaultdict(Totals)
         self.total = Totals()
         self.n_corrupt = 0
+        self.attempts: set[tuple[str | None, int | None]] = set()
+        """(task, generation) of the attempts charged so far, per call or from their final usage."""
 
     def __repr__(self) -> str:
         return f"<Ledger entries={len(self.entries)} usd={self.total.usd:.4f} tokens={self.total.tokens}>"
@@ -153,6 +158,8 @@ class Ledger:
     def _add(self, entry: CostEntry) -> None:
         self.entries.append(entry)
         self.total.add(entry)
+        if entry.generation is not None:
+            self.attempts.add((entry.task_id, entry.generation))
         for dimension in DIMENSIONS:
             self.rollups[dimension][entry.key(dimension)].add(entry)
         state = entry.key("hub_state")
@@ -180,6 +187,7 @@ class Ledger:
             self.rollups = {d: defaultdict(Totals) for d in DIMENSIONS}
             self.state_hour.clear()
             self.state_day.clear()
+            self.attempts.clear()
             self.total = Totals()
             for entry in kept:
                 self._add(entry)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -24,26 +23,26 @@ from shared import protocol as P
 from shared.payloads import Usage
 
 if TYPE_CHECKING:
-    from hub.hub import Hub
+    from hub.clock import Clock
+    from hub.queue import TaskQueue
+    from hub.settings import HubSettings
+    from hub.store import Store
     from hub.tasks import Task
 
 logger = logging.getLogger(__name__)
 
 CONFIG_KIND, CONFIG_KEY = "cost_budget", "config"
-MAX_REPORTED = 10_000
-"""Attempts remembered as having sent a ``usage_report`` (until their end is seen)."""
 
 
 class Costs:
-    def __init__(self, hub: Hub) -> None:
-        s = hub.settings
-        self.hub = hub
+    def __init__(self, settings: HubSettings, store: Store, clock: Clock, queue: TaskQueue) -> None:
+        s = self.settings = settings
+        self.store, self.clock, self.queue = store, clock, queue
         self.prices = PriceTable(s.cost_prices)
-        self.ledger = Ledger(hub.store, hub.clock, self.prices, s.cost_retention_days, s.cost_max_entries)
-        self.budgets = Budgets(self.ledger, hub.clock, s.cost_reservation_ttl_s, s.cost_max_reservations)
+        self.ledger = Ledger(store, clock, self.prices, s.cost_retention_days, s.cost_max_entries)
+        self.budgets = Budgets(self.ledger, clock, s.cost_reservation_ttl_s, s.cost_max_reservations)
         self.hub_state: Callable[[], str] = lambda: s.cost_default_hub_state
         """The hub's current state, which every call is charged to (the autonomy FSM replaces this)."""
-        self._reported: OrderedDict[tuple[str, str], None] = OrderedDict()
         self.n_refused_reports = 0
 
     def __repr__(self) -> str:
@@ -51,7 +50,7 @@ class Costs:
 
     async def load(self) -> None:
         await self.ledger.load()
-        for row in await self.hub.store.load_records(CONFIG_KIND):
+        for row in await self.store.load_records(CONFIG_KIND):
             if row.key == CONFIG_KEY:
                 try:
                     self.budgets.config = BudgetConfig.model_validate_json(row.body)
@@ -61,7 +60,7 @@ class Costs:
     async def set_budgets(self, config: BudgetConfig) -> None:
         """Store ``config`` (durable on return) and apply it."""
         body = config.model_dump_json(exclude_none=True)
-        await self.hub.store.write([PutRecord(RecordRow(CONFIG_KIND, CONFIG_KEY, self.hub.clock.now_ms(), body))])
+        await self.store.write([PutRecord(RecordRow(CONFIG_KIND, CONFIG_KEY, self.clock.now_ms(), body))])
         self.budgets.config = config
 
     # --- the gate, for any caller --------------------------------------------------------------------------------
@@ -96,7 +95,7 @@ class Costs:
 
     def on_budget_request(self, agent_id: str, msg: P.BudgetRequest) -> P.BudgetGrant:
         """The answer to ``msg``: a grant reserved against every budget of its task, or a refusal."""
-        task = self.hub.queue.tasks.get(msg.task_id)
+        task = self.queue.tasks.get(msg.task_id)
         if task is None or task.assigned_to != agent_id or task.status not in (TaskStatus.ASSIGNED, TaskStatus.WORKING):
             return P.BudgetGrant(request_id=msg.request_id, granted=False, reason="not_assigned")
         scope = self.scope_of(task, agent_id, msg.model, msg.provider)
@@ -109,40 +108,36 @@ class Costs:
             return P.BudgetGrant(request_id=msg.request_id, granted=False, reason=result.reason)
         return P.BudgetGrant(request_id=msg.request_id, granted=True, grant_id=result.grant_id, limit=tokens)
 
-    def note_report(self, agent_id: str, task_id: str) -> None:
-        """Remember that this attempt reports per call (synchronously, before any await of the frame's handler)."""
-        self._reported[(agent_id, task_id)] = None
-        self._reported.move_to_end((agent_id, task_id))
-        while len(self._reported) > MAX_REPORTED:
-            self._reported.popitem(last=False)
-
     async def on_usage_report(self, agent_id: str, msg: P.UsageReport) -> str | None:
         """Record the call's usage and settle its grant; returns an error code for a task not this agent's."""
-        task = self.hub.queue.tasks.get(msg.task_id)
+        task = self.queue.tasks.get(msg.task_id)
         if task is None or task.assigned_to != agent_id:
             self.n_refused_reports += 1
             return "not_assigned"
-        self.note_report(agent_id, msg.task_id)
+        self.ledger.attempts.add((task.id, task.generation))  # before any await: the attempt's end must see it
         entry = self.entry(task, agent_id, msg.usage, wall_ms=msg.wall_ms, eval_seconds=msg.eval_seconds)
-        await self.settle(msg.grant_id, entry.model_copy(update={"grant_id": msg.grant_id}))
+        await self.settle(
+            msg.grant_id, entry.model_copy(update={"grant_id": msg.grant_id, "generation": task.generation})
+        )
         return None
 
-    async def on_attempt_end(self, agent_id: str, task_id: str, usage: Usage | None) -> None:
-        """An attempt ended: charge its final usage unless it already reported per call."""
-        reported = (agent_id, task_id) in self._reported
-        self._reported.pop((agent_id, task_id), None)
-        if reported or usage is None:
+    async def on_attempt_end(self, agent_id: str, task_id: str, generation: int, usage: Usage | None) -> None:
+        """An attempt ended: charge its final usage unless it reported per call or was charged already (the same
+        result sent again after a lost ack, before or after a restart)."""
+        if usage is None or (not usage.tokens_total and not usage.cost_usd):
             return
-        if not usage.tokens_total and not usage.cost_usd:
+        if (task_id, generation) in self.ledger.attempts:
             return
-        task = self.hub.queue.tasks.get(task_id)
-        await self.ledger.record(self.entry(task, agent_id, usage))
+        self.ledger.attempts.add((task_id, generation))  # before the await: a resend racing this one is skipped
+        task = self.queue.tasks.get(task_id)
+        entry = self.entry(task, agent_id, usage).model_copy(update={"generation": generation, "attempt_total": True})
+        await self.ledger.record(entry)
 
     def entry(self, task: Task | None, agent_id: str, usage: Usage, *, wall_ms: int | None = None,
               eval_seconds: float | None = None) -> CostEntry:  # fmt: skip
         scope = self.scope_of(task, agent_id, usage.model, usage.provider)
         return CostEntry(
-            ts=self.hub.clock.now_ms(), task_id=scope.task_id, goal_id=scope.goal_id, agent_id=agent_id,
+            ts=self.clock.now_ms(), task_id=scope.task_id, goal_id=scope.goal_id, agent_id=agent_id,
             model=usage.model, provider=usage.provider, endpoint=scope.endpoint, hub_state=scope.hub_state,
             tokens_in=usage.tokens_in, tokens_out=usage.tokens_out, usd=usage.cost_usd,
             gpu_seconds=usage.gpu_seconds, wall_ms=wall_ms, source="sidecar",
@@ -154,7 +149,7 @@ class Costs:
         ticks = 0
         while True:
             self.budgets.expire()
-            if ticks % max(1, int(3600 / self.hub.settings.cost_sweep_interval_s)) == 0:
+            if ticks % max(1, int(3600 / self.settings.cost_sweep_interval_s)) == 0:
                 await self.ledger.prune()
             ticks += 1
-            await asyncio.sleep(self.hub.settings.cost_sweep_interval_s)
+            await asyncio.sleep(self.settings.cost_sweep_interval_s)
