@@ -13,8 +13,9 @@ import signal
 import sys
 from pathlib import Path
 
-from shared.protocol import AgentRestarting, HubMessage, Identify, RestartSidecar
-from sidecar.agent.agentic import AgenticConfig, ClaudeExecutor, OllamaExecutor
+from shared.protocol import AgentRestarting, BudgetGrant, ErrorReply, HubMessage, Identify, RestartSidecar
+from sidecar.agent.agentic import AgenticConfig, AgenticExecutor, ClaudeExecutor, OllamaExecutor
+from sidecar.agent.budget_gate import BudgetGate
 from sidecar.host.resources import report_resources
 from sidecar.runtime.connection import HubLink, IdentifyRejected, serve_hub
 from sidecar.runtime.executor import Executor, ExecutorRegistry
@@ -123,9 +124,14 @@ async def run_sidecar(settings: SidecarSettings, sandbox: Sandbox | None = None)
         )
     state = LocalState.load(settings.state_dir)
     link = HubLink()
+    registry = build_registry(settings, sandbox)
+    gate = BudgetGate(link, settings.limits.budget_timeout_s, settings.limits.budget_output_tokens)
+    for name in registry.names:  # every model call asks the hub's budgets first
+        if isinstance(executor := registry.get(name), AgenticExecutor):
+            executor.gate = gate
     runner = Runner(
         state=state,
-        registry=build_registry(settings, sandbox),
+        registry=registry,
         workspaces=Workspaces(settings.workspace_root, settings.workspace),
         sandbox=sandbox,
         link=link,
@@ -139,6 +145,10 @@ async def run_sidecar(settings: SidecarSettings, sandbox: Sandbox | None = None)
     async def on_message(message: HubMessage) -> None:
         if isinstance(message, RestartSidecar):
             stop.put_nowait(Shutdown(f"restart_sidecar: {message.reason}", EXIT_RESTART))
+        elif isinstance(message, BudgetGrant):
+            gate.on_grant(message)
+        elif isinstance(message, ErrorReply) and gate.on_error(message):
+            pass
         else:
             await runner.handle(message)
 

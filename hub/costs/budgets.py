@@ -185,15 +185,26 @@ class Budgets:
         if totals.calls <= 0:
             del self.reserved[key]
 
-    def release(self, grant_id: str | None, actual: Estimate | None = None) -> Grant | None:
+    def adjust(self, grant_id: str | None, actual: Estimate) -> None:
+        """Hold ``actual`` instead of the estimate for ``grant_id`` (its call is over, its entry not yet written), so
+        calls asking meanwhile see what it really used; more than estimated counts as an overrun."""
+        grant = self.reservations.get(grant_id) if grant_id else None
+        if grant is None:
+            return
+        if actual.tokens > grant.estimate.tokens or actual.usd > grant.estimate.usd + 1e-12:
+            self.n_overruns += 1
+        for key in grant.keys:
+            self._hold(key, grant.estimate, -1)
+            self._hold(key, actual, +1)
+        grant.estimate = actual
+
+    def release(self, grant_id: str | None) -> Grant | None:
         """Drop the reservation ``grant_id`` (its call's entry is in the ledger now); None if unknown or expired."""
         grant = self.reservations.pop(grant_id, None) if grant_id else None
         if grant is None:
             return None
         for key in grant.keys:
             self._hold(key, grant.estimate, -1)
-        if actual is not None and (actual.tokens > grant.estimate.tokens or actual.usd > grant.estimate.usd + 1e-12):
-            self.n_overruns += 1
         return grant
 
     def expire(self) -> int:

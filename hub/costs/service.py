@@ -74,11 +74,16 @@ class Costs:
         return result
 
     async def settle(self, grant: Grant | str | None, entry: CostEntry) -> CostEntry:
-        """Record ``entry`` and release its reservation in the same step (no window in which neither counts)."""
-        entry = await self.ledger.record(entry)
+        """Record ``entry`` for the call of ``grant``: its reservation holds the actual usage at once (before any
+        await), and is released in the same step as the entry joins the rollups, so it is never counted twice or
+        not at all."""
+        entry = self.ledger.priced(entry)
         grant_id = grant.grant_id if isinstance(grant, Grant) else grant
-        self.budgets.release(grant_id, Estimate(entry.tokens, entry.usd or 0.0))
-        return entry
+        self.budgets.adjust(grant_id, Estimate(entry.tokens, entry.usd or 0.0))
+        try:
+            return await self.ledger.record(entry)
+        finally:
+            self.budgets.release(grant_id)
 
     def budget_left(self, hub_state: str) -> bool:
         """Whether calls in ``hub_state`` may still run (no pausing or stopping budget of it is used up)."""
