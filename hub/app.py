@@ -36,6 +36,7 @@ def background(hub: Hub) -> dict[str, Loop]:
         "dashboard": lambda: dashboard_socket.run_fanout(hub),
         "retention": lambda: run_retention(hub),
         "costs": hub.costs.run_retention,
+        "goal-quotas": hub.quotas.run,
     }
     if hub.settings.gc_freeze:
         loops["gc-thaw"] = lambda: POLICY.run_thaw(hub.settings.gc_thaw_interval_s)

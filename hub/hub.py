@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from hub.agents import AgentRegistry
 from hub.auth import Auth, load_admin_token
 from hub.clock import Clock, SystemClock
+from hub.costs.quotas import GoalQuotas
 from hub.costs.service import Costs
 from hub.events import EventBus
 from hub.fleet import Fleet
@@ -46,6 +47,7 @@ class Hub:
     trajectory: Trajectory
     fleet: Fleet
     costs: Costs
+    quotas: GoalQuotas
 
     def __init__(self, settings: HubSettings, clock: Clock | None = None) -> None:
         self.settings = settings
@@ -97,6 +99,8 @@ class Hub:
             raise
         self.created = made
         self.fleet = Fleet(self.queue, self.agents, self.bus, self.clock)
+        self.quotas = GoalQuotas(self.settings, self.queue, self.bus)  # per-goal concurrency and fail-fast
+        self.fleet.scheduler.admit = self.quotas.admit
         self.started_at = self.clock.now_ms()
 
     @property

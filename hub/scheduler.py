@@ -107,6 +107,8 @@ class Scheduler:
         self._wake = asyncio.Event()
         self.n_rounds = 0
         self.n_assigned = 0
+        self.admit: Callable[[Iterable[Task]], Iterable[Task]] = lambda tasks: tasks
+        """Filters the queued tasks a round may assign (quotas: at most N running per goal)."""
 
     def __repr__(self) -> str:
         return f"<Scheduler rounds={self.n_rounds} assigned={self.n_assigned}>"
@@ -119,7 +121,7 @@ class Scheduler:
         idle = self._idle()
         if not idle:
             return None
-        pairs = plan(self._queued(), idle, self._deps_done)
+        pairs = plan(self.admit(self._queued()), idle, self._deps_done)
         self.n_rounds += 1
         if not pairs:
             return None
