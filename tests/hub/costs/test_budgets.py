@@ -161,3 +161,37 @@ async def test_put_budgets_is_admin_only_and_validated(hub) -> None:
     r = await hub.http.put("/api/costs/budgets", content=b'{"task": {"usd": NaN}}')
     assert r.status_code == 422
     assert (await hub.http.get("/api/costs/budgets")).json()["config"] == {"hub_states": {}, "tasks": {}, "goals": {}}
+
+
+async def test_goal_budget_is_shared_by_the_goals_tasks(hub, make_agent) -> None:
+    """A goal's USD limit counts every task of the goal; a task of another goal is not held by it."""
+    await put_budgets(hub, {"goals": {"g": {"usd": 0.5}}})
+    a1, t1 = await held_task(hub, make_agent, goal_id="g")
+    a2, t2 = await held_task(hub, make_agent, goal_id="g")
+    a3, t3 = await held_task(hub, make_agent, goal_id="h")
+    (first,) = await ask(a1, t1, 1, est_usd=0.375)
+    (second,) = await ask(a2, t2, 1, est_usd=0.25)
+    (third,) = await ask(a3, t3, 1, est_usd=0.25)
+    assert first["granted"] and not second["granted"] and third["granted"]
+    row = (await hub.http.get("/api/costs/budgets")).json()["budgets"][0]
+    assert row == {**row, "budget": "goal:g", "reserved_usd": 0.375, "limit_usd": 0.5}
+
+
+async def test_hub_calls_use_the_same_gate(hub) -> None:
+    """The hub's own model calls reserve and settle through hub.costs like a sidecar's, charged as source hub."""
+    from hub.costs.budgets import Estimate, Grant, Refusal, Scope
+    from hub.costs.ledger import CostEntry
+
+    await put_budgets(hub, {"hub_states": {"improving": {"daily": {"tokens": 1000}}}})
+    costs = hub.hub.costs
+    scope = Scope(goal_id="g9", hub_state="improving", model="claude-haiku-4-5", provider="claude")
+    grant = costs.reserve(scope, Estimate(tokens=800, usd=0.001))
+    assert isinstance(grant, Grant)
+    assert isinstance(refused := costs.reserve(scope, Estimate(tokens=300, usd=0.0)), Refusal)
+    assert refused.reason == "budget_exhausted" and refused.budget.startswith("hub_state:improving:day:")
+    entry = CostEntry(ts=hub.hub.clock.now_ms(), goal_id="g9", hub_state="improving", model="claude-haiku-4-5",
+                      provider="claude", tokens_in=500, tokens_out=100, source="hub")  # fmt: skip
+    recorded_entry = await costs.settle(grant, entry)
+    assert recorded_entry.usd == (500 * 1.0 + 100 * 5.0) / 1e6 and not costs.budgets.reservations
+    assert isinstance(costs.reserve(scope, Estimate(tokens=400, usd=0.0)), Grant)  # 600 spent + 400 fits 1000
+    assert costs.budget_left("improving") is not False and costs.budget_left("executing")

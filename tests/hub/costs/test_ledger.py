@@ -107,3 +107,21 @@ async def test_final_usage_is_charged_only_without_usage_reports(hub, make_agent
     by_task = {g["key"]: g for g in (await costs(hub, group_by="task"))["groups"]}
     assert by_task[t_old]["tokens"] == 1100 and by_task[t_old]["calls"] == 1
     assert by_task[t_new]["tokens"] == 11 and by_task[t_new]["calls"] == 1
+
+
+async def test_entries_past_retention_are_pruned_and_not_read_back(make_hub, tmp_path) -> None:
+    """prune drops entries older than cost_retention_days from memory and the journal; a restart reads none back."""
+    from hub.costs.ledger import CostEntry
+
+    hub = await make_hub(data_dir=tmp_path / "hub", cost_retention_days=1)
+    ledger = hub.hub.costs.ledger
+    now = hub.hub.clock.now_ms()
+    await ledger.record(CostEntry(ts=now - 2 * 86_400_000, task_id="old", tokens_in=5, model="m"))
+    await ledger.record(CostEntry(ts=now, task_id="new", tokens_in=7, model="m"))
+    assert ledger.total.calls == 2
+    assert await ledger.prune() == 1
+    assert ledger.total.calls == 1 and set(ledger.rollups["task"]) == {"new"}
+    assert [r.ts for r in await hub.hub.store.read_journal("cost")] == [now]
+    await hub.server.stop()
+    again = await make_hub(data_dir=tmp_path / "hub", cost_retention_days=1)
+    assert (await costs(again, group_by="task"))["groups"][0]["key"] == "new"
