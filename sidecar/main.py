@@ -125,7 +125,8 @@ async def run_sidecar(settings: SidecarSettings, sandbox: Sandbox | None = None)
     state = LocalState.load(settings.state_dir)
     link = HubLink()
     registry = build_registry(settings, sandbox)
-    gate = BudgetGate(link, settings.limits.budget_timeout_s, settings.limits.budget_output_tokens)
+    limits = settings.limits
+    gate = BudgetGate(link, limits.budget_timeout_s, limits.budget_output_tokens, limits.budget_pause_retry_s)
     for name in registry.names:  # every model call asks the hub's budgets first
         if isinstance(executor := registry.get(name), AgenticExecutor):
             executor.gate = gate

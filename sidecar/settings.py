@@ -75,6 +75,8 @@ class LimitSettings(_Group):
     """A model call waits this long for the hub's ``budget_grant``; no answer refuses the call (fail closed)."""
     budget_output_tokens: int = Field(default=2048, ge=1)
     """Completion tokens a ``budget_request`` reserves when the model sets no output limit of its own."""
+    budget_pause_retry_s: float = Field(default=30.0, gt=0)
+    """A model call refused by a pausing budget asks again this often (until granted or out of time)."""
 
     @model_validator(mode="after")
     def _check_backoff(self) -> LimitSettings:

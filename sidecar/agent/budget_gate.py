@@ -3,8 +3,10 @@
 Before a call :class:`GatedModel` sends ``budget_request`` (the task, the model, the estimated prompt tokens of the
 conversation and the completion tokens it may use) and waits for ``budget_grant``. A refusal, or no answer within
 ``budget_timeout_s`` (fail closed), ends the agent loop as ``token_budget``, which the task reports as reason
-``budget``. After the call it sends ``usage_report`` (tokens, wall time, the server's eval seconds) with the grant's
-id, so the hub records it and releases the reservation; a failed call reports zero usage. A hub too old to know
+``budget``; a refusal by a pausing budget (``budget_paused``) is asked again every ``budget_pause_retry_s``
+until granted or the loop's time is up. After the call it sends ``usage_report`` (tokens, wall time, the server's
+eval seconds) with the grant's id, so the hub records it and releases the reservation; a failed call reports zero
+usage. A hub too old to know
 ``budget_request`` answers ``unknown_message_type``: from then on calls run ungated and nothing is reported (the
 hub charges the attempt from its final usage).
 """
@@ -42,9 +44,12 @@ MAX_PENDING = 64
 class BudgetGate:
     """Asks the hub over ``link`` whether a model call may run; fed the hub's answers by the message dispatch."""
 
-    def __init__(self, link: HubLink, timeout_s: float = 10.0, output_tokens: int = 2048) -> None:
+    def __init__(self, link: HubLink, timeout_s: float = 10.0, output_tokens: int = 2048,
+                 pause_retry_s: float = 30.0) -> None:  # fmt: skip
         self.link, self.timeout_s, self.output_tokens = link, timeout_s, output_tokens
         """``output_tokens``: what a request reserves for the reply when the model has no output limit of its own."""
+        self.pause_retry_s = pause_retry_s
+        """A call refused with ``budget_paused`` asks again this often (until granted, stopped, or out of time)."""
         self._pending: dict[str, asyncio.Future[BudgetGrant]] = {}
         self.supported = True
         """False once the hub said it does not know ``budget_request``."""
@@ -127,8 +132,11 @@ class GatedModel:
         self, messages: Sequence[Message], tools: Sequence[ToolSpec], *, on_progress: ProgressCallback | None = None,
         on_retry: RetryCallback | None = None,
     ) -> ModelTurn:  # fmt: skip
-        grant = await self.gate.request(self.task_id, self.model, self.provider,
-                                        estimate_tokens([list(messages), list(tools)]), self.output_tokens)  # fmt: skip
+        tokens_in = estimate_tokens([list(messages), list(tools)])
+        grant = await self.gate.request(self.task_id, self.model, self.provider, tokens_in, self.output_tokens)
+        while not grant.granted and grant.reason == "budget_paused":  # wait for a new window or a higher limit
+            await asyncio.sleep(self.gate.pause_retry_s)
+            grant = await self.gate.request(self.task_id, self.model, self.provider, tokens_in, self.output_tokens)
         if not grant.granted:
             raise StopLoop(TerminationReason.TOKEN_BUDGET, f"the hub refused the model call ({grant.reason})")
         started = time.monotonic()

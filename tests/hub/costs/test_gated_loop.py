@@ -62,7 +62,7 @@ async def sidecar(hub, tmp_path: Path, sandbox, ollama_url: str) -> AsyncIterato
     home = tmp_path / agent_id
     token = await hub.mint_token(agent_id)
     link = SentLink()
-    gate = BudgetGate(link, LIMITS.budget_timeout_s, output_tokens=100)
+    gate = BudgetGate(link, LIMITS.budget_timeout_s, output_tokens=100, pause_retry_s=0.05)
     ollama = OllamaExecutor(sandbox, host=ollama_url, default_model=MODEL, num_ctx=1_000_000)
     ollama.gate = gate
     runner = Runner(
@@ -126,3 +126,22 @@ async def test_calls_within_budget_are_each_reported_and_not_charged_again(hub, 
         await wait_tasks(hub, [tid], {"completed"})
     body = (await hub.http.get("/api/costs", params={"group_by": "task"})).json()
     assert body["total"]["calls"] == 2 and body["total"]["tokens"] == 330 == (await hub.task(tid))["tokens_used"]
+
+
+async def test_a_paused_budget_holds_the_call_until_the_limit_is_raised(hub, sandbox, tmp_path) -> None:
+    """A call refused by a pausing budget (budget_paused) is asked again; once an admin raises the limit it runs and
+    the task completes (stop would have ended it)."""
+    r = await hub.http.put("/api/costs/budgets", json={"task": {"tokens": 10, "action": "pause"}})
+    assert r.status_code == 200
+    script = Script(name="pause", turns=[Turn(content="nothing to do", prompt_tokens=20, eval_tokens=2)])
+    async with FakeOllamaServer(script, model=MODEL) as server, sidecar(hub, tmp_path, sandbox, server.url) as link:
+        tid = await hub.submit(description="look around", executor="ollama")
+        budgets = hub.hub.costs.budgets
+        async with asyncio.timeout(10):
+            while budgets.n_refused < 2:  # refused, and asked again
+                await asyncio.sleep(0.02)
+        assert not server.bodies("/api/chat") and str(hub.hub.queue.tasks[tid].status) in ("assigned", "working")
+        assert (await hub.http.put("/api/costs/budgets", json={"task": {"tokens": 100_000}})).status_code == 200
+        await wait_tasks(hub, [tid], {"completed"})
+    requests = [m for m in link.sent if isinstance(m, BudgetRequest)]
+    assert len(requests) == budgets.n_refused + 1 and len(server.bodies("/api/chat")) == 1
