@@ -73,8 +73,8 @@ class BudgetGate:
         )  # fmt: skip
         try:
             async with asyncio.timeout(self.timeout_s):
-                while not await self.link.send(message):  # not connected: wait for the next connection
-                    await self.link.wait_connected()
+                while not future.done() and not await self.link.send(message):
+                    await self._connected_or(future)  # not connected: wait for the next connection
                 grant = await future
         except TimeoutError:
             self.n_timeouts += 1
@@ -87,6 +87,15 @@ class BudgetGate:
         else:
             self.n_refused += 1
         return grant
+
+    async def _connected_or(self, future: asyncio.Future[BudgetGrant]) -> None:
+        """Return once the link is connected again or ``future`` has its answer (whichever comes first)."""
+        connected = asyncio.ensure_future(self.link.wait_connected())
+        waiters: list[asyncio.Future[Any]] = [connected, future]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            connected.cancel()
 
     def on_grant(self, message: BudgetGrant) -> None:
         """A ``budget_grant`` from the hub."""

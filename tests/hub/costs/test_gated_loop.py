@@ -145,3 +145,19 @@ async def test_a_paused_budget_holds_the_call_until_the_limit_is_raised(hub, san
         await wait_tasks(hub, [tid], {"completed"})
     requests = [m for m in link.sent if isinstance(m, BudgetRequest)]
     assert len(requests) == budgets.n_refused + 1 and len(server.bodies("/api/chat")) == 1
+
+
+async def test_gate_fails_closed_without_an_answer_and_runs_ungated_on_an_older_hub() -> None:
+    """No budget_grant in time refuses the call (budget_timeout); a hub that answers unknown_message_type for
+    budget_request lets the waiting call and every later one run ungated, reporting nothing."""
+    gate = BudgetGate(HubLink(), timeout_s=0.05)  # never connected: the request cannot even be sent
+    refused = await gate.request("t", "m", "ollama", 10, 10)
+    assert (refused.granted, refused.reason, gate.n_timeouts) == (False, "budget_timeout", 1)
+    gate.timeout_s = 10
+    waiting = asyncio.create_task(gate.request("t", "m", "ollama", 10, 10))
+    while not gate._pending:
+        await asyncio.sleep(0)
+    assert gate.on_error(ErrorReply(error="unknown_message_type", message_type="budget_request"))
+    assert (await waiting).granted and not gate.supported
+    assert (await gate.request("t", "m", "ollama", 10, 10)).reason == "ungated"
+    assert not gate.on_error(ErrorReply(error="task_complete_failed: not_found", message_type=None))
