@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -123,7 +124,7 @@ class HubSettings(BaseSettings):
     """Cost ledger entries older than this are pruned (from the journal and from the rollups)."""
     cost_max_entries: int = Field(500_000, ge=1000)
     """Ledger entries kept in memory for ``since``/``until`` queries (the oldest leave first)."""
-    cost_prices: dict[str, tuple[float, float]] = {}
+    cost_prices: dict[str, tuple[Annotated[float, Field(ge=0, le=1e6)], Annotated[float, Field(ge=0, le=1e6)]]] = {}
     """Price overrides: model name -> (input, output) USD per million tokens, over the built-in Claude table."""
     cost_reservation_ttl_s: float = Field(600.0, gt=0)
     """A budget reservation whose call never reports its usage is released after this long."""

@@ -120,10 +120,10 @@ class Costs:
             self.n_refused_reports += 1
             return "not_assigned"
         self.ledger.attempts.add((task.id, task.generation))  # before any await: the attempt's end must see it
+        grant = self.budgets.reservations.get(msg.grant_id or "")
+        grant_id = msg.grant_id if grant is not None and grant.scope.task_id == task.id else None  # its own only
         entry = self.entry(task, agent_id, msg.usage, wall_ms=msg.wall_ms, eval_seconds=msg.eval_seconds)
-        await self.settle(
-            msg.grant_id, entry.model_copy(update={"grant_id": msg.grant_id, "generation": task.generation})
-        )
+        await self.settle(grant_id, entry.model_copy(update={"grant_id": grant_id, "generation": task.generation}))
         return None
 
     async def on_attempt_end(self, agent_id: str, task_id: str, generation: int, usage: Usage | None) -> None:

@@ -195,3 +195,16 @@ async def test_hub_calls_use_the_same_gate(hub) -> None:
     assert recorded_entry.usd == (500 * 1.0 + 100 * 5.0) / 1e6 and not costs.budgets.reservations
     assert isinstance(costs.reserve(scope, Estimate(tokens=400, usd=0.0)), Grant)  # 600 spent + 400 fits 1000
     assert costs.budget_left("improving") is not False and costs.budget_left("executing")
+
+
+async def test_a_report_cannot_release_another_tasks_grant(hub, make_agent) -> None:
+    """A usage_report naming a grant of another task is recorded for its own task but leaves that grant reserved."""
+    await put_budgets(hub, {"task": {"tokens": 100}})
+    a1, t1 = await held_task(hub, make_agent)
+    a2, t2 = await held_task(hub, make_agent)
+    (grant,) = await ask(a1, t1, 1, est_tokens_in=100)
+    await a2.send({"type": "usage_report", "task_id": t2, "grant_id": grant["grant_id"], "usage": {"tokens_in": 1}})
+    await recorded(hub, 1)
+    assert grant["grant_id"] in hub.hub.costs.budgets.reservations
+    (again,) = await ask(a1, t1, 1, est_tokens_in=1)
+    assert not again["granted"]
