@@ -35,6 +35,8 @@ CONFIG_KIND, CONFIG_KEY = "cost_budget", "config"
 
 
 class Costs:
+    """``hub.costs``: the ledger, the prices and the budgets of one hub (see the module docstring)."""
+
     def __init__(self, settings: HubSettings, store: Store, clock: Clock, queue: TaskQueue) -> None:
         s = self.settings = settings
         self.store, self.clock, self.queue = store, clock, queue
