@@ -133,7 +133,8 @@ async def submit_task(request: Request, who: Principal = Depends(writer)) -> JSO
         return JSONResponse({**_submitted(hub, earlier.task_ids[0]), "duplicate": True}, headers=REPLAYED)
     idempotency = {"key": key, "sha256": digest, "index": 0} if key is not None else None
     task = body.to_task(who.agent_id, hub.clock.now_ms(), idempotency)
-    if (too_deep := stamp_depth(hub.queue, who, [task], hub.settings.max_task_depth)) is not None:
+    [task], too_deep = stamp_depth(hub.queue, who, [task], hub.settings.max_task_depth)
+    if too_deep is not None:
         raise ApiError(422, "max_depth", **too_deep)
     await _queue(hub, [task], "depends_on")
     out: dict[str, Any] = {
@@ -181,7 +182,8 @@ async def submit_batch(request: Request, who: Principal = Depends(writer)) -> JS
         item.to_task(who.agent_id, now, {"key": key, "sha256": digest, "index": i} if key is not None else None)
         for i, item in enumerate(body.tasks)
     ]
-    if (too_deep := stamp_depth(hub.queue, who, tasks, hub.settings.max_task_depth)) is not None:
+    tasks, too_deep = stamp_depth(hub.queue, who, tasks, hub.settings.max_task_depth)
+    if too_deep is not None:
         raise ApiError(422, "max_depth", **too_deep)
     await _queue(hub, tasks, "tasks.depends_on")
     # Plain data: returned as a JSONResponse, skipping FastAPI's generic (and slow) jsonable_encoder.

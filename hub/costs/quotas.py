@@ -13,9 +13,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from hub import lifecycle as L
@@ -38,26 +39,28 @@ def _depth(task: Task | None) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
-def stamp_depth(queue: TaskQueue, who: Principal, tasks: Sequence[Task], max_depth: int) -> dict[str, Any] | None:
-    """Give each agent-made child task its depth; if one is too deep, change none and return the details of the
-    refusal (the route answers 422 ``max_depth`` with them)."""
+def stamp_depth(
+    queue: TaskQueue, who: Principal, tasks: list[Task], max_depth: int
+) -> tuple[list[Task], dict[str, Any] | None]:
+    """The tasks, each agent-made child with its depth in ``metadata.depth`` (new, not yet queued tasks: rebuilt,
+    never changed in place), and None; or the tasks unchanged and the details of the refusal when one is too deep
+    (the route answers 422 ``max_depth`` with them)."""
     if who.role is not Role.AGENT:
-        return None
-    depths: list[int | None] = []
+        return tasks, None
+    out: list[Task] = []
     for i, task in enumerate(tasks):
         parent_id = task.metadata.get("parent_task_id")
         if not isinstance(parent_id, str):
-            depths.append(None)
+            out.append(task)
             continue
         depth = _depth(queue.tasks.get(parent_id)) + 1
         if depth > max_depth:
-            return {"detail": f"task {i} would be at depth {depth}; the limit is {max_depth}",
-                    "parent_task_id": parent_id[:128], "depth": depth, "max_depth": max_depth}  # fmt: skip
-        depths.append(depth)
-    for task, stamped in zip(tasks, depths, strict=True):
-        if stamped is not None:
-            task.metadata = {**task.metadata, "depth": stamped}
-    return None
+            refusal = {"detail": f"task {i} would be at depth {depth}; the limit is {max_depth}",
+                       "parent_task_id": parent_id[:128], "depth": depth, "max_depth": max_depth}  # fmt: skip
+            return tasks, refusal
+        metadata = {**task.metadata, "depth": depth}
+        out.append(dataclasses.replace(task, metadata=metadata, static_json=None, static_of=()))
+    return out, None
 
 
 class GoalQuotas:
