@@ -216,6 +216,7 @@ class AgentSession:
         except (TransitionError, TaskNotFound) as exc:
             await self._refused("task_complete_failed", msg.task_id, exc)
             return
+        await self.hub.costs.on_attempt_end(agent.agent_id, msg.task_id, msg.generation, msg.reported_usage)
         await self.reply(P.TaskAck(task_id=msg.task_id, status=ack))  # type: ignore[arg-type]
 
     def _freer(self, agent: Agent, task_id: str) -> OnApplied:
@@ -243,6 +244,7 @@ class AgentSession:
         except (TransitionError, TaskNotFound) as exc:
             await self._refused("task_fail_failed", msg.task_id, exc)
             return
+        await self.hub.costs.on_attempt_end(agent.agent_id, msg.task_id, msg.generation, msg.reported_usage)
         await self.reply(P.TaskAck(task_id=msg.task_id, status=ack))  # type: ignore[arg-type]
 
     async def on_task_rejected(self, agent: Agent, msg: P.TaskRejected) -> None:
@@ -327,6 +329,13 @@ def pm2_name(info: object) -> str | None:
     """The pm2 process name from ``identify``'s ``pm2_info`` (``{"name": ...}``), if it is a short string."""
     name = info.get("name") if isinstance(info, dict) else None
     return name[:128] if isinstance(name, str) and name else None
+
+    async def on_budget_request(self, agent: Agent, msg: P.BudgetRequest) -> None:
+        await self.reply(self.hub.costs.on_budget_request(agent.agent_id, msg))  # reserved before any await
+
+    async def on_usage_report(self, agent: Agent, msg: P.UsageReport) -> None:
+        if (error := await self.hub.costs.on_usage_report(agent.agent_id, msg)) is not None:
+            await self.reply(P.ErrorReply(error=f"usage_report_failed: {error}", task_id=msg.task_id))
 
 
 async def serve_agent_socket(ws: WebSocket, hub: Hub) -> None:

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from hub.auth import Principal, Role
+from hub.costs.quotas import stamp_depth
 from hub.dashboard_state import REDACTED, is_secret_key
 from hub.http import ApiError, any_role, hub_of, parse_body, writer
 from hub.hub import Hub
@@ -144,6 +145,9 @@ async def submit_task(request: Request, who: Principal = Depends(writer)) -> JSO
     idempotency = {"key": key, "sha256": digest, "index": 0} if key is not None else None
     task = body.to_task(who.agent_id, hub.clock.now_ms(), idempotency)
     _place(hub, task, "repo")
+    [task], too_deep = stamp_depth(hub.queue, who, [task], hub.settings.max_task_depth)
+    if too_deep is not None:
+        raise ApiError(422, "max_depth", **too_deep)
     await _queue(hub, [task], "depends_on")
     out: dict[str, Any] = {
         "task_id": task.id,
@@ -192,6 +196,9 @@ async def submit_batch(request: Request, who: Principal = Depends(writer)) -> JS
     ]
     for i, task in enumerate(tasks):
         _place(hub, task, f"tasks.{i}.repo")
+    tasks, too_deep = stamp_depth(hub.queue, who, tasks, hub.settings.max_task_depth)
+    if too_deep is not None:
+        raise ApiError(422, "max_depth", **too_deep)
     await _queue(hub, tasks, "tasks.depends_on")
     # Plain data: returned as a JSONResponse, skipping FastAPI's generic (and slow) jsonable_encoder.
     return JSONResponse(

@@ -17,6 +17,7 @@ from hub.autonomy import api as autonomy_api
 from hub.autonomy.loop import Autonomy
 from hub.backups import run_backups
 from hub.clock import Clock
+from hub.costs import api as costs_api
 from hub.endpoints import api as endpoints_api
 from hub.endpoints.health import run_health
 from hub.endpoints.probe import run_probes
@@ -53,6 +54,8 @@ def background(hub: Hub) -> dict[str, Loop]:
         "repo-followups": lambda: run_followups(hub),
         "endpoint-health": lambda: run_health(hub.endpoints),
         "endpoint-probe": lambda: run_probes(hub.endpoints),
+        "costs": hub.costs.run_retention,
+        "goal-quotas": hub.quotas.run,
     }
     if hub.autonomy is not None:
         loops["autonomy"] = hub.autonomy.run
@@ -73,8 +76,9 @@ async def running(hub: Hub) -> AsyncIterator[None]:
     async with asyncio.TaskGroup() as tg:
         tg.create_task(hub.supervised("store-writer", hub.store.run_writer))
         if hub.settings.autonomy_enabled and hub.autonomy is None:  # its load writes: after the writer starts
-            hub.autonomy = Autonomy(hub)
-            await hub.autonomy.load()
+            hub.autonomy = autonomy = Autonomy(hub)
+            await autonomy.load()
+            hub.costs.hub_state = lambda: str(autonomy.fsm.current.value)  # costs are booked to the hub's state
         loops = [tg.create_task(hub.supervised(n, fn)) for n, fn in background(hub).items()]
         hub.fleet.scheduler.wake()
         try:
@@ -108,6 +112,7 @@ def create_app(settings: HubSettings, clock: Clock | None = None) -> FastAPI:
     app.include_router(repos_router)
     app.include_router(endpoints_api.router)
     app.include_router(autonomy_api.router)
+    app.include_router(costs_api.router)
 
     @app.websocket("/ws")
     async def agents_ws(ws: WebSocket) -> None:

@@ -16,6 +16,8 @@ from hub.agents import AgentRegistry
 from hub.alerts import Alerts
 from hub.auth import Auth, load_admin_token
 from hub.clock import Clock, SystemClock
+from hub.costs.quotas import GoalQuotas
+from hub.costs.service import Costs
 from hub.endpoints.registry import EndpointRegistry
 from hub.endpoints.scoring import EndpointRanker
 from hub.events import EventBus
@@ -55,6 +57,8 @@ class Hub:
     repos: RepoRegistry
     goals: GoalService
     endpoints: EndpointRegistry
+    costs: Costs
+    quotas: GoalQuotas
 
     def __init__(self, settings: HubSettings, clock: Clock | None = None) -> None:
         self.settings = settings
@@ -113,6 +117,8 @@ class Hub:
             self.repos.goal_repo = self.goals.repo_of  # a goal's tasks inherit its repository
             self.endpoints = EndpointRegistry(self.store, self.clock, self.settings, self.bus)
             await self.endpoints.load()
+            self.costs = Costs(self.settings, self.store, self.clock, self.queue)  # the cost ledger and budgets
+            await self.costs.load()
         except BaseException:
             await self.close()
             for path in made:
@@ -121,6 +127,8 @@ class Hub:
         self.created = made
         self.fleet = Fleet(self.queue, self.agents, self.bus, self.clock)
         self.fleet.scheduler.ranker = EndpointRanker(self.endpoints, self.agents, self.queue.tasks.get)
+        self.quotas = GoalQuotas(self.settings, self.queue, self.bus)  # per-goal concurrency and fail-fast
+        self.fleet.scheduler.admit = self.quotas.admit
         self.started_at = self.clock.now_ms()
         repo_wiring.wire(self.repos, self.fleet)
 

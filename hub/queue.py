@@ -499,3 +499,26 @@ class TaskQueue(TaskIndex):
             committed.add_done_callback(partial(self._publish, told))
         await committed
         return len(gone)
+
+    async def dead_letter_queued(self, tasks: Sequence[Task], reason: str, detail: str) -> list[Task]:
+        """Dead-letter queued tasks that will not be run (a goal stopped by fail-fast), their dependents with them;
+        tasks no longer queued are left alone. Returns the tasks dead-lettered (the dependents included)."""
+        now = self._clock.now_ms()
+        changed: list[Task] = []
+        events: list[Told] = []
+        for task in tasks:
+            if task.status is not TaskStatus.QUEUED:
+                continue
+            task.status = TaskStatus.DEAD_LETTER
+            task.dead_letter_reason = reason
+            task.last_error = f"{reason}: {detail}"[:2000]
+            T.record(task, "dead_letter", now, reason=reason, detail=detail[:500])
+            cascaded = self._cascade(task, now)
+            changed += [task, *cascaded]
+            events += [
+                self._told(L.TaskDeadLettered, task, reason=reason, dependency_id=""),
+                *self._cascaded(cascaded, task),
+            ]
+        if changed:
+            await self._commit(changed, events)
+        return changed

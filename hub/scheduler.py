@@ -153,6 +153,8 @@ class Scheduler:
         """Orders agents by where a task runs best (hub/endpoints/scoring.py); None: longest idle first."""
         self.prefer_target: str | None = None
         """A target tried first whenever a task's chain has it (set while healing falls back from local models)."""
+        self.admit: Callable[[Iterable[Task]], Iterable[Task]] = lambda tasks: tasks
+        """Filters the queued tasks a round may assign (quotas: at most N running per goal)."""
 
     def __repr__(self) -> str:
         return f"<Scheduler rounds={self.n_rounds} assigned={self.n_assigned}>"
@@ -168,7 +170,7 @@ class Scheduler:
         if self.ranker is not None:
             self.ranker.begin()
         gate = self.gate() if self.gate is not None else None
-        pairs = plan(self._queued(), idle, self._deps_done, gate, self.ranker, self.prefer_target)
+        pairs = plan(self.admit(self._queued()), idle, self._deps_done, gate, self.ranker, self.prefer_target)
         self.n_rounds += 1
         if not pairs:
             return None

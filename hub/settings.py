@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -238,3 +238,28 @@ class HubSettings(BaseSettings):
     """Secret of the GitHub webhook (HMAC-SHA256 of the body); unset: every delivery is refused."""
     webhook_max_bytes: int = Field(1024 * 1024, ge=1024)
     """Largest webhook body accepted."""
+
+    # --- cost ledger, budgets and quotas (issue 12) --------------------------------------------------------------
+    cost_retention_days: float = Field(30.0, gt=0, le=3650)
+    """Cost ledger entries older than this are pruned (from the journal and from the rollups)."""
+    cost_max_entries: int = Field(500_000, ge=1000)
+    """Ledger entries kept in memory for ``since``/``until`` queries (the oldest leave first)."""
+    cost_prices: dict[str, tuple[Annotated[float, Field(ge=0, le=1e6)], Annotated[float, Field(ge=0, le=1e6)]]] = {}
+    """Price overrides: model name -> (input, output) USD per million tokens, over the built-in Claude table."""
+    cost_reservation_ttl_s: float = Field(600.0, gt=0)
+    """A budget reservation whose call never reports its usage is released after this long."""
+    cost_max_reservations: int = Field(10_000, ge=1)
+    """Budget reservations outstanding at once; past this, model calls are refused (``too_many_reservations``)."""
+    cost_default_hub_state: str = "executing"
+    """The hub state calls are charged to until the autonomy FSM says otherwise."""
+    cost_sweep_interval_s: float = Field(5.0, gt=0)
+    """How often expired reservations are released (the ledger is pruned about hourly)."""
+    max_task_depth: int = Field(5, ge=0, le=100)
+    """Depth of agent-made tasks (``metadata.parent_task_id`` chains); one deeper is refused 422 ``max_depth``."""
+    goal_max_running: int = Field(0, ge=0)
+    """Tasks of one goal assigned or working at once (0: no limit)."""
+    goal_fail_fast_ratio: float = Field(0.5, gt=0, le=1)
+    """A goal whose failed / finished tasks reach this ratio (after ``goal_fail_fast_min``) stops: its queued tasks
+    are dead-lettered with reason ``goal_fail_fast``."""
+    goal_fail_fast_min: int = Field(4, ge=1)
+    """Finished tasks of a goal before its failure ratio is judged."""

@@ -174,6 +174,8 @@ class WaitingReasons:
             reason = task.waiting_reason  # held back by the scheduler (hub/repos/conflicts.py), not by the fleet
         self.n_checked += 1
         self._stamps[task.id] = (version, task.generation)
+        if reason is None and (task.waiting_reason or {}).get("code") == "goal_concurrency":
+            return  # held back by its goal's quota (hub/costs/quotas.py), which clears the reason when it lets it go
         if set_waiting(task, reason):
             self.n_changed += 1
             self._on_change(task)

@@ -178,6 +178,32 @@ class RepoReach(Message):
     unreachable: Annotated[list[UnreachableRepo], Field(max_length=1000)] = []
 
 
+class BudgetRequest(Message):
+    """Before a model call: may it run? The hub reserves the estimate against every budget the call falls under
+    (hub/costs) and answers ``budget_grant``."""
+
+    type: Literal["budget_request"]
+    request_id: Annotated[str, Field(min_length=1, max_length=128), NoControl]
+    task_id: TaskId
+    model: ShortText | None = None
+    provider: ShortText | None = None
+    est_tokens_in: Count = 0
+    est_tokens_out: Count = 0
+    est_usd: Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)] | None = None
+    """The sidecar's own price of the estimate; the hub prices it from its table when absent."""
+
+
+class UsageReport(Message):
+    """After a model call: what it used. The hub records it in the cost ledger and settles the grant."""
+
+    type: Literal["usage_report"]
+    task_id: TaskId
+    grant_id: Annotated[str, Field(max_length=128), NoControl] | None = None
+    usage: Usage
+    wall_ms: Count | None = None
+    eval_seconds: Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)] | None = None
+
+
 SidecarMessage = Annotated[
     Identify
     | Ping
@@ -190,7 +216,9 @@ SidecarMessage = Annotated[
     | StateReport
     | ResourceReport
     | AgentRestarting
-    | RepoReach,
+    | RepoReach
+    | BudgetRequest
+    | UsageReport,
     Field(discriminator="type"),
 ]
 
@@ -290,6 +318,18 @@ class RepoRegistry(Message):
     repos: list[RegistryRepo] = []
 
 
+class BudgetGrant(Message):
+    """The answer to ``budget_request``: ``granted`` (with the ``grant_id`` to settle) or refused with ``reason``
+    (``budget_exhausted``, ``budget_paused``...); ``limit`` is the most tokens the call may use."""
+
+    type: Literal["budget_grant"] = "budget_grant"
+    request_id: str
+    granted: bool
+    grant_id: str | None = None
+    reason: str | None = None
+    limit: int | None = None
+
+
 HubMessage = Annotated[
     Identified
     | ErrorReply
@@ -301,7 +341,8 @@ HubMessage = Annotated[
     | TaskCancelled
     | StateReportAck
     | RestartSidecar
-    | RepoRegistry,
+    | RepoRegistry
+    | BudgetGrant,
     Field(discriminator="type"),
 ]
 
@@ -323,6 +364,8 @@ SIDECAR_TYPES: tuple[str, ...] = tuple(
         ResourceReport,
         AgentRestarting,
         RepoReach,
+        BudgetRequest,
+        UsageReport,
     )
 )
 

@@ -14,8 +14,17 @@ import signal
 import sys
 from pathlib import Path
 
-from shared.protocol import AgentRestarting, HubMessage, Identify, RepoRegistry, RestartSidecar
-from sidecar.agent.agentic import AgenticConfig, ClaudeExecutor, OllamaExecutor
+from shared.protocol import (
+    AgentRestarting,
+    BudgetGrant,
+    ErrorReply,
+    HubMessage,
+    Identify,
+    RepoRegistry,
+    RestartSidecar,
+)
+from sidecar.agent.agentic import AgenticConfig, AgenticExecutor, ClaudeExecutor, OllamaExecutor
+from sidecar.agent.budget_gate import BudgetGate
 from sidecar.git.credentials import secrets_of
 from sidecar.git.mirror import Mirrors
 from sidecar.git.publisher import wired_publisher
@@ -130,9 +139,15 @@ async def run_sidecar(settings: SidecarSettings, sandbox: Sandbox | None = None)
         )
     state = LocalState.load(settings.state_dir)
     link = HubLink()
+    registry = build_registry(settings, sandbox)
+    limits = settings.limits
+    gate = BudgetGate(link, limits.budget_timeout_s, limits.budget_output_tokens, limits.budget_pause_retry_s)
+    for name in registry.names:  # every model call asks the hub's budgets first
+        if isinstance(executor := registry.get(name), AgenticExecutor):
+            executor.gate = gate
     runner = Runner(
         state=state,
-        registry=build_registry(settings, sandbox),
+        registry=registry,
         workspaces=Workspaces(settings.workspace_root, settings.workspace),
         sandbox=sandbox,
         link=link,
@@ -155,6 +170,10 @@ async def run_sidecar(settings: SidecarSettings, sandbox: Sandbox | None = None)
             stop.put_nowait(Shutdown(f"restart_sidecar: {message.reason}", EXIT_RESTART))
         elif isinstance(message, RepoRegistry):
             offer(registries, message)  # answered by the repo-reach loop: probing must not stall the receive loop
+        elif isinstance(message, BudgetGrant):
+            gate.on_grant(message)
+        elif isinstance(message, ErrorReply) and gate.on_error(message):
+            pass
         else:
             await runner.handle(message)
 

@@ -73,6 +73,13 @@ class LimitSettings(_Group):
     """A ``resource_report`` goes to the hub this often while connected."""
     progress_batch_ms: int = Field(default=100, ge=1)
     """Command output is gathered for this long before one ``task_progress`` event is sent."""
+    # --- budgets (issue 12) ---
+    budget_timeout_s: float = Field(default=10.0, gt=0)
+    """A model call waits this long for the hub's ``budget_grant``; no answer refuses the call (fail closed)."""
+    budget_output_tokens: int = Field(default=2048, ge=1)
+    """Completion tokens a ``budget_request`` reserves when the model sets no output limit of its own."""
+    budget_pause_retry_s: float = Field(default=30.0, gt=0)
+    """A model call refused by a pausing budget asks again this often (until granted or out of time)."""
 
     @model_validator(mode="after")
     def _check_backoff(self) -> LimitSettings:

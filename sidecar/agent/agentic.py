@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from shared.payloads import Outcome as Verdict
 from shared.payloads import Usage, VerificationReport
 from shared.protocol import TaskAssign
+from sidecar.agent.budget_gate import BudgetGate, gated
 from sidecar.agent.cost import claude_cost_usd, equivalent_claude_cost_usd
 from sidecar.agent.loop import ITERATIONS_BY_TIER, RETRYABLE_ENDINGS, Guardrails, LoopResult, ReactLoop
 from sidecar.agent.loop import TerminationReason as Ending
@@ -77,6 +78,8 @@ class AgenticExecutor:
     """The shared build → verify → fix run; subclasses say which model to talk to and what it costs."""
 
     name = "agentic"
+    gate: BudgetGate | None = None
+    """The hub's budgets, asked before every model call (set by the sidecar's wiring; None: ungated)."""
 
     def __init__(self, sandbox: Sandbox, config: AgenticConfig | None = None) -> None:
         self.sandbox = sandbox
@@ -106,7 +109,8 @@ class AgenticExecutor:
             trajectory = Trajectory(workspace, task_id=task.task_id, provider=model.provider, model=model.model,
                                     tools=[s["function"] for s in tools.schemas_ollama()])  # fmt: skip
             trajectory.messages.append({"role": "system", "content": system_prompt(tools)})
-            loop = ReactLoop(model, tools, events, trajectory, stats, token_interval_s=self.config.token_interval_s)
+            loop = ReactLoop(gated(model, self.gate, task.task_id), tools, events, trajectory, stats,
+                             token_interval_s=self.config.token_interval_s)  # fmt: skip
             timeout_s = task_timeout_s(task, self.config.default_timeout_s)
             guardrails = self._guardrails(task, started, timeout_s)
             await events.emit(

@@ -136,6 +136,10 @@ class ExecutorRegistry:
             )
         return executor
 
+    def get(self, name: str) -> Executor | None:
+        """The executor named ``name``, if this sidecar has it."""
+        return self._executors.get(name)
+
 
 def executor_name(task: TaskAssign) -> str | None:
     """Which executor a task asks for: ``task.executor``, else ``shell`` for a ``shell_command``, else routing."""

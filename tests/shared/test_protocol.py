@@ -54,6 +54,8 @@ VALID: list[dict[str, Any]] = [
     {"type": "resource_report", "cpu_percent": 12},
     {"type": "agent_restarting", "reason": "update"},
     {"type": "repo_reach", "reachable": ["demo"], "unreachable": [{"name": "private", "reason": "auth failed"}]},
+    {"type": "budget_request", "request_id": "r1", "task_id": "t1", "model": "m", "est_tokens_in": 10, "est_usd": 0.1},
+    {"type": "usage_report", "task_id": "t1", "grant_id": "g1", "usage": {"tokens_in": 5}, "wall_ms": 3},
 ]
 
 
@@ -79,7 +81,7 @@ def test_every_sidecar_type_has_a_valid_example() -> None:
     """The valid table covers every sidecar message type, task_rejected and agent_restarting included."""
     assert {f["type"] for f in VALID} == set(P.SIDECAR_TYPES)
     assert {"task_rejected", "agent_restarting", "state_report"} <= set(P.SIDECAR_TYPES)
-    assert len(P.SIDECAR_TYPES) == 12
+    assert len(P.SIDECAR_TYPES) == 14
 
 
 def test_unknown_fields_pass_through() -> None:
