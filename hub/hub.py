@@ -119,6 +119,7 @@ class Hub:
             await self.endpoints.load()
             self.costs = Costs(self.settings, self.store, self.clock, self.queue)  # the cost ledger and budgets
             await self.costs.load()
+            self.goals.model.costs = self.costs  # the hub's own model calls go through the ledger and budgets
         except BaseException:
             await self.close()
             for path in made:

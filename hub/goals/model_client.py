@@ -11,13 +11,20 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from hub.costs.budgets import Estimate, Refusal, Scope
+from hub.costs.ledger import CostEntry
 from hub.settings import HubSettings
+
+if TYPE_CHECKING:
+    from hub.costs.service import Costs
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +53,8 @@ Message = dict[str, str]
 class ModelClient:
     def __init__(self, settings: HubSettings) -> None:
         self._settings = settings
+        self.costs: Costs | None = None
+        """The hub's ledger and budgets (set once the hub has built them); None: calls are not metered."""
         self.n_calls = 0
         self.n_fallbacks = 0
         self.n_unavailable = 0
@@ -60,12 +69,15 @@ class ModelClient:
 
     async def complete(self, purpose: str, system: str, messages: list[Message]) -> ModelReply:
         """One answer to ``messages`` under ``system``, from the first endpoint that gives one (``purpose`` names the
-        call for the ledger and the logs: ``decompose``, ``verify``)."""
+        call for the ledger and the logs: ``decompose``, ``verify``). Each call is reserved against the hub's
+        budgets first (a refusal is :class:`ModelUnavailable` with the budget's reason) and booked after."""
         self.n_calls += 1
         failures: list[str] = []
+        prompt_chars = len(system) + sum(len(m.get("content", "")) for m in messages)
         if self._settings.hub_model_url:
             try:
-                return self._charged(purpose, await self._ollama(system, messages))
+                return await self._metered(purpose, "ollama", self._settings.hub_model, prompt_chars,
+                                           lambda: self._ollama(system, messages))  # fmt: skip
             except (httpx.HTTPError, ValueError) as exc:
                 failures.append(f"local model at {_safe_url(self._settings.hub_model_url)}: {_describe(exc)}")
         else:
@@ -74,7 +86,8 @@ class ModelClient:
         if key is not None:
             self.n_fallbacks += 1
             try:
-                return self._charged(purpose, await self._anthropic(system, messages, key))
+                return await self._metered(purpose, "anthropic", self._settings.hub_claude_model, prompt_chars,
+                                           lambda: self._anthropic(system, messages, key))  # fmt: skip
             except (httpx.HTTPError, ValueError) as exc:
                 failures.append(f"Claude at {_safe_url(self._settings.hub_claude_url)}: {_describe(exc)}")
         else:
@@ -84,9 +97,32 @@ class ModelClient:
         logger.warning("%s: no model answered: %s", purpose, reason)
         raise ModelUnavailable(reason)
 
-    def _charged(self, purpose: str, reply: ModelReply) -> ModelReply:
-        # CHARGE POINT: the cost ledger (hub/costs) charges the hub's own model usage here, by purpose, provider,
-        # model and tokens, and refuses the next call once the budget is spent.
+    async def _metered(
+        self, purpose: str, provider: str, model: str, prompt_chars: int, call: Callable[[], Awaitable[ModelReply]]
+    ) -> ModelReply:
+        """``call`` under the hub's budgets: reserved before (the prompt at ~4 characters a token plus a full
+        answer), booked in the cost ledger after, released if it failed."""
+        costs = self.costs
+        if costs is None:
+            return await call()
+        tokens_in, tokens_out = prompt_chars // 4 + 1, self._settings.hub_model_max_output_bytes // 4
+        scope = Scope(hub_state=costs.hub_state(), model=model, provider=provider)
+        usd = costs.prices.usd(model, provider, tokens_in, tokens_out)
+        grant = costs.reserve(scope, Estimate(tokens_in + tokens_out, usd))
+        if isinstance(grant, Refusal):
+            raise ValueError(f"budget {grant.budget}: {grant.reason} ({grant.detail})")
+        started = time.monotonic()
+        try:
+            reply = await call()
+        except BaseException:
+            costs.budgets.release(grant.grant_id)
+            raise
+        entry = CostEntry(
+            ts=int(time.time() * 1000), model=model, provider=provider, hub_state=scope.hub_state, source="hub",
+            tokens_in=reply.usage.get("input_tokens", 0), tokens_out=reply.usage.get("output_tokens", 0),
+            wall_ms=int((time.monotonic() - started) * 1000), grant_id=grant.grant_id,
+        )  # fmt: skip
+        await costs.settle(grant, entry)
         logger.info("%s: %s %s usage=%s", purpose, reply.provider, reply.model, reply.usage)
         return reply
 

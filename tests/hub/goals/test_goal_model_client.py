@@ -21,6 +21,7 @@ from tests.hub.goals.helpers import (
 )
 
 KEY = "sk-ant-test-" + "k" * 24
+STATES = ("resting", "executing", "improving", "contemplating", "healing")
 
 
 async def test_local_model_down_falls_back_to_claude(
@@ -82,3 +83,26 @@ async def test_no_model_configured_names_it(make_hub: Callable[..., Awaitable[Hu
     goal = await submit_goal(hub)
     done = await wait_status(hub, goal["id"], "failed")
     assert "no local model configured" in done.reason and "no Claude fallback" in done.reason
+
+
+async def test_the_hubs_own_model_calls_are_booked_and_gated(make_hub: Callable[..., Awaitable[HubHandle]]) -> None:
+    """A decomposition by Claude is booked in the cost ledger as the hub's own call, priced; once the hub state's
+    token budget is spent, the next goal's call is refused before it is made and the goal waits naming the budget."""
+    replies = GoalReplies([plan(task("a")), plan(task("b"))])
+    async with GoalAnthropic(replies, api_key=KEY) as claude:
+        hub = await make_hub(hub_model_url=closed_url(), hub_claude_url=claude.url, hub_claude_api_key=KEY,
+                             goal_model_backoff_s=(600.0,))  # fmt: skip
+        first = await submit_goal(hub)
+        assert (await wait_status(hub, first["id"], "executing", "failed", timeout_s=30)).status == "executing"
+        booked = (await hub.http.get("/api/costs", params={"group_by": "hub_state"})).json()
+        row = booked["total"]  # booked to the hub state of the moment of the call
+        assert row["calls"] == 1 and row["tokens"] > 0 and row["usd"] > 0
+        assert [g["key"] for g in booked["groups"]][0] in STATES
+        spent = {"hourly": {"tokens": 1, "action": "stop"}}
+        budget = {"hub_states": {state: spent for state in STATES}}
+        assert (await hub.http.put("/api/costs/budgets", json=budget)).status_code == 200
+        calls_before = len([r for r in claude.requests if r.path == "/v1/messages"])
+        second = await submit_goal(hub, description="A second goal once the budget is spent.")
+        waiting = await wait_goal(hub, second["id"], lambda g: g.model_failures == 1)
+        assert waiting.status == "submitted" and "budget" in waiting.reason
+        assert len([r for r in claude.requests if r.path == "/v1/messages"]) == calls_before
