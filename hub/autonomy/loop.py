@@ -119,7 +119,8 @@ class Autonomy:
                 self._stop_cycle()
                 if decision.to in WORKING_STATES:
                     self._start_cycle(decision.to)
-            if fsm.current is State.EXECUTING and not fsm.paused and await advance_goals(self.hub):
+            driving = not self.hub.settings.goals_loop  # else the goals loop drives the backlog itself
+            if driving and fsm.current is State.EXECUTING and not fsm.paused and await advance_goals(self.hub):
                 self.wake()  # one goal step per tick; the next follows at once
 
     def _stop_cycle(self) -> None:

@@ -103,7 +103,7 @@ class EndpointRanker:
         kind = self._kinds.get(agent.agent_id)
         if kind is None:
             where = self._endpoint(agent.agent_id)[1]
-            kind = self._kinds[agent.agent_id] = (agent.capabilities, agent.executors, agent.models, where)
+            kind = self._kinds[agent.agent_id] = (agent.capabilities, agent.executors, agent.models, where, agent.repos)
         return kind
 
     def _model_terms(
@@ -143,7 +143,8 @@ class EndpointRanker:
         """The agents able to run ``task``, the best first: the best of those running it on its preferred target,
         else the best of all (the rest follow in their order; plan takes the first, so they need no sorting).
 
-        Agents alike (same capabilities, executors, models and endpoint, no affinity with the task's repository)
+        Agents alike (same capabilities, executors, models, endpoint and reachable repositories, no affinity with the
+        task's repository)
         score alike: only the first of each kind is scored, the others follow it."""
         needs = needs_of(task)
         self._scores, self._scores_task = {}, task.id

@@ -51,7 +51,7 @@ async def test_transition_table_guards_every_move(hub: HubHandle, start: GoalSta
 async def test_advance_one_takes_the_most_urgent_goal_first(make_hub: Callable[..., Awaitable[HubHandle]]) -> None:
     """With no loop, each advance_one does one unit: the urgent goal before the older low one; then nothing."""
     async with GoalOllama(GoalReplies([plan(task("a"))])) as model:
-        hub = await make_hub(hub_model_url=model.url, hub_model=MODEL, goals_loop=False)
+        hub = await make_hub(hub_model_url=model.url, hub_model=MODEL, goals_loop=False, autonomy_enabled=False)
         goals = hub.hub.goals
         low = await submit_goal(hub, priority="low")
         urgent = await submit_goal(hub, priority="urgent")
