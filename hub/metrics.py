@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -166,12 +167,27 @@ class HubCollector(Collector):
         yield alerts
 
 
+task_log = logging.getLogger("hub.tasks")
+"""One line per task state change (``AGENTCOM_LOG_TASK_EVENTS``); with ``--log-format json`` its fields are keys."""
+
+
+def log_event(event: L.LifecycleEvent) -> None:
+    """The task lifecycle line of ``event``: what happened, to which task, with the event's short fields."""
+    fields = {
+        k: v for k, v in asdict(event).items() if isinstance(v, str | int | float | bool) and k not in ("seq", "at")
+    }
+    text = " ".join(f"{k}={v}" for k, v in fields.items() if k != "task_id")
+    task_log.info("task %s %s %s", fields.get("task_id", "-"), event.kind, text, extra={"event": event.kind, **fields})
+
+
 async def run_metrics(hub: Hub) -> None:
-    """Count every lifecycle event from now on (a supervised loop of the hub)."""
+    """Count every lifecycle event from now on, and log it when asked (a supervised loop of the hub)."""
     async with hub.queue.feed.subscribe_lossless("metrics", from_seq=hub.queue.feed.delivered_seq) as events:
         async for event in events:
             try:
                 hub.metrics.observe(event)
+                if hub.settings.log_task_events and task_log.isEnabledFor(logging.INFO):
+                    log_event(event)
             except Exception:  # a metric must never stop the hub; the event is simply not counted
                 logger.exception("counting %s failed", event.kind)
             await hub.metrics.counted(event.seq)

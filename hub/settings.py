@@ -80,6 +80,8 @@ class HubSettings(BaseSettings):
     """Backups kept (the newest)."""
     integrity_check: bool = True
     """Check the database (``PRAGMA quick_check``) at start; a damaged one is refused, naming the newest backup."""
+    log_task_events: bool = True
+    """Log one line per task state change (logger ``hub.tasks``): submitted, assigned, accepted, ended..."""
     metrics_public: bool = False
     """Serve ``/metrics`` without a token (for a Prometheus on a trusted network); else any role's token."""
 

@@ -63,8 +63,8 @@ def test_config_errors_exit_78_naming_the_problem(tmp_path: Path) -> None:
 
 
 def test_json_logs_are_one_object_per_line_without_secrets(tmp_path: Path) -> None:
-    """--log-format json: every stderr line is a JSON object with ts, level, logger and msg; the generated admin
-    token is in none of them."""
+    """--log-format json: every stderr line is a JSON object with ts, level, logger and msg; a task's state changes
+    are lines with its id and the event as keys; the generated admin token is in none of them."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCOM_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "hub", "--port", "0", "--data-dir", str(tmp_path / "d"), "--log-format", "json"],
@@ -77,15 +77,21 @@ def test_json_logs_are_one_object_per_line_without_secrets(tmp_path: Path) -> No
         token = (tmp_path / "d" / "admin.token").read_text().strip()
         url = ready.split("url=")[1].split()[0]
         httpx.get(f"{url}/api/tasks", headers={"Authorization": f"Bearer {token}x"})  # an auth failure is logged
+        made = httpx.post(
+            f"{url}/api/tasks", json={"description": "log me"}, headers={"Authorization": f"Bearer {token}"}
+        )
+        task_id = made.json()["task_id"]
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines, "the hub logged nothing"
-    for line in lines:
-        record = json.loads(line)
+    records = [json.loads(line) for line in lines]
+    for line, record in zip(lines, records, strict=True):
         assert {"ts", "level", "logger", "msg"} <= set(record)
         assert token not in line
+    lifecycle = [r for r in records if r["logger"] == "hub.tasks" and r.get("task_id") == task_id]
+    assert [r["event"] for r in lifecycle][:1] == ["task_submitted"], records  # one line per state change
     assert proc.returncode == 0
 
 
