@@ -253,7 +253,8 @@ class HubSettings(BaseSettings):
     cost_max_reservations: int = Field(10_000, ge=1)
     """Budget reservations outstanding at once; past this, model calls are refused (``too_many_reservations``)."""
     cost_default_hub_state: str = "executing"
-    """The hub state calls are charged to until the autonomy FSM says otherwise."""
+    """The hub state agents' calls for tasks are charged to (task work is executing); the hub's own model calls are
+    charged to the state its FSM is in."""
     cost_sweep_interval_s: float = Field(5.0, gt=0)
     """How often expired reservations are released (the ledger is pruned about hourly)."""
     max_task_depth: int = Field(5, ge=0, le=100)

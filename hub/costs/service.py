@@ -92,10 +92,12 @@ class Costs:
         return self.budgets.left(Scope(hub_state=hub_state))
 
     def scope_of(self, task: Task | None, agent_id: str | None, model: str | None, provider: str | None) -> Scope:
+        """What an agent's call for ``task`` counts against. Work on tasks is the hub's executing, whatever state
+        its FSM is in at that moment (``cost_default_hub_state``); the hub's own calls use :attr:`hub_state`."""
         routing = (task.routing_decision or {}) if task is not None else {}
         endpoint = routing.get("selected_endpoint")
         return Scope(task_id=task.id if task is not None else None, goal_id=task.goal_id if task else None,
-                     hub_state=self.hub_state(), agent_id=agent_id, model=model, provider=provider,
+                     hub_state=self.settings.cost_default_hub_state, agent_id=agent_id, model=model, provider=provider,
                      endpoint=endpoint if isinstance(endpoint, str) else None)  # fmt: skip
 
     # --- the sidecars' frames --------------------------------------------------------------------------------------
