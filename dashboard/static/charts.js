@@ -6,6 +6,8 @@ const W = 300;
 const H = 96;
 const PAD = { left: 42, right: 6, top: 8, bottom: 14 }; // wide enough for "59m 59s" at the tick font size
 
+const COMPACT = new Intl.NumberFormat("en-US", { notation: "compact" }); // 50000 -> "50K": the label fits
+
 // The minutes the chart's axis spans: the buckets shown, not the hub's longer window.
 export function shownMinutes(series) {
   return Math.round((series.bucket_ms * (series.completed?.length ?? 0)) / 60000);
@@ -65,7 +67,7 @@ export function renderThroughput(target, note, series) {
   }
   const recent = totals.reduce((a, b) => a + b, 0);
   const minutes = shownMinutes(series);
-  fill(target, recent ? frame(series, String(max), bars, "throughput per bucket")
+  fill(target, recent ? frame(series, COMPACT.format(max), bars, "throughput per bucket")
     : el("p", { class: "empty" }, `No task has finished in the last ${minutes} minutes.`));
   target.dataset.total = String(recent);
   const per = Math.round(series.bucket_ms / 1000);

@@ -13,7 +13,7 @@ import * as panels from "./panels.js";
 import { startRepos } from "./repos.js";
 import { HubSocket } from "./socket.js";
 import { applyEvents, applyExecution, applyMetrics, applySnapshot, state } from "./store.js";
-import { filter, setFromForm } from "./tasklist.js";
+import { fetchMatching, filter, setFromForm } from "./tasklist.js";
 import { refreshTimes, setServerTime } from "./util.js";
 
 const TOKEN_KEY = "agentcom_token";
@@ -230,6 +230,7 @@ watchAlerts(() => mark("health"));
 $("task-filter").addEventListener("input", (event) => {
   setFromForm(event.currentTarget);
   mark("tasks");
+  fetchMatching(() => mark("tasks"));
 });
 $("task-filter").addEventListener("submit", (event) => event.preventDefault());
 $("goal-form").addEventListener("submit", async (event) => {

@@ -1,14 +1,58 @@
-// The task list's search, filters (status, priority) and paging, over the tasks the page holds (every live and
-// dead-letter task, and the most recent finished ones). The tab picks the set; the filters narrow it; pages of
-// PAGE_SIZE rows, newest (or next to run) first.
+// The task list's search, filters (status, priority) and paging. Without a filter the list is the tasks the page
+// holds (the snapshot's bounded lists kept current by events). With one, the hub is asked too: GET /api/tasks with
+// the status and priority (at most FETCH_LIMIT tasks, newest first), merged with the page's live copies; the search
+// words then match description, id, agent and repository. The tab picks the set; pages of PAGE_SIZE rows.
 
+import { api } from "./actions.js";
 import { state } from "./store.js";
 
 export const PAGE_SIZE = 100;
+const FETCH_LIMIT = 1000;
+const PRIORITY_NAMES = ["urgent", "high", "normal", "low"];
 export const filter = { q: "", status: "", priority: "", page: 0 };
+let fetched = new Map(); // task id -> summary, from the hub's answer for the current status and priority
+let fetchedKey = null;
+let asked = 0;
+
+function summary(t) {
+  return { id: t.id, description: String(t.description ?? ""), status: t.status, priority: t.priority,
+    priority_name: PRIORITY_NAMES[t.priority] ?? String(t.priority), outcome: t.outcome ?? null,
+    assigned_to: t.assigned_to ?? null, repo: t.repo ?? null, created_at: t.created_at, updated_at: t.updated_at,
+    assigned_at: t.assigned_at ?? null, retry_count: t.retry_count ?? 0, max_retries: t.max_retries,
+    dead_letter_reason: t.dead_letter_reason ?? null, waiting_reason: t.waiting_reason ?? null };
+}
+
+// Asks the hub for the tasks matching the status and priority; ``redraw`` is called when they are in.
+export async function fetchMatching(redraw) {
+  const key = active() ? JSON.stringify([filter.status, filter.priority]) : null;
+  if (key === fetchedKey) return;
+  fetchedKey = key;
+  const mine = ++asked;
+  if (key === null) {
+    fetched = new Map();
+    return;
+  }
+  const params = new URLSearchParams({ limit: String(FETCH_LIMIT) });
+  if (filter.status) params.set("status", filter.status);
+  if (filter.priority) params.set("priority", filter.priority);
+  try {
+    const answer = await api("GET", `/api/tasks?${params}`);
+    if (mine !== asked) return; // a newer filter was asked meanwhile
+    fetched = new Map((answer.tasks || []).filter((t) => t && typeof t.id === "string").map((t) => [t.id, summary(t)]));
+  } catch {
+    if (mine === asked) fetchedKey = null; // the page's own tasks still show; the next change asks again
+    return;
+  }
+  redraw();
+}
 
 function ordered(tab) {
-  const all = [...state.tasks.values()];
+  const merged = new Map(fetched);
+  for (const t of state.tasks.values()) {
+    const other = merged.get(t.id);
+    if (!other || (t.updated_at ?? 0) >= (other.updated_at ?? 0)) merged.set(t.id, t);
+  }
+  const all = [...merged.values()];
   if (tab === "queued") {
     return all.filter((t) => t.status === "queued").sort((a, b) => a.priority - b.priority || a.created_at - b.created_at);
   }
