@@ -58,7 +58,7 @@ class GoalOllama(FakeOllamaServer):
         super().__init__(replies.decompose, model=MODEL)
         self.replies = replies
 
-    def pick_turn(self, marker_texts: list[str], n_assistant: int) -> Turn:
+    def pick_turn(self, marker_texts: list[str], n_assistant: int, default: Script | None = None) -> Turn:
         return self.replies.pick(self, marker_texts, n_assistant)
 
 
