@@ -100,13 +100,12 @@ function agentRow(a) {
     el("td", {}, el("div", { class: "strong nowrap" }, a.name),
       el("div", { class: "muted small" }, a.agent_id, a.client_type ? ` · ${a.client_type}` : null)),
     el("td", {}, pill(a.fsm_state),
-      a.flags && a.flags.length ? el("div", { class: "small warn" }, a.flags.join(", ")) : null),
+      a.flags && a.flags.length ? el("div", { class: "small warn" }, a.flags.join(", ")) : null, restartCell(a)),
     el("td", { class: `wide later${a.current_task_id ? "" : " none"}` }, currentTask(a)),
     el("td", { class: "opt caps" }, capabilities(a)),
     el("td", { class: "small opt" }, resources(a.resources)),
     el("td", { class: "num opt" }, num(a.completed), " / ", el("span", { class: a.failed ? "bad" : "" }, num(a.failed))),
-    el("td", { class: "nowrap" }, a.status === "online" ? rel(a.last_seen) : rel(a.disconnected_at)),
-    el("td", { class: "actions" }, restartCell(a)));
+    el("td", { class: "nowrap" }, a.status === "online" ? rel(a.last_seen) : rel(a.disconnected_at)));
 }
 
 // Admins restart an online agent's sidecar; while it runs a task the hub defers the restart until the task ends.
@@ -117,8 +116,8 @@ function restartCell(a) {
   if (asked === "deferred" && !pending && !a.current_task_id) restarts.delete(a.agent_id);
   const note = pending || (restarts.get(a.agent_id) === "deferred" && a.current_task_id)
     ? el("span", { class: "small warn", "data-restart": "deferred" }, "deferred ") : null;
-  return [note, el("button", { class: "btn small", type: "button", "data-agent-action": "restart",
-    "data-agent-id": a.agent_id, title: "Restart this agent's sidecar" }, "Restart")];
+  return el("div", { class: "restart nowrap" }, note, el("button", { class: "btn small", type: "button",
+    "data-agent-action": "restart", "data-agent-id": a.agent_id, title: "Restart this agent's sidecar" }, "Restart"));
 }
 
 export function renderAgents() {
@@ -131,7 +130,7 @@ export function renderAgents() {
   }
   const headers = [el("th", {}, "Agent"), el("th", {}, "State"), el("th", {}, "Current task"),
     el("th", { class: "opt" }, "Capabilities · sandbox"), el("th", { class: "opt" }, "Resources"),
-    el("th", { class: "opt", title: "tasks completed / failed" }, "Done"), el("th", {}, "Seen"), el("th", {})];
+    el("th", { class: "opt", title: "tasks completed / failed" }, "Done"), el("th", {}, "Seen")];
   fill($("agents"), table(headers, agents.map(agentRow)));
 }
 

@@ -37,6 +37,9 @@ async def test_restart_button_restarts_idle_agents_and_defers_busy_ones(hub: Hub
     assert await viewer.locator('[data-agent-action="restart"]').count() == 0, "viewers get no Restart"
 
     page = await open_dashboard(hub.url, hub.admin_token)
+    await expect(page.locator('[data-agent-action="restart"]')).to_have_count(2)
+    fits = "(() => { const a = document.getElementById('agents'); return a.scrollWidth <= a.clientWidth; })()"
+    assert await page.evaluate(fits), "the Restart buttons fit in the agents panel without sideways scrolling"
     await page.locator('#agents tr[data-agent-id="sim-idle"] [data-agent-action="restart"]').click()
     await expect(page.locator('.toast[data-kind="ok"]').last).to_contain_text("Restarting sim-idle")
     await idle.wait_for(is_restart)
