@@ -100,10 +100,50 @@ export function submitTask(form) {
   if (assignTo) body.assign_to = assignTo;
   const caps = String(data.get("capabilities") || "").split(",").map((c) => c.trim()).filter(Boolean);
   if (caps.length) body.needed_capabilities = caps;
+  const executor = String(data.get("executor") || "");
+  if (executor) body.executor = executor;
+  const repo = String(data.get("repo") || "");
+  if (repo) body.repo = repo;
+  const checks = String(data.get("checks") || "").split("\n").map((c) => c.trim()).filter(Boolean);
+  if (checks.length) body.verification_steps = checks.map((target) => ({ type: "command_succeeds", target }));
   return run("Submit", async () => {
     const r = await api("POST", "/api/tasks", body);
     toast("ok", `Submitted ${r.task_id} (${r.status})`);
     for (const warning of r.warnings || []) toast("warn", warning);
+    form.reset();
+    return r;
+  });
+}
+
+// What the hub answered to each agent's last restart request ("restarting" or "deferred"), shown in its row.
+export const restarts = new Map();
+
+export function restartAgent(agentId) {
+  return run(`Restart ${agentId}`, async () => {
+    const r = await api("POST", `/api/agents/${encodeURIComponent(agentId)}/restart`);
+    restarts.set(agentId, r.status);
+    toast("ok", r.status === "deferred" ? `Restart of ${agentId} deferred until its task ${r.task_id} ends`
+      : `Restarting ${agentId}`);
+    return r;
+  });
+}
+
+export function acknowledgeAlert(conditionId) {
+  return run(`Acknowledge ${conditionId}`, async () => {
+    const r = await api("POST", `/api/alerts/${encodeURIComponent(conditionId)}/ack`);
+    toast("ok", `Acknowledged ${conditionId}`);
+    return r;
+  });
+}
+
+export function submitGoal(form) {
+  const data = new FormData(form);
+  const body = { description: String(data.get("description") || "").trim(), source: "dashboard" };
+  const repo = String(data.get("repo") || "");
+  if (repo) body.repo = repo;
+  return run("Submit goal", async () => {
+    const r = await api("POST", "/api/goals", body);
+    toast("ok", `Submitted goal ${r.id} (${r.status})`);
     form.reset();
     return r;
   });

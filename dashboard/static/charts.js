@@ -4,10 +4,17 @@ import { duration, el, fill, num } from "./util.js";
 
 const W = 300;
 const H = 96;
-const PAD = { left: 30, right: 4, top: 8, bottom: 14 };
+const PAD = { left: 42, right: 6, top: 8, bottom: 14 }; // wide enough for "59m 59s" at the tick font size
+
+const COMPACT = new Intl.NumberFormat("en-US", { notation: "compact" }); // 50000 -> "50K": the label fits
+
+// The minutes the chart's axis spans: the buckets shown, not the hub's longer window.
+export function shownMinutes(series) {
+  return Math.round((series.bucket_ms * (series.completed?.length ?? 0)) / 60000);
+}
 
 function frame(series, maxLabel, body, legend) {
-  const minutes = Math.round((series.bucket_ms * series.completed.length) / 60000);
+  const minutes = shownMinutes(series);
   const tick = (x, y, text, anchor) => el("text", { class: "tick", x, y, "text-anchor": anchor }, text);
   return el("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": legend },
     el("line", { class: "axis", x1: PAD.left, y1: H - PAD.bottom, x2: W - PAD.right, y2: H - PAD.bottom }),
@@ -59,11 +66,15 @@ export function renderThroughput(target, note, series) {
     }
   }
   const recent = totals.reduce((a, b) => a + b, 0);
-  fill(target, recent ? frame(series, String(max), bars, "throughput per bucket")
-    : el("p", { class: "empty" }, "No task has finished in the last 10 minutes."));
+  const minutes = shownMinutes(series);
+  fill(target, recent ? frame(series, COMPACT.format(max), bars, "throughput per bucket")
+    : el("p", { class: "empty" }, `No task has finished in the last ${minutes} minutes.`));
   target.dataset.total = String(recent);
   const per = Math.round(series.bucket_ms / 1000);
-  note.textContent = `per ${per} s · last hour ${num(series.window_completed)} done, ${num(series.window_failed)} failed`;
+  // The note counts what the axis shows (the same buckets), so label and chart agree.
+  const done = completed.reduce((a, b) => a + b, 0);
+  const failedShown = failed.reduce((a, b) => a + b, 0);
+  note.textContent = `per ${per} s · last ${minutes} min: ${num(done)} done, ${num(failedShown)} failed`;
 }
 
 function line(values, max, cls) {

@@ -1,14 +1,19 @@
 // Entry point: token handling, the live socket, render scheduling and the page's event handlers.
 
-import { cancelTask, retryTask, setToken, submitTask, toast } from "./actions.js";
+import { acknowledgeAlert, cancelTask, restartAgent, retryTask, setToken, submitGoal, submitTask, toast }
+  from "./actions.js";
+import { absorb, watchAlerts } from "./alerts.js";
 import { renderLatency, renderThroughput } from "./charts.js";
+import { startCosts } from "./costs.js";
 import * as detail from "./detail.js";
 import { renderGoals } from "./goals.js";
 import { refreshEndpoints, startEndpoints } from "./endpoints.js";
 import { startHubFsm } from "./hubfsm.js";
 import * as panels from "./panels.js";
+import { startRepos } from "./repos.js";
 import { HubSocket } from "./socket.js";
 import { applyEvents, applyExecution, applyMetrics, applySnapshot, state } from "./store.js";
+import { fetchMatching, filter, setFromForm } from "./tasklist.js";
 import { refreshTimes, setServerTime } from "./util.js";
 
 const TOKEN_KEY = "agentcom_token";
@@ -69,11 +74,14 @@ function onMessage(message) {
       $("role").hidden = false;
       $("role").textContent = message.role === "admin" ? "admin" : "viewer · read-only";
       $("submit-panel").hidden = message.role !== "admin";
+      $("goal-panel").hidden = message.role !== "admin";
       $("dashboard").hidden = false;
       detail.requestDetail(socket);
       startHubFsm();
       mark(...ALL);
       startEndpoints();
+      startCosts();
+      startRepos();
       break;
     case "events": {
       probe.batches += 1;
@@ -154,7 +162,35 @@ function initialToken() {
   return localStorage.getItem(TOKEN_KEY);
 }
 
+// Buttons that call the API once and re-enable when it answered; what the answer changes is redrawn.
+function once(button, promise, ...redraw) {
+  button.disabled = true;
+  promise.finally(() => {
+    button.disabled = false;
+    mark(...redraw);
+  });
+  return promise;
+}
+
 document.addEventListener("click", (event) => {
+  const restart = event.target.closest("[data-agent-action=restart]");
+  if (restart) {
+    event.preventDefault();
+    once(restart, restartAgent(restart.dataset.agentId), "agents");
+    return;
+  }
+  const ack = event.target.closest("[data-ack]");
+  if (ack) {
+    event.preventDefault();
+    once(ack, acknowledgeAlert(ack.dataset.ack).then((current) => { if (current) absorb(current); }), "health");
+    return;
+  }
+  const pager = event.target.closest("[data-page]");
+  if (pager) {
+    filter.page += pager.dataset.page === "next" ? 1 : -1;
+    mark("tasks");
+    return;
+  }
   const action = event.target.closest("[data-action]");
   if (action) {
     event.preventDefault();
@@ -174,6 +210,7 @@ document.addEventListener("click", (event) => {
   const tabButton = event.target.closest("[data-tab]");
   if (tabButton) {
     tab = tabButton.dataset.tab;
+    filter.page = 0;
     for (const b of document.querySelectorAll("[data-tab]")) b.setAttribute("aria-selected", String(b === tabButton));
     mark("tasks");
   }
@@ -181,6 +218,30 @@ document.addEventListener("click", (event) => {
 
 document.addEventListener("keydown", (event) => {
   if (event.key === "Escape") detail.closeDetail();
+  // A task row has focus (tabindex): Enter opens its drawer, as a click does.
+  const row = event.key === "Enter" && event.target.matches?.("tr[data-open-task]") ? event.target : null;
+  if (row && socket) {
+    event.preventDefault();
+    detail.openDetail(row.dataset.openTask, socket);
+  }
+});
+
+watchAlerts(() => mark("health"));
+$("task-filter").addEventListener("input", (event) => {
+  setFromForm(event.currentTarget);
+  mark("tasks");
+  fetchMatching(() => mark("tasks"));
+});
+$("task-filter").addEventListener("submit", (event) => event.preventDefault());
+$("goal-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const button = event.target.querySelector("button[type=submit]");
+  button.disabled = true;
+  try {
+    await submitGoal(event.target);
+  } finally {
+    button.disabled = false;
+  }
 });
 
 $("detail-close").addEventListener("click", () => detail.closeDetail());

@@ -1,6 +1,9 @@
 // Rendering of the fleet panels: counts, health, agents, queue, task lists, dead-letter (DOM built with el()).
 
+import { restarts } from "./actions.js";
+import { acked, conditionsSeen } from "./alerts.js";
 import { agentsSorted, state, tasksFor } from "./store.js";
+import { active, pageOf } from "./tasklist.js";
 import { bytes, el, fill, muted, num, pill, rel, shortId } from "./util.js";
 
 const $ = (id) => document.getElementById(id);
@@ -38,14 +41,28 @@ export function renderCounts() {
 
 export function renderHealth(localAlerts) {
   const h = state.health || { status: "unknown", conditions: [] };
+  const server = h.conditions || [];
+  if (state.role === "admin") conditionsSeen(server);
+  // Acknowledged conditions no longer count toward the status, as in GET /api/alerts.
+  const counted = server.filter((c) => !acked.has(c.id));
+  const status = h.status === "unknown" ? "unknown" : counted.some((c) => c.severity === "critical") ? "critical"
+    : counted.length ? "warning" : "ok";
   const pillEl = $("health-pill");
-  pillEl.dataset.status = h.status;
-  pillEl.textContent = h.status === "ok" ? "healthy" : h.status;
-  const alerts = [...localAlerts, ...(h.conditions || [])];
-  fill($("alerts"), alerts.map((c) => el("div", { class: "alert", "data-severity": c.severity, "data-condition": c.id },
+  pillEl.dataset.status = status;
+  pillEl.textContent = status === "ok" ? "healthy" : status;
+  const alertNode = (c, fromHub) => {
+    const isAcked = fromHub && acked.has(c.id);
+    return el("div", { class: "alert", "data-severity": c.severity, "data-condition": c.id,
+      "data-acknowledged": isAcked ? "true" : null },
     el("b", {}, c.severity), ` ${c.message}`,
     Array.isArray(c.tasks) && c.tasks.length ? [" ", el("span", { class: "muted small" },
-      c.tasks.slice(0, 5).map(shortId).join(", "))] : null)));
+      c.tasks.slice(0, 5).map(shortId).join(", "))] : null,
+    isAcked ? el("span", { class: "muted small" }, ` · acknowledged${acked.get(c.id) ? ` by ${acked.get(c.id)}` : ""}`)
+      : null,
+    fromHub && !isAcked && canAct() ? [" ", el("button", { class: "btn small", type: "button",
+      "data-ack": c.id }, "Acknowledge")] : null);
+  };
+  fill($("alerts"), localAlerts.map((c) => alertNode(c, false)), server.map((c) => alertNode(c, true)));
 }
 
 function resources(r) {
@@ -83,12 +100,24 @@ function agentRow(a) {
     el("td", {}, el("div", { class: "strong nowrap" }, a.name),
       el("div", { class: "muted small" }, a.agent_id, a.client_type ? ` · ${a.client_type}` : null)),
     el("td", {}, pill(a.fsm_state),
-      a.flags && a.flags.length ? el("div", { class: "small warn" }, a.flags.join(", ")) : null),
+      a.flags && a.flags.length ? el("div", { class: "small warn" }, a.flags.join(", ")) : null, restartCell(a)),
     el("td", { class: `wide later${a.current_task_id ? "" : " none"}` }, currentTask(a)),
     el("td", { class: "opt caps" }, capabilities(a)),
     el("td", { class: "small opt" }, resources(a.resources)),
     el("td", { class: "num opt" }, num(a.completed), " / ", el("span", { class: a.failed ? "bad" : "" }, num(a.failed))),
     el("td", { class: "nowrap" }, a.status === "online" ? rel(a.last_seen) : rel(a.disconnected_at)));
+}
+
+// Admins restart an online agent's sidecar; while it runs a task the hub defers the restart until the task ends.
+function restartCell(a) {
+  if (!canAct() || a.status !== "online") return null;
+  const asked = restarts.get(a.agent_id);
+  const pending = (a.flags || []).includes("restart_pending");
+  if (asked === "deferred" && !pending && !a.current_task_id) restarts.delete(a.agent_id);
+  const note = pending || (restarts.get(a.agent_id) === "deferred" && a.current_task_id)
+    ? el("span", { class: "small warn", "data-restart": "deferred" }, "deferred ") : null;
+  return el("div", { class: "restart nowrap" }, note, el("button", { class: "btn small", type: "button",
+    "data-agent-action": "restart", "data-agent-id": a.agent_id, title: "Restart this agent's sidecar" }, "Restart"));
 }
 
 export function renderAgents() {
@@ -164,7 +193,8 @@ const EMPTY_TASKS = {
 };
 
 function taskRow(t) {
-  return el("tr", { "data-task-id": t.id, "data-status": t.status, "data-open-task": t.id, class: "clickable" },
+  return el("tr", { "data-task-id": t.id, "data-status": t.status, "data-open-task": t.id, class: "clickable",
+    tabindex: 0 },
     el("td", { class: "wide" }, el("code", {}, shortId(t.id)), ` ${t.description}`),
     el("td", {}, pill(t.status)),
     el("td", { class: "opt" }, el("span", { class: "prio", "data-priority": t.priority_name }, t.priority_name)),
@@ -176,9 +206,13 @@ function taskRow(t) {
 }
 
 export function renderTasks(tab) {
-  const tasks = tasksFor(tab);
+  const { tasks, page, pages, total } = pageOf(tab);
+  $("task-page").textContent = `page ${page + 1} of ${pages} · ${num(total)} task${total === 1 ? "" : "s"}`;
+  $("task-pager").querySelector('[data-page="prev"]').disabled = page === 0;
+  $("task-pager").querySelector('[data-page="next"]').disabled = page >= pages - 1;
+  $("task-pager").hidden = pages < 2;
   if (!tasks.length) {
-    fill($("tasks"), empty(EMPTY_TASKS[tab] || "Nothing here."));
+    fill($("tasks"), empty(active() ? "No task matches the search and filters." : EMPTY_TASKS[tab] || "Nothing here."));
     return;
   }
   const headers = [el("th", {}, "Task"), el("th", {}, "Status"), el("th", { class: "opt" }, "Priority"),
@@ -220,8 +254,8 @@ export function renderAssignOptions() {
 }
 
 export function renderExtraPanels() {
-  // Hub FSM, goals and costs arrive with their issues; until then their keys are null and the panels stay hidden.
-  for (const [key, id] of [["hub_fsm", "hub-fsm-panel"], ["goals", "goals-panel"], ["costs", "costs-panel"]]) {
+  // The hub FSM and goals panels show once the snapshot carries them; the costs panel shows once costs.js read it.
+  for (const [key, id] of [["hub_fsm", "hub-fsm-panel"], ["goals", "goals-panel"]]) {
     $(id).hidden = state.extra[key] === null;
   }
 }

@@ -10,6 +10,7 @@ const ATTRS = new Set([
   "class", "title", "role", "type", "value", "href", "hidden", "disabled", "selected",
   "aria-hidden", "aria-label", "viewBox", "preserveAspectRatio", "text-anchor",
   "x", "y", "x1", "y1", "x2", "y2", "cx", "cy", "r", "rx", "width", "height", "d",
+  "tabindex",
 ]);
 const DATA_ATTR = /^data-[a-z][a-z0-9-]*$/;
 

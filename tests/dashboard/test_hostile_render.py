@@ -42,7 +42,7 @@ function risky(node) {
   if (node.nodeType !== 1) return null;
   if (RISKY.has(node.tagName.toUpperCase()) && !node.closest("head")
       && !(node.tagName === "SCRIPT" && (node.getAttribute("src") || "").startsWith("/dashboard/static/"))
-      && node.id !== "submit-form" && node.id !== "login-form") return node.tagName;
+      && !["submit-form", "login-form", "goal-form", "task-filter"].includes(node.id)) return node.tagName;
   for (const attr of node.attributes) {
     const name = attr.name.toLowerCase();
     if (name.startsWith("on") || name === "srcdoc") return `${node.tagName}[${name}]`;
@@ -107,6 +107,8 @@ async def test_hostile_fields_render_as_text_and_inject_nothing(hub, browser):
     page = await browser.new_page(viewport={"width": 1600, "height": 1000})
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.set_default_timeout(10_000)
+    budget_key = hostile("budget")  # a budget named by hostile text, shown in the costs panel
+    assert (await hub.http.put("/api/costs/budgets", json={"tasks": {budget_key: {"usd": 1.0}}})).status_code == 200
     await page.add_init_script(WATCH_INJECTIONS)
     await page.goto(f"{hub.url}/dashboard#token={hub.admin_token}")
     await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
@@ -193,6 +195,18 @@ async def test_hostile_fields_render_as_text_and_inject_nothing(hub, browser):
     await page.fill("#submit-form textarea", form_desc)
     await page.click("#submit-form button[type=submit]")
     await expect(page.locator('.toast[data-kind="ok"]').last).to_contain_text("Submitted task-")
+
+    # 5: a goal from the page's goal form; the goals panel lists it.
+    goal_desc = hostile("goal-desc")
+    await page.fill("#goal-form textarea[name=description]", goal_desc)
+    await page.click("#goal-form button[type=submit]")
+    await expect(page.locator('.toast[data-kind="ok"]').last).to_contain_text("Submitted goal")
+    await expect(page.locator("#goals-panel")).to_contain_text(goal_desc)
+    await expect(page.locator("#costs-panel")).to_contain_text(budget_key)
+    search = hostile("search")  # typed into the task search: no task matches, nothing is injected
+    await page.fill("#task-search", search)
+    await expect(page.locator("#tasks .empty")).to_contain_text("No task matches")
+    await page.fill("#task-search", "")
 
     tasks = page.locator("#tasks")
     for text in (done_desc, dead_desc, live_desc, form_desc, agent_id):
