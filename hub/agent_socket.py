@@ -324,18 +324,18 @@ class AgentSession:
         self.hub.fleet.version += 1  # what the fleet can run changed: waiting reasons are looked at again
         self.hub.fleet.scheduler.wake()
 
-
-def pm2_name(info: object) -> str | None:
-    """The pm2 process name from ``identify``'s ``pm2_info`` (``{"name": ...}``), if it is a short string."""
-    name = info.get("name") if isinstance(info, dict) else None
-    return name[:128] if isinstance(name, str) and name else None
-
     async def on_budget_request(self, agent: Agent, msg: P.BudgetRequest) -> None:
         await self.reply(self.hub.costs.on_budget_request(agent.agent_id, msg))  # reserved before any await
 
     async def on_usage_report(self, agent: Agent, msg: P.UsageReport) -> None:
         if (error := await self.hub.costs.on_usage_report(agent.agent_id, msg)) is not None:
             await self.reply(P.ErrorReply(error=f"usage_report_failed: {error}", task_id=msg.task_id))
+
+
+def pm2_name(info: object) -> str | None:
+    """The pm2 process name from ``identify``'s ``pm2_info`` (``{"name": ...}``), if it is a short string."""
+    name = info.get("name") if isinstance(info, dict) else None
+    return name[:128] if isinstance(name, str) and name else None
 
 
 async def serve_agent_socket(ws: WebSocket, hub: Hub) -> None:
