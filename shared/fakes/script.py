@@ -238,9 +238,8 @@ def goal_calc_script() -> Script:
 
 def goal_calc_pr_script() -> Script:
     """The pull-request scenario: the fix and a deploy.cfg task; the verdict leaves the blocked change to a person."""
-    deploy = {"description": calc.DEPLOY_TASK, "depends_on": [0], "files": ["deploy.cfg"], "verification": []}
     why = "the fix waits in a pull request; the deploy.cfg change was blocked by the secret scan and needs a person"
-    return _goal_reply("goal_calc_pr", [calc.FIX_PLAN, deploy], False, why)
+    return _goal_reply("goal_calc_pr", [calc.FIX_PLAN, calc.DEPLOY_PLAN], False, why)
 
 
 SCRIPTS: dict[str, Callable[[], Script]] = {
