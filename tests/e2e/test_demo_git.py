@@ -17,9 +17,11 @@ import pytest
 from scripts.demo_git import GIT_ENV
 from shared.fakes import calc_project as calc
 from tests.conftest import SCALE
+from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "artifacts"
 
 
 def env() -> dict[str, str]:
@@ -79,6 +81,27 @@ def alive(procs: set[tuple[int, str]]) -> set[tuple[int, str]]:
     return left
 
 
+def drawer_text(url: str, task_id: str, screenshot: Path) -> str:
+    """Open the dashboard, click the task, open its diff; returns the drawer's text (and saves a screenshot)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        row = page.locator(f'#tasks tr[data-task-id="{task_id}"]')
+        expect(row).to_be_visible(timeout=15_000)
+        row.click()
+        expect(page.locator("#detail-body [data-change]")).to_contain_text("merged", timeout=15_000)
+        page.locator("#detail-body details summary", has_text="Diff").click()
+        expect(page.locator("#detail-body pre.diff")).to_be_visible()
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(screenshot), full_page=True)
+        text = page.locator("#detail-body").inner_text()
+        browser.close()
+    return text
+
+
 def read_until(proc: subprocess.Popen[str], marker: str, timeout_s: float) -> str:
     """The demo's output up to and including the first line holding ``marker`` (fails on exit or timeout)."""
     assert proc.stdout is not None
@@ -106,6 +129,19 @@ def test_merge_scenario_lands_the_verified_fix_on_main_and_sigterm_stops_everyth
         out += read_until(proc, "admin: ", 10)
         started = descendants(proc.pid)
         assert len(started) >= 5, started  # hub, two sidecars, two fake models
+        task_id = re.search(r"task (task-[0-9a-f]+): completed/verified", out).group(1)  # type: ignore[union-attr]
+        if CHROMIUM.exists():  # the change as a person sees it: the drawer with branch, tier, merge and the diff
+            url = re.search(r"dashboard: (http://\S+/dashboard#token=\w+)", out).group(1)  # type: ignore[union-attr]
+            drawer = drawer_text(url, task_id, ARTIFACTS / "dashboard-demo-git.png")
+            for text in (
+                f"agentcom/{task_id}",
+                "auto_merge",
+                "merged",
+                "calc.py",
+                "-    return a - b",
+                "+    return a + b",
+            ):
+                assert text in drawer, drawer
         proc.send_signal(signal.SIGTERM)
         rest = proc.communicate(timeout=60 * SCALE)[0]
     finally:
@@ -119,7 +155,6 @@ def test_merge_scenario_lands_the_verified_fix_on_main_and_sigterm_stops_everyth
     assert [line.split()[0] for line in phases.strip().splitlines()] == [
         "submitted", "decomposing", "executing", "verifying", "complete",
     ]  # fmt: skip
-    task_id = re.search(r"task (task-[0-9a-f]+): completed/verified", out).group(1)  # type: ignore[union-attr]
     assert "tier auto_merge" in out and "published merged" in out
     bare = data / "repos" / "calc.git"
     main = git("rev-parse", "refs/heads/main", cwd=bare)
