@@ -1,10 +1,17 @@
-"""``agentcom demo``: a hub, two sidecars and a model carry a goal of one sentence to verified completion, locally.
+"""``agentcom demo``: a hub, two sidecars and a model carry a goal of one sentence to a verified change, locally.
 
-The hub's own model decomposes the goal into tasks, the sidecars run them, the hub verifies the goal; ``--tasks``
-submits the earlier hand-written batch of tasks instead. Uses a real Ollama for the sidecars when ``OLLAMA_HOST``
-answers (and for the hub's own model too), else the shipped fake Ollama replaying a scripted trajectory (and says
-so), and for the hub a fake replaying the goal's decomposition and verdict. Every process it starts is stopped on
-exit.
+The default scenario (``--scenario merge``) creates a small git repository (a bare "remote" holding a calculator
+whose test fails), registers it at ``/api/repos`` with auto-merge allowed and submits a goal naming it: the hub's
+model decomposes the goal into a fix, a sidecar's agent makes it on ``agentcom/<task-id>``, verification runs the
+repository's test command on the committed tree and the auto-merge tier fast-forwards main (scripts/demo_git.py).
+``--scenario pr``: review required and a fake forge, so the fix becomes a pull request, and a second change holding
+a token-shaped string is blocked by the secret scan. ``--scenario hello``: the goal without a repository;
+``--tasks``: the hand-written batch of tasks instead of a goal.
+
+Uses a real Ollama for the sidecars when ``OLLAMA_HOST`` answers (and for the hub's own model too), else the shipped
+fake Ollama replaying a scripted trajectory (and says so), and for the hub a fake replaying the goal's decomposition
+and verdict. Every process it starts is stopped on exit, on Ctrl-C and on SIGTERM; ``--keep`` leaves them running
+(with the dashboard's and an admin link) until then.
 """
 
 from __future__ import annotations
