@@ -368,9 +368,11 @@ def run_demo(args: argparse.Namespace) -> int:
         log("== interrupted: stopping everything the demo started")
         return 130
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the cleanup runs to its end
+        previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the cleanup runs to its end
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         demo.stop_all()
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
         if not args.data_dir and not args.keep_files:
             shutil.rmtree(root, ignore_errors=True)
 
