@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,7 @@ def batch(http: httpx.Client, root: Path, n: int, publish: str, timeout_s: float
         "publish": publish,
         "ok": sum(t["status"] == "completed" for t in done),
         "git_ms": git_ms,
-        "published": sorted({str(c.get("published")) for c in changes}),
+        "published": Counter(str(c.get("published")) for c in changes),
         "task_s": [((t.get("completed_at") or t["updated_at"]) - t["created_at"]) / 1000 for t in done],
         "wall_s": wall,
     }
@@ -77,7 +78,7 @@ def row(result: dict[str, Any]) -> str:
     return (
         f"{result['publish']:<7} {result['n']:>5} {result['ok']:>4} {min(ms):>7} {statistics.median(ms):>8.0f}"
         f" {statistics.mean(ms):>7.0f} {max(ms):>7} {statistics.median(result['task_s']):>8.2f}"
-        f" {result['wall_s']:>7.2f}  {','.join(result['published'])}"
+        f" {result['wall_s']:>7.2f}  {' '.join(f'{k}={v}' for k, v in sorted(result['published'].items()))}"
     )
 
 
