@@ -150,7 +150,11 @@ def print_task(task: dict[str, Any]) -> dict[str, Any] | None:
     )
     checks = (task.get("verification_report") or {}).get("checks", [])
     for check in checks:
-        log(f"    check {check['type']} {check.get('target', '')!r}: {check['status']}")
+        said = [line for line in str(check.get("output") or "").splitlines() if line and not line.startswith("[")]
+        log(
+            f"    check {check.get('target', check['type'])!r}: {check['status']}"
+            + (f" ({said[-1][:80]})" if said else "")
+        )
     change = (task.get("result") or {}).get("change")
     if not isinstance(change, dict):
         log("    no change reported")
