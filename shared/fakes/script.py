@@ -27,6 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.applications import Starlette
 from starlette.requests import Request
 
+from shared.fakes import calc_project as calc
+
 Failure = Literal["http_500", "empty", "malformed_json"]
 TRANSIENT_FAILURES = frozenset({"http_500", "malformed_json"})
 MARKER = re.compile(r"\[\[script:([A-Za-z0-9_.-]+)\]\]")
@@ -205,6 +207,41 @@ def goal_demo_script() -> Script:
 HELLO_TASK = "Create hello.py printing hello and a test for it (test_hello.py, runnable with python3)."
 
 
+def _calc_turns(name: str, *writes: tuple[str, str], answer: str) -> Script:
+    """Run the failing test, write ``writes`` (path, content), run the test again, answer."""
+    test = Turn(tool_calls=[ScriptedCall(name="run_command", arguments={"command": calc.TEST_COMMAND})])
+    edits = [Turn(tool_calls=[ScriptedCall(name="write_file", arguments={"path": p, "content": c})]) for p, c in writes]
+    return Script(name=name, turns=[test, *edits, test, Turn(content=answer)])
+
+
+def calc_fix_script() -> Script:
+    """The demo repository's agent: sees test_calc.py fail, fixes add() in calc.py, sees it pass."""
+    return _calc_turns("calc_fix", ("calc.py", calc.CALC_FIXED_PY), answer="add() now adds; test_calc.py passes.")
+
+
+def calc_secret_script() -> Script:
+    """A change the secret scan must block: the fix, plus deploy.cfg holding a token-shaped string."""
+    writes = (("calc.py", calc.CALC_FIXED_PY), ("deploy.cfg", calc.DEPLOY_CFG))
+    return _calc_turns("calc_secret", *writes, answer="Wrote deploy.cfg with the token; the tests pass.")
+
+
+def _goal_reply(name: str, tasks: list[dict[str, Any]], complete: bool, reason: str) -> Script:
+    """The hub's model: one JSON answer read as the decomposition (``tasks``) and as the verdict (the rest)."""
+    answer = json.dumps({"tasks": tasks, "complete": complete, "reason": reason, "gaps": []})
+    return Script(name=name, turns=[Turn(content=answer)])
+
+
+def goal_calc_script() -> Script:
+    """The hub's model for the demo repository: one task fixing add(), then the verdict complete."""
+    return _goal_reply("goal_calc", [calc.FIX_PLAN], True, "add() adds and test_calc.py passes on main")
+
+
+def goal_calc_pr_script() -> Script:
+    """The pull-request scenario: the fix and a deploy.cfg task; the verdict leaves the blocked change to a person."""
+    why = "the fix waits in a pull request; the deploy.cfg change was blocked by the secret scan and needs a person"
+    return _goal_reply("goal_calc_pr", [calc.FIX_PLAN, calc.DEPLOY_PLAN], False, why)
+
+
 SCRIPTS: dict[str, Callable[[], Script]] = {
     "hello_world": hello_world_script,
     "hermes": hermes_script,
@@ -218,6 +255,10 @@ SCRIPTS: dict[str, Callable[[], Script]] = {
     "malformed_response": malformed_response_script,
     "slow": slow_script,
     "goal_demo": goal_demo_script,
+    "calc_fix": calc_fix_script,
+    "calc_secret": calc_secret_script,
+    "goal_calc": goal_calc_script,
+    "goal_calc_pr": goal_calc_pr_script,
 }
 
 

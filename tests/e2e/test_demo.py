@@ -1,5 +1,5 @@
-"""The README's main job: ``agentcom demo`` carries every task to completion, shows it on the dashboard, and cleans
-up after itself."""
+"""The README's main job: ``agentcom demo --tasks`` carries every hand-written task to completion, shows it on the
+dashboard, and cleans up after itself (the goal on a git repository: test_demo_git.py)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def screenshot(url: str, path: Path) -> str:
 
 @pytest.mark.timeout(300)
 def test_demo_completes_every_task_and_stops_its_processes(tmp_path):
-    """The demo finishes every task (the model task verified), its dashboard shows the run, and on Ctrl-C it
+    """The batch of tasks finishes (the model task verified), its dashboard shows the run, and on Ctrl-C it
     leaves no process behind."""
     env = {k: v for k, v in os.environ.items() if k != "OLLAMA_HOST"}
     proc = subprocess.Popen(
@@ -51,6 +51,7 @@ def test_demo_completes_every_task_and_stops_its_processes(tmp_path):
             "--timeout",
             "120",
             "--keep-running",
+            "--tasks",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
