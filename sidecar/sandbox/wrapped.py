@@ -71,7 +71,9 @@ def command_env(workspace: Path, extra: dict[str, str] | None) -> dict[str, str]
     Raises:
         ValueError: A name is empty or has ``=`` or NUL, or a value has NUL (bwrap reads NUL-separated options).
     """
-    env = {"PATH": COMMAND_PATH, "HOME": str(workspace), "LANG": "C.UTF-8"}
+    # No bytecode: a task's tree is committed as it is, and __pycache__ would go into the change (and a stale .pyc
+    # of a file rewritten in the same second can shadow it in the fresh tree verification runs on).
+    env = {"PATH": COMMAND_PATH, "HOME": str(workspace), "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
     for key, value in (extra or {}).items():
         if not key or "=" in key or "\0" in key or "\0" in value:
             raise ValueError(f"invalid environment entry {key!r}")
