@@ -34,6 +34,7 @@ from sidecar.agent.cost import claude_cost_usd, equivalent_claude_cost_usd
 from sidecar.agent.loop import ITERATIONS_BY_TIER, RETRYABLE_ENDINGS, Guardrails, LoopResult, ReactLoop
 from sidecar.agent.loop import TerminationReason as Ending
 from sidecar.agent.ollama import OllamaChatModel
+from sidecar.agent.openai_compat import OpenAIChatModel
 from sidecar.agent.parser import ParseStats
 from sidecar.agent.tools import ToolRegistry
 from sidecar.agent.trajectory import Trajectory, trajectory_path
@@ -86,7 +87,7 @@ class AgenticExecutor:
         """Yes: the agent only changes its own workspace (no network), so a re-run resumes from the files left."""
         return True
 
-    def make_model(self, task: TaskAssign) -> OllamaChatModel | ClaudeChatModel:
+    def make_model(self, task: TaskAssign) -> OllamaChatModel | OpenAIChatModel | ClaudeChatModel:
         raise NotImplementedError
 
     def costs_usd(self, model: str, tokens_in: int, tokens_out: int) -> tuple[float, float]:
@@ -225,6 +226,35 @@ class OllamaExecutor(AgenticExecutor):
         return 0.0, equivalent_claude_cost_usd(tokens_in, tokens_out)
 
 
+class OpenAIExecutor(AgenticExecutor):
+    """The agent on a local OpenAI-compatible server (llama.cpp, vLLM, LM Studio): costs nothing, like Ollama.
+
+    Its own executor name (``openai``), so the hub routes to it only when an agent really has such a server.
+    """
+
+    name = "openai"
+
+    def __init__(self, sandbox: Sandbox, *, base_url: str, api_key: str | None = None, default_model: str | None = None,
+                 config: AgenticConfig | None = None, **model_options: Any) -> None:  # fmt: skip
+        super().__init__(sandbox, config)
+        self.base_url, self._api_key, self.default_model = base_url, api_key, default_model
+        self.model_options = model_options
+        """``model_options`` go to ``OpenAIChatModel`` (context_length, temperature, max_tokens, max_retries...)."""
+
+    def __repr__(self) -> str:
+        return f"<OpenAIExecutor base_url={self.base_url!r} default_model={self.default_model!r}>"
+
+    def make_model(self, task: TaskAssign) -> OpenAIChatModel:
+        selected = task.routing_decision.model if task.routing_decision is not None else None
+        model = selected if selected and not selected.startswith("claude") else self.default_model
+        if not model:
+            raise ValueError("no model for the OpenAI-compatible server: the routing selected none and no default")
+        return OpenAIChatModel(self.base_url, model, api_key=self._api_key, **self.model_options)
+
+    def costs_usd(self, model: str, tokens_in: int, tokens_out: int) -> tuple[float, float]:
+        return 0.0, equivalent_claude_cost_usd(tokens_in, tokens_out)
+
+
 class ClaudeExecutor(AgenticExecutor):
     """The agent on the Anthropic API, priced from the table in ``sidecar.agent.cost``."""
 
@@ -311,6 +341,6 @@ def _check(step: Any) -> str:
 
 
 __all__ = [
-    "AgenticConfig", "AgenticExecutor", "ClaudeExecutor", "OllamaExecutor", "system_prompt", "task_prompt",
-    "final_outcome",
+    "AgenticConfig", "AgenticExecutor", "ClaudeExecutor", "OllamaExecutor", "OpenAIExecutor", "system_prompt",
+    "task_prompt", "final_outcome",
 ]  # fmt: skip
