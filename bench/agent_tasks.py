@@ -21,17 +21,20 @@ def _py(code: str, description: str) -> dict[str, Any]:
 
 
 CALC_PY = "def add(a, b):\n    return a - b\n\n\ndef mul(a, b):\n    return a * b\n"
-TEST_CALC_PY = (
-    "from calc import add, mul\n\nassert add(2, 3) == 5, add(2, 3)\nassert mul(2, 3) == 6\nprint('PASS')\n"
-)
-SHAPES_PY = (
-    "def report(w, h, r):\n"
-    "    rect = w * h\n"
-    "    circle = 3.14159 * r * r\n"
-    "    return rect, circle\n"
-)
+TEST_CALC_PY = "from calc import add, mul\n\nassert add(2, 3) == 5, add(2, 3)\nassert mul(2, 3) == 6\nprint('PASS')\n"
+SHAPES_PY = "def report(w, h, r):\n    rect = w * h\n    circle = 3.14159 * r * r\n    return rect, circle\n"
 STATS_PY = "def mean(xs):\n    return sum(xs) / (len(xs) + 1)\n"
-MAXIMUM_PY = "def largest(xs):\n    best = xs[0]\n    for x in xs:\n        if x < best:\n            best = x\n    return best\n"
+MAXIMUM_PY = "\n".join(
+    [
+        "def largest(xs):",
+        "    best = xs[0]",
+        "    for x in xs:",
+        "        if x < best:",
+        "            best = x",
+        "    return best",
+        "",
+    ]
+)
 
 TASKS: list[BenchTask] = [
     BenchTask("fizzbuzz", "Create fizzbuzz.py with a function fizzbuzz(n) that returns a list of strings for 1..n: "

@@ -109,7 +109,8 @@ async def run_task(executor: OpenAIExecutor, task: BenchTask, root: Path, timeou
         (workspace / name).chmod(0o666)
     assign = TaskAssign(task_id=f"bench-{task.name}", description=task.description, generation=1, assigned_at=0,
                         verification_steps=task.checks, max_verification_retries=1,
-                        metadata={"timeout_ms": int(timeout_s * 1000)}, complexity={"effective_tier": "standard"})  # fmt: skip
+                        metadata={"timeout_ms": int(timeout_s * 1000)},
+                        complexity={"effective_tier": "standard"})  # fmt: skip
     offset, started = log_offset(log_path), time.monotonic()
     outcome = await executor.run(assign, workspace, Sink())
     details = outcome.details or {}
@@ -130,17 +131,19 @@ async def run_task(executor: OpenAIExecutor, task: BenchTask, root: Path, timeou
 def print_table(rows: list[dict[str, Any]], label: str) -> None:
     print(f"\n{label}")
     header = f"{'task':<14} {'verified':<8} {'steps':>5} {'tok in':>7} {'tok out':>7} {'eval':>6} {'cached':>7} " \
-             f"{'s':>6}  {'termination':<15} parser paths"  # fmt: skip
+             f"{'s':>6}  {'termination':<19} parser paths"  # fmt: skip
     print(header)
     print("-" * len(header))
     for r in rows:
         paths = ", ".join(f"{k}={v}" for k, v in r["paths"].items())
         evaluated = "-" if r["log_evaluated"] is None else r["log_evaluated"]
         cached = "-" if r["log_cached"] is None else r["log_cached"]
-        print(f"{r['task']:<14} {'yes' if r['verified'] else 'no':<8} {r['steps']:>5} {r['tokens_in']:>7} "
-              f"{r['tokens_out']:>7} {evaluated:>6} {cached:>7} {r['seconds']:>6}  {r['termination']:<15} {paths}")  # fmt: skip
+        verified = "yes" if r["verified"] else "no"
+        print(f"{r['task']:<14} {verified:<8} {r['steps']:>5} {r['tokens_in']:>7} {r['tokens_out']:>7} "
+              f"{evaluated:>6} {cached:>7} {r['seconds']:>6}  {r['termination']:<19} {paths}")  # fmt: skip
     done = sum(r["verified"] for r in rows)
-    print(f"verified {done}/{len(rows)} ({100 * done / max(len(rows), 1):.0f}%), steps {sum(r['steps'] for r in rows)}, "
+    share = 100 * done / max(len(rows), 1)
+    print(f"verified {done}/{len(rows)} ({share:.0f}%), steps {sum(r['steps'] for r in rows)}, "
           f"tokens {sum(r['tokens_in'] for r in rows)}+{sum(r['tokens_out'] for r in rows)}, "
           f"{sum(r['seconds'] for r in rows):.0f} s")  # fmt: skip
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from shared.protocol import AgentRestarting, HubMessage, Identify, RestartSidecar
-from sidecar.agent.agentic import AgenticConfig, ClaudeExecutor, OllamaExecutor
+from sidecar.agent.agentic import AgenticConfig, ClaudeExecutor, OllamaExecutor, OpenAIExecutor
 from sidecar.host.resources import report_resources
 from sidecar.runtime.connection import HubLink, IdentifyRejected, serve_hub
 from sidecar.runtime.executor import Executor, ExecutorRegistry
@@ -79,7 +79,8 @@ def build_identify(settings: SidecarSettings, sandbox_level: str, executors: lis
 
 
 def build_registry(settings: SidecarSettings, sandbox: Sandbox) -> ExecutorRegistry:
-    """The executors this sidecar offers: shell always, Ollama with an ``ollama_url``, Claude with an API key."""
+    """The executors this sidecar offers: shell always, Ollama with an ``ollama_url``, ``openai`` with an
+    ``openai_url``, Claude with an API key."""
     shell = ShellExecutor(
         sandbox,
         default_timeout_s=settings.limits.task_timeout_s,
@@ -99,6 +100,15 @@ def build_registry(settings: SidecarSettings, sandbox: Sandbox) -> ExecutorRegis
             host=settings.ollama_url,
             default_model=settings.models[0] if settings.models else None,
             config=config,
+        )
+    if settings.openai_url:
+        executors["openai"] = OpenAIExecutor(
+            sandbox,
+            base_url=settings.openai_url,
+            api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key is not None else None,
+            default_model=settings.openai_model or (settings.models[0] if settings.models else None),
+            config=config,
+            context_length=settings.openai_context_length,
         )
     if settings.anthropic_api_key is not None:
         executors["claude"] = ClaudeExecutor(
@@ -207,7 +217,8 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     api_key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else ""
-    redact = RedactSecret(settings.token.get_secret_value(), api_key)
+    openai_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""
+    redact = RedactSecret(settings.token.get_secret_value(), api_key, openai_key)
     for handler in logging.getLogger().handlers:
         handler.addFilter(redact)
     if args.doctor:

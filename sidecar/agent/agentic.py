@@ -33,6 +33,7 @@ from shared.protocol import TaskAssign
 from sidecar.agent.cost import claude_cost_usd, equivalent_claude_cost_usd
 from sidecar.agent.loop import ITERATIONS_BY_TIER, RETRYABLE_ENDINGS, Guardrails, LoopResult, ReactLoop
 from sidecar.agent.loop import TerminationReason as Ending
+from sidecar.agent.nudges import COMPACT_CONTEXT, FEW_SHOT, FINISH_TOOL
 from sidecar.agent.ollama import OllamaChatModel
 from sidecar.agent.openai_compat import OpenAIChatModel
 from sidecar.agent.parser import ParseStats
@@ -78,6 +79,8 @@ class AgenticExecutor:
     """The shared build → verify → fix run; subclasses say which model to talk to and what it costs."""
 
     name = "agentic"
+    few_shot = True
+    """Show an example of a correct call in the system prompt (small local models need it, Claude does not)."""
 
     def __init__(self, sandbox: Sandbox, config: AgenticConfig | None = None) -> None:
         self.sandbox = sandbox
@@ -106,8 +109,10 @@ class AgenticExecutor:
             stats = ParseStats()
             trajectory = Trajectory(workspace, task_id=task.task_id, provider=model.provider, model=model.model,
                                     tools=[s["function"] for s in tools.schemas_ollama()])  # fmt: skip
-            trajectory.messages.append({"role": "system", "content": system_prompt(tools)})
-            loop = ReactLoop(model, tools, events, trajectory, stats, token_interval_s=self.config.token_interval_s)
+            compact = getattr(model, "num_ctx", COMPACT_CONTEXT + 1) <= COMPACT_CONTEXT
+            trajectory.messages.append({"role": "system", "content": system_prompt(tools, few_shot=self.few_shot)})
+            loop = ReactLoop(model, tools, events, trajectory, stats, token_interval_s=self.config.token_interval_s,
+                             compact=compact)  # fmt: skip
             timeout_s = task_timeout_s(task, self.config.default_timeout_s)
             guardrails = self._guardrails(task, started, timeout_s)
             await events.emit(
@@ -119,19 +124,23 @@ class AgenticExecutor:
             )
         report = history[-1]
         status = final_outcome(report, result.termination_reason, loop.changes > 0)
+        # A failed task never reports "completed": the loop ended normally, the checks failed.
+        ending = "verification_failed" if status == "failed" and result.termination_reason is Ending.COMPLETED \
+            else result.termination_reason.value  # fmt: skip
         cost, equivalent = self.costs_usd(model.model, loop.tokens_in, loop.tokens_out)
         usage = Usage(tokens_in=loop.tokens_in, tokens_out=loop.tokens_out, model=model.model, provider=model.provider,
                       cost_usd=cost, equivalent_cost_usd=equivalent)  # fmt: skip
         details = {
             "verification_report": report, "verification_history": history, "outcome": status,
-            "verification_attempts": len(history), "termination_reason": result.termination_reason.value,
+            "verification_attempts": len(history), "termination_reason": ending,
             "termination_detail": result.detail, "iterations_used": loop.iterations, "usage": usage,
             "duration_ms": int((time.monotonic() - started) * 1000), "parse_stats": stats.as_dict(),
             "trajectory_path": trajectory_path(Path(".")).as_posix(),
+            "prompt_tokens_reevaluated": loop.tokens_reevaluated,
         }  # fmt: skip
         trajectory.save(outcome=status, cost_usd=cost, duration_ms=details["duration_ms"])
-        text = f"{status} ({result.termination_reason.value})"
-        await events.emit("agent_finished", text, outcome=status, termination_reason=result.termination_reason.value,
+        text = f"{status} ({ending})"
+        await events.emit("agent_finished", text, outcome=status, termination_reason=ending,
                           iterations_used=loop.iterations, tokens_in=loop.tokens_in, tokens_out=loop.tokens_out,
                           cost_usd=cost)  # fmt: skip
         common: dict[str, Any] = {
@@ -259,6 +268,7 @@ class ClaudeExecutor(AgenticExecutor):
     """The agent on the Anthropic API, priced from the table in ``sidecar.agent.cost``."""
 
     name = "claude"
+    few_shot = False
 
     def __init__(self, sandbox: Sandbox, *, api_key: str, base_url: str | None = None,
                  default_model: str = "claude-sonnet-4-6", config: AgenticConfig | None = None,
@@ -300,13 +310,14 @@ def _template(name: str) -> str:
     return Path(__file__).with_name("prompts").joinpath(name).read_text(encoding="utf-8")
 
 
-def system_prompt(tools: ToolRegistry) -> str:
-    """The system prompt: role, tools (first sentence of each description), workflow and rules."""
+def system_prompt(tools: ToolRegistry, *, few_shot: bool = False) -> str:
+    """The system prompt: role, tools (first sentence of each description), workflow, rules and, with ``few_shot``,
+    an example of a correct call. It never changes during a run (the model server caches its tokens)."""
     lines = []
-    for schema in tools.schemas_ollama():
-        spec = schema["function"]
+    for spec in [*(schema["function"] for schema in tools.schemas_ollama()), FINISH_TOOL]:
         lines.append(f"- {spec['name']}: {spec['description'].split('. ')[0].rstrip('.')}.")
-    return _template("agentic_system.txt").format(tool_list="\n".join(lines))
+    examples = f"\n{FEW_SHOT}\n" if few_shot else ""
+    return _template("agentic_system.txt").format(tool_list="\n".join(lines), examples=examples)
 
 
 def task_prompt(task: TaskAssign) -> str:
