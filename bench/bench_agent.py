@@ -5,7 +5,7 @@ OpenAI-compatible server (llama.cpp's, vLLM, LM Studio, Ollama's ``/v1``). Not i
     python -m bench.bench_agent --url http://127.0.0.1:8080 [--model NAME] [--tasks N]
     python -m bench.bench_agent --start-server [--llm-dir /work/llm] [--tasks N]
 
-``--start-server`` runs ``<llm-dir>/venv/bin/python -m llama_cpp.server --model <llm-dir>/model.gguf`` on a free
+``--start-server`` runs ``llama_cpp.server`` from ``<llm-dir>/venv`` on ``<llm-dir>/model.gguf`` on a free
 port (``scripts/setup_model.sh`` builds both) and stops it at the end; its log then also gives the prompt tokens the
 server really evaluated per step (``prefix-match hit, remaining N prompt tokens to eval``), i.e. how well the loop
 keeps the conversation prefix stable for the KV cache. Without a reachable server and without the setup, it prints
@@ -35,6 +35,23 @@ from shared.protocol import TaskAssign
 from sidecar.agent.agentic import AgenticConfig, OpenAIExecutor
 from sidecar.sandbox.probe import probe_sandbox
 
+LAUNCHER = """
+import runpy, sys
+import llama_cpp
+import llama_cpp.llama
+if "--repack" in sys.argv:
+    sys.argv.remove("--repack")
+else:  # the CPU's extra buffer types (AMX/repacked weights) crash on some virtual machines: use plain buffers
+    default = llama_cpp.llama_model_default_params
+    def plain():
+        params = default()
+        params.use_extra_bufts = False
+        return params
+    llama_cpp.llama_model_default_params = llama_cpp.llama.llama_cpp.llama_model_default_params = plain
+sys.argv[0] = "llama_cpp.server"
+runpy.run_module("llama_cpp.server", run_name="__main__")
+"""
+"""Runs llama_cpp.server; without ``--repack`` its weights stay in plain CPU buffers."""
 PREFIX_HIT = re.compile(r"(\d+) prefix-match hit, remaining \d+ prompt tokens to eval")
 PROMPT_EVAL = re.compile(r"prompt eval time =\s*[\d.]+ ms /\s*(\d+) tokens")
 
@@ -67,9 +84,12 @@ def reachable(url: str) -> list[str] | None:
         return None
 
 
-def start_server(llm_dir: Path, log_path: Path, ctx: int, threads: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    llm_dir: Path, log_path: Path, ctx: int, threads: int, repack: bool
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    command = [str(llm_dir / "venv/bin/python"), "-m", "llama_cpp.server", "--model", str(llm_dir / "model.gguf"),
+    command = [str(llm_dir / "venv/bin/python"), "-c", LAUNCHER, *(["--repack"] if repack else []),
+               "--model", str(llm_dir / "model.gguf"),
                "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(ctx), "--n_threads", str(threads),
                "--model_alias", "local"]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
@@ -160,7 +180,7 @@ async def main_async(args: argparse.Namespace) -> int:
             print(f"skipped: {llm_dir}/model.gguf or {llm_dir}/venv is missing (run scripts/setup_model.sh)")
             return 0
         log_path = log_path or Path(tempfile.gettempdir()) / f"bench-agent-llm-{os.getpid()}.log"
-        process, url = start_server(llm_dir, log_path, args.ctx, args.threads)
+        process, url = start_server(llm_dir, log_path, args.ctx, args.threads, args.repack)
     models = reachable(url) or []
     model = args.model or (models[0] if models else "local")
     try:
@@ -196,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per task")
     parser.add_argument("--ctx", type=int, default=8192, help="context window (server and client)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--repack", action="store_true", help="let llama.cpp repack weights (AMX...); crashes on some VMs"
+    )
     parser.add_argument("--max-tokens", type=int, default=768, help="output tokens per reply")
     parser.add_argument("--uid-base", type=int, default=300_000 + 1000 * (os.getpid() % 100))
     parser.add_argument("--label", default="bench_agent")
