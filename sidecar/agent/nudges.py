@@ -67,14 +67,16 @@ def may_end_with_text(text: str, acted: bool) -> bool:
 
 
 def compact_specs(specs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Tool specs with only the first sentence of each description (tool and parameters), for small windows."""
+    """Tool specs with only the first sentence of each description (tool and parameters) and no defaults or limits,
+    for small context windows."""
     compact = []
     for spec in specs:
         parameters = dict(spec["parameters"])
-        properties = {
-            name: {**prop, "description": first_sentence(prop["description"])} if "description" in prop else prop
+        properties = {  # type and a short description; defaults and limits are left to the tool's own checks
+            name: {key: first_sentence(value) if key == "description" else value for key, value in prop.items()
+                   if key in ("type", "description", "enum")}
             for name, prop in (parameters.get("properties") or {}).items()
-        }
+        }  # fmt: skip
         compact.append({**spec, "description": first_sentence(spec["description"]),
                         "parameters": {**parameters, "properties": properties}})  # fmt: skip
     return compact
