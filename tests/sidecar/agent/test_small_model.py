@@ -157,3 +157,18 @@ async def test_openai_executor_reports_reevaluated_tokens_and_finishes(sandbox, 
     assert edit["description"] == "Replace one exact span of text in a file."
     system = first["messages"][0]["content"]
     assert "<tool_call>" in system and '"name": "finish"' in system  # the few-shot example
+
+
+def test_a_broken_call_beside_a_valid_one_is_a_format_error_not_half_a_plan() -> None:
+    """As the 1.5B model wrote it: a write_file call with a Python triple-quoted string (not JSON) and then a
+    run_command to test it; nothing runs, and the message names the triple quotes."""
+    from sidecar.agent.parser import parse_reply
+
+    reply = (
+        'Implement:\n```json\n{\n  "name": "write_file",\n  "arguments": {\n    "path": "fizzbuzz.py",\n'
+        '    "content": """\ndef fizzbuzz(n):\n    return []\n"""\n  }\n}\n```\n\nVerify:\n```json\n'
+        '{"name": "run_command", "arguments": {"command": "python3 -c \\"import fizzbuzz\\""}}\n```'
+    )
+    parsed = parse_reply(reply, None, ["write_file", "run_command"])
+    assert parsed.calls == () and parsed.error is not None
+    assert parsed.error.reason == "malformed_json" and "triple-quoted" in parsed.error.message
