@@ -191,7 +191,8 @@ async def main_async(args: argparse.Namespace) -> int:
         root = Path(tempfile.mkdtemp(prefix="bench-agent-"))
         root.chmod(0o755)
         rows = []
-        for task in TASKS[: args.tasks]:
+        chosen = [t for t in TASKS if t.name in args.only.split(",")] if args.only else TASKS[: args.tasks]
+        for task in chosen:
             row = await run_task(executor, task, root, args.timeout, log_path)
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
@@ -213,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--llm-dir", default="/work/llm", help="holds venv/ and model.gguf (scripts/setup_model.sh)")
     parser.add_argument("--log", help="the server's log file, to read its KV-cache reuse (prefix-match hits)")
     parser.add_argument("--tasks", type=int, default=len(TASKS), help=f"run the first N of {len(TASKS)} tasks")
+    parser.add_argument("--only", help="comma-separated task names to run instead (see bench/agent_tasks.py)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per task")
     parser.add_argument("--ctx", type=int, default=8192, help="context window (server and client)")
     parser.add_argument("--threads", type=int, default=2)
