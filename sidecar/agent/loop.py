@@ -22,8 +22,10 @@ Guardrails (checked before every model call unless said otherwise):
 
 The end of the work is a ``finish`` call (see :mod:`sidecar.agent.nudges`); a reply without any call is a format
 error answered with a nudge (``no_call``), unless the model already acted in this attempt and the text holds no
-code. The conversation only grows (nothing per step is written before the newest message), so a model server can
-reuse its KV cache for the whole prefix; the prompt tokens it still evaluated are summed in ``tokens_reevaluated``.
+code; code shown in a fenced block beside calls that write no file gets a note that it was not saved (a
+``nudge`` step). The conversation only grows (nothing per step is written before the newest message), so a model
+server can reuse its KV cache for the whole prefix; the prompt tokens it still evaluated are summed in
+``tokens_reevaluated``.
 
 A failing tool, a sandbox denial included, is an observation for the model, never the end of the loop. A model
 call that is retried is streamed as a ``model_retry`` event, one that fails for good as ``model_error``.
@@ -41,7 +43,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from sidecar.agent.models import ChatModel, ContextOverflow, ModelError, ModelTurn
-from sidecar.agent.nudges import FINISH, FINISH_TEXT, FINISH_TOOL, compact_specs, may_end_with_text, no_call_message
+from sidecar.agent.nudges import (
+    FINISH,
+    FINISH_TEXT,
+    FINISH_TOOL,
+    UNSAVED_TEXT,
+    compact_specs,
+    may_end_with_text,
+    no_call_message,
+    unsaved_code,
+)
 from sidecar.agent.parser import FormatError, ParsedReply, ParseStats, ToolCall, parse_reply
 from sidecar.agent.tools import Observation, ToolError, ToolRegistry, summarize_args, summarize_result
 from sidecar.agent.trajectory import Trajectory, turn_event
@@ -188,7 +199,12 @@ class ReactLoop:
             await self._format_error(turn, reply.error)
         elif reply.calls:
             self._format_errors = 0
-            await self._act(turn, reply.calls)
+            try:
+                await self._act(turn, reply.calls)
+            finally:
+                if unsaved_code(turn.content, (call.name for call in reply.calls)):
+                    self.trajectory.messages.append({"role": "user", "content": UNSAVED_TEXT})
+                    self.trajectory.add("nudge", attempt=self.attempt, iteration=self.iterations, reason="unsaved_code")
         else:
             raise StopLoop(TerminationReason.COMPLETED, reply.final_answer or "")
         self.trajectory.save()

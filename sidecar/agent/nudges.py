@@ -27,10 +27,16 @@ FINISH_TOOL: dict[str, Any] = {
     },
 }
 FINISH_TEXT = "Finished: the checks run now."
+WRITING_TOOLS = frozenset({"write_file", "edit_file"})
+UNSAVED_TEXT = (
+    "Note: your reply showed code in a fenced block, but that code was NOT saved anywhere. Code only reaches a file "
+    "through a write_file call (path and the complete content) or an edit_file call."
+)
 COMPACT_CONTEXT = 16_384
 """Windows up to this many tokens get the compact tool descriptions."""
 
 _FENCE = re.compile(r"```")
+_FENCED = re.compile(r"```([\w+-]*)[^\n]*\n(.*?)```", re.S)
 _CODE_LINE = re.compile(r"^\s*(def |class |import |from \S+ import |#!|if __name__)", re.M)
 
 FEW_SHOT = """\
@@ -59,6 +65,13 @@ def no_call_message(text: str, tools: Iterable[str]) -> str:
     else:
         head = "Your reply has no tool call, so nothing happened. You must call a tool to act."
     return f"{head} Available tools: {names}. When the task is done and checked, call finish with a summary."
+
+
+def unsaved_code(text: str, called: Iterable[str]) -> bool:
+    """Whether a reply shows code in a fenced block (not a JSON call) while none of its calls writes a file."""
+    if any(name in WRITING_TOOLS for name in called):
+        return False
+    return any(lang.lower() != "json" and not body.lstrip().startswith("{") for lang, body in _FENCED.findall(text))
 
 
 def may_end_with_text(text: str, acted: bool) -> bool:

@@ -172,3 +172,15 @@ def test_a_broken_call_beside_a_valid_one_is_a_format_error_not_half_a_plan() ->
     parsed = parse_reply(reply, None, ["write_file", "run_command"])
     assert parsed.calls == () and parsed.error is not None
     assert parsed.error.reason == "malformed_json" and "triple-quoted" in parsed.error.message
+
+
+async def test_fenced_code_beside_a_call_that_saves_nothing_gets_a_note(fake_ollama, make_run, workspace) -> None:  # noqa: F811
+    """Code shown in a ```python block next to a run_command (as the 1.5B model did) is pointed out as not saved;
+    beside a write_file call it is not."""
+    shown = Turn(content="```python\ndef reverse_words(s):\n    return s\n```", tool_calls=[HELLO_CALLS[2]])
+    written = Turn(content="```python\nprint('hello')\n```", tool_calls=[HELLO_CALLS[0]])
+    run = make_run(await fake_ollama(Script(name="shown", turns=[shown, written, finish()])))
+    await run.run()
+    second, third = run.chat_bodies()[1]["messages"], run.chat_bodies()[2]["messages"]
+    assert second[-1]["role"] == "user" and "NOT saved" in second[-1]["content"]
+    assert third[-1]["role"] == "tool" and (workspace / "hello.py").is_file()
