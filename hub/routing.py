@@ -20,17 +20,18 @@ from hub.tasks import Task
 from shared.payloads import RoutingDecision
 
 TIER_CHAINS: dict[str, tuple[str, ...]] = {
-    "trivial": ("ollama", "claude"),
-    "standard": ("ollama", "claude"),
-    "complex": ("claude", "ollama"),
-    "unknown": ("ollama", "claude"),
+    "trivial": ("ollama", "openai", "claude"),
+    "standard": ("ollama", "openai", "claude"),
+    "complex": ("claude", "ollama", "openai"),
+    "unknown": ("ollama", "openai", "claude"),
 }
-"""Targets per effective tier, preferred first. Local models for everyday work, Claude for complex work; each falls
-back on the other when the agent lacks it (Claude for a small task only when the agent has no local model)."""
+"""Targets per effective tier, preferred first. Local models (Ollama's API, else an OpenAI-compatible server such as
+llama.cpp's) for everyday work, Claude for complex work; each falls back on the others when the agent lacks it
+(Claude for a small task only when the agent has no local model)."""
 DEFAULT_TIER = "standard"
 EXECUTOR_ALIASES = {"sidecar": "shell"}
 """Older names of an executor (the original hub's ``sidecar`` target meant "run it there as a shell command")."""
-LOCAL_MODEL_TARGETS = frozenset({"ollama"})
+LOCAL_MODEL_TARGETS = frozenset({"ollama", "openai"})
 """Targets that run one of the agent's own models (so need one it lists)."""
 
 
@@ -105,7 +106,9 @@ def serves(
     if target in LOCAL_MODEL_TARGETS:
         if pinned_model is not None:
             return pinned_model in models, pinned_model
-        return bool(models), models[0] if models else None
+        if models:
+            return True, models[0]
+        return target == "openai", None  # an OpenAI-compatible server answers with the model it serves
     return True, pinned_model  # an executor the hub knows nothing more about
 
 
@@ -128,7 +131,7 @@ def route(task: Task, executors: frozenset[str] | None, models: tuple[str, ...])
     return route_needs(needs_of(task), executors, models)
 
 
-PROVIDERS = {"ollama": "ollama", "claude": "claude"}
+PROVIDERS = {"ollama": "ollama", "openai": "openai", "claude": "claude"}
 """Executor → who serves its model, named as the sidecar's model clients name it in ``Usage.provider``."""
 
 

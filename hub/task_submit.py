@@ -71,7 +71,7 @@ class TaskSubmit(BaseModel):
     repo: Annotated[str, Field(max_length=512), NoControl] | None = None
     branch: Annotated[str, Field(max_length=256), NoControl] | None = None
     goal_id: Annotated[str, Field(max_length=128), NoControl] | None = None
-    executor: Literal["shell", "ollama", "claude"] | None = None
+    executor: Literal["shell", "ollama", "claude", "openai"] | None = None
     skip_verification: bool = False
     verification_timeout_ms: Annotated[int, Field(gt=0, le=3_600_000)] | None = None
     max_verification_retries: Annotated[int, Field(ge=0, le=5)] = 0

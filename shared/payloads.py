@@ -178,6 +178,9 @@ class TaskResult(SafePayload):
     provider: ShortText | None = Field(default=None, exclude=True)
     cost_usd: Usd | None = Field(default=None, exclude=True)
     equivalent_claude_cost_usd: Usd | None = Field(default=None, exclude=True)
+    # Prompt efficiency (agent loop): prompt tokens the model server evaluated rather than took from its KV cache.
+    prompt_tokens_reevaluated: Count | None = None
+    """Summed over the run's model calls, when the server reports it (llama.cpp ``timings``, OpenAI cached tokens)."""
 
     def version1_usage(self) -> Usage | None:
         """The usage a version-1 result carried (tokens, model, provider, cost), if it carried tokens."""

@@ -23,7 +23,7 @@ from shared.protocol import (
     RepoRegistry,
     RestartSidecar,
 )
-from sidecar.agent.agentic import AgenticConfig, AgenticExecutor, ClaudeExecutor, OllamaExecutor
+from sidecar.agent.agentic import AgenticConfig, AgenticExecutor, ClaudeExecutor, OllamaExecutor, OpenAIExecutor
 from sidecar.agent.budget_gate import BudgetGate
 from sidecar.git.credentials import secrets_of
 from sidecar.git.mirror import Mirrors
@@ -95,7 +95,8 @@ def build_identify(settings: SidecarSettings, sandbox_level: str, executors: lis
 
 
 def build_registry(settings: SidecarSettings, sandbox: Sandbox) -> ExecutorRegistry:
-    """The executors this sidecar offers: shell always, Ollama with an ``ollama_url``, Claude with an API key."""
+    """The executors this sidecar offers: shell always, Ollama with an ``ollama_url``, ``openai`` with an
+    ``openai_url``, Claude with an API key."""
     shell = ShellExecutor(
         sandbox,
         default_timeout_s=settings.limits.task_timeout_s,
@@ -115,6 +116,15 @@ def build_registry(settings: SidecarSettings, sandbox: Sandbox) -> ExecutorRegis
             host=settings.ollama_url,
             default_model=settings.models[0] if settings.models else None,
             config=config,
+        )
+    if settings.openai_url:
+        executors["openai"] = OpenAIExecutor(
+            sandbox,
+            base_url=settings.openai_url,
+            api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key is not None else None,
+            default_model=settings.openai_model or (settings.models[0] if settings.models else None),
+            config=config,
+            context_length=settings.openai_context_length,
         )
     if settings.anthropic_api_key is not None:
         executors["claude"] = ClaudeExecutor(
@@ -244,7 +254,8 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     api_key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else ""
-    redact = RedactSecret(settings.token.get_secret_value(), api_key, *secrets_of(settings.git))
+    openai_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""
+    redact = RedactSecret(settings.token.get_secret_value(), api_key, openai_key, *secrets_of(settings.git))
     for handler in logging.getLogger().handlers:
         handler.addFilter(redact)
     if args.doctor:

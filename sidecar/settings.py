@@ -186,6 +186,16 @@ class SidecarSettings(BaseSettings):
         """The mirrors' directory: ``git.mirror_root`` or ``mirrors`` beside ``state_dir``."""
         return self.git.mirror_root or self.state_dir.parent / "mirrors"
 
+    # OpenAI-compatible local model server (llama.cpp, vLLM, LM Studio, Ollama's /v1): the ``openai`` executor.
+    openai_url: str | None = None
+    """Its address (``http://127.0.0.1:8080`` or ``.../v1``): enables the ``openai`` executor."""
+    openai_api_key: SecretStr | None = None
+    """Sent as a bearer token when the server wants one. Never logged or passed on."""
+    openai_model: str | None = Field(default=None, max_length=256)
+    """The model id to ask for when the task's routing names none (default: the first of ``models``)."""
+    openai_context_length: int = Field(default=8192, ge=512, le=1_048_576)
+    """The server's context window in tokens; 16384 or less gets the compact tool descriptions."""
+
     @field_validator("hub_url")
     @classmethod
     def _check_hub_url(cls, value: str) -> str:

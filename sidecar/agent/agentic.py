@@ -34,7 +34,9 @@ from sidecar.agent.budget_gate import BudgetGate, gated
 from sidecar.agent.cost import claude_cost_usd, equivalent_claude_cost_usd
 from sidecar.agent.loop import ITERATIONS_BY_TIER, RETRYABLE_ENDINGS, Guardrails, LoopResult, ReactLoop
 from sidecar.agent.loop import TerminationReason as Ending
+from sidecar.agent.nudges import COMPACT_CONTEXT, FEW_SHOT, FINISH_TOOL
 from sidecar.agent.ollama import OllamaChatModel
+from sidecar.agent.openai_compat import OpenAIChatModel
 from sidecar.agent.parser import ParseStats
 from sidecar.agent.tools import ToolRegistry
 from sidecar.agent.trajectory import Trajectory, trajectory_path
@@ -80,6 +82,8 @@ class AgenticExecutor:
     name = "agentic"
     gate: BudgetGate | None = None
     """The hub's budgets, asked before every model call (set by the sidecar's wiring; None: ungated)."""
+    few_shot = True
+    """Show an example of a correct call in the system prompt (small local models need it, Claude does not)."""
 
     def __init__(self, sandbox: Sandbox, config: AgenticConfig | None = None) -> None:
         self.sandbox = sandbox
@@ -89,7 +93,7 @@ class AgenticExecutor:
         """Yes: the agent only changes its own workspace (no network), so a re-run resumes from the files left."""
         return True
 
-    def make_model(self, task: TaskAssign) -> OllamaChatModel | ClaudeChatModel:
+    def make_model(self, task: TaskAssign) -> OllamaChatModel | OpenAIChatModel | ClaudeChatModel:
         raise NotImplementedError
 
     def costs_usd(self, model: str, tokens_in: int, tokens_out: int) -> tuple[float, float]:
@@ -108,9 +112,10 @@ class AgenticExecutor:
             stats = ParseStats()
             trajectory = Trajectory(workspace, task_id=task.task_id, provider=model.provider, model=model.model,
                                     tools=[s["function"] for s in tools.schemas_ollama()])  # fmt: skip
-            trajectory.messages.append({"role": "system", "content": system_prompt(tools)})
+            compact = getattr(model, "num_ctx", COMPACT_CONTEXT + 1) <= COMPACT_CONTEXT
+            trajectory.messages.append({"role": "system", "content": system_prompt(tools, few_shot=self.few_shot)})
             loop = ReactLoop(gated(model, self.gate, task.task_id), tools, events, trajectory, stats,
-                             token_interval_s=self.config.token_interval_s)  # fmt: skip
+                             token_interval_s=self.config.token_interval_s, compact=compact)  # fmt: skip
             timeout_s = task_timeout_s(task, self.config.default_timeout_s)
             guardrails = self._guardrails(task, started, timeout_s)
             await events.emit(
@@ -122,19 +127,23 @@ class AgenticExecutor:
             )
         report = history[-1]
         status = final_outcome(report, result.termination_reason, loop.changes > 0)
+        # A failed task never reports "completed": the loop ended normally, the checks failed.
+        ending = "verification_failed" if status == "failed" and result.termination_reason is Ending.COMPLETED \
+            else result.termination_reason.value  # fmt: skip
         cost, equivalent = self.costs_usd(model.model, loop.tokens_in, loop.tokens_out)
         usage = Usage(tokens_in=loop.tokens_in, tokens_out=loop.tokens_out, model=model.model, provider=model.provider,
                       cost_usd=cost, equivalent_cost_usd=equivalent)  # fmt: skip
         details = {
             "verification_report": report, "verification_history": history, "outcome": status,
-            "verification_attempts": len(history), "termination_reason": result.termination_reason.value,
+            "verification_attempts": len(history), "termination_reason": ending,
             "termination_detail": result.detail, "iterations_used": loop.iterations, "usage": usage,
             "duration_ms": int((time.monotonic() - started) * 1000), "parse_stats": stats.as_dict(),
             "trajectory_path": trajectory_path(Path(".")).as_posix(),
+            "prompt_tokens_reevaluated": loop.tokens_reevaluated,
         }  # fmt: skip
         trajectory.save(outcome=status, cost_usd=cost, duration_ms=details["duration_ms"])
-        text = f"{status} ({result.termination_reason.value})"
-        await events.emit("agent_finished", text, outcome=status, termination_reason=result.termination_reason.value,
+        text = f"{status} ({ending})"
+        await events.emit("agent_finished", text, outcome=status, termination_reason=ending,
                           iterations_used=loop.iterations, tokens_in=loop.tokens_in, tokens_out=loop.tokens_out,
                           cost_usd=cost)  # fmt: skip
         common: dict[str, Any] = {
@@ -229,10 +238,40 @@ class OllamaExecutor(AgenticExecutor):
         return 0.0, equivalent_claude_cost_usd(tokens_in, tokens_out)
 
 
+class OpenAIExecutor(AgenticExecutor):
+    """The agent on a local OpenAI-compatible server (llama.cpp, vLLM, LM Studio): costs nothing, like Ollama.
+
+    Its own executor name (``openai``), so the hub routes to it only when an agent really has such a server.
+    """
+
+    name = "openai"
+
+    def __init__(self, sandbox: Sandbox, *, base_url: str, api_key: str | None = None, default_model: str | None = None,
+                 config: AgenticConfig | None = None, **model_options: Any) -> None:  # fmt: skip
+        super().__init__(sandbox, config)
+        self.base_url, self._api_key, self.default_model = base_url, api_key, default_model
+        self.model_options = model_options
+        """``model_options`` go to ``OpenAIChatModel`` (context_length, temperature, max_tokens, max_retries...)."""
+
+    def __repr__(self) -> str:
+        return f"<OpenAIExecutor base_url={self.base_url!r} default_model={self.default_model!r}>"
+
+    def make_model(self, task: TaskAssign) -> OpenAIChatModel:
+        selected = task.routing_decision.model if task.routing_decision is not None else None
+        model = selected if selected and not selected.startswith("claude") else self.default_model
+        if not model:
+            raise ValueError("no model for the OpenAI-compatible server: the routing selected none and no default")
+        return OpenAIChatModel(self.base_url, model, api_key=self._api_key, **self.model_options)
+
+    def costs_usd(self, model: str, tokens_in: int, tokens_out: int) -> tuple[float, float]:
+        return 0.0, equivalent_claude_cost_usd(tokens_in, tokens_out)
+
+
 class ClaudeExecutor(AgenticExecutor):
     """The agent on the Anthropic API, priced from the table in ``sidecar.agent.cost``."""
 
     name = "claude"
+    few_shot = False
 
     def __init__(self, sandbox: Sandbox, *, api_key: str, base_url: str | None = None,
                  default_model: str = "claude-sonnet-4-6", config: AgenticConfig | None = None,
@@ -274,13 +313,14 @@ def _template(name: str) -> str:
     return Path(__file__).with_name("prompts").joinpath(name).read_text(encoding="utf-8")
 
 
-def system_prompt(tools: ToolRegistry) -> str:
-    """The system prompt: role, tools (first sentence of each description), workflow and rules."""
+def system_prompt(tools: ToolRegistry, *, few_shot: bool = False) -> str:
+    """The system prompt: role, tools (first sentence of each description), workflow, rules and, with ``few_shot``,
+    an example of a correct call. It never changes during a run (the model server caches its tokens)."""
     lines = []
-    for schema in tools.schemas_ollama():
-        spec = schema["function"]
+    for spec in [*(schema["function"] for schema in tools.schemas_ollama()), FINISH_TOOL]:
         lines.append(f"- {spec['name']}: {spec['description'].split('. ')[0].rstrip('.')}.")
-    return _template("agentic_system.txt").format(tool_list="\n".join(lines))
+    examples = f"\n{FEW_SHOT}\n" if few_shot else ""
+    return _template("agentic_system.txt").format(tool_list="\n".join(lines), examples=examples)
 
 
 def task_prompt(task: TaskAssign) -> str:
@@ -315,6 +355,6 @@ def _check(step: Any) -> str:
 
 
 __all__ = [
-    "AgenticConfig", "AgenticExecutor", "ClaudeExecutor", "OllamaExecutor", "system_prompt", "task_prompt",
-    "final_outcome",
+    "AgenticConfig", "AgenticExecutor", "ClaudeExecutor", "OllamaExecutor", "OpenAIExecutor", "system_prompt",
+    "task_prompt", "final_outcome",
 ]  # fmt: skip

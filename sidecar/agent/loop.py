@@ -3,7 +3,7 @@
 ``ReactLoop.run(prompt, guardrails)`` appends ``prompt`` to the conversation and repeats ``step()``. Every way out is
 an exception, and ``run`` turns each into a ``TerminationReason``; its ``finally`` saves the trajectory::
 
-    StopLoop(reason)    the model's final answer (completed) or a guardrail
+    StopLoop(reason)    the model called ``finish`` or gave a final answer (completed), or a guardrail
     ContextOverflow     from the model: the conversation no longer fits     -> context_overflow
     ModelError          from the model: no usable reply                     -> model_error
     CancelledError      the task was cancelled                              -> cancelled (re-raised)
@@ -19,6 +19,13 @@ Guardrails (checked before every model call unless said otherwise):
 - no progress: ``no_progress_limit`` steps in a row without one call that both succeeded and was new in this
   attempt (every call failed, was blocked, or repeated an earlier call, rewrites of the same content included;
   format errors count as such steps too).
+
+The end of the work is a ``finish`` call (see :mod:`sidecar.agent.nudges`); a reply without any call is a format
+error answered with a nudge (``no_call``), unless the model already acted in this attempt and the text holds no
+code; code shown in a fenced block beside calls that write no file gets a note that it was not saved (a
+``nudge`` step). The conversation only grows (nothing per step is written before the newest message), so a model
+server can reuse its KV cache for the whole prefix; the prompt tokens it still evaluated are summed in
+``tokens_reevaluated``.
 
 A failing tool, a sandbox denial included, is an observation for the model, never the end of the loop. A model
 call that is retried is streamed as a ``model_retry`` event, one that fails for good as ``model_error``.
@@ -36,7 +43,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from sidecar.agent.models import ChatModel, ContextOverflow, ModelError, ModelTurn
-from sidecar.agent.parser import FormatError, ParseStats, ToolCall, parse_reply
+from sidecar.agent.nudges import (
+    FINISH,
+    FINISH_TEXT,
+    FINISH_TOOL,
+    UNSAVED_TEXT,
+    compact_specs,
+    may_end_with_text,
+    no_call_message,
+    unsaved_code,
+)
+from sidecar.agent.parser import FormatError, ParsedReply, ParseStats, ToolCall, parse_reply
 from sidecar.agent.tools import Observation, ToolError, ToolRegistry, summarize_args, summarize_result
 from sidecar.agent.trajectory import Trajectory, turn_event
 from sidecar.runtime.executor import EventSink
@@ -108,12 +125,17 @@ class ReactLoop:
     """One conversation (``trajectory.messages``), run in attempts; the totals add up over all attempts."""
 
     def __init__(self, model: ChatModel, tools: ToolRegistry, events: EventSink, trajectory: Trajectory,
-                 parse_stats: ParseStats, *, token_interval_s: float = 0.1) -> None:  # fmt: skip
+                 parse_stats: ParseStats, *, token_interval_s: float = 0.1, compact: bool = False) -> None:  # fmt: skip
         self.model, self.tools, self.events, self.trajectory = model, tools, events, trajectory
         self.parse_stats, self.token_interval_s = parse_stats, token_interval_s
-        self.tool_specs = [schema["function"] for schema in tools.schemas_ollama()]
+        specs = [schema["function"] for schema in tools.schemas_ollama()]
+        self.tool_specs = [*(compact_specs(specs) if compact else specs), FINISH_TOOL]
+        """The tools offered, ``finish`` last; ``compact``: first sentences only, for small context windows."""
         self._schemas = {spec["name"]: spec["parameters"] for spec in self.tool_specs}
+        self.tool_names = [spec["name"] for spec in self.tool_specs]
         self.tokens_in = self.tokens_out = self.iterations = self.changes = self.attempt = 0
+        self.tokens_reevaluated: int | None = None
+        """Prompt tokens the server evaluated rather than took from its KV cache, when it reports them."""
         self._live_tokens = self._tokens_sent = 0
         self._tokens_sent_at = 0.0
         self._last_text = ""
@@ -123,6 +145,8 @@ class ReactLoop:
         """Per-attempt state: a corrective turn is new information, so the stuck detectors start over."""
         self.g = guardrails
         self._step_in_attempt = self._format_errors = self._idle = 0
+        self._acted = False
+        """A tool call succeeded in this attempt (a plain-text answer may end it)."""
         self._previous: set[str] = set()
         """Call signatures of the previous step."""
         self._blocked: set[str] = set()
@@ -155,7 +179,7 @@ class ReactLoop:
             ending = reason or "crashed"
             self.trajectory.add("stop", attempt=self.attempt, iteration=self.iterations, reason=ending, detail=detail)
             self.trajectory.save(termination_reason=ending, iterations=self.iterations, tokens_in=self.tokens_in,
-                                 tokens_out=self.tokens_out)  # fmt: skip
+                                 tokens_out=self.tokens_out, tokens_reevaluated=self.tokens_reevaluated)  # fmt: skip
         assert reason is not None  # every path that gets here set it
         logger.info("agent loop %s ended: %s %s", self.model.model, reason, detail)
         answer = detail if reason is TerminationReason.COMPLETED else self._last_text
@@ -167,13 +191,20 @@ class ReactLoop:
         self.iterations += 1
         self._step_in_attempt += 1
         turn = await self._query()
-        reply = parse_reply(turn.content, turn.tool_calls, self.tools.names, schemas=self._schemas)
+        reply = parse_reply(turn.content, turn.tool_calls, self.tool_names, schemas=self._schemas)
+        if not reply.calls and reply.error is None and not may_end_with_text(turn.content, self._acted):
+            reply = ParsedReply(error=FormatError("no_call", no_call_message(turn.content, self.tool_names)))
         self.parse_stats.record(self.model.model, reply)
         if reply.error is not None:
             await self._format_error(turn, reply.error)
         elif reply.calls:
             self._format_errors = 0
-            await self._act(turn, reply.calls)
+            try:
+                await self._act(turn, reply.calls)
+            finally:
+                if unsaved_code(turn.content, (call.name for call in reply.calls)):
+                    self.trajectory.messages.append({"role": "user", "content": UNSAVED_TEXT})
+                    self.trajectory.add("nudge", attempt=self.attempt, iteration=self.iterations, reason="unsaved_code")
         else:
             raise StopLoop(TerminationReason.COMPLETED, reply.final_answer or "")
         self.trajectory.save()
@@ -219,6 +250,8 @@ class ReactLoop:
             self._live_tokens = 0
         self.tokens_in += turn.tokens_in
         self.tokens_out += turn.tokens_out
+        if turn.tokens_reevaluated is not None:
+            self.tokens_reevaluated = (self.tokens_reevaluated or 0) + turn.tokens_reevaluated
         self._last_text = turn.content.strip() or self._last_text
         self.trajectory.messages.append(turn.as_message())
         step = self.trajectory.add_turn(turn, attempt=self.attempt, iteration=self.iterations,
@@ -275,6 +308,10 @@ class ReactLoop:
             signatures.append(signature)
             if stop is not None:
                 obs = _not_run(call.name, "not_run", SKIPPED_TEXT.format(why=stop.reason.value))
+            elif call.name == FINISH:
+                summary = call.arguments.get("summary")
+                stop = StopLoop(TerminationReason.COMPLETED, summary if isinstance(summary, str) else FINISH_TEXT)
+                obs = Observation(success=True, tool=FINISH, output=FINISH_TEXT)
             elif signature in self._blocked:
                 stop = StopLoop(TerminationReason.REPETITION, f"{summarize_args(call.name, call.arguments)} repeated")
                 obs = _not_run(call.name, "repeated_call", STOP_TEXT)
@@ -289,6 +326,7 @@ class ReactLoop:
                 except StopLoop as exc:
                     stop, obs = exc, _not_run(call.name, "interrupted", exc.detail)
                 progress |= obs.success and signature not in self._seen
+                self._acted |= obs.success
                 self._seen.add(signature)
             await self._observe(call, call_id, obs)
         self._previous, self._blocked = set(signatures), blocked

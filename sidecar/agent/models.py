@@ -1,5 +1,6 @@
-"""Chat models behind one seam: ``ChatModel.chat(messages, tools) -> ModelTurn``; ``ollama.py`` and ``claude.py``
-implement it (``claude.py`` alone imports the Anthropic SDK, so only a sidecar that uses Claude loads it).
+"""Chat models behind one seam: ``ChatModel.chat(messages, tools) -> ModelTurn``; ``ollama.py``,
+``openai_compat.py`` and ``claude.py`` implement it (``claude.py`` alone imports the Anthropic SDK, so only a sidecar
+that uses Claude loads it).
 
 Messages are provider-neutral dicts (the loop and the trajectory keep them so)::
 
@@ -72,6 +73,8 @@ class ModelTurn:
     """The provider's final response object (usage, stop reason, timings) for the trajectory."""
     truncated: bool = False
     """The reply hit the output-token limit."""
+    tokens_reevaluated: int | None = None
+    """Prompt tokens the server evaluated for this reply (the rest came from its KV cache), when it reports it."""
 
     def as_message(self) -> Message:
         """This reply as a neutral history message."""
@@ -81,7 +84,7 @@ class ModelTurn:
 
 class ChatModel(Protocol):
     provider: str
-    """``ollama`` or ``claude``."""
+    """``ollama``, ``openai`` or ``claude``."""
     model: str
 
     async def chat(

@@ -29,6 +29,8 @@ _TOOL_CALL_OPEN, _TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
 _FUNCTION = re.compile(r"<function=([^>\n]+)>(.*?)(?:</function>|(?=<function=)|\Z)", re.S)
 _PARAMETER = re.compile(r"<parameter=([^>\n]+)>(.*?)(?:</parameter>|(?=<parameter=)|\Z)", re.S)
 _DECODER = json.JSONDecoder()
+_CALL_START = re.compile(r'\{\s*"name"\s*:\s*"')
+_TRIPLE_QUOTES = ' JSON has no """triple-quoted""" strings: write the file content as one string with \\n for newlines.'
 
 
 @dataclass(frozen=True)
@@ -164,18 +166,28 @@ def _xml_value(value: str) -> str:
 
 
 def _bare_json_calls(text: str) -> list[_RawCall] | FormatError | None:
-    """Every JSON object in ``text`` shaped like a call; braces inside strings are handled by the JSON decoder."""
+    """Every JSON object in ``text`` shaped like a call; braces inside strings are handled by the JSON decoder.
+
+    An object that starts like a call (``{"name": "..."``) but is not valid JSON makes the whole reply a format
+    error, even when other calls in it decode: running the rest (say, a test of a file whose write was broken) would
+    act on a plan the model did not get through.
+    """
     calls: list[_RawCall] = []
+    broken: json.JSONDecodeError | None = None
     start = text.find("{")
     while start != -1:
         try:
             value, end = _DECODER.raw_decode(text, start)
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as exc:
+            if broken is None and _CALL_START.match(text, start):
+                broken = exc
             start = text.find("{", start + 1)
             continue
         if fields := _call_fields(value):
             calls.append(("bare_json", *fields))
         start = text.find("{", end)
+    if broken is not None:
+        return FormatError("malformed_json", _malformed_message("JSON tool call", broken) + _TRIPLE_QUOTES)
     if calls:
         return calls
     body = _strip_fence(text.strip())

@@ -76,6 +76,7 @@ class Trajectory:
             message_index=len(self.messages) - 1, content=turn.content, thinking=turn.thinking,
             tool_calls=turn.tool_calls, tokens_in=turn.tokens_in, tokens_out=turn.tokens_out,
             truncated=turn.truncated, duration_ms=duration_ms, response_meta=meta,
+            tokens_reevaluated=turn.tokens_reevaluated,
         )  # fmt: skip
 
     def save(self, **summary: Any) -> None:

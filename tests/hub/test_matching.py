@@ -50,7 +50,7 @@ REASONS: list[tuple[str, Task, list[Candidate], str | None, str]] = [
         task("complex"),
         [BARE],
         "no_agent_with_executor",
-        "needs executor claude or ollama; connected agents offer shell",
+        "needs executor claude or ollama or openai; connected agents offer shell",
     ),
     (
         "explicit executor nobody has",
@@ -93,7 +93,7 @@ REASONS: list[tuple[str, Task, list[Candidate], str | None, str]] = [
         task(metadata={"model": "llama3"}),
         [LOCAL],
         "no_agent_with_model",
-        "needs model llama3 (ollama or claude); connected agents offer models qwen",
+        "needs model llama3 (ollama or openai or claude); connected agents offer models qwen",
     ),
     (
         "ollama without any model",
@@ -213,7 +213,7 @@ async def test_waiting_reason_appears_and_clears_when_a_capable_agent_connects(h
     shown = (await hub.task(first))["waiting_reason"]
     assert shown == {
         "code": "no_agent_with_executor",
-        "detail": "needs executor claude or ollama; connected agents offer shell",
+        "detail": "needs executor claude or ollama or openai; connected agents offer shell",
     }
     assert (await hub.task(first))["status"] == "queued"
 

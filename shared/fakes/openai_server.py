@@ -1,0 +1,155 @@
+"""A fake OpenAI-compatible server (as llama.cpp's, vLLM or LM Studio serve it), replaying scripted turns.
+
+Serves ``GET /v1/models`` and ``POST /v1/chat/completions`` (non-streamed) with the same scripts as the fake Ollama
+(:mod:`shared.fakes.script`): native calls come back as ``tool_calls`` with their ``arguments`` as a JSON string,
+token counts as ``usage``. Like llama.cpp's server it keeps one KV cache: ``timings.prompt_n`` is the number of
+prompt tokens (4 characters each) after the longest common prefix with the previous request's prompt, so a client
+that keeps its conversation prefix stable sees only its newest messages evaluated. With ``api_key`` set, a request
+without ``Authorization: Bearer <api_key>`` gets 401. Unknown models get 404.
+
+Run it for a demo: ``python -m shared.fakes.openai_server --port 8080 --script hello_world`` (prints its URL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+from typing import Any
+from uuid import uuid4
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from shared.fakes.ollama_server import PARSE_ERROR
+from shared.fakes.script import SCRIPTS, Script, ScriptedServer, Turn, serve_forever
+
+CHARS_PER_TOKEN = 4
+
+
+def _text(content: Any) -> str:
+    return content if isinstance(content, str) else ""
+
+
+def _error(message: str, status: int, kind: str = "invalid_request_error") -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status)
+
+
+def render_prompt(body: dict[str, Any]) -> str:
+    """The prompt as a template would lay it out: tools first, then every message in order."""
+    return json.dumps(body.get("tools") or [], sort_keys=True) + "".join(
+        json.dumps(m, sort_keys=True) for m in body.get("messages") or []
+    )
+
+
+class FakeOpenAIServer(ScriptedServer):
+    """Fake OpenAI API: ``async with FakeOpenAIServer() as server: OpenAIChatModel(server.url, server.model)``."""
+
+    def __init__(
+        self, script: Script | str = "hello_world", *, model: str = "fake-coder", api_key: str | None = None
+    ) -> None:
+        super().__init__(script)
+        self.model, self.api_key = model, api_key
+        self._cached_prompt = ""
+        self.reevaluated: list[int] = []
+        """``timings.prompt_n`` of every completion served, in order."""
+
+    def build_app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/v1/models", self.models, methods=["GET"]),
+                Route("/v1/chat/completions", self.chat, methods=["POST"]),
+            ]
+        )
+
+    def _refused(self, request: Request) -> Response | None:
+        if self.api_key is not None and request.headers.get("authorization") != f"Bearer {self.api_key}":
+            return _error("invalid api key", 401, "authentication_error")
+        return None
+
+    async def models(self, request: Request) -> Response:
+        await self.record(request)
+        if (refused := self._refused(request)) is not None:
+            return refused
+        return JSONResponse({"object": "list", "data": [{"id": self.model, "object": "model", "owned_by": "fake"}]})
+
+    async def chat(self, request: Request) -> Response:
+        body = await self.record(request)
+        if (refused := self._refused(request)) is not None:
+            return refused
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            return _error("invalid request body: messages is required", 400)
+        if body.get("model") != self.model:
+            return _error(f"The model `{body.get('model')}` does not exist", 404)
+        if body.get("stream"):
+            return _error("this fake serves only non-streamed completions", 400)
+        messages = [m for m in body["messages"] if isinstance(m, dict)]
+        system = [_text(m.get("content")) for m in messages if m.get("role") == "system"]
+        first_user = next((_text(m.get("content")) for m in messages if m.get("role") == "user"), "")
+        try:
+            turn = self.pick_turn([*system, first_user], sum(m.get("role") == "assistant" for m in messages))
+        except KeyError as exc:
+            return _error(str(exc.args[0]), 400)
+        if turn.delay_s:
+            await asyncio.sleep(turn.delay_s)
+        if turn.failure == "http_500":
+            return _error(PARSE_ERROR, 500, "server_error")
+        reply = self._completion(turn, self._evaluate(render_prompt(body)))
+        if turn.failure == "malformed_json":
+            return Response(json.dumps(reply)[:-25], media_type="application/json")
+        return JSONResponse(reply)
+
+    def _evaluate(self, prompt: str) -> int:
+        """Tokens of ``prompt`` past the common prefix with the cached one; the cache then holds ``prompt``."""
+        common = len(os.path.commonprefix([self._cached_prompt, prompt]))
+        self._cached_prompt = prompt
+        evaluated = -(-(len(prompt) - common) // CHARS_PER_TOKEN)
+        self.reevaluated.append(evaluated)
+        return evaluated
+
+    def _completion(self, turn: Turn, evaluated: int) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": "" if turn.failure == "empty" else turn.content}
+        if turn.thinking and turn.failure != "empty":
+            message["reasoning_content"] = turn.thinking
+        if turn.tool_calls and turn.failure != "empty":
+            message["tool_calls"] = [
+                {
+                    "id": f"call_{uuid4().hex[:12]}",
+                    "type": "function",
+                    "function": {
+                        "name": c.name,
+                        "arguments": json.dumps(c.arguments) if c.raw_arguments is None else c.raw_arguments,
+                    },
+                }
+                for c in turn.tool_calls
+            ]
+        finish = "tool_calls" if message.get("tool_calls") else "stop"
+        return {
+            "id": f"chatcmpl-{uuid4().hex[:12]}", "object": "chat.completion", "created": int(time.time()),
+            "model": self.model, "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": {"prompt_tokens": turn.prompt_tokens, "completion_tokens": turn.eval_tokens,
+                      "total_tokens": turn.prompt_tokens + turn.eval_tokens},
+            "timings": {"prompt_n": evaluated},
+        }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Fake OpenAI-compatible server replaying a scripted conversation.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--script", default="hello_world", choices=sorted(SCRIPTS))
+    parser.add_argument("--model", default="fake-coder")
+    args = parser.parse_args(argv)
+    server = FakeOpenAIServer(args.script, model=args.model)
+    try:
+        asyncio.run(serve_forever(server, args.host, args.port))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
