@@ -208,6 +208,8 @@ class HubSettings(BaseSettings):
     # --- autonomy: the hub's state machine, watchdogs, healing, improving, webhook (hub/autonomy/) --------------
     autonomy_enabled: bool = True
     """Run the hub's state machine (resting, executing, improving, contemplating, healing)."""
+    autonomy_submit_goals: bool = True
+    """Scanner findings and a broken main become goals in the backlog; off, they are kept as records only."""
     autonomy_tick_s: float = Field(30.0, gt=0)
     """Longest wait between two ticks; task events, goals, webhooks and pause/resume wake it sooner."""
     autonomy_global_watchdog_s: float = Field(2 * 3600.0, gt=0)

@@ -49,7 +49,10 @@ PRIORITIES = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
 
 
 async def submit_goal(hub: Hub, description: str, repo: str | None, priority: str, source: str) -> str:
-    """Submit a goal to the backlog; the outcome as a word for the audit logs."""
+    """Submit a goal to the backlog; the outcome as a word for the audit logs (``goals_off`` when the hub keeps its
+    findings as records only: ``autonomy_submit_goals``)."""
+    if not hub.settings.autonomy_submit_goals:
+        return "goals_off"
     try:
         await hub.goals.submit(
             description, repo=repo if repo in hub.repos else None, priority=PRIORITIES.get(priority, 3),

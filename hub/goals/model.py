@@ -15,7 +15,8 @@ GOAL_KIND = "goal"
 MAX_HISTORY = 100
 """History entries kept per goal (oldest dropped)."""
 
-Source = Literal["api", "cli", "dashboard", "webhook", "scanner"]
+Source = Literal["api", "cli", "dashboard", "webhook", "scanner", "healing"]
+"""Where a goal came from: a person (api, cli, dashboard), a GitHub event, or the hub itself (scanner, healing)."""
 Description = Annotated[str, Field(min_length=1, max_length=4000)]
 
 

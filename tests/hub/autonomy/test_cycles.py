@@ -56,7 +56,7 @@ async def test_improving_contemplating_resting(start: Start, tmp_path: Path, clo
             "tests/test_util.py": "",
         },
     )
-    handle = await start(autonomy_scan_paths=(repo,), autonomy_improve_cooldown_s=0)
+    handle = await start(autonomy_scan_paths=(repo,), autonomy_improve_cooldown_s=0, autonomy_submit_goals=False)
     auto = auto_of(handle)
     await auto.tick()
     await auto.fsm.wait_for(State.RESTING, WAIT_S)
@@ -69,7 +69,7 @@ async def test_improving_contemplating_resting(start: Start, tmp_path: Path, clo
     assert set(findings) == {"demo:calc.py:todo", "demo:calc.py:missing_tests", "demo:util.py:ruff"}
     assert "F401" in findings["demo:util.py:ruff"]["detail"]
     assert auto.scanned["demo"]["skipped"] == ["tests: no test command"]
-    assert findings["demo:calc.py:todo"]["goal"] == "no_goal_backlog"  # no goal backlog in this hub: kept as record
+    assert findings["demo:calc.py:todo"]["goal"] == "goals_off"  # goals off in this hub: kept as a record
     proposals = (await handle.http.get("/api/hub/proposals")).json()["proposals"]
     assert [p for p in proposals if p["type"] == "scalability"][0]["recommendation"] == "no scaling action needed"
     before = len(auto.fsm.history)
@@ -85,8 +85,9 @@ async def test_changed_repository_rescanned_without_repeating_findings(
     raised again, a new file is."""
     repo = make_repo(tmp_path / "demo", {"calc.py": "x = 1  # FIXME\n"})
     handle = await start(
-        autonomy_scan_paths=(repo,), autonomy_improve_cooldown_s=60, autonomy_contemplate_cooldown_s=10**6
-    )
+        autonomy_scan_paths=(repo,), autonomy_improve_cooldown_s=60, autonomy_contemplate_cooldown_s=10**6,
+        autonomy_submit_goals=False,
+    )  # fmt: skip
     auto = auto_of(handle)
     await auto.tick()
     await auto.fsm.wait_until(lambda: len(auto.fsm.history) >= 4, WAIT_S)  # improved, contemplated, rests
@@ -179,7 +180,7 @@ async def test_idle_hub_rests_without_spinning(start: Start, tmp_path: Path, clo
     """Over 30 simulated minutes of ticks every 30 s an idle hub (its one repository scanned, unchanged, no repo
     cooldown) makes no transition and starts no cycle: it rests."""
     repo = make_repo(tmp_path / "demo", {"calc.py": "x = 1\n"})
-    handle = await start(autonomy_scan_paths=(repo,), autonomy_improve_cooldown_s=0)
+    handle = await start(autonomy_scan_paths=(repo,), autonomy_improve_cooldown_s=0, autonomy_submit_goals=False)
     auto = auto_of(handle)
     await auto.tick()
     await auto.fsm.wait_until(lambda: len(auto.fsm.history) >= 4, WAIT_S)  # the first scan of the new repository
@@ -195,18 +196,16 @@ async def test_idle_hub_rests_without_spinning(start: Start, tmp_path: Path, clo
 
 async def test_broken_main_heals_into_a_fix_goal(start: Start, tmp_path: Path) -> None:
     """A scanned repository whose tests fail on main makes the hub heal: one ``fix_goal`` action for it (kept as an
-    audit row; this hub has no goal backlog), then it rests and does not heal the same breakage again."""
+    audit row; this hub keeps findings as records), then it rests and does not heal the same breakage again."""
     repo = make_repo(tmp_path / "demo", {"calc.py": "x = 1\n"})
     failing = ("python3", "-c", "raise SystemExit(3)")
-    handle = await start(autonomy_scan_paths=(repo,), autonomy_scan_test_command=failing)
+    handle = await start(autonomy_scan_paths=(repo,), autonomy_scan_test_command=failing, autonomy_submit_goals=False)
     auto = auto_of(handle)
     await auto.tick()
     await auto.fsm.wait_until(lambda: ("healing", "resting") in transitions(handle), WAIT_S)
     assert transitions(handle)[1:3] == [("resting", "improving"), ("improving", "healing")]
     assert "broken main on demo" in auto.fsm.history[2]["reason"]
-    assert [(e["action"], e["target"], e["result"]) for e in auto.healing_log] == [
-        ("fix_goal", "demo", "no_goal_backlog")
-    ]
+    assert [(e["action"], e["target"], e["result"]) for e in auto.healing_log] == [("fix_goal", "demo", "goals_off")]
     assert "exit 3" in auto.broken_main["demo"]
     before = len(auto.fsm.history)
     await auto.tick()
@@ -216,7 +215,7 @@ async def test_broken_main_heals_into_a_fix_goal(start: Start, tmp_path: Path) -
 async def test_files_a_goal_touched_are_not_raised(start: Start, tmp_path: Path) -> None:
     """Anti-oscillation: a file a goal's task changed lately (its reported change) gets no finding; others do."""
     repo = make_repo(tmp_path / "demo", {"calc.py": "x = 1  # TODO\n", "other.py": "y = 1  # TODO\n"})
-    handle = await start(autonomy_scan_paths=(repo,))
+    handle = await start(autonomy_scan_paths=(repo,), autonomy_submit_goals=False)
     change = {
         "repo": "demo",
         "branch": "fix",
@@ -242,3 +241,22 @@ async def test_files_a_goal_touched_are_not_raised(start: Start, tmp_path: Path)
     await auto.fsm.wait_until(lambda: ("contemplating", "resting") in transitions(handle), WAIT_S)
     files = {json.loads(r.body)["file"] for r in await handle.hub.store.load_records("finding")}
     assert files == {"other.py"}
+
+
+async def test_findings_and_a_broken_main_become_goals(start: Start, tmp_path: Path) -> None:
+    """With the goal backlog on (the default), a scan's findings become low-priority scanner goals, a failing main an
+    urgent fix goal, and the hub goes on to execute them."""
+    repo = make_repo(tmp_path / "demo", {"calc.py": "x = 1  # TODO: floats\n"})
+    failing = ("python3", "-c", "raise SystemExit(3)")
+    handle = await start(autonomy_scan_paths=(repo,), autonomy_scan_test_command=failing)
+    auto = auto_of(handle)
+    await auto.tick()
+    await auto.fsm.wait_until(lambda: ("healing", "resting") in transitions(handle), WAIT_S)
+    goals = handle.hub.goals.list_goals()
+    by_source = {g.source: g for g in goals}
+    assert {"scanner", "healing"} <= set(by_source), [(g.source, g.description) for g in goals]
+    assert by_source["healing"].priority == 0 and "Fix main of demo" in by_source["healing"].description
+    assert min(g.priority for g in goals if g.source == "scanner") == 3
+    assert ("fix_goal", "demo", "submitted") in [(e["action"], e["target"], e["result"]) for e in auto.healing_log]
+    await auto.tick()
+    await auto.fsm.wait_for(State.EXECUTING, WAIT_S)  # goals pending: the hub works on them
