@@ -8,27 +8,26 @@ until it clears; when it comes back later it alerts again.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from hub.hub import Hub
+from collections.abc import Callable
+from typing import Any
 
 MAX_ACKED = 256
 
 
 class Alerts:
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
+    def __init__(self, degraded: Callable[[], str | None]) -> None:
+        self.degraded = degraded
+        """Why the store cannot write now (None while it can)."""
         self._acked: dict[str, str | None] = {}
         """Acknowledged condition ids, with who acknowledged them."""
+        self.source: Callable[[], list[dict[str, Any]]] = list
+        """The dashboard's conditions (set by the app, which owns the dashboard: hub/app.py)."""
 
     def current(self) -> dict[str, Any]:
         """``{"status": ok|warning|critical, "conditions": [...]}``, acknowledged ones marked and not counted."""
-        from hub.dashboard_socket import dashboard_for  # the dashboard owns the series the failure rate is read from
-
-        conditions = [dict(c) for c in dashboard_for(self.hub).metrics()["health"]["conditions"]]
-        if self.hub.store.degraded:
-            conditions.append({"id": "store_degraded", "severity": "critical", "message": self.hub.store.degraded})
+        conditions = [dict(c) for c in self.source()]
+        if (degraded := self.degraded()) is not None:
+            conditions.append({"id": "store_degraded", "severity": "critical", "message": degraded})
         active = {c["id"] for c in conditions}
         for cid in [c for c in self._acked if c not in active]:  # cleared: a later return alerts again
             del self._acked[cid]

@@ -99,6 +99,7 @@ def create_app(settings: HubSettings, clock: Clock | None = None) -> FastAPI:
     hub = Hub(settings, clock)
     app = FastAPI(title="AgentCom hub", lifespan=lambda _: running(hub), docs_url="/api/docs", redoc_url=None)
     app.state.hub = hub  # what hub_of finds
+    hub.alerts.source = lambda: dashboard_socket.dashboard_for(hub).metrics()["health"]["conditions"]
     install_error_handlers(app)
     install_limits(app)  # body caps and rate limits, before any route reads a byte
     app.add_middleware(StorageGuard)

@@ -80,7 +80,7 @@ class Hub:
         self.restarts_asked_by: dict[str, str] = {}
         """Agents with a deferred restart, and who asked for it (hub/restarts.py)."""
         self.metrics = HubMetrics(self)
-        self.alerts = Alerts(self)
+        self.alerts = Alerts(lambda: self.store.degraded)
         self.autonomy: Any = None
         """The state machine (hub.autonomy.loop.Autonomy), set by the app's lifespan when enabled."""
 

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Iterator
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -25,7 +25,23 @@ from hub import lifecycle as L
 from hub.tasks import Priority
 
 if TYPE_CHECKING:
-    from hub.hub import Hub
+    from hub.agents import AgentRegistry
+    from hub.alerts import Alerts
+    from hub.queue import TaskQueue
+    from hub.settings import HubSettings
+    from hub.store import Store
+
+
+class Parts(Protocol):
+    """What the metrics read of the hub (:class:`hub.hub.Hub` has it all)."""
+
+    settings: HubSettings
+    store: Store
+    queue: TaskQueue
+    agents: AgentRegistry
+    alerts: Alerts
+    metrics: HubMetrics
+
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +65,7 @@ def _label(value: Any, seen: set[str]) -> str:
 class HubMetrics:
     """The event-driven metrics of one hub, in its own registry."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Parts) -> None:
         self.hub = hub
         self.registry = CollectorRegistry(auto_describe=False)
         self._labels: dict[str, set[str]] = {}
@@ -126,7 +142,7 @@ class HubMetrics:
 class HubCollector(Collector):
     """Gauges read from the hub at scrape time."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Parts) -> None:
         self.hub = hub
 
     def collect(self) -> Iterator[Metric]:
@@ -180,7 +196,7 @@ def log_event(event: L.LifecycleEvent) -> None:
     task_log.info("task %s %s %s", fields.get("task_id", "-"), event.kind, text, extra={"event": event.kind, **fields})
 
 
-async def run_metrics(hub: Hub) -> None:
+async def run_metrics(hub: Parts) -> None:
     """Count every lifecycle event from now on, and log it when asked (a supervised loop of the hub)."""
     async with hub.queue.feed.subscribe_lossless("metrics", from_seq=hub.queue.feed.delivered_seq) as events:
         async for event in events:

@@ -79,7 +79,7 @@ class HubSettings(BaseSettings):
     backup_keep: int = Field(3, ge=1, le=1000)
     """Backups kept (the newest)."""
     integrity_check: bool = True
-    """Check the database (``PRAGMA quick_check``) at start; a damaged one is refused, naming the newest backup."""
+    """Check the database (SQLite's quick check) at start; a damaged one is refused, naming the newest backup."""
     log_task_events: bool = True
     """Log one line per task state change (logger ``hub.tasks``): submitted, assigned, accepted, ended..."""
     metrics_public: bool = False

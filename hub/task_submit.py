@@ -132,13 +132,16 @@ class TaskSubmit(BaseModel):
         v = v.strip().rstrip("/")
         return v[:-4] if v.endswith(".git") else v
 
-    def to_task(self, submitted_by: str, now_ms: int, idempotency: dict[str, Any] | None = None) -> Task:
+    def to_task(
+        self, submitted_by: str, now_ms: int, idempotency: dict[str, Any] | None = None, task_id: str | None = None
+    ) -> Task:
+        """The task to queue (``task_id``: one chosen beforehand, as a goal's tasks are named before they exist)."""
         priority = self.priority if isinstance(self.priority, int) else Priority[self.priority.upper()].value
         assign_to = self.assign_to or (
             self.metadata.get("assign_to") if isinstance(self.metadata.get("assign_to"), str) else None
         )
         return Task(
-            id=new_task_id(),
+            id=task_id or new_task_id(),
             description=self.description,
             created_at=now_ms,
             updated_at=now_ms,

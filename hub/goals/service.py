@@ -297,9 +297,7 @@ class GoalService:
                         "metadata": {"goal_round": rounds},
                     }
                 )
-                task = body.to_task(goal.submitted_by or "hub", now)
-                task.id = task_id
-                tasks.append(task)
+                tasks.append(body.to_task(goal.submitted_by or "hub", now, task_id=task_id))
         except ValidationError as exc:
             await self.backlog.transition(goal, GoalStatus.FAILED, f"a planned task is not a valid task: {exc}"[:2000])
             return
