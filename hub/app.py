@@ -28,6 +28,8 @@ from hub.http import install_error_handlers
 from hub.hub import Hub, Loop
 from hub.limits import install as install_limits
 from hub.metrics import run_metrics
+from hub.openapi import install as install_openapi
+from hub.openapi_docs import router as docs_router
 from hub.repos.api import router as repos_router
 from hub.repos.followup_loop import run_followups
 from hub.restarts import run_restarts
@@ -97,7 +99,7 @@ async def running(hub: Hub) -> AsyncIterator[None]:
 
 def create_app(settings: HubSettings, clock: Clock | None = None) -> FastAPI:
     hub = Hub(settings, clock)
-    app = FastAPI(title="AgentCom hub", lifespan=lambda _: running(hub), docs_url="/api/docs", redoc_url=None)
+    app = FastAPI(title="AgentCom hub", lifespan=lambda _: running(hub), docs_url=None, redoc_url=None)
     app.state.hub = hub  # what hub_of finds
     install_error_handlers(app)
     install_limits(app)  # body caps and rate limits, before any route reads a byte
@@ -113,6 +115,8 @@ def create_app(settings: HubSettings, clock: Clock | None = None) -> FastAPI:
     app.include_router(endpoints_api.router)
     app.include_router(autonomy_api.router)
     app.include_router(costs_api.router)
+    app.include_router(docs_router)  # /api/docs, its assets served locally
+    install_openapi(app, settings.metrics_public)
 
     @app.websocket("/ws")
     async def agents_ws(ws: WebSocket) -> None:
