@@ -13,6 +13,7 @@ from fastapi import FastAPI, WebSocket
 from hub import api_admin, api_agents, api_ops, api_tasks, dashboard_socket
 from hub.agent_socket import serve_agent_socket
 from hub.api_limits import router as rate_limits_router
+from hub.api_reruns import router as reruns_router
 from hub.autonomy import api as autonomy_api
 from hub.autonomy.loop import Autonomy
 from hub.backups import run_backups
@@ -58,6 +59,7 @@ def background(hub: Hub) -> dict[str, Loop]:
         "endpoint-probe": lambda: run_probes(hub.endpoints),
         "costs": hub.costs.run_retention,
         "goal-quotas": hub.quotas.run,
+        "retry-backoff": hub.backoff.run,
     }
     if hub.autonomy is not None:
         loops["autonomy"] = hub.autonomy.run
@@ -116,6 +118,7 @@ def create_app(settings: HubSettings, clock: Clock | None = None) -> FastAPI:
     app.include_router(autonomy_api.router)
     app.include_router(costs_api.router)
     app.include_router(docs_router)  # /api/docs, its assets served locally
+    app.include_router(reruns_router)  # POST /api/tasks/{id}/rerun
     install_openapi(app, settings.metrics_public)
 
     @app.websocket("/ws")

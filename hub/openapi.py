@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from hub.api_admin import TokenRequest
 from hub.api_limits import OverrideRequest
+from hub.api_reruns import RerunRequest
 from hub.costs.budgets import BudgetConfig
 from hub.endpoints.api import EndpointAdd
 from hub.goals.api import GoalSubmit
@@ -28,6 +29,7 @@ REF = "#/components/schemas/{model}"
 BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("post", "/api/tasks"): TaskSubmit,
     ("post", "/api/tasks/batch"): TaskBatch,
+    ("post", "/api/tasks/{task_id}/rerun"): RerunRequest,
     ("post", "/admin/tokens"): TokenRequest,
     ("put", "/admin/rate-limits/agents/{agent_id}"): OverrideRequest,
     ("put", "/admin/rate-limits/addresses/{address}"): OverrideRequest,
