@@ -111,8 +111,8 @@ class RetryBackoff:
         self._changed = asyncio.Event()
         self.n_held = 0
         queue.backoff = self.delay_ms
-        inner = scheduler.admit
-        scheduler.admit = lambda tasks: self.admit(inner(tasks))
+        inner = scheduler.admit  # the quotas' filter: it counts what it lets through, so held retries go first
+        scheduler.admit = lambda tasks: inner(self.admit(tasks))
 
     def __repr__(self) -> str:
         return f"<RetryBackoff base={self.base_s}s waiting={len(self._due)} held={self.n_held}>"
