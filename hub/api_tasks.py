@@ -34,6 +34,7 @@ from hub.hub import Hub
 from hub.lifecycle import as_dict
 from hub.queue import UnknownDependencies
 from hub.repos.registry import UnknownRepo
+from hub.retry_backoff import retry_view
 from hub.task_index import Submission, TaskNotFound
 from hub.task_submit import IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY, MAX_STEPS_WITHOUT_WARNING, TaskBatch, TaskSubmit
 from hub.tasks import Priority, Task, TaskStatus, TransitionError
@@ -348,6 +349,7 @@ async def get_task(task_id: str, request: Request, who: Principal = Depends(any_
     links = hub_of(request).repos.followups.links(task)
     if "withheld" in out:
         links.pop("follow_up_of", None)  # read from the withheld metadata
+    out.update(retry_view(task, hub_of(request).clock.now_ms(), "history" in out))  # hub/retry_backoff.py
     return {**out, **links}
 
 

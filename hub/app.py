@@ -13,6 +13,7 @@ from fastapi import FastAPI, WebSocket
 from hub import api_admin, api_agents, api_ops, api_tasks, dashboard_socket
 from hub.agent_socket import serve_agent_socket
 from hub.api_limits import router as rate_limits_router
+from hub.api_reruns import router as reruns_router
 from hub.autonomy import api as autonomy_api
 from hub.autonomy.loop import Autonomy
 from hub.backups import run_backups
@@ -28,6 +29,8 @@ from hub.http import install_error_handlers
 from hub.hub import Hub, Loop
 from hub.limits import install as install_limits
 from hub.metrics import run_metrics
+from hub.openapi import install as install_openapi
+from hub.openapi_docs import router as docs_router
 from hub.repos.api import router as repos_router
 from hub.repos.followup_loop import run_followups
 from hub.restarts import run_restarts
@@ -56,6 +59,7 @@ def background(hub: Hub) -> dict[str, Loop]:
         "endpoint-probe": lambda: run_probes(hub.endpoints),
         "costs": hub.costs.run_retention,
         "goal-quotas": hub.quotas.run,
+        "retry-backoff": hub.backoff.run,
     }
     if hub.autonomy is not None:
         loops["autonomy"] = hub.autonomy.run
@@ -97,7 +101,7 @@ async def running(hub: Hub) -> AsyncIterator[None]:
 
 def create_app(settings: HubSettings, clock: Clock | None = None) -> FastAPI:
     hub = Hub(settings, clock)
-    app = FastAPI(title="AgentCom hub", lifespan=lambda _: running(hub), docs_url="/api/docs", redoc_url=None)
+    app = FastAPI(title="AgentCom hub", lifespan=lambda _: running(hub), docs_url=None, redoc_url=None)
     app.state.hub = hub  # what hub_of finds
     hub.alerts.source = lambda: dashboard_socket.dashboard_for(hub).metrics()["health"]["conditions"]
     install_error_handlers(app)
@@ -114,6 +118,9 @@ def create_app(settings: HubSettings, clock: Clock | None = None) -> FastAPI:
     app.include_router(endpoints_api.router)
     app.include_router(autonomy_api.router)
     app.include_router(costs_api.router)
+    app.include_router(docs_router)  # /api/docs, its assets served locally
+    app.include_router(reruns_router)  # POST /api/tasks/{id}/rerun
+    install_openapi(app, settings.metrics_public)
 
     @app.websocket("/ws")
     async def agents_ws(ws: WebSocket) -> None:

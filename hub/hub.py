@@ -27,6 +27,7 @@ from hub.metrics import HubMetrics
 from hub.queue import TaskQueue
 from hub.repos import wiring as repo_wiring
 from hub.repos.registry import RepoRegistry
+from hub.retry_backoff import RetryBackoff
 from hub.settings import HubSettings
 from hub.store import Store
 from hub.store.backup import BackupInfo, refuse_if_damaged
@@ -59,6 +60,7 @@ class Hub:
     endpoints: EndpointRegistry
     costs: Costs
     quotas: GoalQuotas
+    backoff: RetryBackoff
 
     def __init__(self, settings: HubSettings, clock: Clock | None = None) -> None:
         self.settings = settings
@@ -130,6 +132,10 @@ class Hub:
         self.fleet.scheduler.ranker = EndpointRanker(self.endpoints, self.agents, self.queue.tasks.get)
         self.quotas = GoalQuotas(self.settings, self.queue, self.bus)  # per-goal concurrency and fail-fast
         self.fleet.scheduler.admit = self.quotas.admit
+        self.backoff = RetryBackoff(  # after the quotas: it wraps their filter
+            self.queue, self.fleet.scheduler, self.clock, self.settings.retry_backoff_base_s,
+            self.settings.retry_backoff_max_s,
+        )  # fmt: skip
         self.started_at = self.clock.now_ms()
         repo_wiring.wire(self.repos, self.fleet)
 

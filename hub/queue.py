@@ -81,6 +81,8 @@ class TaskQueue(TaskIndex):
         self.n_pruned = 0
         self.n_quarantined = 0
         """Stored rows skipped at load because they cannot be read back (see :meth:`load`)."""
+        self.backoff: Callable[[int], int] = lambda ended: 0
+        """The wait (ms) before a retry after ``ended`` attempts ended (hub/retry_backoff.py sets it)."""
 
     def __repr__(self) -> str:
         counts = {s: len(d) for s, d in self._by_status.items() if d}
@@ -402,7 +404,7 @@ class TaskQueue(TaskIndex):
     ) -> str:
         now = self._clock.now_ms()
         agent_id, attempt, generation = task.assigned_to, T.attempt(task), task.generation
-        status = T.end_attempt(task, reason, error, now, result=result)
+        status = T.end_attempt(task, reason, error, now, result=result, backoff_ms=self.backoff(task.retry_count + 1))
         changed = [task]
         events = [
             self._ended(

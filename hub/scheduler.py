@@ -11,8 +11,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, NamedTuple, Protocol
 
+from hub.retry_backoff import prefer_fresh
 from hub.routing import Route, needs_of, route_needs
 from hub.tasks import Task
 
@@ -103,6 +105,8 @@ def plan(
             continue
         found: tuple[int, Route] | None = None
         agents = free if ranker is None else ranker.order(task, free)
+        if task.failed_on:  # a retry goes to another agent when one can run it (hub/retry_backoff.py)
+            agents = [*prefer_fresh(task, agents, attrgetter("agent_id"))]
         for i, agent in enumerate(agents):
             if not eligible(task, agent):
                 continue

@@ -268,3 +268,9 @@ class HubSettings(BaseSettings):
     are dead-lettered with reason ``goal_fail_fast``."""
     goal_fail_fast_min: int = Field(4, ge=1)
     """Finished tasks of a goal before its failure ratio is judged."""
+
+    # --- retries (hub/retry_backoff.py) ---------------------------------------------------------------------------
+    retry_backoff_base_s: float = Field(5.0, ge=0, le=3600)
+    """Wait before a failed task's next attempt, doubled per attempt already ended (0: retry at once)."""
+    retry_backoff_max_s: float = Field(300.0, ge=0, le=86_400)
+    """Longest wait between two attempts of a task."""

@@ -39,6 +39,7 @@ INT_FIELDS = (
     "accepted_at",
     "completed_at",
     "tokens_used",
+    "retry_at",
 )
 SHAPE: tuple[tuple[str, frozenset[type]], ...] = (
     *((name, frozenset({str})) for name in ("id", "description", "status")),
@@ -79,9 +80,12 @@ SHAPE: tuple[tuple[str, frozenset[type]], ...] = (
         )
     ),
     ("verification_history", frozenset({list, _NONE})),
+    ("failed_on", frozenset({list})),
+    ("rerun_of", frozenset({str, _NONE})),
 )
 """Stored field -> the exact types it may have (a field left out takes the dataclass default)."""
 ELEMENTS: tuple[tuple[str, frozenset[type]], ...] = (
     *((name, frozenset({str})) for name in ("needed_capabilities", "depends_on", "success_criteria")),
     *((name, frozenset({dict})) for name in ("verification_steps", "file_hints", "history", "verification_history")),
+    ("failed_on", frozenset({str})),
 )

@@ -161,6 +161,13 @@ class Task:
     """The commit of the repository the current (or last) attempt started from, as the hub resolved it."""
     change: dict[str, Any] | None = None
     """The change the last attempt reported on the task's repository (``shared.repos.ChangeReport``)."""
+    # --- retries (hub/retry_backoff.py) ---
+    retry_at: int | None = None
+    """When a queued retry may run (ms): the backoff after a failed attempt; None once assigned, or with no wait."""
+    failed_on: list[str] = field(default_factory=list)
+    """The agents whose attempts ended without success, oldest first (at most 16): the next attempt prefers others."""
+    rerun_of: str | None = None
+    """The finished task this one re-runs (``POST /api/tasks/{id}/rerun``)."""
     static_json: str | None = field(default=None, repr=False, compare=False)
     """Cache of the serialised fields in STATIC_FIELDS (not part of the record)."""
     static_of: tuple[Any, ...] = field(default=(), repr=False, compare=False)
@@ -254,6 +261,7 @@ STATIC_FIELDS = (
     "complete_by",
     "submitted_by",
     "idempotency",
+    "rerun_of",
 )
 """Set at submission and never changed afterwards (only the functions in this module change a task; see to_json)."""
 _static_values = attrgetter(*STATIC_FIELDS)
@@ -302,6 +310,7 @@ def assign(task: Task, agent_id: str, now_ms: int) -> None:
     task.assigned_to = agent_id
     task.assigned_at = now_ms
     task.accepted_at = None
+    task.retry_at = None
     record(task, "assigned", now_ms, agent_id=agent_id, generation=task.generation, attempt=attempt(task))
 
 
@@ -383,10 +392,18 @@ def change_facts(change: dict[str, Any] | None) -> dict[str, Any]:
     return {k: change[k] for k in ("tier", "published", "commit") if isinstance(change.get(k), str)}
 
 
-def end_attempt(task: Task, reason: EndReason, error: str, now_ms: int, result: dict[str, Any] | None = None) -> str:
+def end_attempt(
+    task: Task,
+    reason: EndReason,
+    error: str,
+    now_ms: int,
+    result: dict[str, Any] | None = None,
+    backoff_ms: int = 0,
+) -> str:
     """End the current attempt without success; returns ``"retried"`` or ``"dead_letter"``.
 
-    Every ended attempt counts toward ``max_retries``, whatever ended it, so a poison task reaches dead-letter.
+    Every ended attempt counts toward ``max_retries``, whatever ended it, so a poison task reaches dead-letter. A
+    retry waits ``backoff_ms`` (``retry_at``) and its agent is remembered in ``failed_on``.
     """
     require_status(task, IN_FLIGHT)
     agent_id, ended, generation = task.assigned_to, attempt(task), task.generation
@@ -414,6 +431,9 @@ def end_attempt(task: Task, reason: EndReason, error: str, now_ms: int, result: 
         return "dead_letter"
     task.status = TaskStatus.QUEUED
     task.generation += 1
+    task.retry_at = now_ms + backoff_ms if backoff_ms > 0 else None
+    if agent_id is not None:
+        task.failed_on = [*(a for a in task.failed_on if a != agent_id), agent_id][-16:]
     record(
         task,
         "retried",
@@ -424,6 +444,7 @@ def end_attempt(task: Task, reason: EndReason, error: str, now_ms: int, result: 
         retry_count=task.retry_count,
         attempt=ended,
         generation=generation,
+        retry_at=task.retry_at,
     )
     return "retried"
 
@@ -457,9 +478,15 @@ def retry(task: Task, now_ms: int, by: str | None = None) -> None:
     task.assigned_to = None
     task.last_error = None
     task.dead_letter_reason = None
+    task.retry_at = None
     record(task, "requeued", now_ms, by=by)
 
 
 def place_repo(task: Task, repo: str | None) -> None:
     """Set the repository of a task being submitted, before it is first stored (hub/repos decides which)."""
     task.repo = repo
+
+
+def link_rerun(task: Task, original_id: str) -> None:
+    """Name the finished task a task being submitted re-runs, before it is first stored (hub/api_reruns.py)."""
+    task.rerun_of = original_id

@@ -176,6 +176,8 @@ class WaitingReasons:
         self._stamps[task.id] = (version, task.generation)
         if reason is None and (task.waiting_reason or {}).get("code") == "goal_concurrency":
             return  # held back by its goal's quota (hub/costs/quotas.py), which clears the reason when it lets it go
+        if reason is None and (task.waiting_reason or {}).get("code") == "retry_backoff":
+            return  # waits out its backoff (hub/retry_backoff.py), which clears the reason when it is over
         if set_waiting(task, reason):
             self.n_changed += 1
             self._on_change(task)

@@ -28,7 +28,7 @@ class Command(NamedTuple):
 COMMANDS = {
     "hub": Command("run the hub (HTTP API, agent and dashboard sockets)", "hub.main", "add_arguments", "run"),
     "sidecar": Command("run a sidecar (one per agent host)", "sidecar.main", "add_arguments", "run"),
-    "doctor": Command("check this machine (sandbox level, bubblewrap, pm2) and, with --config, the hub",
+    "doctor": Command("check this machine and, with --config, its hub, token, models and repos; --hub: a hub's store",
                       "scripts.agentcom", "add_doctor_arguments", "run_doctor"),
     "demo": Command("run the local demo: hub, two sidecars and a model carry work to completion",
                     "scripts.demo", "add_arguments", "run_demo"),
@@ -59,11 +59,34 @@ def version() -> str:
 
 def add_doctor_arguments(parser: argparse.ArgumentParser) -> None:
     """``agentcom doctor``'s options."""
-    parser.add_argument("--config", type=Path, help="a sidecar config file: also check its hub and Ollama")
+    parser.add_argument("--config", type=Path,
+                        help="a sidecar config file: also check its hub, token, models and repositories "
+                             "(with --hub: the hub's TOML config)")  # fmt: skip
+    parser.add_argument("--hub", action="store_true",
+                        help="check a hub instead: its store, backups, disk, process or port, endpoints")  # fmt: skip
+    parser.add_argument("--data-dir", type=Path, help="with --hub: the hub's data dir (default as the hub's)")
+    parser.add_argument("--port", type=int, help="with --hub: the hub's port (default as the hub's)")
+
+
+def run_hub_doctor(args: argparse.Namespace) -> int:
+    """``agentcom doctor --hub``: 0 when every required check passed, 1 otherwise, 2 for an unusable config."""
+    from hub import doctor
+    from hub.config_file import ConfigError
+    from hub.main import settings_from
+
+    flags = argparse.Namespace(host=None, port=args.port, data_dir=args.data_dir, config=args.config)
+    try:
+        settings = settings_from(flags)
+    except (ConfigError, ValueError) as exc:
+        print(f"agentcom doctor: {exc}", file=sys.stderr)
+        return 2
+    return doctor.run(settings)
 
 
 def run_doctor(args: argparse.Namespace) -> int:
     """``agentcom doctor``: 0 when every check passed, 1 otherwise, 2 for an unusable config."""
+    if args.hub:
+        return run_hub_doctor(args)
     from sidecar.host.doctor import run_doctor as check
     from sidecar.settings import SettingsError, load_settings
 

@@ -57,6 +57,7 @@ async def make_hub(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[HubH
 
     async def start(data_dir: Path | None = None, **overrides: Any) -> HubHandle:
         data_dir = data_dir or tmp_path / f"hub-{uuid.uuid4().hex[:6]}"
+        overrides.setdefault("retry_backoff_base_s", 0.0)  # retries at once unless a test is about the backoff
         settings = HubSettings(host="127.0.0.1", port=0, data_dir=data_dir, **overrides)
         server = HubServer(settings)
         await server.start()
