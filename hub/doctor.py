@@ -1,7 +1,7 @@
 """``agentcom doctor --hub``: what an operator wants to know about a hub's data dir and process, as one report.
 
-Checks, each reported whatever the others found: the data dir (exists, writable); the database (``PRAGMA
-quick_check`` on a read-only connection, safe while the hub runs); the newest backup's age against
+Checks, each reported whatever the others found: the data dir (exists, writable); the database (SQLite's
+quick check on a read-only connection, safe while the hub runs); the newest backup's age against
 ``backup_interval_s``; free disk space under the data dir; whether a hub holds the data dir (the pid in
 ``hub.lock``) and, if so, that it answers ``/ready`` and what its model endpoints' health is (``GET /api/endpoints``
 with the admin token from the data dir); if none runs, whether its port is free to bind. Failing checks say what to

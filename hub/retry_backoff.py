@@ -14,14 +14,13 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from hub.clock import Clock
 from hub.tasks import Task, TaskStatus, WaitingReason, set_waiting
 
 if TYPE_CHECKING:
     from hub.queue import TaskQueue
-    from hub.scheduler import Scheduler
 
 CODE = "retry_backoff"
 MAX_POLL_S = 1.0
@@ -93,11 +92,19 @@ def retry_view(task: Task, now_ms: int, full: bool) -> dict[str, Any]:
     return out
 
 
+class Scheduling(Protocol):
+    """What the backoff needs of the scheduler (hub/scheduler.py): its queued-task filter and its wake-up."""
+
+    admit: Callable[[Iterable[Task]], Iterable[Task]]
+
+    def wake(self) -> None: ...
+
+
 class RetryBackoff:
     """Holds back queued retries until their ``retry_at`` and wakes the scheduler when the first one is due."""
 
     def __init__(
-        self, queue: TaskQueue, scheduler: Scheduler, clock: Clock, base_s: float, max_s: float = 300.0
+        self, queue: TaskQueue, scheduler: Scheduling, clock: Clock, base_s: float, max_s: float = 300.0
     ) -> None:
         self._queue = queue
         self._scheduler = scheduler
