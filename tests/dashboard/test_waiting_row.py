@@ -86,7 +86,7 @@ async def test_queued_row_shows_why_it_waits(make_hub, open_dashboard):
         row = page.locator(f'#tasks tr[data-task-id="{tid}"]')
         await expect(row).to_have_attribute("data-status", "queued")
         reason = row.locator('[data-waiting="no_agent_with_executor"]')
-        await expect(reason).to_contain_text("needs executor claude or ollama; connected agents offer shell")
+        await expect(reason).to_contain_text("needs executor claude or ollama or openai; connected agents offer shell")
 
         cloud = f"m-{uuid.uuid4().hex[:6]}"
         token = await hub.mint_token(cloud)

@@ -65,7 +65,7 @@ ALLOWED = {
     "sandbox": {"sandbox"},
     "runtime": {"runtime", "sandbox", "settings"},
     "agent": {"agent", "runtime", "sandbox"},
-    "host": {"host", "runtime", "sandbox", "settings"},
+    "host": {"host", "runtime", "sandbox", "settings", "git"},
     "git": {"git", "runtime", "sandbox", "settings"},
 }
 """Which parts of the sidecar each subsystem may import: dependencies point one way (``main.py`` wires them all)."""
