@@ -104,7 +104,8 @@ class HubServer:
             self._sock = bind(self.settings.host, self.settings.port)
             host, port = self._sock.getsockname()[:2]
             scheme = "https" if self.settings.tls_certfile else "http"
-            self.url = f"{scheme}://{host}:{port}"
+            local = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, host)  # a wildcard bind: this machine's own
+            self.url = f"{scheme}://{local}:{port}"
             self._lock.record(self.url)
             await self.hub.open()
             self._task = asyncio.create_task(self.server.serve(sockets=[self._sock]), name="uvicorn")

@@ -142,3 +142,12 @@ async def _mint(url: str, admin: str, cert: Path) -> str:
 async def _get(url: str, admin: str, cert: Path, path: str) -> Any:
     async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=str(cert))) as client:
         return (await client.get(f"{url}{path}", headers={"Authorization": f"Bearer {admin}"})).json()
+
+
+async def test_a_hub_bound_to_every_address_advertises_one_this_machine_reaches(make_hub: Any) -> None:
+    """Bound to 0.0.0.0, the hub's URL (printed, and in DATA_DIR/hub.url for the CLI and the doctor) is loopback."""
+    hub = await make_hub(host="0.0.0.0")
+    assert hub.url.startswith("http://127.0.0.1:")
+    assert (hub.data_dir / "hub.url").read_text().strip() == hub.url
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(f"{hub.url}/ready")).status_code == 200
