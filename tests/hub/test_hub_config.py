@@ -144,10 +144,17 @@ async def _get(url: str, admin: str, cert: Path, path: str) -> Any:
         return (await client.get(f"{url}{path}", headers={"Authorization": f"Bearer {admin}"})).json()
 
 
-async def test_a_hub_bound_to_every_address_advertises_one_this_machine_reaches(make_hub: Any) -> None:
+async def test_a_hub_bound_to_every_address_advertises_one_this_machine_reaches(tmp_path: Path) -> None:
     """Bound to 0.0.0.0, the hub's URL (printed, and in DATA_DIR/hub.url for the CLI and the doctor) is loopback."""
-    hub = await make_hub(host="0.0.0.0")
-    assert hub.url.startswith("http://127.0.0.1:")
-    assert (hub.data_dir / "hub.url").read_text().strip() == hub.url
-    async with httpx.AsyncClient() as client:
-        assert (await client.get(f"{hub.url}/ready")).status_code == 200
+    from hub.server import HubServer
+    from hub.settings import HubSettings
+
+    server = HubServer(HubSettings(host="0.0.0.0", port=0, data_dir=tmp_path / "hub"))
+    url = await server.start()
+    try:
+        assert url.startswith("http://127.0.0.1:")
+        assert (tmp_path / "hub" / "hub.url").read_text().strip() == url
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"{url}/ready")).status_code == 200
+    finally:
+        await server.stop()
