@@ -30,7 +30,7 @@ COMMANDS = {
     "sidecar": Command("run a sidecar (one per agent host)", "sidecar.main", "add_arguments", "run"),
     "doctor": Command("check this machine and, with --config, its hub, token, models and repos; --hub: a hub's store",
                       "scripts.agentcom", "add_doctor_arguments", "run_doctor"),
-    "demo": Command("run the local demo: hub, two sidecars and a model carry work to completion",
+    "demo": Command("run the local demo: a goal carried by a hub, two sidecars and a model to a verified merge",
                     "scripts.demo", "add_arguments", "run_demo"),
     "task": Command("submit, list, show, cancel, retry or follow tasks on a hub", "scripts.cli.tasks",
                     "add_arguments", "run"),
