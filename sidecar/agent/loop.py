@@ -89,6 +89,12 @@ REPEAT_TEXT = (
 )
 STOP_TEXT = "Not run: the same call was repeated again, so the task is being stopped."
 SKIPPED_TEXT = "Not run: the task was stopped before this call ({why})."
+NOT_FINISHED_TEXT = (
+    "Not finished: {tool} failed earlier in this same reply. Read its result above, fix the problem, and call "
+    "finish on its own once everything works."
+)
+"""A ``finish`` sent in the same reply as a call that failed (small models send edit, test and finish at once): the
+model has not seen the failure yet, so the work is not over."""
 TRUNCATED_TEXT = ("Your reply was cut off at the output limit, so it could not be used. Be shorter: "
                   "write large files in several smaller steps (write_file, then edit_file).")  # fmt: skip
 
@@ -303,11 +309,15 @@ class ReactLoop:
     async def _act(self, turn: ModelTurn, calls: tuple[ToolCall, ...]) -> None:
         ids = [call["id"] for call in turn.tool_calls] if turn.tool_calls else [None] * len(calls)
         signatures, blocked, stop, progress = [], set(), None, False
+        failed: str | None = None
+        """The first call of this reply that failed: a ``finish`` after it is refused (:data:`NOT_FINISHED_TEXT`)."""
         for call, call_id in zip(calls, ids, strict=True):
             signature = json.dumps([call.name, call.arguments], sort_keys=True, default=str)
             signatures.append(signature)
             if stop is not None:
                 obs = _not_run(call.name, "not_run", SKIPPED_TEXT.format(why=stop.reason.value))
+            elif call.name == FINISH and failed is not None:
+                obs = _not_run(FINISH, "not_finished", NOT_FINISHED_TEXT.format(tool=failed))
             elif call.name == FINISH:
                 summary = call.arguments.get("summary")
                 stop = StopLoop(TerminationReason.COMPLETED, summary if isinstance(summary, str) else FINISH_TEXT)
@@ -328,6 +338,8 @@ class ReactLoop:
                 progress |= obs.success and signature not in self._seen
                 self._acted |= obs.success
                 self._seen.add(signature)
+            if not obs.success and failed is None and call.name != FINISH:
+                failed = call.name
             await self._observe(call, call_id, obs)
         self._previous, self._blocked = set(signatures), blocked
         if stop is not None:

@@ -184,3 +184,25 @@ async def test_fenced_code_beside_a_call_that_saves_nothing_gets_a_note(fake_oll
     second, third = run.chat_bodies()[1]["messages"], run.chat_bodies()[2]["messages"]
     assert second[-1]["role"] == "user" and "NOT saved" in second[-1]["content"]
     assert third[-1]["role"] == "tool" and (workspace / "hello.py").is_file()
+
+
+async def test_finish_after_a_failed_call_in_the_same_reply_does_not_end_the_work(
+    fake_ollama,
+    make_run,
+    workspace,  # noqa: F811
+) -> None:
+    """A reply that runs a failing command and finishes in one go is not the end: finish is refused with the reason,
+    the model sees the failure, and a later finish on its own ends the work."""
+    failing_then_finish = Turn(
+        tool_calls=[
+            ScriptedCall(name="run_command", arguments={"command": "exit 3"}),
+            ScriptedCall(name="finish", arguments={"summary": "done"}),
+        ]  # fmt: skip
+    )
+    script = Script(name="hasty", turns=[failing_then_finish, *HELLO_TURNS, finish()])
+    run = make_run(await fake_ollama(script))
+    result = await run.run()
+    assert result.termination_reason is TerminationReason.COMPLETED and (workspace / "hello.py").is_file()
+    refused = [m for m in run.trajectory.messages if m.get("name") == FINISH and m.get("is_error")]
+    assert len(refused) == 1 and "run_command failed earlier in this same reply" in refused[0]["content"]
+    assert len(run.chat_bodies()) == 2 + len(HELLO_TURNS)
