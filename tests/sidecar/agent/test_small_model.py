@@ -186,11 +186,7 @@ async def test_fenced_code_beside_a_call_that_saves_nothing_gets_a_note(fake_oll
     assert third[-1]["role"] == "tool" and (workspace / "hello.py").is_file()
 
 
-async def test_finish_after_a_failed_call_in_the_same_reply_does_not_end_the_work(
-    fake_ollama,
-    make_run,
-    workspace,  # noqa: F811
-) -> None:
+async def test_finish_after_a_failed_call_is_refused(fake_ollama, make_run, workspace) -> None:  # noqa: F811
     """A reply that runs a failing command and finishes in one go is not the end: finish is refused with the reason,
     the model sees the failure, and a later finish on its own ends the work."""
     failing_then_finish = Turn(
