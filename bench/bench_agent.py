@@ -3,7 +3,7 @@
 OpenAI-compatible server (llama.cpp's, vLLM, LM Studio, Ollama's ``/v1``). Not in CI.
 
     python -m bench.bench_agent --url http://127.0.0.1:8080 [--model NAME] [--tasks N]
-    python -m bench.bench_agent --start-server [--llm-dir /work/llm] [--tasks N]
+    python -m bench.bench_agent --start-server [--llm-dir DIR] [--tasks N]
 
 ``--start-server`` runs ``llama_cpp.server`` from ``<llm-dir>/venv`` on ``<llm-dir>/model.gguf`` on a free
 port (``scripts/setup_model.sh`` builds both) and stops it at the end; its log then also gives the prompt tokens the
@@ -34,6 +34,9 @@ from bench.agent_tasks import TASKS, BenchTask
 from shared.protocol import TaskAssign
 from sidecar.agent.agentic import AgenticConfig, OpenAIExecutor
 from sidecar.sandbox.probe import probe_sandbox
+
+DEFAULT_LLM_DIR = Path(os.environ.get("AGENTCOM_LLM_DIR", Path.home() / ".cache" / "agentcom" / "llm"))
+"""Where scripts/setup_model.sh builds the model server and assembles the model by default."""
 
 LAUNCHER = """
 import runpy, sys
@@ -211,7 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", help="an OpenAI-compatible server (http://host:port or .../v1)")
     parser.add_argument("--model", help="model id (default: the server's first)")
     parser.add_argument("--start-server", action="store_true", help="start llama_cpp.server from --llm-dir")
-    parser.add_argument("--llm-dir", default="/work/llm", help="holds venv/ and model.gguf (scripts/setup_model.sh)")
+    parser.add_argument(
+        "--llm-dir", default=str(DEFAULT_LLM_DIR), help=f"holds venv/ and model.gguf (default {DEFAULT_LLM_DIR}, "
+        "where scripts/setup_model.sh puts them; env AGENTCOM_LLM_DIR)",
+    )  # fmt: skip
     parser.add_argument("--log", help="the server's log file, to read its KV-cache reuse (prefix-match hits)")
     parser.add_argument("--tasks", type=int, default=len(TASKS), help=f"run the first N of {len(TASKS)} tasks")
     parser.add_argument("--only", help="comma-separated task names to run instead (see bench/agent_tasks.py)")

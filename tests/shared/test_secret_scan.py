@@ -104,7 +104,7 @@ def test_each_kind_is_found_and_masked(kind: str, path: str, line: str, secret: 
         ("app.py", 'NETS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")'),
         ("app.py", '"""a bare ``name.local`` is an attribute"""'),
         ("scan.py", r'PAT = r"/Users/(?P<users>[^/]+)/"'),
-        ("run.sh", "cd /home/runner/work/demo"),
+        ("run.sh", "cd /home/runner/build/demo"),
         ("run.sh", "cp x /home/user/project/"),
         ("docs.md", "Put it in ~/.config or $HOME/.config."),
     ],
