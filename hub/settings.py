@@ -228,6 +228,8 @@ class HubSettings(BaseSettings):
     """A repository is scanned again no sooner than this, and only when its HEAD moved (or a push woke it)."""
     autonomy_file_cooldown_s: float = Field(24 * 3600.0, ge=0)
     """A finding on a file raised (or touched by a goal) within this long is not raised again."""
+    autonomy_review_wait_s: float = Field(24 * 3600.0, ge=0)
+    """A broken main with a verified pull request awaiting review this long or less gets no new fix goal."""
     autonomy_max_findings: int = Field(5, ge=0, le=100)
     """Findings turned into goals per improving cycle (most severe first)."""
     autonomy_scan_paths: tuple[Path, ...] = ()

@@ -3,7 +3,8 @@
 
 In order: stuck work is ended through the queue's own reclaim (it is requeued, or dead-lettered once its attempts are
 spent, exactly as any ended attempt); when every model endpoint is down they are probed again with backoff and, if
-none recovers, routing switches to the fallback; a broken main becomes an urgent fix goal.
+none recovers, routing switches to the fallback; a broken main becomes an urgent fix goal, unless an open goal's
+result decides it, its main moved since (then it is scanned again), or a verified fix awaits review in a pull request.
 """
 
 from __future__ import annotations
@@ -12,11 +13,20 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from hub.autonomy.signals import endpoint_health, reprobe_endpoint, stuck_tasks, submit_goal
-from hub.tasks import EndReason, TransitionError
+from hub.autonomy.improving import head_of
+from hub.autonomy.signals import (
+    endpoint_health,
+    repos_being_fixed,
+    reprobe_endpoint,
+    scan_targets,
+    stuck_tasks,
+    submit_goal,
+)
+from hub.tasks import EndReason, TaskStatus, TransitionError
 
 if TYPE_CHECKING:
     from hub.autonomy.runtime import Runtime
+    from hub.hub import Hub
 
 logger = logging.getLogger(__name__)
 
@@ -65,11 +75,44 @@ async def recover_endpoints(auto: Runtime) -> None:
     await auto.journal_healing("routing_fallback", "endpoints", f"none of {len(health)} recovered; fallback on")
 
 
-async def fix_broken_main(auto: Runtime) -> None:
-    for name, why in sorted(auto.broken_main.items()):
-        if name in auto.broken_handled:
+def fix_awaiting_review(hub: Hub, repo: str, since_ms: int, scan_last: int = 1000) -> str | None:
+    """The pull request of a verified change to ``repo`` published since ``since_ms``: a fix a person has yet to
+    merge (a second one would only duplicate it)."""
+    for task in hub.queue.latest(TaskStatus.COMPLETED, scan_last):
+        if task.repo != repo or task.outcome != "verified" or (task.completed_at or 0) < since_ms:
             continue
-        result = await submit_goal(auto.hub, f"Fix main of {name}: {why}", name, "urgent", "healing")
+        change = task.result.get("change") if isinstance(task.result, dict) else None
+        if isinstance(change, dict) and change.get("published") == "pull_request":
+            return str(change.get("pr_url") or change.get("branch") or task.id)
+    return None
+
+
+async def main_moved(auto: Runtime, name: str) -> bool:
+    """Whether the HEAD of scan target ``name`` is no longer the one its last scan saw."""
+    target = next((t for t in scan_targets(auto.hub) if t.name == name), None)
+    if target is None:
+        return False
+    head = await head_of(target, auto.hub.settings.autonomy_scan_timeout_s)
+    return head is not None and head != auto.scanned.get(name, {}).get("head")
+
+
+async def fix_broken_main(auto: Runtime) -> None:
+    hub = auto.hub
+    being_fixed = repos_being_fixed(hub)
+    for name, why in sorted(auto.broken_main.items()):
+        if name in auto.broken_handled or name in being_fixed:  # an open goal's result decides: healed after it
+            continue
+        if await main_moved(auto, name):  # found broken at an older HEAD: check the new one before any fix
+            auto.broken_main.pop(name, None)
+            auto.forced_scans.add(name)
+            await auto.journal_healing("rescan", name, "main moved since it was found broken")
+            continue
+        since = hub.clock.now_ms() - int(hub.settings.autonomy_review_wait_s * 1000)
+        if waiting := fix_awaiting_review(hub, name, since):
+            auto.broken_handled.add(name)
+            await auto.journal_healing("fix_goal", name, f"skipped: a verified fix awaits review ({waiting})")
+            continue
+        result = await submit_goal(hub, f"Fix main of {name}: {why}", name, "urgent", "healing")
         auto.broken_handled.add(name)
         await auto.journal_healing("fix_goal", name, result)
 

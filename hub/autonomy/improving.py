@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -127,19 +128,35 @@ def _missing_tests(files: list[str]) -> list[Finding]:
 
 
 async def scan(target: ScanTarget, timeout_s: float) -> tuple[list[Finding], list[str], dict[str, str]]:
-    """(findings, skipped scanners with why, broken-main problems) of one checkout."""
+    """(findings, skipped scanners with why, broken-main problems) of one target. A bare repository (what a hub
+    registers as a shared remote) has no files to read or test: its HEAD is scanned in a throwaway clone."""
+    rc, bare = await run(["git", "rev-parse", "--is-bare-repository"], target.path, timeout_s)
+    if rc != 0 or bare.strip() != "true":
+        return await scan_tree(target, target.path, timeout_s)
+    with tempfile.TemporaryDirectory(prefix="agentcom-scan-") as tmp:
+        tree = Path(tmp) / "tree"
+        rc, out = await run(
+            ["git", "clone", "--quiet", "--shared", "--", str(target.path), str(tree)], Path(tmp), timeout_s
+        )
+        if rc != 0:
+            return [], [f"scan: clone of HEAD failed: {out.strip()[-200:]}"], {}
+        return await scan_tree(target, tree, timeout_s)
+
+
+async def scan_tree(
+    target: ScanTarget, root: Path, timeout_s: float
+) -> tuple[list[Finding], list[str], dict[str, str]]:
+    """:func:`scan` of the files under ``root`` (the target's checkout, or a clone of its HEAD)."""
     findings: list[Finding] = []
     skipped: list[str] = []
     broken: dict[str, str] = {}
-    rc, listing = await run(["git", "ls-files"], target.path, timeout_s)
+    rc, listing = await run(["git", "ls-files"], root, timeout_s)
     files = _python_files(listing) if rc == 0 else []
     ruff = shutil.which("ruff") or shutil.which("ruff", path=str(Path(sys.executable).parent))
     if ruff is None:
         skipped.append("ruff: not installed")
     elif files:
-        rc, out = await run(
-            [ruff, "check", "--output-format", "json", "--exit-zero", "--", *files], target.path, timeout_s
-        )
+        rc, out = await run([ruff, "check", "--output-format", "json", "--exit-zero", "--", *files], root, timeout_s)
         try:
             issues = json.loads(out) if rc == 0 else []
         except ValueError:
@@ -149,20 +166,20 @@ async def scan(target: ScanTarget, timeout_s: float) -> tuple[list[Finding], lis
         for issue in issues if isinstance(issues, list) else []:
             if not isinstance(issue, dict):
                 continue
-            rel = os.path.relpath(str(issue.get("filename", "")), target.path)
+            rel = os.path.relpath(str(issue.get("filename", "")), root)
             per_file.setdefault(rel, []).append(str(issue.get("code")))
         findings += [
             Finding("ruff", f, f"ruff: {len(c)} issue(s) in {f} ({', '.join(sorted(set(c)))})")
             for f, c in sorted(per_file.items())
         ]
     if target.test_command:
-        rc, out = await run(list(target.test_command), target.path, timeout_s)
+        rc, out = await run(list(target.test_command), root, timeout_s)
         if rc != 0:
             broken[target.name] = f"tests failing (exit {rc}): {out.strip()[-300:]}"
     else:
         skipped.append("tests: no test command")
     for f in files:
-        path = target.path / f
+        path = root / f
         try:
             text = path.read_bytes()[:MAX_FILE_BYTES].decode("utf-8", "replace")
         except OSError:
@@ -176,15 +193,13 @@ async def scan(target: ScanTarget, timeout_s: float) -> tuple[list[Finding], lis
 
 
 async def run_cycle(auto: Runtime) -> None:
+    """Scan every due target and act on what it shows. A transition (goals beat improving) can cancel the cycle at
+    any await, so each step is recorded before the next: the scan and a broken main first, then per finding its
+    cooldown mark before its goal (a cut costs at most one hygiene goal, never a duplicate)."""
     hub, settings = auto.hub, auto.hub.settings
     for target in await auto.due_targets():
         head = await head_of(target, settings.autonomy_scan_timeout_s)
         findings, skipped, broken = await scan(target, settings.autonomy_scan_timeout_s)
-        auto.forced_scans.discard(target.name)
-        auto.broken_main.update(broken)
-        if target.name not in broken:
-            auto.broken_main.pop(target.name, None)
-            auto.broken_handled.discard(target.name)
         now = hub.clock.now_ms()
         raised = {r.key: b for r in await hub.store.load_records(FILE_KIND) if isinstance(b := readable(r.body), dict)}
         cooldown_ms = settings.autonomy_file_cooldown_s * 1000
@@ -195,34 +210,24 @@ async def run_cycle(auto: Runtime) -> None:
             if f.file not in touched and now - count(raised.get(f"{target.name}:{f.file}", {}).get("ts")) >= cooldown_ms
         ]
         fresh.sort(key=lambda f: (SEVERITY.get(f.scan, 9), f.file))
-        submitted = 0
-        for f in fresh[: settings.autonomy_max_findings]:
-            result = await submit_goal(hub, f.detail, target.name, "low", "scanner")
-            body = {"repo": target.name, "scan": f.scan, "file": f.file, "detail": f.detail, "goal": result, "ts": now}
-            key = f"{target.name}:{f.file}"
-            await hub.store.write(
-                [
-                    PutRecord(RecordRow(FILE_KIND, key, now, json.dumps({"ts": now, "scan": f.scan}))),
-                    PutRecord(RecordRow(FINDING_KIND, f"{key}:{f.scan}", now, json.dumps(body))),
-                ]
-            )
-            submitted += result == "submitted"
-        auto.scanned[target.name] = {
-            "head": head,
-            "ts": now,
-            "findings": len(findings),
-            "raised": len(fresh),
-            "submitted": submitted,
-            "skipped": skipped,
-        }
+        fresh = fresh[: settings.autonomy_max_findings]
+        scanned = {"head": head, "ts": now, "findings": len(findings), "raised": len(fresh), "submitted": 0}
+        auto.scanned[target.name] = scanned | {"skipped": skipped}
         await hub.store.write(
             [PutRecord(RecordRow(SCAN_KIND, target.name, now, json.dumps(auto.scanned[target.name])))]
         )
+        auto.forced_scans.discard(target.name)
+        auto.broken_main.update(broken)
+        if target.name not in broken:
+            auto.broken_main.pop(target.name, None)
+            auto.broken_handled.discard(target.name)
         logger.info(
-            "scanned %s: %d findings, %d new, %d goals; skipped %s",
-            target.name,
-            len(findings),
-            len(fresh),
-            submitted,
-            skipped,
+            "scanned %s: %d findings, %d new; skipped %s", target.name, len(findings), len(fresh), skipped or "none"
         )
+        for f in fresh:
+            key = f"{target.name}:{f.file}"
+            await hub.store.write([PutRecord(RecordRow(FILE_KIND, key, now, json.dumps({"ts": now, "scan": f.scan})))])
+            result = await submit_goal(hub, f.detail, target.name, "low", "scanner")
+            body = {"repo": target.name, "scan": f.scan, "file": f.file, "detail": f.detail, "goal": result, "ts": now}
+            await hub.store.write([PutRecord(RecordRow(FINDING_KIND, f"{key}:{f.scan}", now, json.dumps(body)))])
+            auto.scanned[target.name]["submitted"] += result == "submitted"

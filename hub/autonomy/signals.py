@@ -36,6 +36,12 @@ def goal_counts(hub: Hub) -> tuple[int, int]:
     return len(hub.goals.pending()), len(hub.goals.active())
 
 
+def repos_being_fixed(hub: Hub) -> set[str]:
+    """Repositories with an open goal that is not a scanner's hygiene goal: work whose result decides whether their
+    main is still broken (a person's goal, or an earlier fix), so a broken main there is not healed meanwhile."""
+    return {g.repo for g in (*hub.goals.pending(), *hub.goals.active()) if g.repo and g.source != "scanner"}
+
+
 async def advance_goals(hub: Hub) -> bool:
     """Let the goal backlog take its next step (decompose, submit, verify); True when it did something."""
     try:
@@ -133,7 +139,7 @@ async def gather(auto: Runtime) -> Signals:
         stuck_tasks=len(stuck_tasks(in_flight, now, settings.autonomy_stuck_after_s)),
         stuck_threshold=settings.autonomy_stuck_threshold,
         endpoints_all_unhealthy=bool(health) and not any(health.values()),
-        broken_main=tuple(sorted(set(auto.broken_main) - auto.broken_handled)),
+        broken_main=tuple(sorted(set(auto.broken_main) - auto.broken_handled - repos_being_fixed(hub))),
         healing_cooldown=now < fsm.healing_cooldown_until,
         scan_due=idle and bool(await auto.due_targets()),  # git is asked only when it could matter
         contemplate_due=now - fsm.contemplated_at >= settings.autonomy_contemplate_cooldown_s * 1000,

@@ -7,11 +7,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from hub.autonomy import improving
 from hub.autonomy.states import State
 from hub.clock import ManualClock
 from shared.agent_sim import AgentSim
 from tests.conftest import HubHandle, wait_tasks
-from tests.hub.autonomy.conftest import WAIT_S, auto_of, commit, make_repo, transitions
+from tests.hub.autonomy.conftest import WAIT_S, auto_of, commit, git, make_repo, transitions
 
 Start = Callable[..., Awaitable[HubHandle]]
 
@@ -260,3 +261,120 @@ async def test_findings_and_a_broken_main_become_goals(start: Start, tmp_path: P
     assert ("fix_goal", "demo", "submitted") in [(e["action"], e["target"], e["result"]) for e in auto.healing_log]
     await auto.tick()
     await auto.fsm.wait_for(State.EXECUTING, WAIT_S)  # goals pending: the hub works on them
+
+
+async def test_a_registered_bare_repository_is_scanned_at_its_head(start: Start, tmp_path: Path) -> None:
+    """A repository registered by the path of a bare repository (a shared remote, as the demo's) is scanned in a clone
+    of its HEAD: its files give findings and its test command runs on them (passing: main is not broken); the bare
+    repository itself is left as it was."""
+    work = make_repo(
+        tmp_path / "work",
+        {
+            "calc.py": "def add(a, b):\n    return a + b  # TODO: floats\n",
+            "test_calc.py": "from calc import add\n\nassert add(2, 3) == 5\n",
+        },
+    )
+    bare = tmp_path / "calc.git"
+    git(tmp_path, "clone", "-q", "--bare", str(work), str(bare))
+    before = sorted(p.name for p in bare.iterdir())
+    handle = await start(autonomy_submit_goals=False)
+    spec = {"name": "calc", "url": str(bare), "test_command": "python3 test_calc.py"}
+    assert (await handle.http.post("/api/repos", json=spec)).status_code == 201
+    auto = auto_of(handle)
+    await auto.tick()
+    await auto.fsm.wait_until(lambda: "calc" in auto.scanned and auto.fsm.current is State.RESTING, WAIT_S)
+    assert auto.scanned["calc"]["skipped"] == [] and auto.broken_main == {}
+    findings = {r.key for r in await handle.hub.store.load_records("finding")}
+    assert findings == {"calc:calc.py:todo"}
+    assert sorted(p.name for p in bare.iterdir()) == before
+
+
+async def test_a_broken_main_whose_fix_awaits_review_gets_no_second_fix(start: Start, tmp_path: Path) -> None:
+    """Main's tests fail, but a verified change to the repository waits in a pull request: healing records that it
+    left the fix to the reviewer and submits no fix goal of its own."""
+    repo = make_repo(tmp_path / "demo", {"calc.py": "x = 1\n"})
+    failing = ("python3", "-c", "raise SystemExit(3)")
+    handle = await start(autonomy_scan_paths=(repo,), autonomy_scan_test_command=failing)
+    pr_url = "http://forge.invalid/acme/demo/pull/7"
+    change = {
+        "repo": "demo",
+        "branch": "agentcom/fix",
+        "base_commit": "abc123",
+        "commit": "def456",
+        "published": "pull_request",
+        "pr_url": pr_url,
+    }
+    sim = AgentSim(handle.ws_url, "fixer", await handle.mint_token("fixer"), behaviour="ignore")
+    await sim.connect()
+    try:
+        tid = await handle.submit(description="fix calc", assign_to="fixer", repo="demo")
+        rec = await sim.wait_for(lambda m: m.get("type") == "task_assign")
+        await sim.send({"type": "task_accepted", "task_id": tid, "generation": rec["generation"]})
+        passed = {"name": "tests", "status": "pass", "output": "ok"}
+        await sim.send(
+            {
+                "type": "task_complete",
+                "task_id": tid,
+                "generation": rec["generation"],
+                "result": {"status": "success", "outcome": "verified", "output": "fixed", "change": change},
+                "verification_report": {"outcome": "verified", "checks": [passed]},
+            }
+        )
+        await wait_tasks(handle, [tid], {"completed"})
+    finally:
+        await sim.close()
+    auto = auto_of(handle)
+    await auto.fsm.wait_for(State.RESTING, WAIT_S)
+    await auto.tick()
+    await auto.fsm.wait_until(lambda: ("healing", "resting") in transitions(handle), WAIT_S)
+    actions = [(e["action"], e["target"], e["result"]) for e in auto.healing_log]
+    assert actions == [("fix_goal", "demo", f"skipped: a verified fix awaits review ({pr_url})")], actions
+    assert [g for g in handle.hub.goals.list_goals() if g.source == "healing"] == []
+
+
+async def test_a_broken_main_fixed_meanwhile_is_scanned_again_not_healed(
+    start: Start, tmp_path: Path, clock: ManualClock
+) -> None:
+    """Main was found broken, but before healing acts a commit lands (a person's fix): the old finding is not acted
+    on; main is scanned again at its new HEAD, found passing, and no fix goal is submitted."""
+    repo = make_repo(tmp_path / "demo", {"ok.txt": "no\n"})
+    check = ("python3", "-c", "import pathlib, sys; sys.exit(pathlib.Path('ok.txt').read_text() != 'yes\\n')")
+    handle = await start(
+        autonomy_scan_paths=(repo,), autonomy_scan_test_command=check, autonomy_healing_cooldown_s=0,
+        autonomy_improve_cooldown_s=0,
+    )  # fmt: skip
+    auto = auto_of(handle)
+    await improving.run_cycle(auto)  # the scan alone (the machine rests: it ticks only when told)
+    assert "demo" in auto.broken_main
+    commit(repo, {"ok.txt": "yes\n"}, "fix")
+    await auto.tick()
+    await auto.fsm.wait_until(lambda: "demo" not in auto.broken_main and auto.fsm.current is State.RESTING, WAIT_S)
+    await auto.tick()
+    await auto.fsm.wait_until(lambda: auto.scanned["demo"]["head"] == git(repo, "rev-parse", "HEAD").strip(), WAIT_S)
+    await auto.fsm.wait_for(State.RESTING, WAIT_S)
+    assert [(e["action"], e["result"]) for e in auto.healing_log] == [
+        ("rescan", "main moved since it was found broken")
+    ]
+    assert "demo" not in auto.broken_main and handle.hub.goals.list_goals() == []
+
+
+async def test_a_broken_main_with_an_open_goal_on_it_waits_for_that_goal(start: Start, tmp_path: Path) -> None:
+    """A person's goal on the repository is open when its main is found broken (a scan that started just before the
+    goal came): the hub goes on with that goal instead of healing, and submits no fix goal of its own."""
+    work = make_repo(tmp_path / "work", {"calc.py": "x = 1\n"})
+    bare = tmp_path / "calc.git"
+    git(tmp_path, "clone", "-q", "--bare", str(work), str(bare))
+    handle = await start()
+    spec = {"name": "calc", "url": str(bare), "test_command": "python3 -c 'raise SystemExit(1)'"}
+    assert (await handle.http.post("/api/repos", json=spec)).status_code == 201
+    auto = auto_of(handle)
+    r = await handle.http.post("/api/goals", json={"description": "Fix calc", "repo": "calc"})
+    assert r.status_code == 201, r.text
+    await auto.tick()
+    await auto.fsm.wait_for(State.EXECUTING, WAIT_S)
+    await improving.run_cycle(auto)  # the scan, as if it had started just before the goal came
+    assert "calc" in auto.broken_main
+    await auto.tick()
+    assert auto.fsm.current is State.EXECUTING
+    assert ("resting", "healing") not in transitions(handle) and list(auto.healing_log) == []
+    assert "healing" not in [g.source for g in handle.hub.goals.list_goals()]
