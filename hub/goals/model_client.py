@@ -112,12 +112,13 @@ class ModelClient:
         call: Callable[[], Awaitable[ModelReply]],
     ) -> ModelReply:  # fmt: skip
         """``call`` under the hub's budgets and ``goal_id``'s: reserved before (the prompt at ~4 characters a token
-        plus a full answer), booked in the cost ledger after (under the goal, at the hub's clock), released if it
-        failed."""
+        plus a full answer: :data:`MAX_TOKENS`, what each endpoint is told it may answer at most), booked in the cost
+        ledger after (under the goal, at the hub's clock), released if it failed."""
         costs = self.costs
         if costs is None:
             return await call()
-        tokens_in, tokens_out = prompt_chars // 4 + 1, self._settings.hub_model_max_output_bytes // 4
+        tokens_in = prompt_chars // 4 + 1
+        tokens_out = min(MAX_TOKENS, self._settings.hub_model_max_output_bytes // 4)
         scope = Scope(goal_id=goal_id, hub_state=costs.hub_state(), model=model, provider=provider)
         usd = costs.prices.usd(model, provider, tokens_in, tokens_out)
         grant = costs.reserve(scope, Estimate(tokens_in + tokens_out, usd))

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from hub.clock import ManualClock
+from hub.goals.model_client import MAX_TOKENS
 from hub.server import HubServer
 from hub.settings import HubSettings
 from shared.agent_sim import AgentSim
@@ -59,11 +60,13 @@ async def goal_row(hub: HubHandle, goal_id: str, calls: int) -> dict[str, Any]:
 
 
 async def test_a_goals_row_counts_the_hubs_calls_and_its_tasks(start: Any) -> None:
-    """After a goal is decomposed, run and verified, its cost row holds the decomposition, the verdict and both
-    tasks' calls, all stamped with the hub's clock."""
+    """After a goal is decomposed, run and verified under a goal budget that fits its calls, its cost row holds the
+    decomposition, the verdict and both tasks' calls, all stamped with the hub's clock."""
     replies = GoalReplies([plan(task("a"), task("b", [0]))], [verdict(True, "done")])
     async with GoalOllama(replies) as model:
         hub = await start(hub_model_url=model.url, hub_model=MODEL)
+        budget = {"goal": {"tokens": 3 * MAX_TOKENS, "action": "stop"}}  # a call reserves its prompt + MAX_TOKENS
+        assert (await hub.http.put("/api/costs/budgets", json=budget)).status_code == 200
         agent_id = f"sim-{uuid.uuid4().hex[:8]}"
         sim = AgentSim(hub.ws_url, agent_id, await hub.mint_token(agent_id), usage=TASK_USAGE)
         await sim.connect()
