@@ -60,6 +60,7 @@ def background(hub: Hub) -> dict[str, Loop]:
         "costs": hub.costs.run_retention,
         "goal-quotas": hub.quotas.run,
         "retry-backoff": hub.backoff.run,
+        "affinity": lambda: hub.affinity.run(hub.store, hub.queue.feed, hub.queue.tasks.get),
     }
     if hub.autonomy is not None:
         loops["autonomy"] = hub.autonomy.run

@@ -18,6 +18,7 @@ from hub.auth import Auth, load_admin_token
 from hub.clock import Clock, SystemClock
 from hub.costs.quotas import GoalQuotas
 from hub.costs.service import Costs
+from hub.endpoints.affinity import Affinity
 from hub.endpoints.registry import EndpointRegistry
 from hub.endpoints.scoring import EndpointRanker
 from hub.events import EventBus
@@ -61,6 +62,7 @@ class Hub:
     costs: Costs
     quotas: GoalQuotas
     backoff: RetryBackoff
+    affinity: Affinity
 
     def __init__(self, settings: HubSettings, clock: Clock | None = None) -> None:
         self.settings = settings
@@ -119,6 +121,8 @@ class Hub:
             self.repos.goal_repo = self.goals.repo_of  # a goal's tasks inherit its repository
             self.endpoints = EndpointRegistry(self.store, self.clock, self.settings, self.bus)
             await self.endpoints.load()
+            self.affinity = Affinity(self.clock, self.settings.affinity_window_s, self.settings.affinity_max_entries)
+            await self.affinity.load(self.store)  # which agents worked on which repositories, for the ranker
             self.costs = Costs(self.settings, self.store, self.clock, self.queue)  # the cost ledger and budgets
             await self.costs.load()
             self.goals.model.costs = self.costs  # the hub's own model calls go through the ledger and budgets
@@ -129,7 +133,7 @@ class Hub:
             raise
         self.created = made
         self.fleet = Fleet(self.queue, self.agents, self.bus, self.clock)
-        self.fleet.scheduler.ranker = EndpointRanker(self.endpoints, self.agents, self.queue.tasks.get)
+        self.fleet.scheduler.ranker = EndpointRanker(self.endpoints, self.agents, self.queue.tasks.get, self.affinity)
         self.quotas = GoalQuotas(self.settings, self.queue, self.bus)  # per-goal concurrency and fail-fast
         self.fleet.scheduler.admit = self.quotas.admit
         self.backoff = RetryBackoff(  # after the quotas: it wraps their filter

@@ -276,3 +276,10 @@ class HubSettings(BaseSettings):
     """Wait before a failed task's next attempt, doubled per attempt already ended (0: retry at once)."""
     retry_backoff_max_s: float = Field(300.0, ge=0, le=86_400)
     """Longest wait between two attempts of a task."""
+
+    # --- repository affinity (hub/endpoints/affinity.py) ----------------------------------------------------------
+    affinity_window_s: float = Field(7 * 86_400.0, gt=0)
+    """An agent's work on a repository makes the ranker prefer it for that repository this long (and is kept
+    across restarts this long)."""
+    affinity_max_entries: int = Field(4096, ge=1, le=1_000_000)
+    """(agent, repository) pairs remembered and stored; past this the least recently used leave first."""

@@ -9,7 +9,8 @@ use (each model it lists is tried when the task pins none) and the endpoint serv
 - ``load``: minus :data:`W_LOAD` per task running or booked this round on that endpoint. Load is keyed by the
   endpoint that actually serves, so two agents sharing one Ollama count as one load;
 - ``health``: minus :data:`W_UNHEALTHY` when the endpoint is unhealthy;
-- ``repo``: :data:`W_REPO` when the agent recently worked on the task's repository (its checkout is warm).
+- ``repo``: :data:`W_REPO` when the agent recently worked on the task's repository (its checkout is warm;
+  hub/endpoints/affinity.py remembers it, across restarts).
 
 Agents running a shell command or Claude are scored on ``repo`` alone. The decision stored on the task carries the
 endpoint, the score, its terms and a sentence explaining it (hub/routing.py ``placement_fields``).
@@ -17,10 +18,11 @@ endpoint, the score, its terms and a sentence explaining it (hub/routing.py ``pl
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict, deque
+from collections import Counter
 from collections.abc import Callable
 
 from hub.agents import AgentRegistry, AgentState
+from hub.endpoints.affinity import Affinity
 from hub.endpoints.registry import Endpoint, EndpointRegistry
 from hub.routing import LOCAL_MODEL_TARGETS, Placement, Route, needs_of, route_needs
 from hub.scheduler import Candidate, eligible
@@ -34,9 +36,6 @@ UNPROBED = 0.5
 """A model not probed yet scores between one that calls tools badly and one that calls them well."""
 MODELS_TRIED = 16
 """Models of one agent scored per task (its first ones)."""
-RECENT_REPOS = 8
-"""Repositories remembered per agent."""
-AGENTS_REMEMBERED = 4096
 
 
 class Scored:
@@ -58,14 +57,19 @@ class EndpointRanker:
     """The scheduler's :class:`hub.scheduler.Ranker` over the endpoint registry (see the module docstring)."""
 
     def __init__(
-        self, registry: EndpointRegistry, agents: AgentRegistry, task_of: Callable[[str], Task | None] | None = None
+        self,
+        registry: EndpointRegistry,
+        agents: AgentRegistry,
+        task_of: Callable[[str], Task | None] | None = None,
+        affinity: Affinity | None = None,
     ) -> None:
         self._registry = registry
         self._agents = agents
         self._task_of = task_of
         """The task with this id, to tell whether it runs a local model (None: every busy agent loads its endpoint)."""
         self._load: Counter[str] = Counter()
-        self._recent: OrderedDict[str, deque[str]] = OrderedDict()
+        self.affinity = affinity if affinity is not None else Affinity()
+        """Which agents recently worked on which repositories (None given: in memory only)."""
         self._where: dict[str, tuple[Endpoint | None, str | None]] = {}
         """Per round: each agent's endpoint and the key its load is counted under."""
         self._base: dict[tuple[str, str, str | None], tuple[str | None, float, float, float]] = {}
@@ -131,7 +135,7 @@ class EndpointRanker:
         self, task: Task, agent: Candidate, route: Route, pinned: str | None
     ) -> tuple[str | None, tuple[tuple[str, float], ...]]:
         """The model the agent would use and the score's terms (``pinned``: the model the task names)."""
-        repo = ("repo", W_REPO if task.repo and task.repo in self._recent.get(agent.agent_id, ()) else 0.0)
+        repo = ("repo", W_REPO if task.repo and self.affinity.has(agent.agent_id, task.repo) else 0.0)
         if route.target not in LOCAL_MODEL_TARGETS:
             return route.model, (repo,)
         model, probe, warm, health = self._model_terms(agent, route, pinned)
@@ -154,7 +158,7 @@ class EndpointRanker:
         for agent in agents:
             if task.assign_to is not None and task.assign_to != agent.agent_id:
                 continue
-            affinity = bool(task.repo) and task.repo in self._recent.get(agent.agent_id, ())
+            affinity = bool(task.repo and self.affinity.has(agent.agent_id, task.repo))
             kind = None if affinity else self._kind(agent)
             if kind is not None and kind in kinds:
                 if (score := kinds[kind]) is not None:  # runs it, no better than the first of its kind
@@ -188,13 +192,7 @@ class EndpointRanker:
         if chosen.target in LOCAL_MODEL_TARGETS and (key := self._endpoint(agent.agent_id)[1]) is not None:
             self._load[key] += 1
         if task.repo:
-            recent = self._recent.setdefault(agent.agent_id, deque(maxlen=RECENT_REPOS))
-            self._recent.move_to_end(agent.agent_id)
-            if task.repo in recent:
-                recent.remove(task.repo)
-            recent.append(task.repo)
-            while len(self._recent) > AGENTS_REMEMBERED:
-                self._recent.popitem(last=False)
+            self.affinity.touch(agent.agent_id, task.repo)
         ep = scored.endpoint if chosen.target in LOCAL_MODEL_TARGETS else None
         model = scored.model if chosen.target in LOCAL_MODEL_TARGETS else chosen.model
         # The sidecar talks to the model at the decision's endpoint: the URL as the agent itself gave it (the one the

@@ -135,7 +135,7 @@ async def decompose(client: ModelClient, goal: Goal, tree: list[str] | None, max
     """A valid plan for ``goal``; raises :class:`DecompositionInvalid` or ``ModelUnavailable``."""
     known = set(tree) if tree is not None else None
     messages: list[Message] = [{"role": "user", "content": prompt(goal, tree, max_files)}]
-    reply = await client.complete("decompose", SYSTEM, messages)
+    reply = await client.complete("decompose", SYSTEM, messages, goal_id=goal.id)
     plan, errors = parse_plan(reply.text, known)
     if not errors:
         return plan
@@ -146,7 +146,7 @@ async def decompose(client: ModelClient, goal: Goal, tree: list[str] | None, max
             "content": "That plan is invalid:\n" + "\n".join(f"- {e}" for e in errors) + "\nAnswer again.",
         },
     ]
-    reply = await client.complete("decompose", SYSTEM, messages)
+    reply = await client.complete("decompose", SYSTEM, messages, goal_id=goal.id)
     plan, errors = parse_plan(reply.text, known)
     if errors:
         raise DecompositionInvalid("invalid decomposition after one re-prompt: " + "; ".join(errors))

@@ -36,6 +36,11 @@ class ModelUnavailable(Exception):
     """No model endpoint gave a usable answer; the message says why for each one tried."""
 
 
+class BudgetRefused(ModelUnavailable):
+    """A budget refused the call before any endpoint was asked; the message is the budget's reason. No fallback is
+    tried: every budget of a call (its goal's, its hub state's) applies whichever endpoint would answer it."""
+
+
 @dataclass(frozen=True, slots=True)
 class ModelReply:
     text: str
@@ -58,6 +63,8 @@ class ModelClient:
         self.n_calls = 0
         self.n_fallbacks = 0
         self.n_unavailable = 0
+        self.n_refused = 0
+        """Calls a budget refused before any endpoint was asked."""
 
     def __repr__(self) -> str:
         return f"<ModelClient local={self._settings.hub_model_url is not None} claude={self._claude_key() is not None}>"
@@ -67,16 +74,19 @@ class ModelClient:
         key = configured.get_secret_value() if configured is not None else os.environ.get("ANTHROPIC_API_KEY")
         return key or None
 
-    async def complete(self, purpose: str, system: str, messages: list[Message]) -> ModelReply:
+    async def complete(
+        self, purpose: str, system: str, messages: list[Message], goal_id: str | None = None
+    ) -> ModelReply:
         """One answer to ``messages`` under ``system``, from the first endpoint that gives one (``purpose`` names the
         call for the ledger and the logs: ``decompose``, ``verify``). Each call is reserved against the hub's
-        budgets first (a refusal is :class:`ModelUnavailable` with the budget's reason) and booked after."""
+        budgets first, its goal's (``goal_id``: the goal it is made for) among them, and booked after under that
+        goal; a refusal is :class:`BudgetRefused` with the budget's reason."""
         self.n_calls += 1
         failures: list[str] = []
         prompt_chars = len(system) + sum(len(m.get("content", "")) for m in messages)
         if self._settings.hub_model_url:
             try:
-                return await self._metered(purpose, "ollama", self._settings.hub_model, prompt_chars,
+                return await self._metered(purpose, "ollama", self._settings.hub_model, prompt_chars, goal_id,
                                            lambda: self._ollama(system, messages))  # fmt: skip
             except (httpx.HTTPError, ValueError) as exc:
                 failures.append(f"local model at {_safe_url(self._settings.hub_model_url)}: {_describe(exc)}")
@@ -87,7 +97,7 @@ class ModelClient:
             self.n_fallbacks += 1
             try:
                 return await self._metered(purpose, "anthropic", self._settings.hub_claude_model, prompt_chars,
-                                           lambda: self._anthropic(system, messages, key))  # fmt: skip
+                                           goal_id, lambda: self._anthropic(system, messages, key))  # fmt: skip
             except (httpx.HTTPError, ValueError) as exc:
                 failures.append(f"Claude at {_safe_url(self._settings.hub_claude_url)}: {_describe(exc)}")
         else:
@@ -98,19 +108,23 @@ class ModelClient:
         raise ModelUnavailable(reason)
 
     async def _metered(
-        self, purpose: str, provider: str, model: str, prompt_chars: int, call: Callable[[], Awaitable[ModelReply]]
-    ) -> ModelReply:
-        """``call`` under the hub's budgets: reserved before (the prompt at ~4 characters a token plus a full
-        answer), booked in the cost ledger after, released if it failed."""
+        self, purpose: str, provider: str, model: str, prompt_chars: int, goal_id: str | None,
+        call: Callable[[], Awaitable[ModelReply]],
+    ) -> ModelReply:  # fmt: skip
+        """``call`` under the hub's budgets and ``goal_id``'s: reserved before (the prompt at ~4 characters a token
+        plus a full answer: :data:`MAX_TOKENS`, what each endpoint is told it may answer at most), booked in the cost
+        ledger after (under the goal, at the hub's clock), released if it failed."""
         costs = self.costs
         if costs is None:
             return await call()
-        tokens_in, tokens_out = prompt_chars // 4 + 1, self._settings.hub_model_max_output_bytes // 4
-        scope = Scope(hub_state=costs.hub_state(), model=model, provider=provider)
+        tokens_in = prompt_chars // 4 + 1
+        tokens_out = min(MAX_TOKENS, self._settings.hub_model_max_output_bytes // 4)
+        scope = Scope(goal_id=goal_id, hub_state=costs.hub_state(), model=model, provider=provider)
         usd = costs.prices.usd(model, provider, tokens_in, tokens_out)
         grant = costs.reserve(scope, Estimate(tokens_in + tokens_out, usd))
         if isinstance(grant, Refusal):
-            raise ValueError(f"budget {grant.budget}: {grant.reason} ({grant.detail})")
+            self.n_refused += 1
+            raise BudgetRefused(f"{grant.reason}: {grant.detail}")
         started = time.monotonic()
         try:
             reply = await call()
@@ -118,7 +132,8 @@ class ModelClient:
             costs.budgets.release(grant.grant_id)
             raise
         entry = CostEntry(
-            ts=int(time.time() * 1000), model=model, provider=provider, hub_state=scope.hub_state, source="hub",
+            ts=costs.clock.now_ms(), goal_id=goal_id, model=model, provider=provider, hub_state=scope.hub_state,
+            source="hub",
             tokens_in=reply.usage.get("input_tokens", 0), tokens_out=reply.usage.get("output_tokens", 0),
             wall_ms=int((time.monotonic() - started) * 1000), grant_id=grant.grant_id,
         )  # fmt: skip

@@ -109,5 +109,5 @@ def parse_verdict(text: str) -> Verdict:
 async def model_verdict(client: ModelClient, goal: Goal, tasks: list[Task | None], diff_max_chars: int) -> Verdict:
     """The model's judgement of the goal's work; raises ``ModelUnavailable``."""
     text = prompt(goal, tasks, combined_diff(tasks, diff_max_chars))
-    reply = await client.complete("verify", SYSTEM, [{"role": "user", "content": text}])
+    reply = await client.complete("verify", SYSTEM, [{"role": "user", "content": text}], goal_id=goal.id)
     return parse_verdict(reply.text)
