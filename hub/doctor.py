@@ -16,7 +16,6 @@ import shutil
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,35 +24,12 @@ import httpx
 from hub.data_lock import LOCK_NAME
 from hub.settings import HubSettings
 from hub.store.backup import DIR_NAME, backups, check
+from shared.doctor_report import Check, DoctorReport
 
 DB_NAME = "agentcom.db"
 DISK_FAIL_BYTES = 100 * 2**20
 DISK_WARN_BYTES = 1 * 2**30
 HTTP_TIMEOUT_S = 5.0
-
-
-@dataclass(frozen=True)
-class Check:
-    """One line of the report; a failed check that is not ``required`` only warns."""
-
-    name: str
-    ok: bool
-    detail: str
-    required: bool = True
-
-
-@dataclass
-class Report:
-    checks: list[Check] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return all(c.ok for c in self.checks if c.required)
-
-    def render(self) -> str:
-        lines = [f"[{'ok  ' if c.ok else 'FAIL' if c.required else 'warn'}] {c.name}: {c.detail}" for c in self.checks]
-        lines.append("all required checks passed" if self.ok else "some required checks FAILED")
-        return "\n".join(lines)
 
 
 def _size(n: float) -> str:
@@ -216,10 +192,10 @@ def check_running(url: str, token: str | None, verify: Any = True) -> list[Check
     return checks
 
 
-def diagnose(settings: HubSettings, *, now: Callable[[], float] = time.time) -> Report:
+def diagnose(settings: HubSettings, *, now: Callable[[], float] = time.time) -> DoctorReport:
     """Every check of the module docstring for the hub configured by ``settings``."""
     data_dir = settings.data_dir
-    report = Report([check_data_dir(data_dir)])
+    report = DoctorReport([check_data_dir(data_dir)])
     if data_dir.is_dir():
         report.checks += [check_database(data_dir), check_backups(data_dir, settings.backup_interval_s, now())]
     report.checks.append(check_disk(data_dir))

@@ -8,7 +8,11 @@ the full-disk handling) is the one there is. No statement text lives outside thi
     hub/store/__init__.py     the Store protocol and StoreError
     hub/store/records.py      rows read back, changes written (tasks, tokens, events; subsystem documents and
                               journals: PutRecord, AppendJournal, for every subsystem beside the queue)
-    hub/store/sqlite.py       SqliteStore: the group-committing writer, reads, checkpoints
+    hub/store/sqlite.py       SqliteStore: opening (migrations), closing, counters; built from the parts below
+    hub/store/writer.py       its group-committing writer: one transaction per drain, durable, full-disk waits
+    hub/store/checkpoints.py  its WAL checkpoints: passive copies beside the writer, the bounding restart
+    hub/store/reads.py        its reads, on the reader connection (committed data only)
+    hub/store/connection.py   opening a connection safely, running a function on the writer's thread
     hub/store/faults.py       what a failure means (full disk, unstorable value) and what to tell an operator
     hub/store/wal_sync.py     durability of each commit through a helper process (wal_sync_helper.py)
     hub/store/migrations/     the schema, one numbered file per version

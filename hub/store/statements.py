@@ -1,7 +1,8 @@
 """The SQL of the SQLite store: every statement, and how each change (:mod:`hub.store.records`) becomes one.
 
 :class:`Deferred` parameters are built at commit time, once per key per transaction; :data:`STATEMENTS` maps each
-change type to its statement. Only :mod:`hub.store.sqlite` (and its tests) use this module.
+change type to its statement. Only the SQLite store (:mod:`hub.store.sqlite`, its writer and reads) and its tests use
+this module.
 """
 
 from __future__ import annotations

@@ -11,48 +11,17 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from shared.doctor_report import Check, DoctorReport
 from sidecar.sandbox.base import SandboxLevel
 from sidecar.sandbox.probe import probe_sandbox
 from sidecar.settings import SidecarSettings
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 HTTP_TIMEOUT_S = 5.0
-
-
-@dataclass(frozen=True)
-class Check:
-    """One line of the report."""
-
-    name: str
-    ok: bool
-    detail: str
-    required: bool = True
-
-
-@dataclass
-class DoctorReport:
-    """All checks, in the order they ran."""
-
-    checks: list[Check] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when every required check passed."""
-        return all(check.ok for check in self.checks if check.required)
-
-    def render(self) -> str:
-        """The report as text, one check per line."""
-        lines = []
-        for check in self.checks:
-            mark = "ok  " if check.ok else ("FAIL" if check.required else "warn")
-            lines.append(f"[{mark}] {check.name}: {check.detail}")
-        lines.append("all required checks passed" if self.ok else "some required checks FAILED")
-        return "\n".join(lines)
 
 
 def run_doctor(settings: SidecarSettings | None = None, *, out: Callable[[str], object] = print) -> DoctorReport:

@@ -25,7 +25,7 @@ from hub.tasks import EndReason, Task, TaskStatus
 from shared.agent_sim import AgentSim
 from shared.protocol import MAX_TASK_TIMEOUT_MS
 from tests.conftest import SCALE
-from tests.hub.test_hostile_json import DEEP, nested, running, serves_a_task, strict_json
+from tests.hub.hostile_json_hub import DEEP, nested, running, serves_a_task, strict_json
 
 # --- stored values: sweeps, start, quarantine ---------------------------------------------------------------------
 
