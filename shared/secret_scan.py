@@ -5,7 +5,9 @@ Kinds found: ``private_key`` (a PEM/OpenSSH/PGP private key block), ``aws_key`` 
 (``xox?-`` tokens and incoming webhooks), ``jwt``, ``generic_secret`` (``api_key``/``secret``/``password``/``token``
 assigned a literal with enough entropy), ``personal_path`` (``/home/<user>/``, ``/Users/<user>/``,
 ``C:\\Users\\<user>\\``) and ``internal_address`` (RFC 1918 IPv4 addresses, ``*.internal``/``*.local``/``*.corp``
-hosts). Obvious placeholders (``example``, ``changeme``, ``${VAR}``, ``xxxx``...) are let through.
+hosts). A value is let through only when it is a placeholder AS A WHOLE (``AKIAIOSFODNN7EXAMPLE``, ``ghp_xxxx...``,
+``${VAR}``, ``<your-key>``, ``changeme``, ``your-token-here``; the rules are in :mod:`shared.secret_placeholder`): a
+stand-in word inside a random value (a token holding ``fake``, a key ending in ``token``) never clears it.
 
 A finding names its kind, file and line; its excerpt is the line with every secret of that line masked, so a report
 never carries what it found. Pure and bounded: regexes with bounded repetitions, at most :data:`MAX_FINDINGS`.
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from shared.repos import ScanFinding
+from shared.secret_placeholder import DOCUMENTED_EXAMPLES, is_reference, is_stand_in, literal_part, token_is_placeholder
 
 MAX_FINDINGS = 200
 """As many as a :class:`~shared.repos.ChangeReport` carries."""
@@ -33,12 +36,8 @@ GENERIC_MIN_WORDS_CHARS = 16
 GENERIC_MIN_ENTROPY = 2.5
 """Bits per character a literal needs to count as a secret (``"aaaaaaaa"`` has 0, ``"hunter2!x"`` about 3)."""
 
-PLACEHOLDER_WORDS = (
-    "example", "placeholder", "changeme", "change_me", "change-me", "your_", "your-", "yourpass", "dummy", "redacted",
-    "sample", "xxxx", "****", "...", "<", ">", "${", "{{", "%(", "$(", "fake", "notasecret", "not_a_secret",
-    "not-a-secret", "insert", "replace", "token", "secret", "password",
-)  # fmt: skip
 PLACEHOLDER_VALUES = frozenset({"password", "secret", "token", "none", "null", "true", "false", "test", "testing"})
+"""Literals that are no secret whatever their entropy (more stand-ins: :mod:`shared.secret_placeholder`)."""
 PLACEHOLDER_USERS = frozenset({
     "user", "username", "me", "you", "runner", "example", "someone", "name", "shared", "public", "default",
     "$user", "${user}", "<user>", "%username%", "...", "all users", "administrator", "foo", "bar",
@@ -98,47 +97,49 @@ def entropy(text: str) -> float:
     return -sum(c / n * math.log2(c / n) for c in counts.values())
 
 
-def is_placeholder(value: str) -> bool:
-    """Whether ``value`` is an obvious stand-in (``example``, ``changeme``, ``${VAR}``, ``xxxx``, one repeated
-    character) rather than a real secret."""
-    lowered = value.lower()
-    return lowered in PLACEHOLDER_VALUES or any(w in lowered for w in PLACEHOLDER_WORDS) or len(set(value)) <= 2
-
-
 def _generic_value_is_secret(value: str, quoted: bool) -> bool:
-    if len(value) < GENERIC_MIN_CHARS or is_placeholder(value) or entropy(value) < GENERIC_MIN_ENTROPY:
+    if is_reference(value):
+        return False  # ``${VAR}``, ``{{ var }}``, ``<your-key>``, ``%(name)s``, ``$(cmd)``, ``os.environ[...]``
+    literal = literal_part(value)  # ``Bearer ${TOKEN}`` is judged by ``Bearer``, ``sk_live_****`` by ``sk_live_``
+    if len(literal) < GENERIC_MIN_CHARS or entropy(literal) < GENERIC_MIN_ENTROPY:
         return False
-    if _WORDS.match(value) and len(value) < GENERIC_MIN_WORDS_CHARS:
+    if literal.lower() in PLACEHOLDER_VALUES or is_stand_in(literal) or literal.endswith(DOCUMENTED_EXAMPLES):
+        return False
+    if _WORDS.match(literal) and len(literal) < GENERIC_MIN_WORDS_CHARS:
         return False  # ``read-only``, ``local dev``: words, not a secret (a long passphrase still counts)
     if quoted:
-        return not value.startswith("$")
+        return True
     # bare: skip names and references (``settings.secret_key``, ``os.environ``); a literal mixes digits or symbols
     return _IDENTIFIER.match(value) is None and value[0].isalnum()
+
+
+def _token(kind: str, line: str, match: re.Match[str], body_start: int, body_end: int) -> _Hit:
+    """The hit of a structured token whose body (its random part) spans ``body_start:body_end``; of kind
+    ``placeholder`` when the token is one (it then clears a generic secret on its span, and is no finding)."""
+    body, before, after = line[body_start:body_end], line[: match.start()], line[match.end() :]
+    return _Hit("placeholder" if token_is_placeholder(kind, body, before, after) else kind, body_start, body_end)
 
 
 def _hits(line: str, is_code: bool) -> Iterator[_Hit]:
     for m in _PRIVATE_KEY.finditer(line):
         yield _Hit("private_key", m.end(), max(len(line), m.end()))
-    for m in _AWS_KEY.finditer(line):
-        if not is_placeholder(m.group()):
-            yield _Hit("aws_key", m.start() + 4, m.end())
-    for m in _AWS_SECRET.finditer(line):
-        if not is_placeholder(m.group(1)):
-            yield _Hit("aws_secret", m.start(1), m.end(1))
+    tokens = [_token("aws_key", line, m, m.start() + 4, m.end()) for m in _AWS_KEY.finditer(line)]
+    tokens += [_token("aws_secret", line, m, m.start(1), m.end(1)) for m in _AWS_SECRET.finditer(line)]
     for m in _GITHUB.finditer(line):
         prefix = 11 if m.group().startswith("github_pat_") else 4
-        if not is_placeholder(m.group()[prefix:]):
-            yield _Hit("github_token", m.start() + prefix, m.end())
+        tokens.append(_token("github_token", line, m, m.start() + prefix, m.end()))
     for m in _SLACK.finditer(line):
         prefix = 5 if m.group().startswith("xox") else 33
-        if not is_placeholder(m.group()[prefix:]):
-            yield _Hit("slack_token", m.start() + prefix, m.end())
+        tokens.append(_token("slack_token", line, m, m.start() + prefix, m.end()))
+    yield from (hit for hit in tokens if hit.kind != "placeholder")
+    cleared = [hit for hit in tokens if hit.kind == "placeholder"]
     for m in _JWT.finditer(line):
         yield _Hit("jwt", m.start() + 3, m.end())
     for m in _GENERIC.finditer(line):
         group = "quoted" if m.group("quoted") is not None else "bare"
-        if _generic_value_is_secret(m.group(group), quoted=group == "quoted"):
-            yield _Hit("generic_secret", m.start(group), m.end(group))
+        hit = _Hit("generic_secret", m.start(group), m.end(group))
+        if _generic_value_is_secret(m.group(group), group == "quoted") and not any(_overlap(hit, c) for c in cleared):
+            yield hit
     for m in _PERSONAL.finditer(line):
         group = next(g for g in ("home", "users", "win") if m.group(g) is not None)
         if m.group(group).lower() not in PLACEHOLDER_USERS:
