@@ -9,6 +9,12 @@ hosts). A value is let through only when it is a placeholder AS A WHOLE (``AKIAI
 ``${VAR}``, ``<your-key>``, ``changeme``, ``your-token-here``; the rules are in :mod:`shared.secret_placeholder`): a
 stand-in word inside a random value (a token holding ``fake``, a key ending in ``token``) never clears it.
 
+Binary files (``Binary files ... differ``, ``GIT binary patch``) have no lines to read. :func:`binary_files` lists
+those a diff adds or changes; one named like a key store (``*.jks``, ``*.p12``, ``*.keystore``, ``id_ed25519``...)
+is a ``key_file`` finding at line 0 (it cannot be cleared unread, so it blocks), and the others are let through but
+named: the publication adds :func:`describe_unscanned` to its tier reasons, so the report and the pull request's
+body say which files no scan read.
+
 A finding names its kind, file and line; its excerpt is the line with every secret of that line masked, so a report
 never carries what it found. Pure and bounded: regexes with bounded repetitions, at most :data:`MAX_FINDINGS`.
 """
@@ -47,6 +53,9 @@ CODE_SUFFIXES = frozenset({
     ".cs", ".rb", ".php", ".swift", ".scala", ".ex", ".exs", ".erl", ".lua", ".sh",
 })  # fmt: skip
 """Files where a bare ``name.local`` is more likely an attribute than a host: there a host needs a URL or quotes."""
+KEY_FILE_SUFFIXES = frozenset({".p12", ".pfx", ".jks", ".keystore", ".bks", ".kdbx", ".ppk", ".key", ".pem"})
+KEY_FILE_NAMES = frozenset({"id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", "id_ecdsa_sk", "id_ed25519_sk"})
+"""A BINARY file named like these is a key store: the scan cannot read it, so it blocks (a text one is read)."""
 PRIVATE_NETS = tuple(ipaddress.ip_network(net) for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 PRIVATE_BLOCK_STARTS = frozenset(net.network_address for net in PRIVATE_NETS)
 """``10.0.0.0`` and the like name a whole private block (``10.0.0.0/8``), not a host."""
@@ -77,6 +86,9 @@ _HOST = re.compile(
 )
 _WORDS = re.compile(r"[A-Za-z][A-Za-z _.-]*\Z")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z_.]*\Z")
+_BINARY_MARKS = re.compile(
+    r"^(?:diff --git .{0,8200}|deleted file mode.{0,20}|Binary files .{0,8200} differ|GIT binary patch)$", re.M
+)
 _HUNK = re.compile(r"@@ -\d+(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
@@ -226,10 +238,55 @@ def added_lines(diff: str) -> Iterator[tuple[str, int, str]]:
             path = _diff_path(raw) or path
 
 
+def binary_files(diff: str) -> list[str]:
+    """The files ``diff`` adds or changes as binary content (``Binary files ... differ``, ``GIT binary patch``), in
+    diff order: the scan reads none of them (a deleted one is left out: nothing of it leaves)."""
+    paths: dict[str, None] = {}
+    path, deleted = "", False
+    for m in _BINARY_MARKS.finditer(diff):
+        line = m.group()
+        if line.startswith("diff --git "):
+            path, deleted = _git_header_path(line), False
+        elif line.startswith("deleted file mode"):
+            deleted = True
+        elif path and not deleted and not line.endswith(" and /dev/null differ"):
+            paths[path[:4096]] = None
+    return list(paths)
+
+
+def _git_header_path(header: str) -> str:
+    """The new path of a ``diff --git a/path b/path`` line (``""`` when it cannot be read)."""
+    if header.endswith('"') and ' "b/' in header:
+        return header.rpartition(' "b/')[2][:-1]
+    return header.rpartition(" b/")[2] if " b/" in header else ""
+
+
+def _key_files(paths: list[str]) -> list[ScanFinding]:
+    """A ``key_file`` finding for each binary file named like a key store (``release.jks``, ``id_ed25519``)."""
+    found = []
+    for path in paths:
+        name = PurePosixPath(path).name.lower()
+        if PurePosixPath(name).suffix in KEY_FILE_SUFFIXES or name in KEY_FILE_NAMES:
+            found.append(ScanFinding(kind="key_file", path=path, line=0, excerpt="binary key store (not read)"))
+    return found
+
+
+def describe_unscanned(paths: list[str], limit: int = 5) -> str:
+    """The note naming the binary files the scan did not read (``""`` when there are none), for where a reviewer
+    looks: ``2 binary files not scanned for secrets: logo.png, data.bin``."""
+    if not paths:
+        return ""
+    shown = ", ".join(path[:120] for path in paths[:limit])
+    more = f" and {len(paths) - limit} more" if len(paths) > limit else ""
+    return f"{len(paths)} binary file{'s' if len(paths) > 1 else ''} not scanned for secrets: {shown}{more}"
+
+
 def scan_diff(diff: str) -> list[ScanFinding]:
-    """Every secret, personal path and internal address the lines added by ``diff`` carry, at most
-    :data:`MAX_FINDINGS`, in diff order."""
-    findings: list[ScanFinding] = []
+    """A ``key_file`` finding for each binary file ``diff`` adds named like a key store, then every secret,
+    personal path and internal address the lines it adds carry, in diff order; at most :data:`MAX_FINDINGS`."""
+    findings = _key_files(binary_files(diff))[:MAX_FINDINGS]
+    if len(findings) >= MAX_FINDINGS:
+        return findings
     for path, number, text in added_lines(diff):
         is_code = PurePosixPath(path).suffix.lower() in CODE_SUFFIXES
         hits = _deduplicated(list(_hits(text, is_code)))
