@@ -16,8 +16,8 @@ secret).
   out and what is left is judged (``Bearer ${TOKEN}`` leaves ``Bearer``); a known stand-in: every word of it a
   stand-in word (``your``, ``here``, ``example``, ``dummy``, ``changeme``, ``redacted``...) or a word naming a
   secret (``api``, ``key``, ``token``...), at least one of them a stand-in word, with a few digits or separators
-  at most (``your-token-here``, ``example123``, ``ChangeMe123!``, ``yourtokenhere``); or words only, one of them
-  naming a secret (``bench-forge-token``: a label, not a passphrase).
+  at most (``your-token-here``, ``example123``, ``ChangeMe123!``, ``yourtokenhere``); or plain words between
+  separators, one of them naming a secret (``bench-forge-token``: a label, not a passphrase).
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ STAND_IN_WORDS = frozenset({
 NAMING_WORDS = frozenset({
     "api", "key", "keys", "token", "tokens", "secret", "secrets", "password", "passwords", "passwd", "pass", "pwd",
     "passphrase", "credential", "credentials", "access", "auth", "client", "private", "app", "value", "goes", "put",
-    "enter", "set", "to", "me", "is", "this", "the", "an", "id", "string", "for", "of", "a", "with", "from", "bot",
+    "enter", "set", "to", "me", "is", "this", "the", "an", "id", "string", "for", "of", "with", "from", "bot",
+    "ghp", "gho", "ghs", "ghu", "ghr", "pat", "sk", "pk", "rk", "live", "xoxb", "xoxp", "akia", "bearer",
     "user", "db", "database", "webhook", "slack", "github", "aws", "service", "account", "prod", "dev", "local",
 })  # fmt: skip
 """Words that name what a value is (``api``, ``key``, ``token``...): a value of these alone may still be real."""
@@ -46,6 +47,8 @@ DOCUMENTED_EXAMPLES = ("EXAMPLE", "EXAMPLEKEY")
 """How AWS ends its documented keys (``AKIAIOSFODNN7EXAMPLE``, ``wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY``)."""
 MIN_LEFT_CHARS = 8
 """A token body with fewer characters than this left once its mask runs are out is a mask, not a token."""
+MIN_COUNTING_RUN = 6
+"""A run of this many characters counting up (``012345``, ``abcdef``) is filler, not randomness."""
 MAX_STAND_IN_EXTRA = 8
 """A stand-in carries at most this many characters beside its words and separators (``example123``)."""
 
@@ -63,8 +66,9 @@ _REFERENCE = re.compile(
 _MASK = re.compile(r"[xX]{4,}|\*{3,}|\.{3,}|…+|#{4,}|•{3,}")
 _LETTERS = re.compile(r"[A-Za-z]+")
 _SEPARATORS = frozenset(" _-.:/")
-_WORDS_ONLY = re.compile(r"[A-Za-z]+(?:[ _.-]+[A-Za-z]+)*\Z")
-_CAMEL = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
+_LABEL = re.compile(r"[A-Za-z][a-z]*(?:[ _.-]+[A-Za-z][a-z]*)+\Z")
+"""Two or more plain words between separators (``bench-forge-token``, ``Deploy token``): no digit, no capital
+inside a word."""
 
 
 def is_reference(value: str) -> bool:
@@ -74,8 +78,28 @@ def is_reference(value: str) -> bool:
 
 
 def literal_part(value: str) -> str:
-    """``value`` without its template spans and mask runs: what of it could be a secret."""
-    return _MASK.sub("", _TEMPLATE.sub("", value)).strip()
+    """``value`` without its template spans, mask runs and counting runs (``0123456789``): what of it could be a
+    secret."""
+    return _without_counting_runs(_MASK.sub("", _TEMPLATE.sub("", value))).strip(" _-.:/")
+
+
+def _without_counting_runs(text: str) -> str:
+    """``text`` without its runs of :data:`MIN_COUNTING_RUN` or more characters counting up (``abcdef``)."""
+    out, start = [], 0
+    for end in range(1, len(text) + 1):
+        if end == len(text) or ord(text[end]) - ord(text[end - 1]) != 1:
+            if end - start < MIN_COUNTING_RUN:
+                out.append(text[start:end])
+            start = end
+    return "".join(out)
+
+
+def is_prose(value: str) -> bool:
+    """Whether ``value`` is a sentence or a statement (``INSERT INTO tokens (...) VALUES (?, ?)``), not a secret:
+    four or more pieces between spaces, not all of them plain words (``correct horse battery staple`` is a
+    passphrase)."""
+    pieces = value.split()
+    return len(pieces) >= 4 and not all(piece.isalpha() for piece in pieces)
 
 
 @lru_cache(maxsize=1024)
@@ -99,7 +123,8 @@ def _is_stand_in_word(word: str) -> bool:
 
 def is_stand_in(value: str) -> bool:
     """Whether ``value`` is a known stand-in as a whole: stand-in and naming words with a few digits or separators
-    (``your_api_key_here``, ``example123``, ``ChangeMe123!``), or words only, one of them naming a secret."""
+    (``your_api_key_here``, ``example123``, ``ChangeMe123!``), or plain words between separators, one of them naming
+    a secret (``bench-forge-token``)."""
     runs = [run.lower() for run in _LETTERS.findall(value)]
     if not runs:
         return False
@@ -107,8 +132,8 @@ def is_stand_in(value: str) -> bool:
     readings = [_reading(run) for run in runs]
     if extra <= min(MAX_STAND_IN_EXTRA, sum(map(len, runs))) and all(readings) and 2 in readings:
         return True
-    if _WORDS_ONLY.match(value):
-        return any(word.lower() in SECRET_NAMES for word in _CAMEL.findall(value))
+    if _LABEL.match(value):
+        return any(word.lower() in SECRET_NAMES for word in re.split(r"[ _.-]+", value))
     return False
 
 

@@ -30,7 +30,14 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from shared.repos import ScanFinding
-from shared.secret_placeholder import DOCUMENTED_EXAMPLES, is_reference, is_stand_in, literal_part, token_is_placeholder
+from shared.secret_placeholder import (
+    DOCUMENTED_EXAMPLES,
+    is_prose,
+    is_reference,
+    is_stand_in,
+    literal_part,
+    token_is_placeholder,
+)
 
 MAX_FINDINGS = 200
 """As many as a :class:`~shared.repos.ChangeReport` carries."""
@@ -117,6 +124,8 @@ def _generic_value_is_secret(value: str, quoted: bool) -> bool:
         return False
     if literal.lower() in PLACEHOLDER_VALUES or is_stand_in(literal) or literal.endswith(DOCUMENTED_EXAMPLES):
         return False
+    if is_prose(literal):
+        return False  # a sentence or a statement: ``INSERT_TOKEN = "INSERT INTO tokens (...) VALUES (?, ?)"``
     if _WORDS.match(literal) and len(literal) < GENERIC_MIN_WORDS_CHARS:
         return False  # ``read-only``, ``local dev``: words, not a secret (a long passphrase still counts)
     if quoted:
