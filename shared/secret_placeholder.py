@@ -7,13 +7,14 @@ secret).
 - Structured tokens (:func:`token_is_placeholder`: ``aws_key``, ``aws_secret``, ``github_token``, ``slack_token``):
   a body that is obviously not random: one or two characters (``xxxx``), a unit of up to four characters repeated
   (``abab``, ``abc1abc1``), a run counting up (``0123456789abcdef``), almost nothing left once mask runs
-  (``xxxx``, ``****``, ``...``) are taken out, AWS's documented ``...EXAMPLE``/``...EXAMPLEKEY``, a template marker
-  around the whole token (``<ghp_...>``, ``{{...}}``, ``${...}``), or a known stand-in as a whole
-  (``xoxb-your-slack-token-here``).
+  (``xxxx``, ``****``, ``...``) and counting runs (``012345``) are taken out, AWS's documented ``...EXAMPLE`` or
+  ``...EXAMPLEKEY``, a template marker around the whole token (``<ghp_...>``, ``{{...}}``, ``${...}``), or a
+  known stand-in as a whole (``xoxb-your-slack-token-here``).
 - Literals assigned to a secret's name (:func:`literal_part`, :func:`is_reference`, :func:`is_stand_in`): a
   template or reference as a whole (``${VAR}``, ``${{ secrets.X }}``, ``{{ var }}``, ``<your-key>``,
-  ``%(name)s``, ``$(cmd)``, ``$VAR``, ``os.environ[...]``); template spans and mask runs inside a value are taken
-  out and what is left is judged (``Bearer ${TOKEN}`` leaves ``Bearer``); a known stand-in: every word of it a
+  ``%(name)s``, ``$(cmd)``, ``$VAR``, ``os.environ[...]``); template spans, mask runs and counting runs inside a
+  value are taken out and what is left is judged (``Bearer ${TOKEN}`` leaves ``Bearer``, ``sk-live-0123456789``
+  leaves ``sk-live``); a sentence or statement (:func:`is_prose`); a known stand-in: every word of it a
   stand-in word (``your``, ``here``, ``example``, ``dummy``, ``changeme``, ``redacted``...) or a word naming a
   secret (``api``, ``key``, ``token``...), at least one of them a stand-in word, with a few digits or separators
   at most (``your-token-here``, ``example123``, ``ChangeMe123!``, ``yourtokenhere``); or plain words between
@@ -28,7 +29,7 @@ from functools import lru_cache
 STAND_IN_WORDS = frozenset({
     "example", "examples", "sample", "samples", "dummy", "placeholder", "changeme", "change", "redacted", "fake",
     "test", "testing", "your", "yours", "my", "here", "insert", "replace", "todo", "fixme", "tbd", "foo", "bar",
-    "baz", "demo", "mock", "stub", "none", "null", "nil", "empty", "default", "notasecret", "not", "real", "xxx",
+    "baz", "demo", "mock", "stub", "none", "null", "nil", "empty", "default", "notasecret", "xxx",
 })  # fmt: skip
 """Words that say a value stands in for a secret."""
 NAMING_WORDS = frozenset({
@@ -37,6 +38,7 @@ NAMING_WORDS = frozenset({
     "enter", "set", "to", "me", "is", "this", "the", "an", "id", "string", "for", "of", "with", "from", "bot",
     "ghp", "gho", "ghs", "ghu", "ghr", "pat", "sk", "pk", "rk", "live", "xoxb", "xoxp", "akia", "bearer",
     "user", "db", "database", "webhook", "slack", "github", "aws", "service", "account", "prod", "dev", "local",
+    "not", "real",
 })  # fmt: skip
 """Words that name what a value is (``api``, ``key``, ``token``...): a value of these alone may still be real."""
 SECRET_NAMES = frozenset({
@@ -160,7 +162,7 @@ def token_is_placeholder(kind: str, body: str, before: str = "", after: str = ""
         return True
     return (
         _patterned(body)
-        or len(_MASK.sub("", body)) < MIN_LEFT_CHARS
+        or len(_without_counting_runs(_MASK.sub("", body))) < MIN_LEFT_CHARS
         or _framed(before, after)
         or is_stand_in(body.strip("-_"))
     )

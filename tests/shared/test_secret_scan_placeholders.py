@@ -70,6 +70,7 @@ NEGATIVES = [
     ("github_token", "ci.yml", "token: ghp_" + "abc1" * 9),
     ("github_token", "ci.yml", "token: ghp_" + "0123456789abcdefghijklmnopqrstuvwxyz"),
     ("github_token", "ci.yml", "token: ghp_" + "1234" + "X" * 32),
+    ("github_token", "ci.yml", "token: ghp_" + "0123456789" + "x" * 26),
     ("github_token", "docs.md", "GITHUB_TOKEN=<ghp_" + RANDOM + ">"),
     ("github_token", "docs.md", "GITHUB_TOKEN={{ghp_" + RANDOM + "}}"),
     ("slack_token", "docs.md", "SLACK_TOKEN=xoxb-your-slack-bot-token-here"),
