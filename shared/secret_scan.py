@@ -5,7 +5,15 @@ Kinds found: ``private_key`` (a PEM/OpenSSH/PGP private key block), ``aws_key`` 
 (``xox?-`` tokens and incoming webhooks), ``jwt``, ``generic_secret`` (``api_key``/``secret``/``password``/``token``
 assigned a literal with enough entropy), ``personal_path`` (``/home/<user>/``, ``/Users/<user>/``,
 ``C:\\Users\\<user>\\``) and ``internal_address`` (RFC 1918 IPv4 addresses, ``*.internal``/``*.local``/``*.corp``
-hosts). Obvious placeholders (``example``, ``changeme``, ``${VAR}``, ``xxxx``...) are let through.
+hosts). A value is let through only when it is a placeholder AS A WHOLE (``AKIAIOSFODNN7EXAMPLE``, ``ghp_xxxx...``,
+``${VAR}``, ``<your-key>``, ``changeme``, ``your-token-here``; the rules are in :mod:`shared.secret_placeholder`): a
+stand-in word inside a random value (a token holding ``fake``, a key ending in ``token``) never clears it.
+
+Binary files (``Binary files ... differ``, ``GIT binary patch``) have no lines to read. :func:`binary_files` lists
+those a diff adds or changes; one named like a key store (``*.jks``, ``*.p12``, ``*.keystore``, ``id_ed25519``...)
+is a ``key_file`` finding at line 0 (it cannot be cleared unread, so it blocks), and the others are let through but
+named: the publication adds :func:`describe_unscanned` to its tier reasons, so the report and the pull request's
+body say which files no scan read.
 
 A finding names its kind, file and line; its excerpt is the line with every secret of that line masked, so a report
 never carries what it found. Pure and bounded: regexes with bounded repetitions, at most :data:`MAX_FINDINGS`.
@@ -22,6 +30,14 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from shared.repos import ScanFinding
+from shared.secret_placeholder import (
+    DOCUMENTED_EXAMPLES,
+    is_prose,
+    is_reference,
+    is_stand_in,
+    literal_part,
+    token_is_placeholder,
+)
 
 MAX_FINDINGS = 200
 """As many as a :class:`~shared.repos.ChangeReport` carries."""
@@ -33,12 +49,8 @@ GENERIC_MIN_WORDS_CHARS = 16
 GENERIC_MIN_ENTROPY = 2.5
 """Bits per character a literal needs to count as a secret (``"aaaaaaaa"`` has 0, ``"hunter2!x"`` about 3)."""
 
-PLACEHOLDER_WORDS = (
-    "example", "placeholder", "changeme", "change_me", "change-me", "your_", "your-", "yourpass", "dummy", "redacted",
-    "sample", "xxxx", "****", "...", "<", ">", "${", "{{", "%(", "$(", "fake", "notasecret", "not_a_secret",
-    "not-a-secret", "insert", "replace", "token", "secret", "password",
-)  # fmt: skip
 PLACEHOLDER_VALUES = frozenset({"password", "secret", "token", "none", "null", "true", "false", "test", "testing"})
+"""Literals that are no secret whatever their entropy (more stand-ins: :mod:`shared.secret_placeholder`)."""
 PLACEHOLDER_USERS = frozenset({
     "user", "username", "me", "you", "runner", "example", "someone", "name", "shared", "public", "default",
     "$user", "${user}", "<user>", "%username%", "...", "all users", "administrator", "foo", "bar",
@@ -48,6 +60,9 @@ CODE_SUFFIXES = frozenset({
     ".cs", ".rb", ".php", ".swift", ".scala", ".ex", ".exs", ".erl", ".lua", ".sh",
 })  # fmt: skip
 """Files where a bare ``name.local`` is more likely an attribute than a host: there a host needs a URL or quotes."""
+KEY_FILE_SUFFIXES = frozenset({".p12", ".pfx", ".jks", ".keystore", ".bks", ".kdbx", ".ppk", ".key", ".pem"})
+KEY_FILE_NAMES = frozenset({"id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", "id_ecdsa_sk", "id_ed25519_sk"})
+"""A BINARY file named like these is a key store: the scan cannot read it, so it blocks (a text one is read)."""
 PRIVATE_NETS = tuple(ipaddress.ip_network(net) for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 PRIVATE_BLOCK_STARTS = frozenset(net.network_address for net in PRIVATE_NETS)
 """``10.0.0.0`` and the like name a whole private block (``10.0.0.0/8``), not a host."""
@@ -78,6 +93,9 @@ _HOST = re.compile(
 )
 _WORDS = re.compile(r"[A-Za-z][A-Za-z _.-]*\Z")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z_.]*\Z")
+_BINARY_MARKS = re.compile(
+    r"^(?:diff --git .{0,8200}|deleted file mode.{0,20}|Binary files .{0,8200} differ|GIT binary patch)$", re.M
+)
 _HUNK = re.compile(r"@@ -\d+(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
@@ -98,47 +116,51 @@ def entropy(text: str) -> float:
     return -sum(c / n * math.log2(c / n) for c in counts.values())
 
 
-def is_placeholder(value: str) -> bool:
-    """Whether ``value`` is an obvious stand-in (``example``, ``changeme``, ``${VAR}``, ``xxxx``, one repeated
-    character) rather than a real secret."""
-    lowered = value.lower()
-    return lowered in PLACEHOLDER_VALUES or any(w in lowered for w in PLACEHOLDER_WORDS) or len(set(value)) <= 2
-
-
 def _generic_value_is_secret(value: str, quoted: bool) -> bool:
-    if len(value) < GENERIC_MIN_CHARS or is_placeholder(value) or entropy(value) < GENERIC_MIN_ENTROPY:
+    if is_reference(value):
+        return False  # ``${VAR}``, ``{{ var }}``, ``<your-key>``, ``%(name)s``, ``$(cmd)``, ``os.environ[...]``
+    literal = literal_part(value)  # ``Bearer ${TOKEN}`` is judged by ``Bearer``, ``sk_live_****`` by ``sk_live_``
+    if len(literal) < GENERIC_MIN_CHARS or entropy(literal) < GENERIC_MIN_ENTROPY:
         return False
-    if _WORDS.match(value) and len(value) < GENERIC_MIN_WORDS_CHARS:
+    if literal.lower() in PLACEHOLDER_VALUES or is_stand_in(literal) or literal.endswith(DOCUMENTED_EXAMPLES):
+        return False
+    if is_prose(literal):
+        return False  # a sentence or a statement: ``INSERT_TOKEN = "INSERT INTO tokens (...) VALUES (?, ?)"``
+    if _WORDS.match(literal) and len(literal) < GENERIC_MIN_WORDS_CHARS:
         return False  # ``read-only``, ``local dev``: words, not a secret (a long passphrase still counts)
     if quoted:
-        return not value.startswith("$")
+        return True
     # bare: skip names and references (``settings.secret_key``, ``os.environ``); a literal mixes digits or symbols
     return _IDENTIFIER.match(value) is None and value[0].isalnum()
+
+
+def _token(kind: str, line: str, match: re.Match[str], body_start: int, body_end: int) -> _Hit:
+    """The hit of a structured token whose body (its random part) spans ``body_start:body_end``; of kind
+    ``placeholder`` when the token is one (it then clears a generic secret on its span, and is no finding)."""
+    body, before, after = line[body_start:body_end], line[: match.start()], line[match.end() :]
+    return _Hit("placeholder" if token_is_placeholder(kind, body, before, after) else kind, body_start, body_end)
 
 
 def _hits(line: str, is_code: bool) -> Iterator[_Hit]:
     for m in _PRIVATE_KEY.finditer(line):
         yield _Hit("private_key", m.end(), max(len(line), m.end()))
-    for m in _AWS_KEY.finditer(line):
-        if not is_placeholder(m.group()):
-            yield _Hit("aws_key", m.start() + 4, m.end())
-    for m in _AWS_SECRET.finditer(line):
-        if not is_placeholder(m.group(1)):
-            yield _Hit("aws_secret", m.start(1), m.end(1))
+    tokens = [_token("aws_key", line, m, m.start() + 4, m.end()) for m in _AWS_KEY.finditer(line)]
+    tokens += [_token("aws_secret", line, m, m.start(1), m.end(1)) for m in _AWS_SECRET.finditer(line)]
     for m in _GITHUB.finditer(line):
         prefix = 11 if m.group().startswith("github_pat_") else 4
-        if not is_placeholder(m.group()[prefix:]):
-            yield _Hit("github_token", m.start() + prefix, m.end())
+        tokens.append(_token("github_token", line, m, m.start() + prefix, m.end()))
     for m in _SLACK.finditer(line):
         prefix = 5 if m.group().startswith("xox") else 33
-        if not is_placeholder(m.group()[prefix:]):
-            yield _Hit("slack_token", m.start() + prefix, m.end())
+        tokens.append(_token("slack_token", line, m, m.start() + prefix, m.end()))
+    yield from (hit for hit in tokens if hit.kind != "placeholder")
+    cleared = [hit for hit in tokens if hit.kind == "placeholder"]
     for m in _JWT.finditer(line):
         yield _Hit("jwt", m.start() + 3, m.end())
     for m in _GENERIC.finditer(line):
         group = "quoted" if m.group("quoted") is not None else "bare"
-        if _generic_value_is_secret(m.group(group), quoted=group == "quoted"):
-            yield _Hit("generic_secret", m.start(group), m.end(group))
+        hit = _Hit("generic_secret", m.start(group), m.end(group))
+        if _generic_value_is_secret(m.group(group), group == "quoted") and not any(_overlap(hit, c) for c in cleared):
+            yield hit
     for m in _PERSONAL.finditer(line):
         group = next(g for g in ("home", "users", "win") if m.group(g) is not None)
         if m.group(group).lower() not in PLACEHOLDER_USERS:
@@ -225,10 +247,55 @@ def added_lines(diff: str) -> Iterator[tuple[str, int, str]]:
             path = _diff_path(raw) or path
 
 
+def binary_files(diff: str) -> list[str]:
+    """The files ``diff`` adds or changes as binary content (``Binary files ... differ``, ``GIT binary patch``), in
+    diff order: the scan reads none of them (a deleted one is left out: nothing of it leaves)."""
+    paths: dict[str, None] = {}
+    path, deleted = "", False
+    for m in _BINARY_MARKS.finditer(diff):
+        line = m.group()
+        if line.startswith("diff --git "):
+            path, deleted = _git_header_path(line), False
+        elif line.startswith("deleted file mode"):
+            deleted = True
+        elif path and not deleted and not line.endswith(" and /dev/null differ"):
+            paths[path[:4096]] = None
+    return list(paths)
+
+
+def _git_header_path(header: str) -> str:
+    """The new path of a ``diff --git a/path b/path`` line (``""`` when it cannot be read)."""
+    if header.endswith('"') and ' "b/' in header:
+        return header.rpartition(' "b/')[2][:-1]
+    return header.rpartition(" b/")[2] if " b/" in header else ""
+
+
+def _key_files(paths: list[str]) -> list[ScanFinding]:
+    """A ``key_file`` finding for each binary file named like a key store (``release.jks``, ``id_ed25519``)."""
+    found = []
+    for path in paths:
+        name = PurePosixPath(path).name.lower()
+        if PurePosixPath(name).suffix in KEY_FILE_SUFFIXES or name in KEY_FILE_NAMES:
+            found.append(ScanFinding(kind="key_file", path=path, line=0, excerpt="binary key store (not read)"))
+    return found
+
+
+def describe_unscanned(paths: list[str], limit: int = 5) -> str:
+    """The note naming the binary files the scan did not read (``""`` when there are none), for where a reviewer
+    looks: ``2 binary files not scanned for secrets: logo.png, data.bin``."""
+    if not paths:
+        return ""
+    shown = ", ".join(path[:120] for path in paths[:limit])
+    more = f" and {len(paths) - limit} more" if len(paths) > limit else ""
+    return f"{len(paths)} binary file{'s' if len(paths) > 1 else ''} not scanned for secrets: {shown}{more}"
+
+
 def scan_diff(diff: str) -> list[ScanFinding]:
-    """Every secret, personal path and internal address the lines added by ``diff`` carry, at most
-    :data:`MAX_FINDINGS`, in diff order."""
-    findings: list[ScanFinding] = []
+    """A ``key_file`` finding for each binary file ``diff`` adds named like a key store, then every secret,
+    personal path and internal address the lines it adds carry, in diff order; at most :data:`MAX_FINDINGS`."""
+    findings = _key_files(binary_files(diff))[:MAX_FINDINGS]
+    if len(findings) >= MAX_FINDINGS:
+        return findings
     for path, number, text in added_lines(diff):
         is_code = PurePosixPath(path).suffix.lower() in CODE_SUFFIXES
         hits = _deduplicated(list(_hits(text, is_code)))

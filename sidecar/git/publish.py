@@ -35,7 +35,7 @@ from typing import Any
 from shared.payloads import Outcome
 from shared.repos import ChangeReport, RepoCheckout
 from shared.review import classify
-from shared.secret_scan import describe, redact, scan_diff
+from shared.secret_scan import binary_files, describe, describe_unscanned, redact, scan_diff
 from sidecar.git.forge import Forge, ForgeError
 
 logger = logging.getLogger(__name__)
@@ -189,6 +189,8 @@ async def publish(
         logger.warning("task %s: publication blocked, %s", task_id, why)
         return _report(change, git, tier=tier, tier_reasons=reasons, published="blocked", publish_error=why)
     findings = scan_diff(done.out)
+    if unscanned := describe_unscanned(binary_files(done.out)):
+        reasons = [*reasons, unscanned]  # the scan cannot read a binary file: its reviewer is told so
     if checkout.publish == "none":  # nothing leaves the host; what the scan saw is still reported
         return _report(change, git, tier=tier, tier_reasons=reasons, scan=findings, published="no")
     if findings:
