@@ -29,7 +29,7 @@ from pathlib import Path
 
 from sidecar.git.credentials import secrets_of
 from sidecar.git.mirror import Mirrors
-from sidecar.git.run import GitError, git
+from sidecar.git.run import GitError, GitResult, git
 from sidecar.runtime.state import LocalState
 from sidecar.settings import GitSettings
 
@@ -99,7 +99,7 @@ async def sweep(
         result = Sweep(mirror.name, error=_clean(str(exc), settings))
         logger.warning("could not prune task branches from %s: %s", mirror.name, result.error)
         return result
-    logger.log(logging.INFO if result.pruned else logging.DEBUG, "%s", result.line())
+    logger.info("%s", result.line())
     return result
 
 
@@ -109,7 +109,7 @@ async def _sweep(
     listing = await git(["for-each-ref", f"--format={_FORMAT}", TASK_REFS, REMOTE_REFS], cwd=mirror)
     tasks: list[Ref] = []
     remote: list[Ref] = []
-    for line in listing.stdout.splitlines():
+    for line in _lines(listing):
         parts = line.split(" ", 2)
         if len(parts) != 3 or not parts[1].isdigit():
             continue  # a ref to something other than a commit has no committer date: leave it alone
@@ -131,8 +131,9 @@ async def _sweep(
         else:
             survivors.append(ref)
     survivors.sort(key=lambda r: (r.committed, r.name), reverse=True)  # newest first
-    for ref in survivors[settings.branch_keep_max :]:
-        reasons[ref.name] = "over_cap"
+    if not listing.truncated:  # with only some of the branches seen, which are the oldest is not known
+        for ref in survivors[settings.branch_keep_max :]:
+            reasons[ref.name] = "over_cap"
     doomed = sorted(
         (ref for ref in tasks if ref.name in reasons and ref.name not in protected),
         key=lambda r: (r.committed, r.name),
@@ -155,7 +156,13 @@ async def _merged(mirror: Path, remote: list[Ref], merged_into: Collection[str])
         return set()
     args = [f"--merged={commit}" for commit in list(bases)[:MAX_MERGE_BASES]]
     result = await git(["for-each-ref", "--format=%(refname)", *args, TASK_REFS], cwd=mirror)
-    return set(result.stdout.splitlines())
+    return set(_lines(result))
+
+
+def _lines(result: GitResult) -> list[str]:
+    """The output's lines; of an output cut at its limit, the last (partial) line is dropped."""
+    lines = result.stdout.splitlines()
+    return lines[:-1] if result.truncated else lines
 
 
 async def sweep_mirror(
