@@ -3,10 +3,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import random
+import signal
 import subprocess
 import time
 from pathlib import Path
+
+from websockets.asyncio.server import serve
 
 from shared.protocol import TaskAssign
 from shared.repos import RepoCheckout
@@ -14,13 +20,16 @@ from sidecar.git.mirror import Mirrors
 from sidecar.git.prune import recovered_branch, sweep, sweep_all, sweep_mirror
 from sidecar.git.publisher import wired_publisher
 from sidecar.git.task import GitWork
+from sidecar.main import run_sidecar
 from sidecar.runtime.state import LocalState
-from sidecar.settings import GitSettings
+from sidecar.sandbox.probe import probe_sandbox
+from sidecar.settings import GitSettings, load_settings
 from tests.conftest import wait_tasks
 from tests.sidecar.conftest import searchable
 from tests.sidecar.git.gitrepo import ENV, FIX, make_remote, run_git
 from tests.sidecar.git.test_task_e2e import GitSidecar, checkout
 from tests.sidecar.runtime.test_runner import submit_shell, wait_until
+from tests.sidecar.test_main import GoodbyeHub
 
 DAY = 86400
 NOW = int(time.time())
@@ -215,3 +224,23 @@ async def test_a_merged_task_leaves_no_branch_in_the_mirror(hub, tmp_path: Path,
     assert run_git("rev-parse", "refs/heads/main", cwd=remote).strip() == change["commit"]
     assert task_refs(mirror) == {"agentcom/earlier"}
     assert work.last_sweep is not None and (work.last_sweep.merged, work.last_sweep.kept) == (1, 1)
+
+
+async def test_the_sidecar_sweeps_its_mirrors_at_start(tmp_path: Path) -> None:
+    """A sidecar started over a mirror holding an expired task branch deletes it without any task being run."""
+    mirrors, mirror, _, _ = await make_mirror(tmp_path)
+    set_ref(mirror, "refs/heads/agentcom/stale", task_commit(mirror, main_of(mirror), age_days=20))
+    set_ref(mirror, "refs/heads/agentcom/fresh", task_commit(mirror, main_of(mirror), age_days=1))
+    hub = GoodbyeHub(send_restart=False)
+    async with asyncio.timeout(30), serve(hub.handler, "127.0.0.1", 0, compression=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        settings = load_settings(None, agent_id="prune-test", token="t", hub_url=f"ws://127.0.0.1:{port}/ws",
+                                 state_dir=tmp_path / "state", workspace_root=tmp_path / "w")  # fmt: skip
+        assert settings.mirror_root == mirrors.root
+        sandbox = await probe_sandbox(uid_base=200_000 + 1000 * random.randrange(10_000))
+        async with asyncio.TaskGroup() as tg:
+            run = tg.create_task(run_sidecar(settings, sandbox))
+            await hub.identified.wait()
+            await wait_until(lambda: task_refs(mirror) == {"agentcom/fresh"}, timeout_s=20)
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert run.result() == 0
