@@ -27,6 +27,7 @@ from sidecar.agent.agentic import AgenticConfig, AgenticExecutor, ClaudeExecutor
 from sidecar.agent.budget_gate import BudgetGate
 from sidecar.git.credentials import secrets_of
 from sidecar.git.mirror import Mirrors
+from sidecar.git.prune import recovered_branch, sweep_all
 from sidecar.git.publisher import wired_publisher
 from sidecar.git.reach import answer_registries, offer
 from sidecar.git.task import GitWork
@@ -163,7 +164,7 @@ async def run_sidecar(settings: SidecarSettings, sandbox: Sandbox | None = None)
         link=link,
         limits=settings.limits,
         repos=GitWork(
-            Mirrors(settings.mirror_root, settings.git),
+            mirrors := Mirrors(settings.mirror_root, settings.git),
             sandbox,
             settings.agent_id,
             publisher=wired_publisher(settings.git, settings.mirror_root),
@@ -210,6 +211,7 @@ async def run_sidecar(settings: SidecarSettings, sandbox: Sandbox | None = None)
             )
             tg.create_task(_stop_when_asked(stop, link), name="shutdown")
             tg.create_task(answer_registries(registries, link, settings), name="repo-reach")
+            tg.create_task(sweep_all(mirrors, recovered_branch(state)), name="mirror-prune")  # once, at start
     except* Shutdown as group:
         shutdown = group.exceptions[0]
         assert isinstance(shutdown, Shutdown)

@@ -145,6 +145,13 @@ class GitSettings(_Group):
     """The forge API's base URL (GitHub Enterprise: ``https://host/api/v3``)."""
     """Task trees share the mirror's object files through hard links (safe when the sandbox runs commands as
     another uid, which cannot write the read-only object files); False copies them."""
+    # Task branches in the mirrors (sidecar/git/prune.py): swept after each task and once at start.
+    branch_keep_days: float = Field(default=14.0, gt=0)
+    """A task branch whose tip was committed longer ago than this is deleted from the mirror."""
+    branch_keep_max: int = Field(default=200, ge=0)
+    """At most this many task branches stay in a mirror; the oldest beyond it are deleted."""
+    branch_prune_batch: int = Field(default=500, ge=1, le=100_000)
+    """At most this many task branches are deleted by one sweep (the oldest first); the next sweep goes on."""
 
 
 class SidecarSettings(BaseSettings):

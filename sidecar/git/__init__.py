@@ -17,6 +17,9 @@ Flow of a task with ``task_assign.checkout`` (:class:`shared.repos.RepoCheckout`
    ``test_command`` as a ``command_succeeds`` step) runs on exactly the committed tree.
 7. ``publisher.py``: a verified change goes to the wired :class:`~sidecar.git.publisher.Publisher` (push, pull
    request or merge), if any.
+8. ``prune.py``: when the task ended, its mirror's task branches that are merged upstream, older than
+   ``git.branch_keep_days`` or beyond ``git.branch_keep_max`` are deleted (never a running task's); every mirror is
+   swept once at start too.
 
 ``task.py`` strings these steps together for the runner (failure reasons ``repo_unreachable``, ``merge_conflict``,
 ``branch_rewritten``, ``bad_checkout``, ``git_error``); ``reach.py`` answers the hub's ``repo_registry`` with

@@ -42,6 +42,7 @@ class Mirrors:
         self.root = root
         self.settings = settings
         self._locks: dict[str, asyncio.Lock] = {}
+        self._held: dict[str, set[str]] = {}
         self.fetches = 0
 
     def __repr__(self) -> str:
@@ -53,7 +54,31 @@ class Mirrors:
 
     def lock(self, name: str) -> asyncio.Lock:
         """The lock of ``name``'s mirror: hold it while changing the mirror."""
-        return self._locks.setdefault(self.path(name).name, asyncio.Lock())
+        return self.lock_at(self.path(name))
+
+    def lock_at(self, mirror: Path) -> asyncio.Lock:
+        """The lock of the mirror directory ``mirror`` (one of :meth:`existing`)."""
+        return self._locks.setdefault(mirror.name, asyncio.Lock())
+
+    def existing(self) -> list[Path]:
+        """The mirrors made so far, by name."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p for p in self.root.glob("*.git") if p.is_dir() and not p.is_symlink() and (p / "HEAD").exists())
+
+    def hold(self, name: str, branch: str) -> None:
+        """Mark ``branch`` of ``name``'s mirror as in use by a running task: a sweep never deletes it."""
+        self._held.setdefault(self.path(name).name, set()).add(branch)
+
+    def release(self, name: str, branch: str) -> None:
+        """The task on ``branch`` ended."""
+        held = self._held.get(self.path(name).name)
+        if held is not None:
+            held.discard(branch)
+
+    def held(self, mirror: Path) -> frozenset[str]:
+        """The branches of the mirror directory ``mirror`` in use by running tasks."""
+        return frozenset(self._held.get(mirror.name, ()))
 
     def remote_env(self) -> dict[str, str]:
         """Credentials for a call to the remote."""

@@ -102,6 +102,7 @@ async def git(
     check: bool = True,
     output_bytes: int = OUTPUT_BYTES,
     timer: GitTimer | None = None,
+    stdin: bytes | None = None,
 ) -> GitResult:
     """Run ``git *args``; never through a shell.
 
@@ -113,6 +114,7 @@ async def git(
         check: Raise :class:`GitError` when the command fails.
         output_bytes: Per-stream cap.
         timer: Adds this command's wall time to it.
+        stdin: Written to the command's standard input, which is then closed (by default it reads nothing).
 
     Raises:
         GitError: With ``check``, the command exited non-zero or timed out.
@@ -123,16 +125,18 @@ async def git(
         *args,
         cwd=cwd,
         env=git_env(env),
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
     )
-    readers = asyncio.gather(_read(proc.stdout, output_bytes), _read(proc.stderr, output_bytes))
+    readers = asyncio.gather(
+        _read(proc.stdout, output_bytes), _read(proc.stderr, output_bytes), _write(proc.stdin, stdin)
+    )
     timed_out = False
     try:
         async with asyncio.timeout(timeout_s):
-            (out, cut_out), (err, cut_err) = await readers
+            (out, cut_out), (err, cut_err), _ = await readers
             await proc.wait()
     except TimeoutError:
         timed_out = True
@@ -159,6 +163,17 @@ async def git(
     if check and not result.ok:
         raise GitError(result)
     return result
+
+
+async def _write(stream: asyncio.StreamWriter | None, data: bytes | None) -> None:
+    if stream is None or data is None:
+        return
+    try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # git may exit without reading it all
+            stream.write(data)
+            await stream.drain()
+    finally:
+        stream.close()
 
 
 def _kill(pid: int) -> None:

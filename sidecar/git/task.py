@@ -16,6 +16,7 @@ from shared.protocol import TaskAssign, TaskFailed
 from shared.repos import ChangeReport, RepoCheckout
 from sidecar.git.commit import CommitFailed, commit_in_sandbox, describe_change, import_head
 from sidecar.git.mirror import Mirrors, RepoUnreachable, default_head, resolve_base
+from sidecar.git.prune import Sweep, sweep_mirror
 from sidecar.git.publisher import Publisher, publish_safely
 from sidecar.git.rebase import rebase_onto
 from sidecar.git.run import GitError, GitTimer, git
@@ -51,6 +52,11 @@ class GitWork:
 
     def __init__(self, mirrors: Mirrors, sandbox: Sandbox, agent_id: str, publisher: Publisher | None = None) -> None:
         self.mirrors, self.sandbox, self.agent_id, self.publisher = mirrors, sandbox, agent_id, publisher
+        self._merged: dict[str, str] = {}
+        """Task id -> the commit its publication merged into the default branch, until the task ended."""
+        self.swept = 0
+        """Sweeps of task branches run after tasks (:meth:`ended`)."""
+        self.last_sweep: Sweep | None = None
 
     def __repr__(self) -> str:
         return f"<GitWork {self.mirrors!r} publisher={self.publisher is not None}>"
@@ -74,6 +80,7 @@ class GitWork:
         checkout = task.checkout
         assert checkout is not None
         timer = GitTimer()
+        self.mirrors.hold(checkout.name, checkout.branch)  # until ended(): no sweep deletes the task's branch
         try:
             async with self.mirrors.lock(checkout.name):
                 mirror = await self.mirrors.sync(checkout, timer)
@@ -116,6 +123,21 @@ class GitWork:
         except GitError as exc:
             raise TaskGitFailure("git_error", f"recording the task's change: {exc}") from None
         return change.model_copy(update={"git_ms": timer.ms})
+
+    async def ended(self, task: TaskAssign) -> None:
+        """The task's attempt ended: its branch is free, and its mirror's task branches are swept. Never raises."""
+        checkout = task.checkout
+        if checkout is None:
+            return
+        self.mirrors.release(checkout.name, checkout.branch)
+        merged = self._merged.pop(task.task_id, None)
+        mirror = self.mirrors.path(checkout.name)
+        try:
+            if (mirror / "HEAD").exists():  # no mirror when the repository was never reached
+                self.last_sweep = await sweep_mirror(self.mirrors, mirror, merged_into=[merged] if merged else ())
+        except Exception:  # the sweep is housekeeping: it must not take the task's result down with it
+            logger.exception("task %s: sweeping the task branches of %s failed", task.task_id, mirror.name)
+        self.swept += 1
 
     async def _rebased(self, task: TaskAssign, prepared: Prepared, commit: str) -> ChangeReport:
         checkout, mirror, base, timer = prepared.checkout, prepared.mirror, prepared.base, prepared.timer
@@ -184,6 +206,9 @@ class GitSession:
 
     async def publish(self, change: ChangeReport, report: VerificationReport | None) -> ChangeReport:
         """Hand a verified change to the publisher, if one is wired."""
-        return await publish_safely(
+        change = await publish_safely(
             self.work.publisher, self.prepared.mirror, self.prepared.checkout, change, self.original, report
         )
+        if change.published == "merged" and change.commit is not None:  # its branch goes at the task's end
+            self.work._merged[self.original.task_id] = change.commit
+        return change

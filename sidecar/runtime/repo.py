@@ -41,7 +41,17 @@ class RepoWork(Protocol):
         """Make ``workspace`` the task's tree. Raises :class:`RepoStop`."""
         ...
 
+    async def ended(self, task: TaskAssign) -> None:
+        """The task's attempt ended, its result recorded (housekeeping: the mirror's task branches). Never raises."""
+        ...
+
 
 async def open_repo(repos: RepoWork | None, task: TaskAssign, workspace: Path) -> RepoSession | None:
     """The task's repository session, or None for a task without a repository (or a runner without git)."""
     return None if task.checkout is None or repos is None else await repos.open(task, workspace)
+
+
+async def end_repo(repos: RepoWork | None, task: TaskAssign) -> None:
+    """Tell the repository work that ``task``'s attempt ended (nothing for a task without a repository)."""
+    if task.checkout is not None and repos is not None:
+        await repos.ended(task)

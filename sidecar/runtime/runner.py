@@ -39,7 +39,7 @@ from shared.protocol import (
 )
 from sidecar.runtime.connection import HubConnection, HubLink
 from sidecar.runtime.executor import STOP_CODES, ExecutorRegistry, Outcome, now_ms, task_timeout_s, tokens_used
-from sidecar.runtime.repo import RepoStop, RepoWork, open_repo
+from sidecar.runtime.repo import RepoStop, RepoWork, end_repo, open_repo
 from sidecar.runtime.state import ActiveTask, LocalState, OutboxEntry, ResultMessage
 from sidecar.runtime.verification import run_verification, timed_out_report
 from sidecar.runtime.workspace import Workspaces
@@ -300,6 +300,7 @@ class Runner:
         if self._current is not None and self._current.task is task:
             self._current = None
         await self._finish(message)
+        await end_repo(self.repos, task)  # after the result is sent: the mirror's branches are swept
 
     async def _finish(self, message: ResultMessage) -> None:
         entry = self.state.finish(message)  # result durable and task released, in one write

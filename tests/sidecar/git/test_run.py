@@ -44,3 +44,13 @@ async def test_a_failing_command_raises_with_its_error(tmp_path: Path) -> None:
     with pytest.raises(GitError, match="not a git repository"):
         await git(["rev-parse", "HEAD"], cwd=tmp_path)
     assert (await git(["rev-parse", "HEAD"], cwd=tmp_path, check=False)).returncode == 128
+
+
+async def test_stdin_is_written_and_closed_without_blocking_on_output(tmp_path: Path) -> None:
+    """Input far beyond a pipe's buffer reaches git while git writes as much back; without input, git reads nothing."""
+    data = "".join(random.choice("abc\n") for _ in range(1 << 20))
+    echoed = await git(["-c", "alias.echo=!cat", "echo"], cwd=tmp_path, stdin=data.encode(), output_bytes=2 << 20)
+    assert echoed.ok and echoed.stdout == data and not echoed.truncated
+    hashed = await git(["hash-object", "--stdin"], cwd=tmp_path, stdin=b"hello\n")
+    assert hashed.stdout.strip() == "ce013625030ba8dba906f756967f9e9ca394464a"
+    assert (await git(["-c", "alias.echo=!cat", "echo"], cwd=tmp_path)).stdout == ""
