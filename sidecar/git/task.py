@@ -124,6 +124,12 @@ class GitWork:
             raise TaskGitFailure("git_error", f"recording the task's change: {exc}") from None
         return change.model_copy(update={"git_ms": timer.ms})
 
+    def abandoned(self, task: TaskAssign) -> None:
+        """The task's attempt was stopped: its branch is free (the next sweep may take it); nothing was merged."""
+        if task.checkout is not None:
+            self.mirrors.release(task.checkout.name, task.checkout.branch)
+            self._merged.pop(task.task_id, None)
+
     async def ended(self, task: TaskAssign) -> None:
         """The task's attempt ended: its branch is free, and its mirror's task branches are swept. Never raises."""
         checkout = task.checkout

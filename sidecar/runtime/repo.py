@@ -45,6 +45,10 @@ class RepoWork(Protocol):
         """The task's attempt ended, its result recorded (housekeeping: the mirror's task branches). Never raises."""
         ...
 
+    def abandoned(self, task: TaskAssign) -> None:
+        """The task's attempt was stopped (an abort, the sidecar stopping): its branch is no longer in use."""
+        ...
+
 
 async def open_repo(repos: RepoWork | None, task: TaskAssign, workspace: Path) -> RepoSession | None:
     """The task's repository session, or None for a task without a repository (or a runner without git)."""
@@ -55,3 +59,10 @@ async def end_repo(repos: RepoWork | None, task: TaskAssign) -> None:
     """Tell the repository work that ``task``'s attempt ended (nothing for a task without a repository)."""
     if task.checkout is not None and repos is not None:
         await repos.ended(task)
+
+
+def abandon_repo(repos: RepoWork | None, task: TaskAssign) -> None:
+    """Tell the repository work that ``task``'s attempt was stopped before it ended (synchronous: it runs while the
+    attempt is being cancelled)."""
+    if task.checkout is not None and repos is not None:
+        repos.abandoned(task)

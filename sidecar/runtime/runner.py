@@ -39,7 +39,7 @@ from shared.protocol import (
 )
 from sidecar.runtime.connection import HubConnection, HubLink
 from sidecar.runtime.executor import STOP_CODES, ExecutorRegistry, Outcome, now_ms, task_timeout_s, tokens_used
-from sidecar.runtime.repo import RepoStop, RepoWork, end_repo, open_repo
+from sidecar.runtime.repo import RepoStop, RepoWork, abandon_repo, end_repo, open_repo
 from sidecar.runtime.state import ActiveTask, LocalState, OutboxEntry, ResultMessage
 from sidecar.runtime.verification import run_verification, timed_out_report
 from sidecar.runtime.workspace import Workspaces
@@ -288,6 +288,9 @@ class Runner:
     async def _execute(self, task: TaskAssign) -> None:
         try:
             message: ResultMessage = await self._attempt(task)
+        except asyncio.CancelledError:  # aborted, or the sidecar stops: the task's branch is not held forever
+            abandon_repo(self.repos, task)
+            raise
         except Exception as exc:  # a bug in an executor must not take the sidecar down with the task
             logger.exception("task %s crashed in the sidecar", task.task_id)
             message = TaskFailed(

@@ -244,3 +244,20 @@ async def test_the_sidecar_sweeps_its_mirrors_at_start(tmp_path: Path) -> None:
             await wait_until(lambda: task_refs(mirror) == {"agentcom/fresh"}, timeout_s=20)
             os.kill(os.getpid(), signal.SIGTERM)
     assert run.result() == 0
+
+
+async def test_a_cancelled_tasks_branch_is_released(hub, tmp_path: Path, sandbox) -> None:
+    """A repository task cancelled while it runs no longer holds its branch: the next sweep may take it."""
+    searchable(tmp_path)
+    sc = GitSidecar(hub, "sc-cancel", await hub.mint_token("sc-cancel"), tmp_path / "sc-cancel", sandbox)
+    remote, _ = make_remote(tmp_path)
+    co = checkout(remote)
+    async with sc.running():
+        work = sc.runner.repos
+        assert isinstance(work, GitWork)
+        tid = await submit_shell(hub, "echo x > started; sleep 30", metadata={"checkout": co})
+        await wait_until(lambda: bool(work.mirrors.held(sc.mirror)), timeout_s=30)
+        assert (await hub.http.post(f"/api/tasks/{tid}/cancel")).status_code == 200
+        await wait_until(lambda: sc.runner.state.active is None, timeout_s=10)
+        assert work.mirrors.held(sc.mirror) == frozenset()
+    assert (await hub.task(tid))["status"] == "cancelled"
