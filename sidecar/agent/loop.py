@@ -95,6 +95,13 @@ NOT_FINISHED_TEXT = (
 )
 """A ``finish`` sent in the same reply as a call that failed (small models send edit, test and finish at once): the
 model has not seen the failure yet, so the work is not over."""
+NOTHING_DONE_TEXT = (
+    "Not finished: nothing was changed or run yet in this attempt (no edit_file, write_file or run_command "
+    "succeeded). Do the work first: read the file, change it, run the check; then call finish. If the task truly "
+    "needs no change, call finish again."
+)
+"""A first ``finish`` in an attempt where no changing call succeeded (a 1.5B model answers a bug report with
+``finish`` alone, and again after the checks failed): refused once per attempt; a second one stands."""
 TRUNCATED_TEXT = ("Your reply was cut off at the output limit, so it could not be used. Be shorter: "
                   "write large files in several smaller steps (write_file, then edit_file).")  # fmt: skip
 
@@ -153,6 +160,8 @@ class ReactLoop:
         self._step_in_attempt = self._format_errors = self._idle = 0
         self._acted = False
         """A tool call succeeded in this attempt (a plain-text answer may end it)."""
+        self._worked = self._finish_refused = False
+        """A changing call (:data:`CHANGING_TOOLS`) succeeded in this attempt; a finish was refused for lack of one."""
         self._previous: set[str] = set()
         """Call signatures of the previous step."""
         self._blocked: set[str] = set()
@@ -318,6 +327,9 @@ class ReactLoop:
                 obs = _not_run(call.name, "not_run", SKIPPED_TEXT.format(why=stop.reason.value))
             elif call.name == FINISH and failed is not None:
                 obs = _not_run(FINISH, "not_finished", NOT_FINISHED_TEXT.format(tool=failed))
+            elif call.name == FINISH and not self._worked and not self._finish_refused:
+                self._finish_refused = True
+                obs = _not_run(FINISH, "nothing_done", NOTHING_DONE_TEXT)
             elif call.name == FINISH:
                 summary = call.arguments.get("summary")
                 stop = StopLoop(TerminationReason.COMPLETED, summary if isinstance(summary, str) else FINISH_TEXT)
@@ -361,6 +373,7 @@ class ReactLoop:
         )  # fmt: skip
         if obs.success and call.name in CHANGING_TOOLS:
             self.changes += 1
+            self._worked = True
         args_summary, result_summary = summarize_args(call.name, call.arguments), summarize_result(obs)
         await self.events.emit(
             "tool_call", f"{args_summary} -> {result_summary}", tool_name=call.name, args_summary=args_summary,

@@ -64,12 +64,26 @@ async def test_a_model_that_never_calls_fails_with_format_errors_never_completed
 
 
 async def test_plain_text_before_any_action_is_nudged_not_completed(fake_ollama, make_run) -> None:  # noqa: F811
-    """A text reply before the model did anything is not a final answer: it gets the no-call nudge."""
-    run = make_run(await fake_ollama(Script(name="talk", turns=[Turn(content="I will do it."), finish("nothing")])))
+    """A text reply before the model did anything is not a final answer: it gets the no-call nudge (and a finish
+    with nothing done is refused once; the second stands)."""
+    turns = [Turn(content="I will do it."), finish("nothing"), finish("nothing")]
+    run = make_run(await fake_ollama(Script(name="talk", turns=turns)))
     result = await run.run()
     assert result.termination_reason is TerminationReason.COMPLETED and result.final_answer == "nothing"
     nudge = user_texts(run.chat_bodies()[1])[-1]
     assert nudge.startswith("Your reply has no tool call") and "finish" in nudge
+
+
+async def test_a_finish_with_nothing_done_is_refused_once_per_attempt(fake_ollama, make_run, workspace) -> None:  # noqa: F811
+    """A model that answers a task with finish alone (as a 1.5B model does, and again after the checks failed) is told
+    nothing was changed or run yet; after it does the work, finish ends it."""
+    script = Script(name="lazy", turns=[finish("fixed it"), *HELLO_TURNS, finish()])
+    run = make_run(await fake_ollama(script))
+    result = await run.run()
+    assert result.termination_reason is TerminationReason.COMPLETED and (workspace / "hello.py").is_file()
+    refused = [m for m in run.trajectory.messages if m.get("name") == FINISH and m.get("is_error")]
+    assert len(refused) == 1 and "nothing was changed or run yet" in refused[0]["content"]
+    assert len(run.chat_bodies()) == 2 + len(HELLO_TURNS)
 
 
 async def test_unknown_tool_is_answered_with_the_list_of_real_tools(fake_ollama, make_run) -> None:  # noqa: F811
