@@ -8,6 +8,8 @@
   degrade when a subsystem is absent.
 - ``loop.py``: :class:`~hub.autonomy.loop.Autonomy` (``hub.autonomy``), the supervised tick loop (event-driven
   wake-ups plus a tick interval) and the cycles of work it owns.
+- ``stranded.py``: queued tasks no connected agent can run; not work for the machine, one ``tasks_stranded`` warning
+  alert while the hub rests with them.
 - ``watchdogs.py``: 2 h in any non-resting state, 5 min in healing -> resting with a critical alert.
 - ``healing.py``: requeue or dead-letter stuck work, re-probe endpoints and fall back, broken main -> urgent goal;
   each action in journal ``healing``.

@@ -48,6 +48,7 @@ async def state(request: Request) -> dict[str, Any]:
         "broken_main": sorted(auto.broken_main),
         "ticks": auto.n_ticks,
         "cycles": auto.n_cycles,
+        "stranded_tasks": auto.stranded_tasks,
     }
 
 

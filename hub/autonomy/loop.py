@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from hub.autonomy import contemplating, healing, improving
+from hub.autonomy import contemplating, healing, improving, stranded
 from hub.autonomy.fsm import HISTORY_KIND, HubMachine, readable
 from hub.autonomy.healing import set_fallback
 from hub.autonomy.runtime import Runtime, ScanTarget
@@ -37,6 +37,9 @@ JOURNAL_KEPT_MS = 30 * 24 * 3600 * 1000
 WAKING_KINDS = ("task_event", "goal", "endpoint", "repo", "cost")
 """Bus events (by the start of their ``kind``) that may change a signal and so wake the loop; tool calls, agent
 presence and this subsystem's own events do not (no self-sustaining ticks)."""
+WAKING_AGENT_EVENTS = ("agent_joined", "agent_left")
+"""Agent events that wake the loop all the same: what the fleet can run changed, so stranded tasks may be runnable
+again (the waiting reasons they clear, and the assignment that follows, wake it too, as task events)."""
 
 
 class Autonomy:
@@ -57,6 +60,8 @@ class Autonomy:
         self.routing_fallback = False
         """Set by healing when every endpoint stayed down: route to the fallback (Claude) until one recovers."""
         self.healing_log: deque[dict[str, Any]] = deque(maxlen=HEALING_KEPT)
+        self.stranded_tasks = 0
+        """Queued tasks no connected agent can run, at the last tick (hub/autonomy/stranded.py)."""
         self._wake = asyncio.Event()
         self._tick_lock = asyncio.Lock()
         self._tg: asyncio.TaskGroup | None = None
@@ -114,11 +119,14 @@ class Autonomy:
             if self.routing_fallback and any(endpoint_health(self.hub).values()):
                 set_fallback(self, False)
                 await self.journal_healing("routing_restored", "endpoints", "an endpoint is healthy again")
-            decision = decide(src, await gather(self))
+            signals = await gather(self)
+            self.stranded_tasks = signals.stranded_tasks
+            decision = decide(src, signals)
             if decision is not None and await fsm.go(decision.to, decision.reason):
                 self._stop_cycle()
                 if decision.to in WORKING_STATES:
                     self._start_cycle(decision.to)
+            await stranded.note(self, signals)
             driving = not self.hub.settings.goals_loop  # else the goals loop drives the backlog itself
             if driving and fsm.current is State.EXECUTING and not fsm.paused and await advance_goals(self.hub):
                 self.wake()  # one goal step per tick; the next follows at once
@@ -186,5 +194,5 @@ class Autonomy:
         with self.hub.bus.subscribe() as events:
             while True:
                 event = await events.get()
-                if str(event.get("kind", "")).startswith(WAKING_KINDS):
+                if str(event.get("kind", "")).startswith(WAKING_KINDS) or event.get("event") in WAKING_AGENT_EVENTS:
                     self.wake()

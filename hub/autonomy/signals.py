@@ -12,6 +12,7 @@ import logging
 import shlex
 from typing import TYPE_CHECKING, Any
 
+from hub.autonomy import stranded
 from hub.autonomy.runtime import ScanTarget
 from hub.autonomy.states import Signals, State
 from hub.endpoints.health import check_now
@@ -126,7 +127,11 @@ async def gather(auto: Runtime) -> Signals:
     in_flight = hub.queue.in_flight()
     health = endpoint_health(hub)
     queued = hub.queue.count(TaskStatus.QUEUED)
-    idle = fsm.current is State.RESTING and not (pending or active or queued or in_flight)
+    strand = stranded.Stranded()
+    if queued:
+        strand = stranded.gather(hub.queue.oldest(TaskStatus.QUEUED), hub.queue.tasks, hub.goals.active())
+    runnable = (active - strand.goals) or (queued - strand.tasks)  # stranded work does not keep the hub from idling
+    idle = fsm.current is State.RESTING and not (pending or runnable or in_flight)
     budgets = {s: _has_budget(hub, s) for s in (State.EXECUTING, State.IMPROVING, State.CONTEMPLATING)}
     return Signals(
         pending_goals=pending,
@@ -145,6 +150,9 @@ async def gather(auto: Runtime) -> Signals:
         contemplate_due=now - fsm.contemplated_at >= settings.autonomy_contemplate_cooldown_s * 1000,
         paused=fsm.paused,
         cycle_done=auto.cycle_done,
+        stranded_tasks=strand.tasks,
+        stranded_codes=strand.codes,
+        stranded_goals=strand.goals,
     )
 
 

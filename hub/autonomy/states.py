@@ -5,6 +5,15 @@ The order of the checks is the policy: pause freezes everything; healing only en
 watchdog forces it out); any other state heals on a health problem unless a cooldown holds; then each state has its
 own rules. Improving needs *something new to scan* (``scan_due``), not just budget, so an idle hub rests instead of
 cycling through scans that cannot find anything new.
+
+Stranded work (hub/autonomy/stranded.py): queued tasks no connected agent can run (their waiting reason says so, or
+they depend on such a task) and active goals whose remaining tasks are all stranded. The rule: stranded work is
+neither work nor a blocker of idleness. It does not hold executing (the hub would sit there until the watchdog
+rested it, and go straight back: the original's loop); executing rests naming it ("3 queued tasks no agent can run:
+no_agent_with_executor"), and resting stays. It does not keep improving off either: ``scan_due``'s idleness and the
+resting -> improving guard ask only that no *runnable* work is left. Improving cannot loop on it: it needs a
+repository that changed since its last scan, so goals it files that strand in turn cost one cycle per change. When
+an agent that can run stranded tasks connects, they are runnable work again and the hub executes.
 """
 
 from __future__ import annotations
@@ -57,6 +66,12 @@ class Signals:
     paused: bool = False
     cycle_done: bool = False
     """The current state's cycle (improving, contemplating, healing) has finished."""
+    stranded_tasks: int = 0
+    """Queued tasks (counted in ``queued_tasks``) no connected agent can run, or depending on one that none can."""
+    stranded_codes: tuple[str, ...] = ()
+    """Why they are stranded: their waiting reason codes, distinct and sorted."""
+    stranded_goals: int = 0
+    """Active goals (counted in ``active_goals``) whose remaining tasks are all stranded."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +92,21 @@ def health_problem(s: Signals) -> str | None:
 
 
 def has_work(s: Signals) -> bool:
-    return s.pending_goals > 0 or s.queued_tasks > 0 or s.running_tasks > 0
+    """Runnable work: pending goals, running tasks, or queued tasks some connected agent can run."""
+    return s.pending_goals > 0 or s.queued_tasks > s.stranded_tasks or s.running_tasks > 0
+
+
+def runnable_goals(s: Signals) -> int:
+    """Active goals that are not only waiting on stranded tasks."""
+    return max(0, s.active_goals - s.stranded_goals)
+
+
+def stranded_reason(s: Signals) -> str | None:
+    """``"3 queued tasks no agent can run: no_agent_with_executor"``, or None when none are stranded."""
+    if s.stranded_tasks <= 0:
+        return None
+    plural = "s" if s.stranded_tasks != 1 else ""
+    return f"{s.stranded_tasks} queued task{plural} no agent can run: {', '.join(s.stranded_codes) or 'unknown'}"
 
 
 def decide(state: State, s: Signals) -> Decision | None:
@@ -92,14 +121,14 @@ def decide(state: State, s: Signals) -> Decision | None:
     if state is State.RESTING:
         if has_work(s):
             return Decision(State.EXECUTING, "work waiting") if s.executing_budget else None
-        if s.active_goals == 0 and s.improving_budget and s.scan_due:
+        if runnable_goals(s) == 0 and s.improving_budget and s.scan_due:
             return Decision(State.IMPROVING, "a repository changed since its last scan")
         return None
     if state is State.EXECUTING:
         if not s.executing_budget:
             return Decision(State.RESTING, "executing budget exhausted")
-        if not has_work(s) and s.active_goals == 0:
-            return Decision(State.RESTING, "no work left")
+        if not has_work(s) and runnable_goals(s) == 0:
+            return Decision(State.RESTING, stranded_reason(s) or "no work left")
         return None
     if s.pending_goals > 0:  # improving or contemplating: goals beat everything else
         return Decision(State.EXECUTING, "goals pending")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from hub.autonomy.loop import Autonomy
 from hub.clock import ManualClock
 from hub.server import HubServer
 from hub.settings import HubSettings
+from shared.agent_sim import AgentSim
 from tests.conftest import SCALE, HubHandle
 
 QUIET = {
@@ -98,3 +100,11 @@ def commit(repo: Path, files: dict[str, str], message: str) -> None:
         (repo / name).write_text(text)
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", message)
+
+
+async def holder(handle: HubHandle) -> AgentSim:
+    """A connected agent that takes tasks and never reports: work submitted stays runnable and in flight (with no
+    agent it would be stranded, which the machine does not count as work)."""
+    agent_id = f"holder-{uuid.uuid4().hex[:6]}"
+    sim = AgentSim(handle.ws_url, agent_id, await handle.mint_token(agent_id), behaviour="ignore")
+    return await sim.connect()

@@ -13,7 +13,7 @@ import httpx
 from hub.autonomy.states import State
 from hub.store.records import AppendJournal, PutRecord, RecordRow
 from tests.conftest import HubHandle
-from tests.hub.autonomy.conftest import WAIT_S, auto_of, make_repo, stop, transitions
+from tests.hub.autonomy.conftest import WAIT_S, auto_of, holder, make_repo, stop, transitions
 
 Start = Callable[..., Awaitable[HubHandle]]
 SECRET = "s3cret-for-tests"
@@ -27,6 +27,7 @@ async def test_pause_and_resume(start: Start) -> None:
         assert (await anonymous.post("/api/hub/pause")).json()["error"] == "unauthorized"
     assert (await handle.http.post("/api/hub/pause")).json() == {"status": "paused"}
     assert (await handle.http.post("/api/hub/pause")).json() == {"status": "already_paused"}
+    held = await holder(handle)
     await handle.submit(description="waits for resume")
     await auto.tick()
     state = (await handle.http.get("/api/hub/state")).json()
@@ -34,6 +35,7 @@ async def test_pause_and_resume(start: Start) -> None:
     assert (await handle.http.post("/api/hub/resume")).json() == {"status": "resumed"}
     await auto.fsm.wait_for(State.EXECUTING, WAIT_S)
     assert (await handle.http.post("/api/hub/resume")).json() == {"status": "not_paused"}
+    await held.close()
 
 
 def signed(body: bytes, secret: str = SECRET) -> str:
@@ -91,8 +93,10 @@ async def test_history_and_pause_survive_a_restart(start: Start, tmp_path: Path)
     resting with a ``hub restarted`` transition."""
     data = tmp_path / "hub"
     first = await start(data_dir=data)
+    held = await holder(first)
     await first.submit(description="never run")
     await auto_of(first).fsm.wait_for(State.EXECUTING, WAIT_S)
+    await held.close()
     await stop(first)
     second = await start(data_dir=data)
     auto = auto_of(second)

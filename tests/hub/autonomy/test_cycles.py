@@ -133,7 +133,8 @@ async def test_global_watchdog(start: Start, clock: ManualClock) -> None:
     """Executing for more than 2 hours is forced to resting with a critical alert (stored, on the bus)."""
     handle = await start()
     auto = auto_of(handle)
-    await handle.submit(description="nobody runs this")
+    held = await agent(handle, "ignore")
+    await handle.submit(description="it never reports")
     await auto.fsm.wait_for(State.EXECUTING, WAIT_S)
     clock.advance(7199)
     await auto.tick()
@@ -147,6 +148,7 @@ async def test_global_watchdog(start: Start, clock: ManualClock) -> None:
     alerts = [json.loads(r.body) for r in await handle.hub.store.load_records("alert")]
     assert [a["severity"] for a in alerts] == ["critical"]
     assert any(e.get("kind") == "alert" for e in seen)
+    await held.close()
 
 
 async def test_healing_watchdog(start: Start, clock: ManualClock) -> None:

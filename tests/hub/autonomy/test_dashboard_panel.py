@@ -10,7 +10,7 @@ import pytest
 from hub.autonomy.states import State
 from tests.conftest import HubHandle
 from tests.dashboard.conftest import browser, needs_chromium, open_dashboard  # noqa: F401 (fixtures)
-from tests.hub.autonomy.conftest import WAIT_S, auto_of
+from tests.hub.autonomy.conftest import WAIT_S, auto_of, holder
 
 pytest.importorskip("playwright.async_api")
 from playwright.async_api import expect  # noqa: E402
@@ -25,7 +25,8 @@ async def test_hub_panel_shows_state_and_timeline(
     """With work queued the panel shows ``executing`` and the transitions so far, newest first, with durations; a
     pause reaches the open page by its event."""
     handle = await start()
-    await handle.submit(description="nobody runs this")
+    held = await holder(handle)
+    await handle.submit(description="it never reports")
     await auto_of(handle).fsm.wait_for(State.EXECUTING, WAIT_S)
     page = await open_dashboard(handle.url, handle.admin_token)
     panel = page.locator("#hub-fsm-panel")
@@ -38,3 +39,4 @@ async def test_hub_panel_shows_state_and_timeline(
     await expect(panel).to_contain_text("no healing yet")
     assert (await handle.http.post("/api/hub/pause")).json() == {"status": "paused"}
     await expect(panel.locator("header .pill").nth(1)).to_have_text("paused")  # pushed by the hub_fsm event
+    await held.close()
