@@ -133,8 +133,9 @@ async def test_a_paused_budget_holds_the_call_until_the_limit_is_raised(hub, san
     the task completes (stop would have ended it)."""
     r = await hub.http.put("/api/costs/budgets", json={"task": {"tokens": 10, "action": "pause"}})
     assert r.status_code == 200
-    done = ScriptedCall(name="finish", arguments={"summary": "nothing to do"})
-    script = Script(name="pause", turns=[Turn(tool_calls=[done], prompt_tokens=20, eval_tokens=2)])
+    check = ScriptedCall(name="run_command", arguments={"command": "true"})
+    done = ScriptedCall(name="finish", arguments={"summary": "checked"})
+    script = Script(name="pause", turns=[Turn(tool_calls=[check, done], prompt_tokens=20, eval_tokens=2)])
     async with FakeOllamaServer(script, model=MODEL) as server, sidecar(hub, tmp_path, sandbox, server.url) as link:
         tid = await hub.submit(description="look around", executor="ollama")
         budgets = hub.hub.costs.budgets
