@@ -28,10 +28,11 @@ async def test_search_matches_each_field_ignoring_case(hub: HubHandle, make_agen
     await wait_tasks(hub, [held], {"assigned"})
     assert (await hub.task(held))["assigned_to"] == "Runner-Zebra"
     await _register_repo(hub, "Alpha-Widgets")
-    by_desc = await hub.submit(description="Rotate the Kestrel logs")
+    await _register_repo(hub, "Beta-Gadgets")  # tasks without a repository may inherit one: name another
+    by_desc = await hub.submit(description="Rotate the Kestrel logs", repo="Beta-Gadgets")
     by_repo = await hub.submit(description="plain two", repo="Alpha-Widgets")
-    by_goal = await hub.submit(description="plain three", goal_id="goal-Quasar-7")
-    other = await hub.submit(description="nothing to see")
+    by_goal = await hub.submit(description="plain three", goal_id="goal-Quasar-7", repo="Beta-Gadgets")
+    other = await hub.submit(description="nothing to see", repo="Beta-Gadgets")
 
     assert await _ids(hub, q="kESTREL") == [by_desc]
     assert await _ids(hub, q="alpha-widg") == [by_repo]
