@@ -20,7 +20,15 @@ from shared.fields import NoControl
 MAX_QUERY = 200
 """Longest search text accepted, in characters."""
 
-SearchText = Annotated[str, Query(max_length=MAX_QUERY), NoControl]
+SearchText = Annotated[
+    str,
+    Query(
+        max_length=MAX_QUERY,
+        description="Only tasks whose id, description, repository, assigned agent or goal id holds this text, "
+        "ignoring case; empty: no filter. At most 200 characters, no control characters.",
+    ),
+    NoControl,
+]
 """The ``q`` query parameter: 422 ``validation_failed`` (counted as a rejection) when too long or unsafe."""
 
 _SEP = "\x00"
