@@ -4,7 +4,8 @@ Writes N tasks (mostly finished, a few hundred queued) straight into a fresh dat
 starts ``python -m hub`` on it, and reports:
 - start-up time (process start -> accepting requests, which includes loading every task);
 - latency of ``GET /health``, ``GET /api/dashboard/state`` and ``GET /api/tasks?limit=100`` (p50/p95/p99/max over
-  ``--requests`` sequential keep-alive requests with the admin token);
+  ``--requests`` sequential keep-alive requests with the admin token), and of two text searches (``q=``): one most
+  tasks match (the walk stops at the page) and one none does (a scan of every stored task: the worst case);
 - with ``--prune``: a second start on a copy of the same database under the default retention policy, how long the
   retention loop takes to bring it down to the policy, and /health latency meanwhile.
 
@@ -33,6 +34,8 @@ from hub.tasks import Task, TaskStatus
 
 ADMIN = "bench-admin-token"
 DAY_MS = 24 * 3600 * 1000
+SEARCHES = ("/api/tasks?limit=100&q=REFACTOR", "/api/tasks?limit=100&q=no-such-text")
+"""Text searches timed: one most tasks match, one none does (it reads every stored task)."""
 
 
 def build_database(path: Path, n_tasks: int, n_queued: int) -> float:
@@ -210,7 +213,7 @@ def main() -> None:
         try:
             results = [
                 asyncio.run(time_requests(hub.url, path, args.requests))
-                for path in ("/health", "/api/dashboard/state", "/api/tasks?limit=100")
+                for path in ("/health", "/api/dashboard/state", "/api/tasks?limit=100", *SEARCHES)
             ]
         finally:
             hub.stop()

@@ -36,6 +36,7 @@ from hub.queue import UnknownDependencies
 from hub.repos.registry import UnknownRepo
 from hub.retry_backoff import retry_view
 from hub.task_index import Submission, TaskNotFound
+from hub.task_search import SearchText
 from hub.task_submit import IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY, MAX_STEPS_WITHOUT_WARNING, TaskBatch, TaskSubmit
 from hub.tasks import Priority, Task, TaskStatus, TransitionError
 from shared import jsonsafe
@@ -293,7 +294,10 @@ async def list_tasks(
     limit: Annotated[int, Query(ge=-jsonsafe.MAX_INT, le=jsonsafe.MAX_INT)] = 1000,
     offset: Annotated[int, Query(ge=0, le=jsonsafe.MAX_INT)] = 0,
     who: Principal = Depends(any_role),
+    q: SearchText = "",
 ) -> dict[str, Any]:
+    """Tasks by (priority, created_at), filtered; ``q`` keeps those whose id, description, repository, agent or
+    goal holds it, ignoring case (an empty ``q`` keeps every task)."""
     if status is not None and status not in TaskStatus.__members__.values():
         raise ApiError(
             422,
@@ -314,6 +318,7 @@ async def list_tasks(
         goal_id,
         max(1, min(limit, 10_000)),
         offset=max(0, min(offset, 10**9)),
+        q=q or None,
     )
     return {"tasks": [view(t, who) for t in tasks], "count": len(tasks)}
 

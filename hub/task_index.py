@@ -18,6 +18,7 @@ from functools import partial
 from typing import Any
 
 from hub import tasks as T
+from hub.task_search import matcher
 from hub.tasks import Task, TaskStatus
 
 RECENT_KEPT = 100
@@ -190,13 +191,17 @@ class TaskIndex:
         goal_id: str | None = None,
         limit: int = 1000,
         offset: int = 0,
+        q: str | None = None,
     ) -> list[Task]:
-        """Matching tasks ordered by (priority, created_at), ``offset`` skipped, at most ``limit``.
+        """Matching tasks ordered by (priority, created_at), ``offset`` skipped, at most ``limit``; ``q`` keeps the
+        tasks whose text holds it (:mod:`hub.task_search`), in the same single pass.
 
         Walks the per-priority indexes (already in that order) and stops once enough match; only when a status
         is rare enough that walking would skip far more tasks than it holds are that status's tasks picked by a
         bounded heap instead. Neither sorts every stored task.
         """
+
+        found = matcher(q) if q else None
 
         def wanted(t: Task) -> bool:
             return (
@@ -204,6 +209,7 @@ class TaskIndex:
                 and (priority is None or t.priority == priority)
                 and (assigned_to is None or t.assigned_to == assigned_to)
                 and (goal_id is None or t.goal_id == goal_id)
+                and (found is None or found(t))
             )
 
         want = offset + limit

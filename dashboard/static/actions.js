@@ -27,13 +27,14 @@ function describe(status, body) {
   return text;
 }
 
-export async function api(method, path, body) {
+export async function api(method, path, body, signal) {
   let response;
   try {
     response = await fetch(path, {
       method,
       headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
       body: body === undefined ? undefined : JSON.stringify(body),
+      signal, // an AbortSignal: a newer request makes this one moot
     });
   } catch (err) {
     throw new ApiError(0, { error: "network_error", detail: String(err.message || err) });

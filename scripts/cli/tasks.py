@@ -34,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     lister = sub.add_parser("list", help="list tasks")
     lister.add_argument("--status", choices=("queued", "assigned", "working", *sorted(FINAL)))
     lister.add_argument("--limit", type=int, default=50)
+    lister.add_argument(
+        "--search", "-s", metavar="TEXT",
+        help="only tasks whose id, description, repository, agent or goal holds TEXT (ignoring case)",
+    )  # fmt: skip
     for name, text in (
         ("show", "show one task"), ("cancel", "cancel a task"), ("retry", "requeue a dead-lettered task"),
         ("tail", "follow a task's live events until it ends"),
@@ -100,6 +104,8 @@ def list_tasks(hub: Hub, args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"limit": max(1, args.limit)}
     if args.status:
         params["status"] = args.status
+    if args.search:
+        params["q"] = args.search
     tasks = hub.call("GET", "/api/tasks", params=params)["tasks"]
     if args.json:
         emit_json(tasks)

@@ -50,6 +50,22 @@ async def test_submit_list_show_cancel_round_trip(hub: HubHandle) -> None:
     assert (await hub.task(task_id))["status"] == "cancelled"
 
 
+async def test_list_search_asks_the_hub_for_matching_tasks(hub: HubHandle) -> None:
+    """`task list --search TEXT` (or -s) lists only the tasks holding TEXT, any case; a bad TEXT is the hub's 422."""
+    wanted = await hub.submit(description="Rebuild the Osprey index")
+    other = await hub.submit(description="Trim the logs")
+    code, out, err = await agentcom("task", "list", "--search", "osprey", *via(hub))
+    assert code == 0, err
+    assert wanted in out and other not in out
+    code, out, err = await agentcom("task", "list", "-s", "TRIM THE", "--json", *via(hub))
+    assert code == 0, err
+    assert [t["id"] for t in json.loads(out)] == [other]
+    code, out, _ = await agentcom("task", "list", "--search", "nowhere", *via(hub))
+    assert code == 0 and "no tasks" in out
+    code, _, err = await agentcom("task", "list", "--search", "x" * 201, *via(hub))
+    assert code == 1 and "422" in err and "Traceback" not in err
+
+
 async def test_errors_are_one_line_with_the_hubs_reason(hub: HubHandle) -> None:
     """An unknown task, a bad token, an unreachable hub and a bad --check are one line on stderr and exit 1."""
     code, _, err = await agentcom("task", "show", "nope", *via(hub))
