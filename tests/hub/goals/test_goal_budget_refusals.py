@@ -106,3 +106,24 @@ async def test_a_call_no_hour_can_hold_fails_at_once(start: Any) -> None:
         done = await wait_goal(hub, goal["id"], refused_once)
         assert model.bodies("/api/chat") == []
     assert str(done.status) == "failed" and "hub_state:executing:hour:" in done.reason and "limit 5" in done.reason
+
+
+async def test_a_verdict_refused_by_the_goals_stopping_budget_goes_to_a_person_at_once(start: Any) -> None:
+    """A goal whose own budget (action stop) is lowered while its tasks run gets no verdict call: once its tasks end
+    it needs human review at once, with the budget's reason, and the model was asked only to decompose it."""
+    async with GoalOllama(GoalReplies([plan(task("a"))])) as model:
+        hub = await start(hub_model_url=model.url, hub_model=MODEL, autonomy_enabled=False, goal_model_attempts=5)
+        goal = await submit_goal(hub)
+        await wait_status(hub, goal["id"], "executing")
+        budget = {"goals": {goal["id"]: {"tokens": 100, "action": "stop"}}}
+        assert (await hub.http.put("/api/costs/budgets", json=budget)).status_code == 200
+        agent_id = f"sim-{uuid.uuid4().hex[:8]}"
+        sim = AgentSim(hub.ws_url, agent_id, await hub.mint_token(agent_id))
+        await sim.connect()
+        try:
+            done = await wait_goal(hub, goal["id"], lambda g: g.final or g.model_failures > 0)
+        finally:
+            await sim.close()
+        assert len(model.bodies("/api/chat")) == 1
+    assert str(done.status) == "needs_human_review" and done.retry_at is None, done.reason
+    assert done.reason.startswith("over budget: budget_exhausted: ") and f"goal:{goal['id']}" in done.reason
