@@ -42,6 +42,9 @@ class ReviewPolicy(Payload):
     """Globs (``.github/**``, ``**/migrations/**``) a change may touch only under human review."""
     require_tests_changed: bool = False
     """Auto-merge only when the change also touches a test file."""
+    binary_ok: Annotated[list[PathGlob], Field(max_length=200)] = []
+    """Globs (``assets/**``, ``*.png``) of binary files a change may add or change without human review: the secret
+    scan cannot read a binary file, so any other one puts the change in ``human_review``."""
 
 
 class RepoCheckout(Payload):

@@ -4,8 +4,9 @@
 - ``auto_merge``: only when the policy allows it, the outcome is ``verified``, the change is within
   ``max_auto_files`` and ``max_auto_lines``, touches no sensitive path, and changes a test when the policy asks for
   one. The sidecar then merges it fast-forward only.
-- ``human_review``: above ``max_pr_files`` or ``max_pr_lines``, a sensitive path touched, or an ``unverified`` or
-  ``failed`` outcome.
+- ``human_review``: above ``max_pr_files`` or ``max_pr_lines``, a sensitive path touched, a binary file added or
+  changed outside the policy's ``binary_ok`` globs (the secret scan cannot read it: a person must), or an
+  ``unverified`` or ``failed`` outcome.
 - ``pull_request``: everything else.
 
 Pure functions, no I/O: the sidecar calls :func:`classify` before it publishes, the hub may call it to explain.
@@ -20,6 +21,7 @@ from pathlib import PurePosixPath
 
 from shared.payloads import Outcome
 from shared.repos import ChangeReport, ReviewPolicy, Tier
+from shared.secret_scan import binary_files
 
 TEST_FILE_GLOBS = ("test_*.py", "*_test.py")
 """Base names of test files (a file under a ``tests/`` folder counts too)."""
@@ -90,8 +92,27 @@ def _listed(paths: list[str], limit: int = 5) -> str:
     return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
 
 
-def classify(change: ChangeReport, outcome: Outcome, policy: ReviewPolicy) -> tuple[Tier, list[str]]:
+def changed_binaries(change: ChangeReport) -> list[str]:
+    """The binary files ``change`` adds or changes: read from its diff when the report carries all of it (a deleted
+    file is left out), else every file its stats call binary (a deleted one too: unsure means unread)."""
+    if change.diff and not change.diff_truncated:
+        return binary_files(change.diff)
+    return [stat.path for stat in change.files if stat.status == "binary"]
+
+
+def unreviewed_binaries(paths: Iterable[str], policy: ReviewPolicy) -> list[str]:
+    """The binary files among ``paths`` that no ``binary_ok`` glob of ``policy`` lets through, in order."""
+    patterns = list(policy.binary_ok)
+    return [path for path in paths if not any(path_matches(path, glob) for glob in patterns)]
+
+
+def classify(
+    change: ChangeReport, outcome: Outcome, policy: ReviewPolicy, binary: Iterable[str] | None = None
+) -> tuple[Tier, list[str]]:
     """The tier of ``change`` under ``policy`` and the reasons for it, each one a sentence a reviewer can read.
+
+    ``binary`` lists the binary files the change adds or changes (the publication passes those of the diff it
+    scanned); by default they come from the report (:func:`changed_binaries`).
 
     The reasons of a ``human_review`` are what puts it there; those of a ``pull_request`` are what kept it from
     auto-merging; those of an ``auto_merge`` are the checks it passed.
@@ -101,6 +122,7 @@ def classify(change: ChangeReport, outcome: Outcome, policy: ReviewPolicy) -> tu
     size = f"{_plural(n_files, 'file')} and {_plural(n_lines, 'line')} changed"
     sensitive = sensitive_paths(paths, policy.sensitive_paths)
     tests = [path for path in paths if is_test_path(path)]
+    unread = unreviewed_binaries(changed_binaries(change) if binary is None else binary, policy)
 
     human: list[str] = []
     if outcome in ("unverified", "failed"):
@@ -111,6 +133,8 @@ def classify(change: ChangeReport, outcome: Outcome, policy: ReviewPolicy) -> tu
         human.append(f"{size}: {_plural(n_lines, 'line')} is above the pull-request limit of {policy.max_pr_lines}")
     if sensitive:
         human.append(f"sensitive paths touched: {_listed(sensitive)}")
+    if unread:
+        human.append(f"binary file(s) not scanned: {_listed(unread)}")
     if human:
         return "human_review", human
 

@@ -14,12 +14,13 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from hub.costs.budgets import Estimate, Refusal, Scope
+from hub.costs.budgets import REFUSED, Estimate, Refusal, Scope
 from hub.costs.ledger import CostEntry
 from hub.settings import HubSettings
 
@@ -38,7 +39,36 @@ class ModelUnavailable(Exception):
 
 class BudgetRefused(ModelUnavailable):
     """A budget refused the call before any endpoint was asked; the message is the budget's reason. No fallback is
-    tried: every budget of a call (its goal's, its hub state's) applies whichever endpoint would answer it."""
+    tried: every budget of a call (its goal's, its hub state's) applies whichever endpoint would answer it.
+
+    ``stops``: the budget's action is ``stop`` (``budget_exhausted``); ``period_end_ms``: when the period of a
+    period budget (a hub state's hour or day) ends, None for one without a period (a goal's, a task's) and for one
+    whose limit the call would pass even with nothing spent (``fits`` false: no new period helps)."""
+
+    def __init__(self, refusal: Refusal, fits: bool = True) -> None:
+        super().__init__(f"{refusal.reason}: {refusal.detail}")
+        self.refusal = refusal
+        self.stops = refusal.reason == REFUSED["stop"]
+        self.period_end_ms = period_end_ms(refusal.budget) if fits else None
+
+
+PERIODS = {"hour": ("%Y-%m-%dT%H", timedelta(hours=1)), "day": ("%Y-%m-%d", timedelta(days=1))}
+"""The periods a budget key may name (:meth:`hub.costs.budgets.Budgets.checks`: ``hub_state:<state>:hour:<hour>``
+and ``hub_state:<state>:day:<day>``, in UTC): the format of their start and their length."""
+
+
+def period_end_ms(budget: str) -> int | None:
+    """When the period the budget key ``budget`` names ends, in ms (``hub_state:executing:hour:2021-06-01T12`` ends
+    at 13:00 UTC); None when it names none."""
+    head, _, start = budget.rpartition(":")
+    period = PERIODS.get(head.rpartition(":")[2]) if budget.startswith("hub_state:") else None
+    if period is None:
+        return None
+    try:
+        begun = datetime.strptime(start, period[0]).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return int((begun + period[1]).timestamp() * 1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,10 +151,11 @@ class ModelClient:
         tokens_out = min(MAX_TOKENS, self._settings.hub_model_max_output_bytes // 4)
         scope = Scope(goal_id=goal_id, hub_state=costs.hub_state(), model=model, provider=provider)
         usd = costs.prices.usd(model, provider, tokens_in, tokens_out)
-        grant = costs.reserve(scope, Estimate(tokens_in + tokens_out, usd))
+        estimate = Estimate(tokens_in + tokens_out, usd)
+        grant = costs.reserve(scope, estimate)
         if isinstance(grant, Refusal):
             self.n_refused += 1
-            raise BudgetRefused(f"{grant.reason}: {grant.detail}")
+            raise BudgetRefused(grant, _fits(costs, scope, grant.budget, estimate))
         started = time.monotonic()
         try:
             reply = await call()
@@ -203,6 +234,15 @@ class ModelClient:
             "output_tokens": _count(usage.get("output_tokens")),
         }
         return ModelReply(text, "anthropic", str(data.get("model") or self._settings.hub_claude_model)[:128], tokens)
+
+
+def _fits(costs: Costs, scope: Scope, budget: str, estimate: Estimate) -> bool:
+    """Whether a call of ``estimate`` is within the limit of ``budget`` (one of ``scope``'s) at all, nothing spent."""
+    for check in costs.budgets.checks(scope):
+        if check.key == budget:
+            tokens, usd = check.limit.tokens, check.limit.usd
+            return (tokens is None or estimate.tokens <= tokens) and (usd is None or estimate.usd <= usd + 1e-12)
+    return True
 
 
 def _safe_url(url: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -22,7 +23,7 @@ from hub.goals.backlog import BacklogFull, GoalBacklog, GoalNotFound, GoalTransi
 from hub.goals.dashboard_view import goals_view
 from hub.goals.decompose import DecompositionInvalid, decompose
 from hub.goals.model import Goal, GoalStatus, PlannedTask, Source
-from hub.goals.model_client import ModelClient, ModelUnavailable
+from hub.goals.model_client import BudgetRefused, ModelClient, ModelUnavailable
 from hub.goals.repo_context import RepoUnavailable, file_tree
 from hub.goals.verify import Verdict, model_verdict, retry_failed
 from hub.queue import TaskQueue
@@ -219,7 +220,11 @@ class GoalService:
             plan = await decompose(self.model, goal, tree, self._settings.goal_tree_max_files)
         except (ModelUnavailable, RepoUnavailable) as exc:
             what = "no model answered" if isinstance(exc, ModelUnavailable) else "repository unavailable"
-            if goal.status is GoalStatus.DECOMPOSING:
+            if goal.status is not GoalStatus.DECOMPOSING:
+                return
+            if isinstance(exc, BudgetRefused):
+                await self._over_budget(goal, exc, GoalStatus.SUBMITTED, GoalStatus.FAILED)
+            else:
                 await self._wait_or_give_up(goal, f"{what}: {exc}", GoalStatus.SUBMITTED, GoalStatus.FAILED)
             return
         except DecompositionInvalid as exc:
@@ -235,7 +240,11 @@ class GoalService:
             try:
                 verdict = await model_verdict(self.model, goal, tasks, self._settings.goal_diff_max_chars)
             except ModelUnavailable as exc:
-                if goal.status is GoalStatus.VERIFYING:
+                if goal.status is not GoalStatus.VERIFYING:
+                    return
+                if isinstance(exc, BudgetRefused):
+                    await self._over_budget(goal, exc, GoalStatus.VERIFYING, GoalStatus.NEEDS_HUMAN_REVIEW)
+                else:
                     await self._wait_or_give_up(
                         goal, f"no model answered: {exc}", GoalStatus.VERIFYING, GoalStatus.NEEDS_HUMAN_REVIEW
                     )
@@ -260,6 +269,31 @@ class GoalService:
                 goal, verdict.followups, f"follow-up round {goal.rounds + 1}: {verdict.reason}", goal.rounds + 1
             )
 
+    async def _over_budget(self, goal: Goal, exc: BudgetRefused, back: GoalStatus, final: GoalStatus) -> None:
+        """A budget refused the goal's model call, and asking again sooner changes nothing: a period budget (a hub
+        state's hour or day) waits for its period's end (not a model failure: the attempts are kept); a stopping
+        budget without a period (the goal's own) ends the goal at once with the budget's reason; any other refusal
+        (a pausing goal budget, which a higher limit may lift; too many reservations) waits with backoff."""
+        reason = f"over budget: {exc}"
+        if exc.period_end_ms is not None:
+            until = datetime.fromtimestamp(exc.period_end_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+            await self._wait_until(goal, back, exc.period_end_ms, f"waiting until {until}, {reason}")
+        elif exc.stops:
+            await self.backlog.transition(goal, final, reason, retry_at=None)
+        else:
+            await self._wait_or_give_up(goal, reason, back, final)
+
+    async def _wait_until(
+        self, goal: Goal, back: GoalStatus, retry_at: int, why: str, failures: int | None = None
+    ) -> None:
+        """Put the goal back to ``back`` (verifying goes on verifying: noted without a move) until ``retry_at``."""
+        failures = goal.model_failures if failures is None else failures
+        if back is goal.status:
+            goal.model_failures, goal.retry_at, goal.reason = failures, retry_at, why
+            await self.backlog.save(goal)
+        else:
+            await self.backlog.transition(goal, back, why, model_failures=failures, retry_at=retry_at)
+
     async def _wait_or_give_up(self, goal: Goal, reason: str, back: GoalStatus, final: GoalStatus) -> None:
         """The model (or the repository) is unavailable: wait with backoff, or give up after the attempts."""
         failures = goal.model_failures + 1
@@ -271,12 +305,7 @@ class GoalService:
         backoff = self._settings.goal_model_backoff_s
         delay = backoff[min(failures, len(backoff)) - 1] if backoff else 0.0
         retry_at = self._hub.clock.now_ms() + int(delay * 1000)
-        why = f"waiting {delay:g}s for a model: {reason}"
-        if back is goal.status:  # verifying goes on verifying: note it without a move
-            goal.model_failures, goal.retry_at, goal.reason = failures, retry_at, why
-            await self.backlog.save(goal)
-        else:
-            await self.backlog.transition(goal, back, why, model_failures=failures, retry_at=retry_at)
+        await self._wait_until(goal, back, retry_at, f"waiting {delay:g}s for a model: {reason}", failures)
 
     async def _queue_round(self, goal: Goal, plan: list[PlannedTask], reason: str, rounds: int) -> None:
         """Queue ``plan`` as the goal's next round of tasks (ids recorded on the goal before they are queued)."""

@@ -5,7 +5,8 @@ The runner calls :func:`publish` once a task's change is committed and verified.
 1. :func:`shared.review.classify` gives the tier and its reasons;
 2. the full diff of the change (from git, not the report's cut copy) goes through :func:`shared.secret_scan.scan_diff`;
    ``checkout.publish == "none"`` stops here (the findings reported, nothing leaves the host); any finding blocks
-   publication (``published="blocked"``), nothing is pushed;
+   publication (``published="blocked"``), nothing is pushed; the binary files of that diff (which no scan reads)
+   are classified again: outside the policy's ``binary_ok`` they make the change ``human_review``;
 3. the task's branch is pushed, then
    - ``auto_merge``: the remote's default branch is moved to the commit, fast-forward only (a plain push, never
      forced); a refusal (the branch moved on) falls back to a pull request;
@@ -34,7 +35,7 @@ from typing import Any
 
 from shared.payloads import Outcome
 from shared.repos import ChangeReport, RepoCheckout
-from shared.review import classify
+from shared.review import classify, unreviewed_binaries
 from shared.secret_scan import binary_files, describe, describe_unscanned, redact, scan_diff
 from sidecar.git.forge import Forge, ForgeError
 
@@ -189,8 +190,11 @@ async def publish(
         logger.warning("task %s: publication blocked, %s", task_id, why)
         return _report(change, git, tier=tier, tier_reasons=reasons, published="blocked", publish_error=why)
     findings = scan_diff(done.out)
-    if unscanned := describe_unscanned(binary_files(done.out)):
-        reasons = [*reasons, unscanned]  # the scan cannot read a binary file: its reviewer is told so
+    binaries = binary_files(done.out)  # the scan cannot read them: outside binary_ok, a person reviews the change
+    tier, reasons = classify(change, outcome, checkout.review, binary=binaries)
+    unread = set(unreviewed_binaries(binaries, checkout.review))  # named by classify already
+    if unscanned := describe_unscanned([path for path in binaries if path not in unread]):
+        reasons = [*reasons, unscanned]  # an allowed binary file still goes unread: its reviewer is told so
     if checkout.publish == "none":  # nothing leaves the host; what the scan saw is still reported
         return _report(change, git, tier=tier, tier_reasons=reasons, scan=findings, published="no")
     if findings:

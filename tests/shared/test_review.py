@@ -211,3 +211,61 @@ def test_tier_rules_hold_for_any_change(n_files: int, lines: int, outcome: Outco
     assert reasons
     assert (tier == "human_review") is human
     assert (tier == "auto_merge") is (auto_ok and not human)
+
+
+PNG_DIFF = (
+    "diff --git a/assets/logo.png b/assets/logo.png\nnew file mode 100644\nindex 0000000..1111111\n"
+    "Binary files /dev/null and b/assets/logo.png differ\n"
+)
+OLD_DIFF = "diff --git a/old.bin b/old.bin\ndeleted file mode 100644\nindex 1111111..0000000\n" \
+           "Binary files a/old.bin and /dev/null differ\n"  # fmt: skip
+
+
+def binary_change(*paths: str, diff: str = "", truncated: bool = False) -> ChangeReport:
+    """A small change whose ``paths`` are binary in its stats, with ``diff`` as the report's copy of the diff."""
+    files = [FileStat(path="app.py", added=3), *(FileStat(path=p, status="binary") for p in paths)]
+    return ChangeReport(repo="demo", branch="agentcom/t1", base_commit="abc1234", commit="def5678", files=files,
+                        added=3, diff=diff, diff_truncated=truncated)  # fmt: skip
+
+
+def test_a_change_adding_a_picture_needs_a_person() -> None:
+    """A verified small change adding a PNG goes to human review, the picture named in the reason, whether the
+    report carries the diff or only the stats."""
+    for report in (binary_change("logo.png"), binary_change("assets/logo.png", diff=PNG_DIFF)):
+        tier, reasons = classify(report, "verified", AUTO)
+        name = report.files[1].path
+        assert (tier, reasons) == ("human_review", [f"binary file(s) not scanned: {name}"])
+
+
+def test_binary_ok_lets_an_allowed_picture_auto_merge() -> None:
+    """With ``binary_ok=["assets/**"]`` an asset PNG keeps auto_merge; a PNG elsewhere still needs a person."""
+    policy = ReviewPolicy(auto_merge=True, binary_ok=["assets/**"])
+    tier, reasons = classify(binary_change("assets/logo.png", diff=PNG_DIFF), "verified", policy)
+    assert tier == "auto_merge" and not any("binary" in reason for reason in reasons)
+    tier, reasons = classify(binary_change("assets/logo.png", "docs/shot.png"), "verified", policy)
+    assert (tier, reasons) == ("human_review", ["binary file(s) not scanned: docs/shot.png"])
+
+
+def test_a_text_only_change_is_unaffected_by_the_binary_rule() -> None:
+    """A text-only change keeps its tier and reasons, with or without ``binary_ok``."""
+    report = change("app.py", "tests/test_app.py")
+    for policy in (AUTO, ReviewPolicy(auto_merge=True, binary_ok=["assets/**"])):
+        tier, reasons = classify(report, "verified", policy)
+        assert tier == "auto_merge" and not any("binary" in reason for reason in reasons)
+
+
+def test_a_deleted_binary_counts_only_when_the_diff_is_cut() -> None:
+    """A binary file the full diff deletes leaves nothing unread; when the report's diff is cut, the stats decide
+    (a binary file there counts, unsure meaning unread)."""
+    assert classify(binary_change("old.bin", diff=OLD_DIFF), "verified", AUTO)[0] == "auto_merge"
+    tier, reasons = classify(binary_change("old.bin", diff=OLD_DIFF, truncated=True), "verified", AUTO)
+    assert (tier, reasons) == ("human_review", ["binary file(s) not scanned: old.bin"])
+
+
+def test_the_binary_files_passed_in_win_over_the_report() -> None:
+    """The publication passes the binary files of the diff it scanned: they decide, not the report's stats."""
+    report = binary_change("logo.png")
+    assert classify(report, "verified", AUTO, binary=[])[0] == "auto_merge"
+    tier, reasons = classify(change("app.py"), "verified", AUTO, binary=[f"img/{i}.png" for i in range(7)])
+    assert (tier, reasons) == ("human_review", ["binary file(s) not scanned: img/0.png, img/1.png, img/2.png, "
+                                                "img/3.png, img/4.png and 2 more"])  # fmt: skip

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from shared.fakes.forge_server import FakeForgeServer
-from shared.repos import ChangeReport
+from shared.repos import ChangeReport, ReviewPolicy
 from shared.secret_scan import binary_files, describe_unscanned, scan_diff
 from sidecar.git.forge import GitHubForge
 from sidecar.git.publish import publish
@@ -80,10 +80,11 @@ def test_describe_unscanned_names_the_files_briefly() -> None:
 async def test_an_unscanned_binary_file_is_named_in_the_reasons_and_the_pull_request(
     repo: Repo, forge: GitHubForge, fake: FakeForgeServer
 ) -> None:
-    """A change adding a picture is published, and its tier reasons and pull request body say the picture was not
-    scanned."""
+    """A change adding a picture the policy allows (``binary_ok``) is published, and its tier reasons and pull
+    request body say the picture was not scanned."""
     change = binary_change(repo, "t1", {"docs/logo.png": PNG, "app.py": b"def greet():\n    return 'hello'\n"})
-    report = await publish(repo.work, repo.checkout("t1"), change, "verified", task_id="t1", summary_md=SUMMARY,
+    checkout = repo.checkout("t1", review=ReviewPolicy(binary_ok=["docs/**"]))
+    report = await publish(repo.work, checkout, change, "verified", task_id="t1", summary_md=SUMMARY,
                            forge=forge)  # fmt: skip
     note = "1 binary file not scanned for secrets: docs/logo.png"
     assert report.published == "pull_request" and report.scan == [] and note in report.tier_reasons

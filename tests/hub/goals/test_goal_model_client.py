@@ -87,7 +87,8 @@ async def test_no_model_configured_names_it(make_hub: Callable[..., Awaitable[Hu
 
 async def test_the_hubs_own_model_calls_are_booked_and_gated(make_hub: Callable[..., Awaitable[HubHandle]]) -> None:
     """A decomposition by Claude is booked in the cost ledger as the hub's own call, priced; once the hub state's
-    token budget is spent, the next goal's call is refused before it is made and the goal waits naming the budget."""
+    token budget is spent, the next goal's call is refused before it is made and the goal (whose budget of 1 token an
+    hour no new hour can make room in) fails at once naming the budget."""
     replies = GoalReplies([plan(task("a")), plan(task("b"))])
     async with GoalAnthropic(replies, api_key=KEY) as claude:
         hub = await make_hub(hub_model_url=closed_url(), hub_claude_url=claude.url, hub_claude_api_key=KEY,
@@ -103,6 +104,6 @@ async def test_the_hubs_own_model_calls_are_booked_and_gated(make_hub: Callable[
         assert (await hub.http.put("/api/costs/budgets", json=budget)).status_code == 200
         calls_before = len([r for r in claude.requests if r.path == "/v1/messages"])
         second = await submit_goal(hub, description="A second goal once the budget is spent.")
-        waiting = await wait_goal(hub, second["id"], lambda g: g.model_failures == 1)
-        assert waiting.status == "submitted" and "budget" in waiting.reason
+        refused = await wait_goal(hub, second["id"], lambda g: g.status == "failed" or g.model_failures > 0)
+        assert refused.status == "failed" and "budget_exhausted" in refused.reason and "hour" in refused.reason
         assert len([r for r in claude.requests if r.path == "/v1/messages"]) == calls_before
