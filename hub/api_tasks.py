@@ -36,10 +36,22 @@ from hub.queue import UnknownDependencies
 from hub.repos.registry import UnknownRepo
 from hub.retry_backoff import retry_view
 from hub.task_index import Submission, TaskNotFound
-from hub.task_search import SearchText
+from hub.task_search import MAX_QUERY
 from hub.task_submit import IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY, MAX_STEPS_WITHOUT_WARNING, TaskBatch, TaskSubmit
 from hub.tasks import Priority, Task, TaskStatus, TransitionError
 from shared import jsonsafe
+from shared.fields import NoControl
+
+SearchText = Annotated[
+    str,
+    Query(
+        max_length=MAX_QUERY,
+        description="Only tasks whose id, description, repository, assigned agent or goal id holds this text, "
+        "ignoring case; empty: no filter. At most 200 characters, no control characters.",
+    ),
+    NoControl,
+]
+"""The ``q`` query parameter: 422 ``validation_failed`` (counted as a rejection) when too long or unsafe."""
 
 router = APIRouter()
 

@@ -10,26 +10,12 @@ visited: linear in the tasks and their text, with no index to keep.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
-
-from fastapi import Query
 
 from hub.tasks import Task
-from shared.fields import NoControl
 
 MAX_QUERY = 200
-"""Longest search text accepted, in characters."""
+"""Longest search text accepted, in characters (the ``q`` parameter of :mod:`hub.api_tasks` holds to it)."""
 
-SearchText = Annotated[
-    str,
-    Query(
-        max_length=MAX_QUERY,
-        description="Only tasks whose id, description, repository, assigned agent or goal id holds this text, "
-        "ignoring case; empty: no filter. At most 200 characters, no control characters.",
-    ),
-    NoControl,
-]
-"""The ``q`` query parameter: 422 ``validation_failed`` (counted as a rejection) when too long or unsafe."""
 
 _SEP = "\x00"
 
