@@ -20,8 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from shared.fakes import serving
 from shared.fakes.script import Script, ScriptedServer, Turn, split_text
-from shared.fakes.serving import demo_parser, json_reply, next_turn, run_demo
 
 
 def _text(content: Any) -> str:
@@ -71,7 +71,7 @@ class FakeAnthropicServer(ScriptedServer):
         messages = [m for m in body["messages"] if isinstance(m, dict)]
         first_user = next((_text(m.get("content")) for m in messages if m.get("role") == "user"), "")
         try:
-            turn = await next_turn(self, [_text(body.get("system")), first_user], messages)
+            turn = await serving.next_turn(self, [_text(body.get("system")), first_user], messages)
         except KeyError as exc:
             return _error(400, "invalid_request_error", str(exc.args[0]))
         if turn.failure == "http_500":
@@ -81,7 +81,7 @@ class FakeAnthropicServer(ScriptedServer):
         headers = {"request-id": f"req_{uuid4().hex[:24]}"}
         if body.get("stream"):
             return StreamingResponse(self._stream(turn, message), media_type="text/event-stream", headers=headers)
-        return json_reply(message, turn, headers)
+        return serving.json_reply(message, turn, headers)
 
     def _message(self, turn: Turn, model: str, thinking: bool) -> dict[str, Any]:
         content: list[dict[str, Any]] = []
@@ -143,10 +143,9 @@ def _block_events(index: int, block: dict[str, Any]) -> list[bytes]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = demo_parser("Fake Anthropic Messages API replaying a scripted conversation.", 8765)
+    parser = serving.demo_parser("Fake Anthropic Messages API replaying a scripted conversation.", 8765)
     parser.add_argument("--api-key", default=None, help="accept only this key (default: any non-empty key)")
-    args = parser.parse_args(argv)
-    run_demo(FakeAnthropicServer(args.script, api_key=args.api_key), args)
+    serving.run_demo(parser, lambda args: FakeAnthropicServer(args.script, api_key=args.api_key), argv)
 
 
 if __name__ == "__main__":

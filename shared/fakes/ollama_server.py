@@ -20,17 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from shared.fakes import serving
 from shared.fakes.script import Script, ScriptedServer, Turn, get_script, split_text
-from shared.fakes.serving import (
-    PARSE_ERROR,
-    chat_markers,
-    demo_parser,
-    json_reply,
-    next_turn,
-    openai_usage,
-    run_demo,
-    text_of,
-)
 
 DIGEST = "sha256:" + "f" * 64
 DETAILS = {
@@ -134,15 +125,15 @@ class FakeOllamaServer(ScriptedServer):
         messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
         try:
             model = self._name(body.get("model")) or self.model
-            turn = await next_turn(self, chat_markers(messages), messages, self.models.get(model))
+            turn = await serving.next_turn(self, serving.chat_markers(messages), messages, self.models.get(model))
         except KeyError as exc:
             return JSONResponse({"error": str(exc.args[0])}, status_code=400)
         if turn.failure == "http_500":
-            return JSONResponse({"error": PARSE_ERROR}, status_code=500)
+            return JSONResponse({"error": serving.PARSE_ERROR}, status_code=500)
         if body.get("stream", True):
             return StreamingResponse(self._stream(turn), media_type="application/x-ndjson")
         reply = {"model": self.model, "created_at": _now(), "message": self._message(turn), **self._metrics(turn)}
-        return json_reply(reply, turn)
+        return serving.json_reply(reply, turn)
 
     def _message(self, turn: Turn) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": ""}
@@ -208,7 +199,7 @@ class FakeOllamaServer(ScriptedServer):
         if model is None:
             return JSONResponse({"error": {"message": f"model {body.get('model')!r} not found"}}, 404)
         messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
-        texts = [text_of(m.get("content")) for m in messages if m.get("role") in ("system", "user")][:2]
+        texts = [serving.text_of(m.get("content")) for m in messages if m.get("role") in ("system", "user")][:2]
         turn = self.pick_turn(texts, sum(m.get("role") == "assistant" for m in messages), self.models.get(model))
         message: dict[str, Any] = {"role": "assistant", "content": turn.content or None}
         if turn.tool_calls:
@@ -217,7 +208,7 @@ class FakeOllamaServer(ScriptedServer):
                  "function": {"name": c.name, "arguments": c.raw_arguments or json.dumps(c.arguments)}}
                 for i, c in enumerate(turn.tool_calls)
             ]  # fmt: skip
-        usage = openai_usage(turn)
+        usage = serving.openai_usage(turn)
         choice = {"index": 0, "message": message, "finish_reason": "tool_calls" if turn.tool_calls else "stop"}
         reply = {"id": f"chatcmpl-{uuid4().hex[:8]}", "object": "chat.completion", "created": 1_767_225_600,
                  "model": model, "choices": [choice], "usage": usage}  # fmt: skip
@@ -225,10 +216,10 @@ class FakeOllamaServer(ScriptedServer):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = demo_parser("Fake Ollama server replaying a scripted conversation.", 11434)
-    parser.add_argument("--model", default="fake-coder:latest")
-    args = parser.parse_args(argv)
-    run_demo(FakeOllamaServer(args.script, model=args.model), args)
+    parser = serving.demo_parser(
+        "Fake Ollama server replaying a scripted conversation.", 11434, model="fake-coder:latest"
+    )
+    serving.run_demo(parser, lambda args: FakeOllamaServer(args.script, model=args.model), argv)
 
 
 if __name__ == "__main__":

@@ -23,16 +23,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from shared.fakes import serving
 from shared.fakes.script import Script, ScriptedServer, Turn
-from shared.fakes.serving import (
-    PARSE_ERROR,
-    chat_markers,
-    demo_parser,
-    json_reply,
-    next_turn,
-    openai_usage,
-    run_demo,
-)
 
 CHARS_PER_TOKEN = 4
 
@@ -91,12 +83,12 @@ class FakeOpenAIServer(ScriptedServer):
             return _error("this fake serves only non-streamed completions", 400)
         messages = [m for m in body["messages"] if isinstance(m, dict)]
         try:
-            turn = await next_turn(self, chat_markers(messages), messages)
+            turn = await serving.next_turn(self, serving.chat_markers(messages), messages)
         except KeyError as exc:
             return _error(str(exc.args[0]), 400)
         if turn.failure == "http_500":
-            return _error(PARSE_ERROR, 500, "server_error")
-        return json_reply(self._completion(turn, self._evaluate(render_prompt(body))), turn)
+            return _error(serving.PARSE_ERROR, 500, "server_error")
+        return serving.json_reply(self._completion(turn, self._evaluate(render_prompt(body))), turn)
 
     def _evaluate(self, prompt: str) -> int:
         """Tokens of ``prompt`` past the common prefix with the cached one; the cache then holds ``prompt``."""
@@ -126,16 +118,16 @@ class FakeOpenAIServer(ScriptedServer):
         return {
             "id": f"chatcmpl-{uuid4().hex[:12]}", "object": "chat.completion", "created": int(time.time()),
             "model": self.model, "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-            "usage": openai_usage(turn),
+            "usage": serving.openai_usage(turn),
             "timings": {"prompt_n": evaluated},
         }  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = demo_parser("Fake OpenAI-compatible server replaying a scripted conversation.", 8080)
-    parser.add_argument("--model", default="fake-coder")
-    args = parser.parse_args(argv)
-    run_demo(FakeOpenAIServer(args.script, model=args.model), args)
+    parser = serving.demo_parser(
+        "Fake OpenAI-compatible server replaying a scripted conversation.", 8080, model="fake-coder"
+    )
+    serving.run_demo(parser, lambda args: FakeOpenAIServer(args.script, model=args.model), argv)
 
 
 if __name__ == "__main__":

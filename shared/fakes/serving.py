@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
@@ -61,18 +61,24 @@ def openai_usage(turn: Turn) -> dict[str, int]:
             "total_tokens": turn.prompt_tokens + turn.eval_tokens}  # fmt: skip
 
 
-def demo_parser(description: str, port: int) -> argparse.ArgumentParser:
-    """A demo command line with ``--host``, ``--port`` (default ``port``) and ``--script``; a fake adds its own."""
+def demo_parser(description: str, port: int, *, model: str | None = None) -> argparse.ArgumentParser:
+    """A demo command line with ``--host``, ``--port`` (default ``port``), ``--script`` and, given a default
+    ``model``, ``--model``; a fake adds its own options."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=port)
     parser.add_argument("--script", default="hello_world", choices=sorted(SCRIPTS))
+    if model is not None:
+        parser.add_argument("--model", default=model)
     return parser
 
 
-def run_demo(server: ScriptedServer, args: argparse.Namespace) -> None:
-    """Serve ``server`` on ``args.host``/``args.port``, printing its URL, until Ctrl-C."""
+def run_demo(
+    parser: argparse.ArgumentParser, build: Callable[[argparse.Namespace], ScriptedServer], argv: list[str] | None
+) -> None:
+    """Parse ``argv``, serve ``build(args)`` on ``--host``/``--port``, printing its URL, until Ctrl-C."""
+    args = parser.parse_args(argv)
     try:
-        asyncio.run(serve_forever(server, args.host, args.port))
+        asyncio.run(serve_forever(build(args), args.host, args.port))
     except KeyboardInterrupt:
         pass
