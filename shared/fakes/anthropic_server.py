@@ -10,8 +10,6 @@ Run it for a demo: ``python -m shared.fakes.anthropic_server --port 8765 --scrip
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,7 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from shared.fakes.script import SCRIPTS, Script, ScriptedServer, Turn, serve_forever, split_text
+from shared.fakes import serving
+from shared.fakes.script import Script, ScriptedServer, Turn, split_text
 
 
 def _text(content: Any) -> str:
@@ -71,13 +70,10 @@ class FakeAnthropicServer(ScriptedServer):
             return _error(400, "invalid_request_error", "max_tokens: Field required")
         messages = [m for m in body["messages"] if isinstance(m, dict)]
         first_user = next((_text(m.get("content")) for m in messages if m.get("role") == "user"), "")
-        n_assistant = sum(m.get("role") == "assistant" for m in messages)
         try:
-            turn = self.pick_turn([_text(body.get("system")), first_user], n_assistant)
+            turn = await serving.next_turn(self, [_text(body.get("system")), first_user], messages)
         except KeyError as exc:
             return _error(400, "invalid_request_error", str(exc.args[0]))
-        if turn.delay_s:
-            await asyncio.sleep(turn.delay_s)
         if turn.failure == "http_500":
             return _error(500, "api_error", "Internal server error")
         thinking = isinstance(body.get("thinking"), dict) and body["thinking"].get("type") in ("enabled", "adaptive")
@@ -85,9 +81,7 @@ class FakeAnthropicServer(ScriptedServer):
         headers = {"request-id": f"req_{uuid4().hex[:24]}"}
         if body.get("stream"):
             return StreamingResponse(self._stream(turn, message), media_type="text/event-stream", headers=headers)
-        if turn.failure == "malformed_json":
-            return Response(json.dumps(message)[:-25], media_type="application/json", headers=headers)
-        return JSONResponse(message, headers=headers)
+        return serving.json_reply(message, turn, headers)
 
     def _message(self, turn: Turn, model: str, thinking: bool) -> dict[str, Any]:
         content: list[dict[str, Any]] = []
@@ -149,17 +143,9 @@ def _block_events(index: int, block: dict[str, Any]) -> list[bytes]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Fake Anthropic Messages API replaying a scripted conversation.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--script", default="hello_world", choices=sorted(SCRIPTS))
+    parser = serving.demo_parser("Fake Anthropic Messages API replaying a scripted conversation.", 8765)
     parser.add_argument("--api-key", default=None, help="accept only this key (default: any non-empty key)")
-    args = parser.parse_args(argv)
-    server = FakeAnthropicServer(args.script, api_key=args.api_key)
-    try:
-        asyncio.run(serve_forever(server, args.host, args.port))
-    except KeyboardInterrupt:
-        pass
+    serving.run_demo(parser, lambda args: FakeAnthropicServer(args.script, api_key=args.api_key), argv)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,6 @@ Run it for a demo: ``python -m shared.fakes.ollama_server --port 11434 --script 
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
 from collections.abc import AsyncIterator, Collection, Mapping
 from datetime import UTC, datetime
@@ -22,22 +20,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from shared.fakes.script import SCRIPTS, Script, ScriptedServer, Turn, get_script, serve_forever, split_text
+from shared.fakes import serving
+from shared.fakes.script import Script, ScriptedServer, Turn, get_script, split_text
 
 DIGEST = "sha256:" + "f" * 64
 DETAILS = {
     "parent_model": "", "format": "gguf", "family": "fake", "families": ["fake"],
     "parameter_size": "1B", "quantization_level": "Q4_0",
 }  # fmt: skip
-PARSE_ERROR = 'error parsing tool call: raw=\'{"name": "write_file", "arguments": {\', err=unexpected end of JSON input'
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _text(content: Any) -> str:
-    return content if isinstance(content, str) else ""
 
 
 class FakeOllamaServer(ScriptedServer):
@@ -129,25 +123,17 @@ class FakeOllamaServer(ScriptedServer):
         if not self.knows(body.get("model")):
             return JSONResponse({"error": f'model "{body.get("model")}" not found, try pulling it first'}, 404)
         messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
-        system = [_text(m.get("content")) for m in messages if m.get("role") == "system"]
-        first_user = next((_text(m.get("content")) for m in messages if m.get("role") == "user"), "")
         try:
             model = self._name(body.get("model")) or self.model
-            turn = self.pick_turn(
-                [*system, first_user], sum(m.get("role") == "assistant" for m in messages), self.models.get(model)
-            )
+            turn = await serving.next_turn(self, serving.chat_markers(messages), messages, self.models.get(model))
         except KeyError as exc:
             return JSONResponse({"error": str(exc.args[0])}, status_code=400)
-        if turn.delay_s:
-            await asyncio.sleep(turn.delay_s)
         if turn.failure == "http_500":
-            return JSONResponse({"error": PARSE_ERROR}, status_code=500)
+            return JSONResponse({"error": serving.PARSE_ERROR}, status_code=500)
         if body.get("stream", True):
             return StreamingResponse(self._stream(turn), media_type="application/x-ndjson")
         reply = {"model": self.model, "created_at": _now(), "message": self._message(turn), **self._metrics(turn)}
-        if turn.failure == "malformed_json":
-            return Response(json.dumps(reply)[:-25], media_type="application/json")
-        return JSONResponse(reply)
+        return serving.json_reply(reply, turn)
 
     def _message(self, turn: Turn) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": ""}
@@ -213,7 +199,7 @@ class FakeOllamaServer(ScriptedServer):
         if model is None:
             return JSONResponse({"error": {"message": f"model {body.get('model')!r} not found"}}, 404)
         messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
-        texts = [_text(m.get("content")) for m in messages if m.get("role") in ("system", "user")][:2]
+        texts = [serving.text_of(m.get("content")) for m in messages if m.get("role") in ("system", "user")][:2]
         turn = self.pick_turn(texts, sum(m.get("role") == "assistant" for m in messages), self.models.get(model))
         message: dict[str, Any] = {"role": "assistant", "content": turn.content or None}
         if turn.tool_calls:
@@ -222,8 +208,7 @@ class FakeOllamaServer(ScriptedServer):
                  "function": {"name": c.name, "arguments": c.raw_arguments or json.dumps(c.arguments)}}
                 for i, c in enumerate(turn.tool_calls)
             ]  # fmt: skip
-        usage = {"prompt_tokens": turn.prompt_tokens, "completion_tokens": turn.eval_tokens,
-                 "total_tokens": turn.prompt_tokens + turn.eval_tokens}  # fmt: skip
+        usage = serving.openai_usage(turn)
         choice = {"index": 0, "message": message, "finish_reason": "tool_calls" if turn.tool_calls else "stop"}
         reply = {"id": f"chatcmpl-{uuid4().hex[:8]}", "object": "chat.completion", "created": 1_767_225_600,
                  "model": model, "choices": [choice], "usage": usage}  # fmt: skip
@@ -231,17 +216,10 @@ class FakeOllamaServer(ScriptedServer):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Fake Ollama server replaying a scripted conversation.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=11434)
-    parser.add_argument("--script", default="hello_world", choices=sorted(SCRIPTS))
-    parser.add_argument("--model", default="fake-coder:latest")
-    args = parser.parse_args(argv)
-    server = FakeOllamaServer(args.script, model=args.model)
-    try:
-        asyncio.run(serve_forever(server, args.host, args.port))
-    except KeyboardInterrupt:
-        pass
+    parser = serving.demo_parser(
+        "Fake Ollama server replaying a scripted conversation.", 11434, model="fake-coder:latest"
+    )
+    serving.run_demo(parser, lambda args: FakeOllamaServer(args.script, model=args.model), argv)
 
 
 if __name__ == "__main__":

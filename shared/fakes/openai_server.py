@@ -12,8 +12,6 @@ Run it for a demo: ``python -m shared.fakes.openai_server --port 8080 --script h
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
 import os
 import time
@@ -25,14 +23,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from shared.fakes.ollama_server import PARSE_ERROR
-from shared.fakes.script import SCRIPTS, Script, ScriptedServer, Turn, serve_forever
+from shared.fakes import serving
+from shared.fakes.script import Script, ScriptedServer, Turn
 
 CHARS_PER_TOKEN = 4
-
-
-def _text(content: Any) -> str:
-    return content if isinstance(content, str) else ""
 
 
 def _error(message: str, status: int, kind: str = "invalid_request_error") -> JSONResponse:
@@ -88,20 +82,13 @@ class FakeOpenAIServer(ScriptedServer):
         if body.get("stream"):
             return _error("this fake serves only non-streamed completions", 400)
         messages = [m for m in body["messages"] if isinstance(m, dict)]
-        system = [_text(m.get("content")) for m in messages if m.get("role") == "system"]
-        first_user = next((_text(m.get("content")) for m in messages if m.get("role") == "user"), "")
         try:
-            turn = self.pick_turn([*system, first_user], sum(m.get("role") == "assistant" for m in messages))
+            turn = await serving.next_turn(self, serving.chat_markers(messages), messages)
         except KeyError as exc:
             return _error(str(exc.args[0]), 400)
-        if turn.delay_s:
-            await asyncio.sleep(turn.delay_s)
         if turn.failure == "http_500":
-            return _error(PARSE_ERROR, 500, "server_error")
-        reply = self._completion(turn, self._evaluate(render_prompt(body)))
-        if turn.failure == "malformed_json":
-            return Response(json.dumps(reply)[:-25], media_type="application/json")
-        return JSONResponse(reply)
+            return _error(serving.PARSE_ERROR, 500, "server_error")
+        return serving.json_reply(self._completion(turn, self._evaluate(render_prompt(body))), turn)
 
     def _evaluate(self, prompt: str) -> int:
         """Tokens of ``prompt`` past the common prefix with the cached one; the cache then holds ``prompt``."""
@@ -131,24 +118,16 @@ class FakeOpenAIServer(ScriptedServer):
         return {
             "id": f"chatcmpl-{uuid4().hex[:12]}", "object": "chat.completion", "created": int(time.time()),
             "model": self.model, "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-            "usage": {"prompt_tokens": turn.prompt_tokens, "completion_tokens": turn.eval_tokens,
-                      "total_tokens": turn.prompt_tokens + turn.eval_tokens},
+            "usage": serving.openai_usage(turn),
             "timings": {"prompt_n": evaluated},
         }  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Fake OpenAI-compatible server replaying a scripted conversation.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--script", default="hello_world", choices=sorted(SCRIPTS))
-    parser.add_argument("--model", default="fake-coder")
-    args = parser.parse_args(argv)
-    server = FakeOpenAIServer(args.script, model=args.model)
-    try:
-        asyncio.run(serve_forever(server, args.host, args.port))
-    except KeyboardInterrupt:
-        pass
+    parser = serving.demo_parser(
+        "Fake OpenAI-compatible server replaying a scripted conversation.", 8080, model="fake-coder"
+    )
+    serving.run_demo(parser, lambda args: FakeOpenAIServer(args.script, model=args.model), argv)
 
 
 if __name__ == "__main__":

@@ -9,26 +9,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
-from sidecar.agent.models import (
-    ContextOverflow,
-    Message,
-    ModelError,
-    ModelTurn,
-    ModelUnavailable,
-    ProgressCallback,
-    RetryCallback,
-    ToolSpec,
-    estimate_tokens,
-    with_retries,
-)
+from sidecar.agent.http_chat import HttpChatModel, count, transport_errors
+from sidecar.agent.models import ContextOverflow, Message, ModelError, ModelTurn, ModelUnavailable, ProgressCallback
 
 
-class OllamaChatModel:
+class OllamaChatModel(HttpChatModel):
     """``/api/chat`` with native tools, streamed; ``num_ctx`` is always sent, so the window is never a guess."""
 
     provider = "ollama"
@@ -39,48 +29,31 @@ class OllamaChatModel:
         idle_timeout_s: float = 300.0, max_retries: int = 1, retry_delay_s: float = 1.0,
         overflow_fraction: float = 0.95,
     ) -> None:  # fmt: skip
-        self.host, self.model, self.num_ctx = host, model, num_ctx
+        self.host = host
         self.options: dict[str, Any] = {"num_ctx": num_ctx}
         if temperature is not None:
             self.options["temperature"] = temperature
-        self.keep_alive, self.think = keep_alive, think
-        self.max_retries, self.retry_delay_s, self.overflow_fraction = max_retries, retry_delay_s, overflow_fraction
+        self.keep_alive, self.think, self.overflow_fraction = keep_alive, think, overflow_fraction
         # The read timeout applies per chunk, so it is an idle timeout: a stalled stream fails, a long one does not.
-        timeout = httpx.Timeout(connect=connect_timeout_s, read=idle_timeout_s, write=60.0, pool=connect_timeout_s)
-        self._client = httpx.AsyncClient(base_url=base_url(host), timeout=timeout, follow_redirects=True,
-                                         headers={"Accept": "application/json"})  # fmt: skip
+        super().__init__(base_url(host), model, num_ctx, connect_timeout_s=connect_timeout_s,
+                         read_timeout_s=idle_timeout_s, max_retries=max_retries, retry_delay_s=retry_delay_s,
+                         follow_redirects=True)  # fmt: skip
 
     def __repr__(self) -> str:
         return f"<OllamaChatModel {self.model!r} host={self.host!r} num_ctx={self.num_ctx}>"
 
-    async def aclose(self) -> None:
-        """Close the HTTP connections."""
-        await self._client.aclose()
+    def _window(self) -> str:
+        return f"num_ctx={self.num_ctx}"
 
-    async def chat(
-        self, messages: Sequence[Message], tools: Sequence[ToolSpec], *, on_progress: ProgressCallback | None = None,
-        on_retry: RetryCallback | None = None,
-    ) -> ModelTurn:  # fmt: skip
-        wire = [_ollama_message(m) for m in messages]
-        wire_tools = [{"type": "function", "function": dict(t)} for t in tools]
-        estimate = estimate_tokens([wire, wire_tools])
-        if estimate > self.num_ctx:
-            raise ContextOverflow(f"the request is about {estimate} tokens, more than num_ctx={self.num_ctx}")
-
-        async def once() -> ModelTurn:
-            return self._checked(await self._chat_once(wire, wire_tools, on_progress))
-
-        return await with_retries(once, name=f"ollama {self.model}", max_retries=self.max_retries,
-                                  retry_delay_s=self.retry_delay_s, on_retry=on_retry)  # fmt: skip
-
-    def _checked(self, turn: ModelTurn) -> ModelTurn:
-        # Ollama truncates an overlong prompt with only a server-side warning: a full window means we lost context.
-        if turn.tokens_in >= self.overflow_fraction * self.num_ctx:
-            raise ContextOverflow(f"the prompt used {turn.tokens_in} of num_ctx={self.num_ctx} tokens")
-        return turn
+    def _wire_message(self, message: Message) -> dict[str, Any]:
+        if message["role"] == "assistant":
+            return dict(message["provider_message"])
+        if message["role"] == "tool":
+            return {"role": "tool", "tool_name": message["name"], "content": message["content"]}
+        return {"role": message["role"], "content": message["content"]}
 
     async def _chat_once(
-        self, wire: list[Message], tools: list[dict[str, Any]], on_progress: ProgressCallback | None
+        self, wire: list[dict[str, Any]], tools: list[dict[str, Any]], on_progress: ProgressCallback | None
     ) -> ModelTurn:
         body: dict[str, Any] = {"model": self.model, "messages": wire, "tools": tools, "stream": True,
                                 "options": self.options}  # fmt: skip
@@ -94,36 +67,31 @@ class OllamaChatModel:
         final: dict[str, Any] | None = None
         pieces = 0
         try:
-            async with self._client.stream("POST", "/api/chat", json=body) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise _ollama_error(_error_text(response.text), response.status_code)
-                async for line in response.aiter_lines():
-                    if not line.strip():
-                        continue
-                    part = json.loads(line)
-                    if not isinstance(part, dict):
-                        raise ModelError(f"malformed response from Ollama: {line[:200]}", retryable=True)
-                    if part.get("error"):
-                        raise _ollama_error(str(part["error"]), -1)
-                    delta: dict[str, Any] = part["message"] if isinstance(part.get("message"), dict) else {}
-                    text, thought = _text(delta.get("content")), _text(delta.get("thinking"))
-                    content.append(text)
-                    thinking.append(thought)
-                    if isinstance(delta.get("tool_calls"), list):
-                        calls += delta["tool_calls"]
-                    if text or thought:  # Ollama streams about one token per chunk
-                        pieces += 1
-                        if on_progress is not None:
-                            await on_progress(pieces)
-                    if part.get("done"):
-                        final = part
-        except (ConnectionError, httpx.ConnectError) as exc:
-            raise ModelUnavailable(f"cannot connect to Ollama at {self.host}: {exc}", retryable=True) from None
-        except httpx.TimeoutException as exc:
-            raise ModelUnavailable(f"Ollama at {self.host} timed out ({type(exc).__name__})", retryable=True) from None
-        except httpx.HTTPError as exc:
-            raise ModelUnavailable(f"Ollama at {self.host}: {type(exc).__name__}: {exc}", retryable=True) from None
+            with transport_errors(f"Ollama at {self.host}"):
+                async with self._client.stream("POST", "/api/chat", json=body) as response:
+                    if response.status_code >= 400:
+                        await response.aread()
+                        raise _ollama_error(_error_text(response.text), response.status_code)
+                    async for line in response.aiter_lines():
+                        if not line.strip():
+                            continue
+                        part = json.loads(line)
+                        if not isinstance(part, dict):
+                            raise ModelError(f"malformed response from Ollama: {line[:200]}", retryable=True)
+                        if part.get("error"):
+                            raise _ollama_error(str(part["error"]), -1)
+                        delta: dict[str, Any] = part["message"] if isinstance(part.get("message"), dict) else {}
+                        text, thought = _text(delta.get("content")), _text(delta.get("thinking"))
+                        content.append(text)
+                        thinking.append(thought)
+                        if isinstance(delta.get("tool_calls"), list):
+                            calls += delta["tool_calls"]
+                        if text or thought:  # Ollama streams about one token per chunk
+                            pieces += 1
+                            if on_progress is not None:
+                                await on_progress(pieces)
+                        if part.get("done"):
+                            final = part
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ModelError(f"malformed response from Ollama: {str(exc)[:200]}", retryable=True) from None
         if final is None:
@@ -141,10 +109,14 @@ class OllamaChatModel:
             sent_back.append({**call, "function": {**function, "arguments": as_object(arguments)}})
         if sent_back:
             message["tool_calls"] = sent_back
+        tokens_in = count(final.get("prompt_eval_count"))
+        # Ollama truncates an overlong prompt with only a server-side warning: a full window means we lost context.
+        if tokens_in >= self.overflow_fraction * self.num_ctx:
+            raise ContextOverflow(f"the prompt used {tokens_in} of num_ctx={self.num_ctx} tokens")
         return ModelTurn(
-            content=message["content"], thinking=message.get("thinking"), tool_calls=tool_calls,
-            tokens_in=_count(final.get("prompt_eval_count")), tokens_out=_count(final.get("eval_count")),
-            provider_message=message, raw={**final, "message": message}, truncated=final.get("done_reason") == "length",
+            content=message["content"], thinking=message.get("thinking"), tool_calls=tool_calls, tokens_in=tokens_in,
+            tokens_out=count(final.get("eval_count")), provider_message=message, raw={**final, "message": message},
+            truncated=final.get("done_reason") == "length",
         )  # fmt: skip
 
 
@@ -170,10 +142,6 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
 def _error_text(body: str) -> str:
     """The ``error`` field of an error response, or the body itself."""
     try:
@@ -181,14 +149,6 @@ def _error_text(body: str) -> str:
     except json.JSONDecodeError:
         return body
     return str(data["error"]) if isinstance(data, dict) and "error" in data else body
-
-
-def _ollama_message(message: Message) -> dict[str, Any]:
-    if message["role"] == "assistant":
-        return dict(message["provider_message"])
-    if message["role"] == "tool":
-        return {"role": "tool", "tool_name": message["name"], "content": message["content"]}
-    return {"role": message["role"], "content": message["content"]}
 
 
 def _ollama_error(text: str, status: int) -> ModelError:

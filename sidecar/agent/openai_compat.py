@@ -12,26 +12,14 @@ and never appears in ``repr``, errors or logs.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-import httpx
-
-from sidecar.agent.models import (
-    ContextOverflow,
-    Message,
-    ModelError,
-    ModelTurn,
-    ModelUnavailable,
-    ProgressCallback,
-    RetryCallback,
-    ToolSpec,
-    estimate_tokens,
-    with_retries,
-)
+from sidecar.agent.http_chat import HttpChatModel, count, transport_errors
+from sidecar.agent.models import ContextOverflow, Message, ModelError, ModelTurn, ModelUnavailable, ProgressCallback
 
 
-class OpenAIChatModel:
+class OpenAIChatModel(HttpChatModel):
     """``/v1/chat/completions`` with tools; ``context_length`` is the server's window (checked before sending)."""
 
     provider = "openai"
@@ -41,55 +29,41 @@ class OpenAIChatModel:
         temperature: float | None = None, max_tokens: int | None = 1024, connect_timeout_s: float = 10.0,
         read_timeout_s: float = 600.0, max_retries: int = 1, retry_delay_s: float = 1.0,
     ) -> None:  # fmt: skip
-        self.base_url, self.model, self.num_ctx = v1_url(base_url), model, context_length
+        self.base_url = v1_url(base_url)
         self.temperature, self.max_tokens = temperature, max_tokens
-        self.max_retries, self.retry_delay_s = max_retries, retry_delay_s
-        headers = {"Accept": "application/json"}
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
         # Not streamed: the whole reply is one read, so the read timeout bounds one generation.
-        timeout = httpx.Timeout(connect=connect_timeout_s, read=read_timeout_s, write=60.0, pool=connect_timeout_s)
-        self._client = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, headers=headers)
+        super().__init__(self.base_url, model, context_length, connect_timeout_s=connect_timeout_s,
+                         read_timeout_s=read_timeout_s, max_retries=max_retries, retry_delay_s=retry_delay_s,
+                         headers={"Authorization": f"Bearer {api_key}"} if api_key else None)  # fmt: skip
 
     def __repr__(self) -> str:
         return f"<OpenAIChatModel {self.model!r} url={self.base_url!r} context_length={self.num_ctx}>"
 
-    async def aclose(self) -> None:
-        """Close the HTTP connections."""
-        await self._client.aclose()
+    def _window(self) -> str:
+        return f"the {self.num_ctx}-token window"
 
-    async def chat(
-        self, messages: Sequence[Message], tools: Sequence[ToolSpec], *, on_progress: ProgressCallback | None = None,
-        on_retry: RetryCallback | None = None,
-    ) -> ModelTurn:  # fmt: skip
-        wire = [_openai_message(m) for m in messages]
-        wire_tools = [{"type": "function", "function": dict(t)} for t in tools]
-        estimate = estimate_tokens([wire, wire_tools])
-        if estimate > self.num_ctx:
-            raise ContextOverflow(f"the request is about {estimate} tokens, more than the {self.num_ctx}-token window")
+    def _wire_message(self, message: Message) -> dict[str, Any]:
+        if message["role"] == "assistant":
+            return dict(message["provider_message"])
+        if message["role"] == "tool":
+            if message.get("tool_call_id"):
+                return {"role": "tool", "tool_call_id": message["tool_call_id"], "content": message["content"]}
+            # The call was written in the content (no native id): its result goes back as a user message.
+            return {"role": "user", "content": f"Result of {message['name']}:\n{message['content']}"}
+        return {"role": message["role"], "content": message["content"]}
+
+    async def _chat_once(
+        self, wire: list[dict[str, Any]], tools: list[dict[str, Any]], on_progress: ProgressCallback | None
+    ) -> ModelTurn:
         body: dict[str, Any] = {"model": self.model, "messages": wire, "stream": False}
-        if wire_tools:
-            body["tools"] = wire_tools
+        if tools:
+            body["tools"] = tools
         if self.temperature is not None:
             body["temperature"] = self.temperature
         if self.max_tokens is not None:
             body["max_tokens"] = self.max_tokens
-
-        async def once() -> ModelTurn:
-            return await self._chat_once(body)
-
-        return await with_retries(once, name=f"openai {self.model}", max_retries=self.max_retries,
-                                  retry_delay_s=self.retry_delay_s, on_retry=on_retry)  # fmt: skip
-
-    async def _chat_once(self, body: dict[str, Any]) -> ModelTurn:
-        try:
+        with transport_errors(self.base_url):
             response = await self._client.post("/chat/completions", json=body)
-        except httpx.ConnectError as exc:
-            raise ModelUnavailable(f"cannot connect to {self.base_url}: {exc}", retryable=True) from None
-        except httpx.TimeoutException as exc:
-            raise ModelUnavailable(f"{self.base_url} timed out ({type(exc).__name__})", retryable=True) from None
-        except httpx.HTTPError as exc:
-            raise ModelUnavailable(f"{self.base_url}: {type(exc).__name__}: {exc}", retryable=True) from None
         if response.status_code >= 400:
             raise _http_error(response.status_code, _error_text(response.text))
         try:
@@ -119,12 +93,12 @@ class OpenAIChatModel:
                 for tc in tool_calls
             ]  # fmt: skip
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
-        tokens_in = _count(usage.get("prompt_tokens"))
+        tokens_in = count(usage.get("prompt_tokens"))
         meta = {k: v for k, v in data.items() if k != "choices"}
         meta["finish_reason"] = choice.get("finish_reason")
         return ModelTurn(
             content=content, thinking=_reasoning(message), tool_calls=tool_calls, tokens_in=tokens_in,
-            tokens_out=_count(usage.get("completion_tokens")), provider_message=sent_back, raw=meta,
+            tokens_out=count(usage.get("completion_tokens")), provider_message=sent_back, raw=meta,
             truncated=choice.get("finish_reason") == "length", tokens_reevaluated=reevaluated(data, tokens_in),
         )  # fmt: skip
 
@@ -157,10 +131,6 @@ def _as_json_text(arguments: Any) -> str:
     return arguments if isinstance(arguments, str) else json.dumps(arguments)
 
 
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
 def _error_text(body: str) -> str:
     """The error message of an error response (``{"error": {"message"}}`` or ``{"error": "..."}``), or the body."""
     try:
@@ -171,17 +141,6 @@ def _error_text(body: str) -> str:
     if isinstance(error, Mapping):
         return str(error.get("message") or error)[:500]
     return str(error)[:500] if error else body[:500]
-
-
-def _openai_message(message: Message) -> dict[str, Any]:
-    if message["role"] == "assistant":
-        return dict(message["provider_message"])
-    if message["role"] == "tool":
-        if message.get("tool_call_id"):
-            return {"role": "tool", "tool_call_id": message["tool_call_id"], "content": message["content"]}
-        # The call was written in the content (no native id): its result goes back as a user message.
-        return {"role": "user", "content": f"Result of {message['name']}:\n{message['content']}"}
-    return {"role": message["role"], "content": message["content"]}
 
 
 def _http_error(status: int, text: str) -> ModelError:
