@@ -15,7 +15,7 @@ from starlette.requests import HTTPConnection
 from hub.auth import Principal, Role
 from hub.hub import Hub
 from shared import jsonsafe
-from shared.protocol import errors_by_field, field_errors
+from shared.field_errors import errors_by_field, field_errors
 
 _REQUEST_PARTS = frozenset({"body", "query", "path"})
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from sidecar.host import onboarding
+from sidecar.host import offboarding, onboarding
 from sidecar.host.onboarding import EXIT_USAGE, UsageError, agents_base
 
 AGENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -77,7 +77,7 @@ def run_offboard(args: argparse.Namespace) -> int:
         print(f"agentcom offboard: {exc}", file=sys.stderr)
         return EXIT_USAGE
     home = Path(args.home).expanduser().resolve() if args.home else agents_base() / name
-    return onboarding.offboard(args, hub, admin_token, name, home)
+    return offboarding.offboard(args, hub, admin_token, name, home)
 
 
 def _csv(value: str) -> list[str]:

@@ -17,13 +17,12 @@ it does not speak with ``unsupported_protocol_version``, naming the versions it 
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from shared import jsonsafe
+from shared.field_errors import echo, field_errors
 from shared.fields import MAX_TIMESTAMP_MS as MAX_TIMESTAMP_MS  # re-exported: the API bounds timestamps with it
 from shared.fields import AgentId, Count, CpuPercent, ErrorText, Json, JsonObject, ShortText, TaskId, TimestampMs
 from shared.fields import NoControl as NoControl  # re-exported: the API checks identifiers with it
@@ -378,78 +377,9 @@ class FrameError(Exception):
         self.reply = reply
 
 
-_ERROR_CODES = {
-    "missing": "required",
-    "string_too_long": "too_long",
-    "too_long": "too_long",
-    "string_too_short": "invalid_value",
-    "literal_error": "invalid_value",
-    "extra_forbidden": "unknown_field",
-    "enum": "invalid_value",
-    "greater_than_equal": "invalid_value",
-    "less_than_equal": "invalid_value",
-    "invalid_characters": "invalid_characters",
-    **{code: code for code in jsonsafe.CODES},
-}
-
-
-def _is_type_tag(part: object) -> bool:
-    return isinstance(part, str) and (
-        part in {"int", "float", "str", "bool", "dict", "list", "none"}
-        or "[" in part
-        or part.startswith(("constrained-", "function-"))
-    )
-
-
-def field_errors(exc: ValidationError, skip_prefix: int = 0) -> list[JsonObject]:
-    """Translate pydantic errors into AgentCom's per-field error list ``[{field, error, detail, value?}]``."""
-    return errors_by_field(exc.errors(include_url=False), skip_prefix)
-
-
-def errors_by_field(
-    errors: Sequence[Any], skip_prefix: int = 0, skip_parts: frozenset[str] = frozenset(), clip: int | None = None
-) -> list[JsonObject]:
-    """The same for already-listed pydantic error dicts (FastAPI hands them over that way); location parts in
-    ``skip_parts`` (such as ``body``, ``query``) are left out of the field name, echoed strings cut at ``clip``."""
-    out: list[JsonObject] = []
-    seen: set[tuple[str, str]] = set()
-    for err in errors:
-        # A field accepting several types reports once per member ("cpu_percent.float", "cpu_percent.int"):
-        # name the field, once.
-        loc = [
-            jsonsafe.printable(str(p), 64)
-            for p in err["loc"][skip_prefix:]
-            if not _is_type_tag(p) and p not in skip_parts
-        ]
-        if inner := (err.get("ctx") or {}).get("json_path"):  # where inside a free-form field (shared/jsonsafe.py)
-            loc.append(inner)
-        code = _ERROR_CODES.get(err["type"], "wrong_type" if err["type"].endswith("_type") else "invalid_value")
-        field = ".".join(loc) or "(body)"
-        if (field, code) in seen:
-            continue
-        seen.add((field, code))
-        item: JsonObject = {"field": field, "error": code, "detail": jsonsafe.printable(err["msg"], 500)}
-        value = err.get("input")
-        if code != "required" and (echo := _echo(value, clip)) is not None:
-            item["value"] = echo
-        out.append(item)
-    return out
-
-
-def _echo(value: Any, clip: int | None) -> Any:
-    """``value`` as it may be echoed back in an error (any JSON encoder can write it), or None if it may not."""
-    if isinstance(value, str):
-        return jsonsafe.printable(value, clip or 10_000)
-    if isinstance(value, bool) or (isinstance(value, int) and -jsonsafe.MAX_INT <= value <= jsonsafe.MAX_INT):
-        return value
-    if isinstance(value, float) and math.isfinite(value):
-        return value
-    return None
-
-
 def unsupported_version(version: object, message_type: object = None) -> FrameError:
     """The refusal of a frame whose ``protocol_version`` is not one the hub speaks."""
-    shown = _echo(version, 32)
+    shown = echo(version, 32)
     return FrameError(
         ErrorReply(
             error="unsupported_protocol_version",
@@ -487,7 +417,7 @@ def decode_sidecar(text: str | bytes) -> SidecarMessage:
         raise FrameError(ErrorReply(error="validation_failed", errors=[{"field": "type", "error": "required"}]))
     if not isinstance(mtype, str):
         error: JsonObject = {"field": "type", "error": "wrong_type"}
-        if (value := _echo(mtype, 64)) is not None:
+        if (value := echo(mtype, 64)) is not None:
             error["value"] = value
         raise FrameError(ErrorReply(error="validation_failed", errors=[error]))
     if mtype not in SIDECAR_TYPES:

@@ -16,7 +16,7 @@ from hub.auth import Principal
 from hub.http import ApiError, admin, any_role, hub_of, parse_body
 from hub.repos.base import CREDENTIALS_DETAIL, RepoPatch, RepoSpec
 from hub.repos.registry import RegistryFull, RepoExists, RepoRegistry
-from shared.protocol import field_errors
+from shared.field_errors import field_errors
 
 router = APIRouter()
 M = TypeVar("M", bound=BaseModel)

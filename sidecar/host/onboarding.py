@@ -2,7 +2,8 @@
 
 ``onboard`` checks the machine and the hub (every problem is listed before it gives up), picks a free Culture ship
 name unless given one, mints the agent's token, writes the sidecar config (0600) under the agent's home, starts the
-sidecar under pm2 (:mod:`sidecar.host.pm2`) and proves it with an urgent shell task. ``offboard`` undoes all of it.
+sidecar under pm2 (:mod:`sidecar.host.pm2`) and proves it with an urgent shell task. ``offboard``
+(:mod:`sidecar.host.offboarding`) undoes all of it.
 
 The agent's token is written to the config file only; it is never printed or logged (at most its first 8
 characters). The admin token is only ever sent to the hub.
@@ -201,7 +202,7 @@ class Onboard:
             out.ok(f"hub {self.hub} answers /health ({n} agents connected)")
             hub_ok = True
         except (httpx.HTTPError, ValueError) as exc:
-            out.fail(f"hub {self.hub} does not answer /health ({_why(exc)}): is the hub running and the URL right?")
+            out.fail(f"hub {self.hub} does not answer /health ({why(exc)}): is the hub running and the URL right?")
             hub_ok = False
         if hub_ok:
             try:
@@ -212,7 +213,7 @@ class Onboard:
                 else:
                     out.fail(f"the hub refuses the admin token (HTTP {r.status_code}): check --admin-token-file")
             except (httpx.HTTPError, ValueError) as exc:
-                out.fail(f"could not check the admin token: {_why(exc)}")
+                out.fail(f"could not check the admin token: {why(exc)}")
         else:
             out.skip("admin token not checked (the hub does not answer)")
         if shutil.which("bwrap"):
@@ -379,7 +380,8 @@ class Onboard:
         return f"agent {name} is online and completed its test task"
 
 
-def _why(exc: Exception) -> str:
+def why(exc: Exception) -> str:
+    """A short reason for a failed hub call (no token, no body)."""
     if isinstance(exc, httpx.HTTPStatusError):
         return f"HTTP {exc.response.status_code}"
     return type(exc).__name__ + (f": {exc}" if str(exc) else "")
@@ -423,7 +425,7 @@ def onboard(args: argparse.Namespace, hub: str, admin_token: str, name: str | No
             else:
                 verdict = job.prove()
         except (StepFailed, Pm2Error, httpx.HTTPError, OSError, subprocess.SubprocessError) as exc:
-            out.fail(str(exc) if isinstance(exc, (StepFailed, Pm2Error)) else _why(exc))
+            out.fail(str(exc) if isinstance(exc, (StepFailed, Pm2Error)) else why(exc))
             out.say(f"== FAIL: onboarding {job.name or 'the agent'} stopped at {out.current}")
             if registered:
                 out.say(
@@ -447,57 +449,4 @@ def onboard(args: argparse.Namespace, hub: str, admin_token: str, name: str | No
         f"  remove:     agentcom offboard --name {job.name} --hub {hub} --admin-token-file FILE"
         + (f" --home {job.home}" if args.home else "")
     )
-    return EXIT_OK
-
-
-# ---------------------------------------------------------------- offboard
-
-
-def owns_home(home: Path, name: str) -> bool:
-    """Whether ``home`` is ``name``'s agent home (its config names that agent), so removing it is safe."""
-    try:
-        return json.loads((home / CONFIG_NAME).read_text()).get("agent_id") == name
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def offboard(args: argparse.Namespace, hub: str, admin_token: str, name: str, home: Path) -> int:
-    """``agentcom offboard``: stop the pm2 process, revoke the token, remove the home; 1 if any step failed."""
-    out, app = Report(), app_name(name)
-    out.say(f"== agentcom offboard {name}: hub {hub}")
-    out.step(1, 3, f"stop the pm2 process {app}")
-    if shutil.which("pm2") is None:
-        out.skip("pm2 is not installed: nothing to stop")
-    else:
-        pm2.stop(app, out)
-    out.step(2, 3, f"revoke the token of {name}")
-    try:
-        r = httpx.delete(
-            f"{hub}/admin/tokens/{name}", headers={"Authorization": f"Bearer {admin_token}"}, timeout=HTTP_TIMEOUT_S
-        )
-        if r.status_code == 200:
-            out.ok(f"revoked {r.json().get('revoked', '?')} token(s)")
-        elif r.status_code == 404:
-            out.ok(f"{name} has no token on the hub (already revoked)")
-        else:
-            out.fail(f"the hub answered HTTP {r.status_code} to DELETE /admin/tokens/{name}")
-    except httpx.HTTPError as exc:
-        out.fail(f"hub {hub} unreachable ({_why(exc)}); revoke later: DELETE {hub}/admin/tokens/{name}")
-    out.step(3, 3, f"remove {home}")
-    if args.keep_files:
-        out.skip(f"kept {home} (--keep-files)")
-    elif not home.exists():
-        out.ok(f"{home} does not exist")
-    elif not owns_home(home, name):
-        out.fail(f"{home} holds no {CONFIG_NAME} for {name}: not removing it (remove it yourself if it is right)")
-    else:
-        try:
-            shutil.rmtree(home)
-            out.ok(f"removed {home}")
-        except OSError as exc:
-            out.fail(f"could not remove {home}: {exc.strerror}")
-    if out.failures:
-        out.say(f"== FAIL: {out.failures} step(s) failed; see above")
-        return EXIT_FAIL
-    out.say(f"== PASS: {name} is offboarded")
     return EXIT_OK
