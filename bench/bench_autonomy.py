@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.table import print_rows
 from hub.autonomy.loop import Autonomy
 from hub.autonomy.states import State
 from hub.clock import ManualClock
@@ -112,11 +113,7 @@ async def main(ticks: int) -> None:
             ("tick, resting, 1,000 queued no agent can run (ms)", f"{await time_ticks(auto, clock, ticks, 1):.3f}")
         )
         await server.stop()
-    width = max(len(r[0]) for r in rows)
-    print(f"{'case'.ljust(width)} | value")
-    print(f"{'-' * width}-+-------")
-    for name, value in rows:
-        print(f"{name.ljust(width)} | {value}")
+    print_rows(rows)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hub.queue.commits import task_row
 from hub.store.sqlite import UPSERT_TASK, SqliteStore
 from hub.tasks import Task, TaskStatus
 
@@ -72,18 +73,7 @@ def build_database(path: Path, n_tasks: int, n_queued: int) -> float:
         elif status is TaskStatus.DEAD_LETTER:
             task.dead_letter_reason, task.retry_count = "agent_error", 3
         task.history = [{"event": "queued", "timestamp": created, "details": {"note": "submitted"}}]
-        rows.append(
-            (
-                task.id,
-                str(task.status),
-                task.priority,
-                task.created_at,
-                task.updated_at,
-                task.assigned_to,
-                task.goal_id,
-                task.to_json(),
-            )
-        )
+        rows.append(task_row(task))
     with sqlite3.connect(path) as db:
         db.executemany(UPSERT_TASK, rows)
     return time.perf_counter() - started

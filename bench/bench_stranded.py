@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.table import print_rows
 from hub.autonomy.loop import Autonomy
 from hub.autonomy.states import State
 from hub.autonomy.stranded import gather
@@ -91,11 +92,7 @@ async def main(sizes: list[int], ticks: int) -> None:
     for n in sizes:
         for kind in ("none", "all", "chain"):
             rows.append((f"gather, {n:,} queued, {kind} stranded (ms)", f"{gather_ms(n, kind):.3f}"))
-    width = max(len(r[0]) for r in rows)
-    print(f"{'case'.ljust(width)} | value")
-    print(f"{'-' * width}-+-------")
-    for name, value in rows:
-        print(f"{name.ljust(width)} | {value}")
+    print_rows(rows)
 
 
 if __name__ == "__main__":

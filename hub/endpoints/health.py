@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from hub.endpoints.registry import MAX_MODEL_CHARS, MAX_MODELS, Endpoint, EndpointRegistry, ModelInfo, Warm
+from shared.capped_body import TooLarge, read_capped
 
 logger = logging.getLogger(__name__)
 
@@ -35,21 +36,17 @@ async def fetch_json(client: httpx.AsyncClient, method: str, url: str, timeout_s
     try:
         async with asyncio.timeout(timeout_s):
             async with client.stream(method, url, json=body, timeout=timeout_s) as response:
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > MAX_RESPONSE_BYTES:
-                        raise EndpointError(f"answer larger than {MAX_RESPONSE_BYTES} bytes")
-                    chunks.append(chunk)
+                data = await read_capped(response, MAX_RESPONSE_BYTES)
                 if response.status_code >= 400:
                     raise EndpointError(f"HTTP {response.status_code}")
+    except TooLarge as exc:
+        raise EndpointError(str(exc)) from None
     except TimeoutError:
         raise EndpointError(f"no answer within {timeout_s:g}s") from None
     except httpx.HTTPError as exc:
         raise EndpointError(type(exc).__name__) from None
     try:
-        return json.loads(b"".join(chunks))
+        return json.loads(data)
     except ValueError:
         raise EndpointError("answer is not JSON") from None
 

@@ -23,6 +23,7 @@ import httpx
 from hub.costs.budgets import REFUSED, Estimate, Refusal, Scope
 from hub.costs.ledger import CostEntry
 from hub.settings import HubSettings
+from shared.capped_body import read_capped
 
 if TYPE_CHECKING:
     from hub.costs.service import Costs
@@ -178,16 +179,10 @@ class ModelClient:
         timeout = httpx.Timeout(self._settings.hub_model_timeout_s)
         async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
             async with client.stream("POST", url, json=body, headers=headers) as response:
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > limit:
-                        raise ValueError(f"reply over {limit} bytes")
-                    chunks.append(chunk)
+                raw = await read_capped(response, limit)  # TooLarge is a ValueError: the call failed
                 if response.status_code != 200:
                     raise ValueError(f"HTTP {response.status_code}")
-        data = json.loads(b"".join(chunks))
+        data = json.loads(raw)
         if not isinstance(data, dict):
             raise ValueError("reply is not a JSON object")
         return data

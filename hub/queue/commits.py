@@ -25,20 +25,16 @@ Told = tuple[L.LifecycleEvent, Task | None]
 """A lifecycle event and the task it is about (for the dashboard's view of it; None for events of several)."""
 
 
-def _row(task: Task) -> PutTask:
-    def build() -> TaskRow:
-        return TaskRow(
-            task.id,
-            str(task.status),
-            task.priority,
-            task.created_at,
-            task.updated_at,
-            task.assigned_to,
-            task.goal_id,
-            task.to_json(),
-        )
+def task_row(task: Task) -> TaskRow:
+    """``task`` as the store keeps it: its indexed columns and its JSON body."""
+    return TaskRow(
+        task.id, str(task.status), task.priority, task.created_at, task.updated_at, task.assigned_to, task.goal_id,
+        task.to_json(),
+    )  # fmt: skip
 
-    return PutTask(task.id, build)
+
+def _row(task: Task) -> PutTask:
+    return PutTask(task.id, partial(task_row, task))
 
 
 class QueueCommits(TaskIndex):

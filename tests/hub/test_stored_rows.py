@@ -17,6 +17,7 @@ import pytest
 
 from hub.agents import Agent
 from hub.clock import ManualClock
+from hub.queue.commits import task_row as stored_row
 from hub.settings import HubSettings
 from hub.store.sqlite import UPSERT_TASK
 from hub.sweeps import due_reclaims
@@ -63,19 +64,6 @@ def write_rows(data_dir: Path, rows: list[tuple[Any, ...]]) -> None:
         db.executemany(UPSERT_TASK, rows)
 
 
-def row_of(task: Task, body: str | None = None) -> tuple[Any, ...]:
-    return (
-        task.id,
-        str(task.status),
-        task.priority,
-        task.created_at,
-        task.updated_at,
-        task.assigned_to,
-        task.goal_id,
-        body if body is not None else task.to_json(),
-    )
-
-
 UNUSABLE_TIMEOUTS: list[Any] = [math.inf, -math.inf, math.nan, 1e308, 10**30, "soon", -5, 0, True, [1], {"ms": 1}]
 
 
@@ -110,7 +98,7 @@ async def test_stored_unusable_timeouts_never_stop_the_sweeps(tmp_path: Path) ->
         task_row(f"task-held-{n}", now, assigned_to="agent-x", metadata={"timeout_ms": v}) for n, v in enumerate(values)
     ]
     lost = task_row("task-lost", now, assigned_to="agent-gone", max_retries=5)
-    write_rows(data_dir, [row_of(t) for t in [*held, lost]])
+    write_rows(data_dir, [stored_row(t) for t in [*held, lost]])
     assert "Infinity" in held[0].to_json() and "NaN" in held[1].to_json()
     async with running(data_dir, clock, sweep_interval_s=0.01, restart_grace_s=30) as second:
         assert second.hub.queue.n_quarantined == 0 and len(second.hub.queue.in_flight()) == len(values) + 1
