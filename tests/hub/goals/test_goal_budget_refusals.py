@@ -4,7 +4,6 @@ once with the budget's reason; a hub state's hourly budget makes it wait for the
 # ruff: noqa: F811 (the cost tests' fixture is imported, then named as a parameter)
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,7 +12,7 @@ from hub.clock import ManualClock
 from hub.goals.model import Goal
 from hub.goals.model_client import period_end_ms
 from shared.agent_sim import AgentSim
-from tests.conftest import SCALE, HubHandle
+from tests.conftest import HubHandle, wait_tasks
 from tests.hub.goals.helpers import MODEL, GoalOllama, GoalReplies, plan, submit_goal, task, wait_goal, wait_status
 from tests.hub.goals.test_goal_costs import START, start  # noqa: F401 (fixture)
 
@@ -35,13 +34,12 @@ async def spend_this_hour(hub: HubHandle, tokens: int) -> None:
                    usage={"tokens_in": tokens, "model": "qwen:1.5b", "provider": "ollama"})  # fmt: skip
     await sim.connect()
     try:
-        assert (await hub.http.post("/api/tasks", json={"description": "spend"})).status_code == 201
-        async with asyncio.timeout(10 * SCALE):
-            while True:
-                days = (await hub.http.get("/api/costs", params={"group_by": "hub_state"})).json()["groups"]
-                if sum(g["tokens"] for g in days) >= tokens:
-                    return
-                await asyncio.sleep(0.02)
+        r = await hub.http.post("/api/tasks", json={"description": "spend"})
+        assert r.status_code == 201
+        await wait_tasks(hub, [r.json()["task_id"]], {"completed"})
+        await sim.settled()  # the hub books a task's usage before it acknowledges the result
+        days = (await hub.http.get("/api/costs", params={"group_by": "hub_state"})).json()["groups"]
+        assert sum(g["tokens"] for g in days) >= tokens, days
     finally:
         await sim.close()
 
